@@ -915,7 +915,6 @@ typedef enum TermKind {
 
 typedef struct StepB {
   Ana *A;
-  const ScopeB *sc;
   int slot, version, ndim;
   const char *why;
   int *coupled;
@@ -1248,7 +1247,6 @@ static void lower_update(Ana *A, const Stmt *st, const ScopeB *sc, Expr *rhs) {
   StepB b;
   memset(&b, 0, sizeof b);
   b.A = A;
-  b.sc = sc;
   b.slot = slot;
   b.version = step.version;
   b.ndim = rs->ndim;
@@ -1326,7 +1324,6 @@ static void out_bad(OutB *o, const Expr *at, int sym) {
   if (o->bad) return;
   o->bad = 1;
   LinErr err = {at, LE_CALL};
-  (void)sym;
   report_lin(o->A, &err, sym, 1, at->loc);
 }
 

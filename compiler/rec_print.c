@@ -216,8 +216,7 @@ static void scaled_vec(const PCtx *c, double scale, const Expr *co, const Expr *
     if (s != 1)
       put_num(c->f, s);
     else
-      pexpr(c, co ? co : x, 4);
-    if (s == 1 && !co && !x) fputs("1", c->f);
+      pexpr(c, co ? co : x, 4); /* pexpr prints a NULL vector as 1 */
     return;
   }
   fputc('(', c->f);
@@ -330,11 +329,13 @@ static void dpart_print(const PCtx *c, const Expr *d) {
 }
 
 static void dplr_print(const PCtx *c, const RecStep *st, int left) {
+  const Expr *d = left ? st->dl : st->dr;
+  int zero = d && d->kind == EX_NUM && d->num == 0 && st->nlr > 0; /* pure low rank */
   fputc('(', c->f);
-  dpart_print(c, left ? st->dl : st->dr);
+  if (!zero) dpart_print(c, d);
   for (int r = 0; r < st->nlr; r++) {
     const RecRankOne *o = &st->lr[r];
-    sign(c->f, o->scale, 0);
+    sign(c->f, o->scale, zero && r == 0);
     if (left) {
       scaled_vec(c, o->scale, o->c, o->x, 1);
       fputc(' ', c->f);

@@ -23,7 +23,10 @@ typedef struct Eval {
   double **letv;   /* per prelude entry */
   double ***ver;   /* per state slot: nsteps + 1 version buffers */
   int64_t *rows, *cols; /* per state slot */
-  double *scratch; /* DPLR projections */
+  double *scratch; /* a step's vectors (slot_of), each `big` long */
+  int64_t big;     /* the longest state side */
+  double a;        /* a scalar step's factor */
+  double *c;       /* per rank-one term, then per outer product: its scalar coefficient */
   const double *const *in;
   int64_t env[MIXC_MAX_IVARS]; /* values of the current scope's index variables */
   const RecScope *sc;          /* the scope expressions are evaluated in */
@@ -140,37 +143,64 @@ static double terms_value(Eval *ev, const RecScope *sc, const RecTerm *t, int n)
 
 /* ---- update steps, in the canonical form of their class ---- */
 
-/* (sum over m of y[m] * src[m, j]) for every j (left), or of src[i, m] * y[m] for every i. */
-static void project(Eval *ev, const RecRankOne *lr, const double *src, int64_t R, int64_t C,
-                    int left, double *out) {
-  int64_t n = left ? R : C, other = left ? C : R;
-  for (int64_t o = 0; o < other; o++) out[o] = 0;
-  for (int64_t mm = 0; mm < n; mm++) {
-    ev->env[lr->m] = mm;
-    double y = eval(ev, lr->y);
-    for (int64_t o = 0; o < other; o++) out[o] += y * (left ? src[mm * C + o] : src[o * C + mm]);
+/* Evaluate e for every value of index variable v (0..n), into out. */
+static void vec_of(Eval *ev, const Expr *e, int v, int64_t n, double *out) {
+  for (int64_t i = 0; i < n; i++) {
+    ev->env[v] = i;
+    out[i] = eval(ev, e);
   }
 }
 
-/* proj holds, per rank-one term r, its projection at proj[r * stride]. */
-static double linear_part(Eval *ev, const RecStep *st, const double *src, int64_t i, int64_t j,
-                          int64_t C, const double *proj, int64_t stride) {
-  double s = src[i * C + j];
-  ev->env[0] = i;
-  if (st->scope.nlhs > 1) ev->env[1] = j;
+/* (sum over m of y[m] * src[m, j]) for every j (left), or of src[i, m] * y[m] for every i. */
+static void project(Eval *ev, const RecRankOne *lr, const double *src, int64_t R, int64_t C,
+                    int left, double *y, double *out) {
+  int64_t n = left ? R : C, other = left ? C : R;
+  vec_of(ev, lr->y, lr->m, n, y);
+  for (int64_t o = 0; o < other; o++) out[o] = 0;
+  for (int64_t mm = 0; mm < n; mm++)
+    for (int64_t o = 0; o < other; o++) out[o] += y[mm] * (left ? src[mm * C + o] : src[o * C + mm]);
+}
+
+/* The step's vectors, each evaluated once per step rather than once per element:
+ * [0] the left diagonal over rows, [1] the right diagonal over columns, then per rank-one
+ * term its x and its projection, then per outer product its u and w. */
+static double *slot_of(Eval *ev, int k) { return ev->scratch + (int64_t)k * ev->big; }
+
+static void prepare(Eval *ev, const RecStep *st, const double *src, int64_t R, int64_t C) {
+  int left = st->side == RS_LEFT || st->side == RS_BOTH;
+  int right = st->side == RS_RIGHT || st->side == RS_BOTH;
+  if (st->cls == RC_DIAG || st->cls == RC_DPLR) {
+    if (left) vec_of(ev, st->dl, 0, R, slot_of(ev, 0));
+    if (right) vec_of(ev, st->dr, 1, C, slot_of(ev, 1));
+  }
+  for (int r = 0; st->cls == RC_DPLR && r < st->nlr; r++) {
+    const RecRankOne *lr = &st->lr[r];
+    vec_of(ev, lr->x, left ? 0 : 1, left ? R : C, slot_of(ev, 2 + 2 * r));
+    project(ev, lr, src, R, C, left, slot_of(ev, 2 + 2 * st->nlr + 2 * st->nouter),
+            slot_of(ev, 3 + 2 * r));
+  }
+  for (int k = 0; k < st->nouter; k++) {
+    int base = 2 + 2 * (st->cls == RC_DPLR ? st->nlr : 0) + 2 * k;
+    vec_of(ev, st->outer[k].u, 0, R, slot_of(ev, base));
+    if (st->scope.nlhs > 1) vec_of(ev, st->outer[k].w, 1, C, slot_of(ev, base + 1));
+    else slot_of(ev, base + 1)[0] = 1.0;
+  }
+}
+
+static double linear_part(Eval *ev, const RecStep *st, double s, int64_t i, int64_t j) {
   switch (st->cls) {
   case RC_IDENTITY: return s;
-  case RC_SCALAR: return eval(ev, st->a) * s;
+  case RC_SCALAR: return ev->a * s;
   case RC_DIAG:
-    return (st->side == RS_RIGHT ? 1.0 : eval(ev, st->dl)) *
-           (st->side == RS_LEFT ? 1.0 : eval(ev, st->dr)) * s;
+    return (st->side == RS_RIGHT ? 1.0 : slot_of(ev, 0)[i]) *
+           (st->side == RS_LEFT ? 1.0 : slot_of(ev, 1)[j]) * s;
   case RC_DPLR: {
     int left = st->side == RS_LEFT;
-    double acc = eval(ev, left ? st->dl : st->dr) * s;
+    double acc = (left ? slot_of(ev, 0)[i] : slot_of(ev, 1)[j]) * s;
     for (int r = 0; r < st->nlr; r++) {
       const RecRankOne *lr = &st->lr[r];
-      double p = proj[(int64_t)r * stride + (left ? j : i)];
-      acc += lr->scale * eval(ev, lr->c) * eval(ev, lr->x) * p;
+      double x = slot_of(ev, 2 + 2 * r)[left ? i : j], p = slot_of(ev, 3 + 2 * r)[left ? j : i];
+      acc += lr->scale * ev->c[r] * x * p;
     }
     return acc;
   }
@@ -180,29 +210,31 @@ static double linear_part(Eval *ev, const RecStep *st, const double *src, int64_
   return NAN;
 }
 
-static double input_part(Eval *ev, const RecStep *st) {
+static double input_part(Eval *ev, const RecStep *st, int64_t i, int64_t j) {
   double acc = 0;
   for (int k = 0; k < st->nouter; k++) {
-    const RecOuter *o = &st->outer[k];
-    acc += o->scale * eval(ev, o->c) * eval(ev, o->u) * eval(ev, o->w);
+    int base = 2 + 2 * (st->cls == RC_DPLR ? st->nlr : 0) + 2 * k;
+    acc += ev->c[st->nlr + k] * slot_of(ev, base)[i] * slot_of(ev, base + 1)[st->scope.nlhs > 1 ? j : 0];
   }
-  return acc + terms_value(ev, &st->scope, st->add, st->nadd);
+  return st->nadd ? acc + terms_value(ev, &st->scope, st->add, st->nadd) : acc;
 }
 
 static void run_step(Eval *ev, int slot, const RecStep *st) {
-  int64_t R = ev->rows[slot], C = ev->cols[slot], big = R > C ? R : C;
+  int64_t R = ev->rows[slot], C = ev->cols[slot];
   const double *src = ev->ver[slot][st->version];
   double *dst = ev->ver[slot][st->version + 1];
   with_scope(ev, &st->scope);
-  if (st->cls == RC_DPLR)
-    for (int r = 0; r < st->nlr; r++)
-      project(ev, &st->lr[r], src, R, C, st->side == RS_LEFT, ev->scratch + (int64_t)r * big);
+  /* Scalars first: the factor of a scalar step and each term's coefficient. */
+  ev->a = st->cls == RC_SCALAR ? eval(ev, st->a) : 1.0;
+  for (int r = 0; st->cls == RC_DPLR && r < st->nlr; r++) ev->c[r] = eval(ev, st->lr[r].c);
+  for (int k = 0; k < st->nouter; k++)
+    ev->c[st->nlr + k] = st->outer[k].scale * eval(ev, st->outer[k].c);
+  prepare(ev, st, src, R, C);
   for (int64_t i = 0; i < R; i++)
     for (int64_t j = 0; j < C; j++) {
-      double lin = linear_part(ev, st, src, i, j, C, ev->scratch, big);
       ev->env[0] = i;
       if (st->scope.nlhs > 1) ev->env[1] = j;
-      dst[i * C + j] = lin + input_part(ev, st);
+      dst[i * C + j] = linear_part(ev, st, src[i * C + j], i, j) + input_part(ev, st, i, j);
     }
 }
 
@@ -402,12 +434,16 @@ static int setup(Eval *ev, char *err, size_t errlen) {
     if (ev->rows[s] > big) big = ev->rows[s];
     if (ev->cols[s] > big) big = ev->cols[s];
     for (int k = 0; k < st->nsteps; k++)
-      if (st->steps[k].nlr > maxrank) maxrank = st->steps[k].nlr;
+      if (st->steps[k].nlr + st->steps[k].nouter > maxrank)
+        maxrank = st->steps[k].nlr + st->steps[k].nouter;
     ev->ver[s] = arena_array(a, (size_t)st->nsteps + 1, sizeof *ev->ver[s]);
     for (int v = 0; ev->ver[s] && v <= st->nsteps; v++)
       ev->ver[s][v] = arena_array(a, (size_t)(ev->rows[s] * ev->cols[s]), sizeof(double));
   }
-  ev->scratch = arena_array(a, (size_t)(big * maxrank), sizeof(double));
+  ev->big = big;
+  /* slots: two diagonals, two per rank-one term or outer product, one for y */
+  ev->scratch = arena_array(a, (size_t)(big * (3 + 2 * maxrank)), sizeof(double));
+  ev->c = arena_array(a, (size_t)maxrank, sizeof(double));
   return a->failed ? fail(err, errlen, "out of memory") : 0;
 }
 

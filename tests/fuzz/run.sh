@@ -23,6 +23,11 @@ fuzzer=build-fuzz/bin/fuzz_frontend
 corpus=$(mktemp -d) || exit 2
 trap 'rm -rf "$corpus"' EXIT
 cp examples/*.mix tests/bad/*.mix "$corpus"/
+# A dictionary of the language's words, so mutations splice whole tokens.
+dict=build-fuzz/mix.dict
+for w in mixer dim input param state let output sum for in over directions combine per \
+  direction row col all mean exp log rsqrt softplus max '[i, j]' '(' ')' '{' '}' '=' \
+  ',' '*' '/' '-' '+' '1e-6' '\x0A' ';' '#'; do printf '"%s"\n' "$w"; done >"$dict"
 seeds=$(ls "$corpus" | wc -l)
 art=build-fuzz/artifacts
 rm -rf "$art" && mkdir -p "$art"
@@ -30,7 +35,7 @@ rm -rf "$art" && mkdir -p "$art"
 echo "== fuzzing for $secs s from $seeds seeds"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
   "$fuzzer" "$corpus" -max_total_time="$secs" -max_len=4096 -timeout=5 -rss_limit_mb=2048 \
-  -artifact_prefix="$art/" -print_final_stats=1 >"$art/fuzz.log" 2>&1
+  -dict="$dict" -artifact_prefix="$art/" -print_final_stats=1 >"$art/fuzz.log" 2>&1
 rc=$?
 
 # Summary: libFuzzer's last status line and final stats, then every reproducer.
@@ -39,6 +44,7 @@ grep -E '^stat::(number_of_executed_units|peak_rss_mb)' "$art/fuzz.log"
 found=$(ls "$art" | grep -E '^(crash|leak|timeout|oom|slow-unit)-' || true)
 if [ $rc -ne 0 ] || [ -n "$found" ]; then
   grep -E 'ERROR: |SUMMARY: |runtime error:|ALARM' "$art/fuzz.log" | head -10
+  [ -n "$found" ] || tail -5 "$art/fuzz.log" # no reproducer: libFuzzer itself failed
   for f in $found; do
     echo "-- reproducer $art/$f ($(wc -c <"$art/$f") bytes):"
     head -c 600 "$art/$f" | cat -v

@@ -1,0 +1,36 @@
+/* Strategy choice and the parts of lowering every strategy shares (see lower.h). */
+#include "lower.h"
+
+#include <stdio.h>
+
+const char *strategy_name(Strategy s) {
+  switch (s) {
+  case STRAT_AUTO: return "auto";
+  case STRAT_RECURRENT: return "recurrent";
+  case STRAT_CHUNK: return "chunk";
+  case STRAT_PARALLEL: return "parallel";
+  }
+  return "?";
+}
+
+int plan_layout_rank(const RecMixer *rm, int sym, int state_array) {
+  const Mixer *m = rm->mixer;
+  const Sym *s = &m->syms[sym];
+  if (state_array || s->kind == SYM_STATE) return 2 + s->rank; /* [N, H, dims] */
+  if (s->kind == SYM_PARAM) return 1 + s->rank;               /* [H, dims] */
+  /* inputs and outputs: [B, T, H, (ndir), dims]; grids [B, Y, X, H, (ndir), dims] */
+  return (m->ngrid ? 4 : 3) + (s->per_direction ? 1 : 0) + s->rank;
+}
+
+int lower_mixer(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, size_t errlen) {
+  Strategy s = spec->strategy;
+  if (s == STRAT_AUTO) s = STRAT_RECURRENT; /* the chunk strategies arrive next */
+  if (s != STRAT_RECURRENT) {
+    snprintf(err, errlen, "strategy '%s' is not implemented yet; use recurrent",
+             strategy_name(s));
+    return 1;
+  }
+  KernelSpec sp = *spec;
+  sp.strategy = s;
+  return lower_recurrent(a, &sp, plan, err, errlen);
+}

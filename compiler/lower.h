@@ -1,0 +1,70 @@
+/* Strategies: lowering a mixer's recurrence IR to KIR kernels for one kernel spec.
+ *
+ * A KernelSpec fixes everything a kernel is specialised on: the mixer, every dim's size,
+ * the storage type of every tensor, which optional tensors are present (initial states,
+ * final states, params given instead of their defaults, cu_seqlens), and the strategy.
+ * The KernelPlan that comes back says where the runtime puts each tensor's pointer and
+ * strides in the kernel's argument tables (kir.h), and how many work items a call has.
+ *
+ * Tensor layouts (the ecosystem's, as in runtime/reference.h), any strides, in elements:
+ *   inputs  [B, T, H, (ndir), dims...]   outputs [B, T, H, dims...]
+ *   params  [H, dims...]                 states  [N, H, dims...] (N = B, or sequences)
+ * Grid mixers index T as y * X + x. Computation and states are fp32. */
+#ifndef MIXC_LOWER_H
+#define MIXC_LOWER_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kir.h"
+#include "rec.h"
+
+typedef enum Strategy {
+  STRAT_AUTO,      /* chosen from the class and the sequence length */
+  STRAT_RECURRENT, /* one pass over time per (sequence, head); every class; decode */
+  STRAT_CHUNK,     /* chunkwise parallel (identity, scalar, diagonal, DPLR) */
+  STRAT_PARALLEL,  /* fully quadratic form, short sequences */
+} Strategy;
+
+const char *strategy_name(Strategy s);
+
+typedef struct KernelSpec {
+  const RecMixer *rm;
+  const int64_t *dims;   /* per symbol: the size of every dim */
+  const KType *dtype;    /* per symbol: storage type of inputs, params, outputs (KT_F32,
+                            KT_BF16, KT_F16); states are always KT_F32 */
+  const unsigned char *present; /* per symbol: params given (else the default), states
+                                   given an initial value; outputs are always present */
+  const unsigned char *want;    /* per symbol: states whose final value is written */
+  int varlen;            /* cu_seqlens given (B = 1, one state per sequence) */
+  KType cu_type;         /* KT_I32 or KT_I64 */
+  Strategy strategy;
+} KernelSpec;
+
+/* Where each tensor goes in the argument tables. -1: not used. */
+typedef struct KernelPlan {
+  KModule *mod;
+  Strategy strategy;
+  int nsyms;
+  int *ptr;        /* per symbol: ptrs[] slot of its data (inputs, given params, outputs) */
+  int *state_in;   /* per symbol: ptrs[] slot of a state's initial value */
+  int *state_out;  /* per symbol: ptrs[] slot of a state's final value */
+  int *stride;     /* per symbol: ints[] slot of its first stride; one per layout dim */
+  int *state_in_stride, *state_out_stride;
+  int cu_seqlens;  /* ptrs[] slot, or -1 */
+  int size_B, size_T, size_H, size_N; /* ints[] slots (N: sequences) */
+  int size_Y, size_X;                 /* grid mixers */
+} KernelPlan;
+
+/* Number of layout dims of symbol s's run-time array (B, T, H, ndir, dims...), matching
+ * the strides the runtime passes. */
+int plan_layout_rank(const RecMixer *rm, int sym, int state_array);
+
+/* Build the kernels for spec into a new KModule in arena a. Returns 0, or 1 with a message
+ * (a strategy that does not apply to the mixer's classes, or an internal error). */
+int lower_mixer(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, size_t errlen);
+
+/* The recurrent strategy (lower_recurrent.c). */
+int lower_recurrent(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err,
+                    size_t errlen);
+
+#endif
