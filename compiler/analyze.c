@@ -569,7 +569,7 @@ static int lin_bin(Ana *A, Expr *e, Lin *out, LinErr *err, int depth) {
     return l->has_state ? lin_scale(A, e, l, r, 0, out, err, depth)
                         : lin_scale(A, e, r, l, 1, out, err, depth);
   case '/': {
-    if (r->has_state) return lin_fail(err, e, LE_DIV);
+    if (r->has_state) return lin_fail(err, r, LE_DIV); /* point at the divisor */
     Expr *rc = mk_bin(A, '/', mk_num(A, 1, r->loc), r);
     if (!rc) return lin_fail(err, e, LE_MEM);
     return lin_scale(A, e, l, rc, 0, out, err, depth);
@@ -609,21 +609,64 @@ static int lin(Ana *A, Expr *e, Lin *out, LinErr *err, int depth) {
   }
 }
 
-/* The state read inside e to name in a diagnostic: `prefer` if it is read there. */
-static int find_state(const Expr *e, int prefer, int depth) {
-  if (!e || depth > REC_MAX_DEPTH + 64) return -1;
-  if ((e->kind == EX_NAME || e->kind == EX_INDEX) && e->ref == REF_STATE) return e->sym;
-  int found = -1;
+/* The state read inside e to name in a diagnostic: a read of `prefer` if there is one. */
+static const Expr *find_read(const Expr *e, int prefer, int depth) {
+  if (!e || depth > REC_MAX_DEPTH + 64) return NULL;
+  if ((e->kind == EX_NAME || e->kind == EX_INDEX) && e->ref == REF_STATE) return e;
+  const Expr *found = NULL;
   for (int i = 0; i < e->nargs; i++) {
     if (!e->args[i]->has_state) continue;
-    int s = find_state(e->args[i], prefer, depth + 1);
-    if (s == prefer) return s;
-    if (found < 0) found = s;
+    const Expr *r = find_read(e->args[i], prefer, depth + 1);
+    if (r && r->sym == prefer) return r;
+    if (!found) found = r;
   }
   return found;
 }
 
-static void report_lin(Ana *A, const LinErr *err, int prefer, int output, Loc stmt) {
+static int find_state(const Expr *e, int prefer, int depth) {
+  const Expr *r = find_read(e, prefer, depth);
+  return r ? r->sym : -1;
+}
+
+static int loc_before(Loc a, Loc b) {
+  return a.line < b.line || (a.line == b.line && a.col < b.col);
+}
+
+static int loc_within(Loc a, Loc span) {
+  return a.line == span.line && a.col >= span.col && a.col < span.col + span.len;
+}
+
+/* In sema's tree of a statement, a use of a state-reading let written inside `span`. */
+static const Expr *let_use_in(const Expr *e, Loc span, int depth) {
+  if (!e || depth > REC_MAX_DEPTH + 64 || !e->has_state) return NULL;
+  if ((e->kind == EX_NAME || e->kind == EX_INDEX) && e->ref == REF_LET)
+    return loc_within(e->loc, span) ? e : NULL;
+  for (int i = 0; i < e->nargs; i++) {
+    const Expr *u = let_use_in(e->args[i], span, depth + 1);
+    if (u) return u;
+  }
+  return NULL;
+}
+
+/* The let through which a state read that is not written in statement `st` reached the
+ * expression `at`: the let used inside `at`, else the let whose statement holds the read
+ * (the last one starting before it); NULL when the read is written in `st` itself. */
+static const Sym *let_through(const Ana *A, const Expr *read, const Expr *at, const Stmt *st) {
+  if (!read || !st || !loc_before(read->loc, st->loc)) return NULL;
+  const Expr *use = let_use_in(st->rhs, at->loc, 0);
+  if (use && use->sym >= 0 && use->sym < A->m->nsyms && A->m->syms[use->sym].def)
+    return &A->m->syms[use->sym];
+  const Sym *best = NULL;
+  for (int i = 0; i < A->m->nsyms; i++) {
+    const Sym *y = &A->m->syms[i];
+    if (y->kind != SYM_LET || !y->def || loc_before(read->loc, y->def->loc)) continue;
+    if (!best || loc_before(best->def->loc, y->def->loc)) best = y;
+  }
+  return best;
+}
+
+static void report_lin(Ana *A, const LinErr *err, int prefer, int output, const Stmt *st) {
+  Loc stmt = st->loc;
   if (err->why == LE_MEM) {
     A->stop = 1;
     return;
@@ -651,8 +694,14 @@ static void report_lin(Ana *A, const LinErr *err, int prefer, int output, Loc st
   else
     help = "a state update must be affine in the states: a state inside exp/log/... has no "
            "chunkwise form; apply functions to per-token values only";
-  diag_error(A->d, at->loc, help, "%s enters non-linearly here",
-             sym_name(A, find_state(at, prefer, 0)));
+  const Expr *read = find_read(at, prefer, 0);
+  const Sym *via = let_through(A, read, at, st);
+  if (via)
+    diag_error(A->d, at->loc, help, "%s enters non-linearly here (through let '%s', line %d)",
+               sym_name(A, read->sym), via->name, via->def->loc.line);
+  else
+    diag_error(A->d, at->loc, help, "%s enters non-linearly here",
+               sym_name(A, read ? read->sym : -1));
 }
 
 /* ---- prepared terms: flat factor lists ---- */
@@ -1235,7 +1284,7 @@ static void lower_update(Ana *A, const Stmt *st, const ScopeB *sc, Expr *rhs) {
   Lin L;
   LinErr err = {NULL, LE_NONE};
   if (lin(A, rhs, &L, &err, 0)) {
-    report_lin(A, &err, st->sym, 0, st->loc);
+    report_lin(A, &err, st->sym, 0, st);
     A->version[slot]++;
     return;
   }
@@ -1303,6 +1352,7 @@ typedef struct OutB {
   Ana *A;
   const ScopeB *sc;
   Loc loc; /* the output statement */
+  const Stmt *st;
   int bad; /* an error was reported for this output */
 } OutB;
 
@@ -1324,7 +1374,7 @@ static void out_bad(OutB *o, const Expr *at, int sym) {
   if (o->bad) return;
   o->bad = 1;
   LinErr err = {at, LE_CALL};
-  report_lin(o->A, &err, sym, 1, at->loc);
+  report_lin(o->A, &err, sym, 1, o->st);
 }
 
 /* A readout node from the linear terms of e. `sumbound`: indices bound by enclosing sums
@@ -1375,7 +1425,7 @@ static RecOut *out_lower(OutB *o, Expr *e, uint64_t sumbound, const Expr *nl, in
   if (!lin(A, e, &L, &err, 0)) return out_readout(o, e, &L, sumbound, nl);
   if (err.why == LE_MEM) return NULL;
   if (err.why == LE_TERMS) {
-    if (!o->bad) report_lin(A, &err, -1, 1, o->loc);
+    if (!o->bad) report_lin(A, &err, -1, 1, o->st);
     o->bad = 1;
     return NULL;
   }
@@ -1420,6 +1470,7 @@ static void lower_output(Ana *A, const Stmt *st, const ScopeB *sc, Expr *rhs) {
   o.A = A;
   o.sc = sc;
   o.loc = st->loc;
+  o.st = st;
   RecOut *root = out_lower(&o, rhs, 0, NULL, 0);
   if (!root || o.bad) return;
   RecOutput *outs = grow(A->a, A->outs, A->nouts, &A->capouts, sizeof *outs);

@@ -232,6 +232,16 @@ KStmt *ks_if(KModule *m, KExpr *cond) {
   return s;
 }
 
+KStmt *ks_matmul(KModule *m, KExpr *M, KExpr *N, KExpr *K, KExpr *A, KExpr *lda, KExpr *B,
+                 KExpr *ldb, KExpr *C, KExpr *ldc, int accumulate) {
+  KStmt *s = snode(m, KS_MATMUL);
+  if (!s) return NULL;
+  KExpr *ops[KM__COUNT] = {M, N, K, A, lda, B, ldb, C, ldc};
+  memcpy(s->mm, ops, sizeof ops);
+  s->flags = accumulate;
+  return s;
+}
+
 void ks_add(KModule *m, KStmt *parent, KStmt *child) {
   if (!parent || !child) return;
   parent->body = grow(m->arena, parent->body, parent->nbody, &parent->capbody, sizeof(KStmt *));
@@ -264,19 +274,49 @@ static void vfail(Verify *v, const char *fmt, ...) {
   va_end(ap);
 }
 
+static int operands(const KExprKind k) {
+  switch (k) {
+  case KE_LOAD:
+  case KE_BIN:
+  case KE_PTRADD: return 2;
+  case KE_UN: return 1;
+  case KE_SELECT: return 3;
+  default: return 0;
+  }
+}
+
+static int value_type(KType t) { return t == KT_I64 || t == KT_F32 || t == KT_PTR; }
+
 static void verify_expr(Verify *v, const KExpr *e) {
   if (!e) {
     vfail(v, "missing expression");
     return;
   }
-  for (int i = 0; i < 3; i++)
-    if (e->a[i]) verify_expr(v, e->a[i]);
+  for (int i = 0; i < operands(e->kind); i++) {
+    if (!e->a[i]) {
+      vfail(v, "an operand is missing");
+      return;
+    }
+    verify_expr(v, e->a[i]);
+  }
+  if (v->bad) return;
+  if (!value_type(e->type)) {
+    vfail(v, "an expression of type %s", kir_type_name(e->type));
+    return;
+  }
   switch (e->kind) {
-  case KE_INT:
+  case KE_INT: return;
   case KE_FLOAT:
-  case KE_ARG: return;
+    if (e->type != KT_F32) vfail(v, "a float constant of type %s", kir_type_name(e->type));
+    return;
+  case KE_ARG:
+    if (e->arg < 0 || e->arg > 4) vfail(v, "argument %d does not exist", e->arg);
+    return;
   case KE_VAR:
-    if (e->var < 0 || e->var >= v->f->nvars) vfail(v, "variable %d does not exist", e->var);
+    if (e->var < 0 || e->var >= v->f->nvars)
+      vfail(v, "variable %d does not exist", e->var);
+    else if (e->type != v->f->vars[e->var].type)
+      vfail(v, "a read of %s as %s", v->f->vars[e->var].name, kir_type_name(e->type));
     return;
   case KE_LOAD:
     if (!e->a[0] || !e->a[1] || e->a[0]->type != KT_PTR || e->a[1]->type != KT_I64)
@@ -294,6 +334,8 @@ static void verify_expr(Verify *v, const KExpr *e) {
       vfail(v, "%s of %s", kir_op_name(e->op), kir_type_name(x->type));
     else if (kir_op_is_unary(e->op))
       vfail(v, "%s is not a binary operation", kir_op_name(e->op));
+    else if (e->type != (e->op >= KO_LT && e->op <= KO_OR ? KT_I64 : x->type))
+      vfail(v, "%s typed %s", kir_op_name(e->op), kir_type_name(e->type));
     return;
   }
   case KE_UN: {
@@ -302,6 +344,8 @@ static void verify_expr(Verify *v, const KExpr *e) {
     else if (e->op == KO_I2F ? x->type != KT_I64 : e->op == KO_NEG ? x->type == KT_PTR
                                                                   : x->type != KT_F32)
       vfail(v, "%s of %s", kir_op_name(e->op), kir_type_name(x->type));
+    else if (e->type != (e->op == KO_I2F ? KT_F32 : x->type))
+      vfail(v, "%s typed %s", kir_op_name(e->op), kir_type_name(e->type));
     return;
   }
   case KE_SELECT:
@@ -321,9 +365,10 @@ static void verify_stmt(Verify *v, const KStmt *s) {
   switch (s->kind) {
   case KS_SET:
     verify_expr(v, s->a);
+    if (v->bad) return;
     if (s->var < 0 || s->var >= v->f->nvars)
       vfail(v, "assignment to variable %d, which does not exist", s->var);
-    else if (s->a && s->a->type != v->f->vars[s->var].type)
+    else if (s->a->type != v->f->vars[s->var].type)
       vfail(v, "%s (%s) = a %s", v->f->vars[s->var].name,
             kir_type_name(v->f->vars[s->var].type), kir_type_name(s->a->type));
     return;
@@ -338,6 +383,7 @@ static void verify_stmt(Verify *v, const KStmt *s) {
   case KS_FOR:
     verify_expr(v, s->a);
     verify_expr(v, s->b);
+    if (v->bad) return;
     if (s->var < 0 || s->var >= v->f->nvars || v->f->vars[s->var].type != KT_I64)
       vfail(v, "a loop needs an i64 variable");
     else if (s->a->type != KT_I64 || s->b->type != KT_I64)
@@ -346,11 +392,20 @@ static void verify_stmt(Verify *v, const KStmt *s) {
     return;
   case KS_IF:
     verify_expr(v, s->a);
-    if (s->a && s->a->type != KT_I64) vfail(v, "an if needs an i64 condition");
+    if (v->bad) return;
+    if (s->a->type != KT_I64) vfail(v, "an if needs an i64 condition");
     verify_stmts(v, s->body, s->nbody);
     verify_stmts(v, s->orelse, s->norelse);
     return;
   case KS_BLOCK: verify_stmts(v, s->body, s->nbody); return;
+  case KS_MATMUL:
+    for (int i = 0; i < KM__COUNT && !v->bad; i++) {
+      verify_expr(v, s->mm[i]);
+      int ptr = i == KM_A || i == KM_B || i == KM_C;
+      if (!v->bad && s->mm[i]->type != (ptr ? KT_PTR : KT_I64))
+        vfail(v, "matmul operand %d must be %s", i, ptr ? "a pointer" : "an i64");
+    }
+    return;
   }
 }
 
@@ -371,6 +426,9 @@ int kir_verify(const KModule *m, char *err, size_t errlen) {
   }
   for (int i = 0; i < m->nfuncs && !v.bad; i++) {
     v.f = m->funcs[i];
+    for (int k = 0; k < v.f->nvars && !v.bad; k++)
+      if (!value_type(v.f->vars[k].type))
+        vfail(&v, "variable %s of type %s", v.f->vars[k].name, kir_type_name(v.f->vars[k].type));
     verify_stmt(&v, m->funcs[i]->body);
   }
   return v.bad;
@@ -462,6 +520,16 @@ static void print_stmt(FILE *f, const KFunc *fn, const KStmt *s, int depth) {
   case KS_BLOCK:
     for (int i = 0; i < s->nbody; i++) print_stmt(f, fn, s->body[i], depth);
     return;
+  case KS_MATMUL: {
+    static const char *names[KM__COUNT] = {"M", "N", "K", "A", "lda", "B", "ldb", "C", "ldc"};
+    fprintf(f, "%*smatmul%s(", 2 * depth, "", s->flags ? ".acc" : "");
+    for (int i = 0; i < KM__COUNT; i++) {
+      fprintf(f, "%s%s=", i ? ", " : "", names[i]);
+      print_expr(f, fn, s->mm[i]);
+    }
+    fputs(")\n", f);
+    return;
+  }
   }
 }
 

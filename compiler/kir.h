@@ -15,6 +15,17 @@
  *   - every size known when the kernel is built (dims, chunk sizes) is a constant; what
  *     varies per call (B, T, H, strides, pointers) comes from the kernel's arguments.
  *
+ * Semantics both code generators keep (backends/llvm, backends/c):
+ *   - a loop's bounds are evaluated once, before its first iteration; the body does not
+ *     assign the loop variable; variables start at 0;
+ *   - f32 add, sub and mul may contract into FMAs; reassoc adds may also reassociate;
+ *     nothing else is fast-math (NaN and infinities behave as IEEE says);
+ *   - min and max of f32 propagate NaN; and / or of i64 are logical (0 or 1);
+ *   - a select evaluates only the arm it chooses (it may guard a load);
+ *   - i64 arithmetic does not overflow; div and rem are C's (the lowering only divides
+ *     non-negative values by positive ones);
+ *   - kernels never write the ptrs / ints tables; scratch is 16-byte aligned.
+ *
  * Every kernel function has one signature:
  *   void f(void *const *ptrs, const int64_t *ints, int64_t begin, int64_t end, float *scratch)
  * `ptrs` and `ints` are the call's argument tables (their layout is the kernel's KSlot list,
@@ -87,7 +98,13 @@ typedef enum KStmtKind {
   KS_FOR,   /* for (var = lo; var < hi; var += 1) body */
   KS_IF,    /* if (cond) body else orelse */
   KS_BLOCK, /* body */
+  KS_MATMUL,/* C[i, j] (+)= sum_k A[i, k] B[k, j], i < M, j < N, k < K: f32, row-major with
+               leading dimensions (in elements) lda, ldb, ldc; the operands do not overlap C.
+               The code generators expand it into a register-blocked micro-kernel. */
 } KStmtKind;
+
+/* The operands of KS_MATMUL, in KStmt.mm. */
+enum { KM_M, KM_N, KM_K, KM_A, KM_LDA, KM_B, KM_LDB, KM_C, KM_LDC, KM__COUNT };
 
 /* Loop hints. */
 enum {
@@ -106,7 +123,8 @@ struct KStmt {
   int nbody, capbody;
   KStmt **orelse;     /* KS_IF */
   int norelse, caporelse;
-  int flags;          /* KS_FOR: KF_* */
+  int flags;          /* KS_FOR: KF_*; KS_MATMUL: 1 to accumulate into C, 0 to overwrite */
+  KExpr *mm[KM__COUNT]; /* KS_MATMUL: sizes and leading dimensions (i64), operands (ptr) */
   const char *comment;/* printed above the statement by the printers (may be NULL) */
 };
 
@@ -173,6 +191,9 @@ KStmt *ks_set(KModule *m, int var, KExpr *v);
 KStmt *ks_store(KModule *m, KType elem, KExpr *ptr, KExpr *index, KExpr *value);
 KStmt *ks_for(KModule *m, int var, KExpr *lo, KExpr *hi, int flags);
 KStmt *ks_if(KModule *m, KExpr *cond);
+/* C (+)= A B; see KS_MATMUL. */
+KStmt *ks_matmul(KModule *m, KExpr *M, KExpr *N, KExpr *K, KExpr *A, KExpr *lda, KExpr *B,
+                 KExpr *ldb, KExpr *C, KExpr *ldc, int accumulate);
 /* Append to a block, a loop's body or an if's then-branch; to the else-branch. */
 void ks_add(KModule *m, KStmt *parent, KStmt *child);
 void ks_add_else(KModule *m, KStmt *parent, KStmt *child);

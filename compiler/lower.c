@@ -1,5 +1,5 @@
 /* Strategy choice and the parts of lowering every strategy shares (see lower.h). */
-#include "lower.h"
+#include "lower_internal.h"
 
 #include <stdio.h>
 
@@ -24,7 +24,18 @@ int plan_layout_rank(const RecMixer *rm, int sym, int state_array) {
 
 int lower_mixer(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, size_t errlen) {
   Strategy s = spec->strategy;
-  if (s == STRAT_AUTO) s = STRAT_RECURRENT; /* the chunk strategies arrive next */
+  if (s == STRAT_AUTO || s == STRAT_CHUNK) {
+    const char *why, *why_dplr;
+    if (chunk_applies(spec->rm, &why)) return lower_chunk(a, spec, plan, err, errlen);
+    if (chunk_dplr_applies(spec->rm, &why_dplr))
+      return lower_chunk_dplr(a, spec, plan, err, errlen);
+    if (s == STRAT_CHUNK) {
+      snprintf(err, errlen, "the chunk strategy does not apply to mixer '%s': %s; nor its DPLR "
+               "form: %s", spec->rm->name, why, why_dplr);
+      return 1;
+    }
+    s = STRAT_RECURRENT;
+  }
   if (s != STRAT_RECURRENT) {
     snprintf(err, errlen, "strategy '%s' is not implemented yet; use recurrent",
              strategy_name(s));

@@ -17,6 +17,13 @@ typedef struct Sema {
   Mixer *m;
   int *let_state;   /* per symbol: the let reads a state */
   int *defined;     /* per symbol: a let or output has been assigned */
+  unsigned char *bad; /* per symbol: BAD_SYM when its declaration or defining statement had
+                         an error, so its shape is unknown and uses of it report nothing
+                         more; BAD_EARLY when a read of it (an output, or a let before
+                         its assignment) was reported, so later reads are not */
+  unsigned char *clashed; /* per symbol: an index named like it was reported */
+  const char *unknown[32]; /* names reported unknown in this mixer, each reported once */
+  int nunknown;
   int nforvars_cap;
   int active_for[64]; /* for variables in scope */
   int nactive_for;
@@ -27,10 +34,75 @@ typedef struct Sema {
   int scope[MIXC_MAX_IVARS]; /* index variables in scope, innermost last */
   int nscope;
   int too_many_ivars;
+  int errs0;    /* diagnostics before the statement */
+  int poisoned; /* the statement uses a bad symbol (an error already reported) */
+  const char *reported[16]; /* names already reported as unknown in this statement */
+  int nreported;
 } Sema;
+
+enum { BAD_SYM = 1, BAD_EARLY = 2 }; /* Sema.bad */
+
+/* The statement being checked has an error (reported, or inherited from a bad symbol):
+ * checks that would only restate it are skipped. */
+static int stmt_failed(const Sema *s) { return s->poisoned || diag_count(s->d) > s->errs0; }
+
+/* Report each unknown index once per statement: returns 1 the first time. */
+static int first_report(Sema *s, const char *name) {
+  for (int i = 0; i < s->nreported; i++)
+    if (!strcmp(s->reported[i], name)) return 0;
+  if (s->nreported < (int)(sizeof s->reported / sizeof s->reported[0]))
+    s->reported[s->nreported++] = name;
+  return 1;
+}
+
+/* Report an unknown name once per mixer, as the misspelling is one mistake however often
+ * it is used: returns 1 the first time. */
+static int first_unknown(Sema *s, const char *name) {
+  for (int i = 0; i < s->nunknown; i++)
+    if (!strcmp(s->unknown[i], name)) {
+      s->poisoned = 1; /* the statement still has that error */
+      return 0;
+    }
+  if (s->nunknown < (int)(sizeof s->unknown / sizeof s->unknown[0]))
+    s->unknown[s->nunknown++] = name;
+  return 1;
+}
+
+/* A symbol's kind with its article: "an input", "a dim". */
+static const char *a_kind(SymKind k) {
+  switch (k) {
+  case SYM_DIM: return "a dim";
+  case SYM_INPUT: return "an input";
+  case SYM_PARAM: return "a param";
+  case SYM_STATE: return "a state";
+  case SYM_LET: return "a let";
+  case SYM_OUTPUT: return "an output";
+  }
+  return "a name";
+}
+
+/* Lets and outputs are entered before the statements are checked (so a read before the
+ * assignment can say where it is); one is visible from the statement that assigns it on. */
+static int visible(const Sema *s, int k) {
+  const Sym *sym = &s->m->syms[k];
+  if (sym->kind != SYM_LET && sym->kind != SYM_OUTPUT) return 1;
+  return s->defined[k] || (s->st && sym->def == s->st);
+}
+
+static int find_visible(const Sema *s, const char *name) {
+  int k = mixer_find(s->m, name);
+  return k >= 0 && visible(s, k) ? k : -1;
+}
 
 /* ---- names ---- */
 
+static int same_letter(char a, char b) {
+  if (a >= 'A' && a <= 'Z') a = (char)(a - 'A' + 'a');
+  if (b >= 'A' && b <= 'Z') b = (char)(b - 'A' + 'a');
+  return a == b;
+}
+
+/* Edits between two names; a change of case alone is free, so 'Dv' is one edit from 'V'. */
 static int edit_distance(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b);
   if (la > 32 || lb > 32) return 99;
@@ -41,7 +113,7 @@ static int edit_distance(const char *a, const char *b) {
     row[0] = (int)i;
     for (size_t j = 1; j <= lb; j++) {
       int up = row[j];
-      int best = diag + (a[i - 1] != b[j - 1]);
+      int best = diag + !same_letter(a[i - 1], b[j - 1]);
       if (row[j] + 1 < best) best = row[j] + 1;
       if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
       row[j] = best;
@@ -51,26 +123,59 @@ static int edit_distance(const char *a, const char *b) {
   return row[lb];
 }
 
-/* "did you mean 'q'?" for the closest symbol or index in scope, else a fallback. */
-static const char *suggest(Sema *s, const char *name, const char *fallback) {
+#define KIND(k) (1u << (k))
+enum {
+  /* what may be indexed, name[...] */
+  TENSOR_KINDS = KIND(SYM_INPUT) | KIND(SYM_PARAM) | KIND(SYM_STATE) | KIND(SYM_LET),
+  /* what a bare name in an expression may be (tensors are also named bare, to say they
+     need indices) */
+  VALUE_KINDS = KIND(SYM_DIM) | TENSOR_KINDS,
+};
+
+/* How many edits still make `b` a plausible misspelling of `a`: none but case between
+ * one-letter names (any one-letter name is one edit from any other), one for short names,
+ * two for longer ones. */
+static int near_limit(const char *a, const char *b) {
+  size_t n = strlen(a) > strlen(b) ? strlen(a) : strlen(b);
+  return n <= 1 ? 0 : n <= 4 ? 1 : 2;
+}
+
+/* "did you mean 'q'?" for the closest symbol of one of `kinds` that could be used here
+ * (not an output, which cannot be read, nor a let not yet assigned), else a fallback. */
+static const char *suggest(Sema *s, const char *name, unsigned kinds, const char *fallback) {
   const char *best = NULL;
-  int bd = 3;
+  int bd = 99;
   for (int i = 0; i < s->m->nsyms; i++) {
-    int dd = edit_distance(name, s->m->syms[i].name);
-    if (dd < bd) {
+    const Sym *sym = &s->m->syms[i];
+    if (!(kinds & KIND(sym->kind))) continue;
+    if ((sym->kind == SYM_LET || sym->kind == SYM_OUTPUT) && !s->defined[i]) continue;
+    int dd = edit_distance(name, sym->name);
+    if (dd <= near_limit(name, sym->name) && dd < bd) {
       bd = dd;
-      best = s->m->syms[i].name;
-    }
-  }
-  for (int i = 0; i < s->nscope; i++) {
-    int dd = edit_distance(name, s->ivars[s->scope[i]].name);
-    if (dd < bd) {
-      bd = dd;
-      best = s->ivars[s->scope[i]].name;
+      best = sym->name;
     }
   }
   if (!best) return fallback;
   return arena_printf(s->arena, "did you mean '%s'?", best);
+}
+
+/* "the states are S, z" (at most 8 names), or "there is none" for kind k. */
+static const char *list_kind(Sema *s, SymKind k, const char *plural) {
+  char buf[256];
+  size_t used = (size_t)snprintf(buf, sizeof buf, "the %s are", plural);
+  int n = 0;
+  for (int i = 0; i < s->m->nsyms && used < sizeof buf; i++) {
+    if (s->m->syms[i].kind != k || s->bad[i] == BAD_SYM) continue;
+    if (n == 8) {
+      used += (size_t)snprintf(buf + used, sizeof buf - used, ", ...");
+      break;
+    }
+    used += (size_t)snprintf(buf + used, sizeof buf - used, "%s %s", n ? "," : "",
+                             s->m->syms[i].name);
+    n++;
+  }
+  if (!n) return arena_printf(s->arena, "there are no %s", plural);
+  return arena_strdup(s->arena, buf);
 }
 
 static int find_forvar(Sema *s, const char *name) {
@@ -93,20 +198,29 @@ static int is_grid_axis(const Mixer *m, const char *name) {
 
 /* An index name may not reuse any other kind of name. */
 static int check_index_name(Sema *s, Ident id) {
-  int sym = mixer_find(s->m, id.name);
+  int sym = find_visible(s, id.name);
   const char *what = NULL;
+  if (sym >= 0 && s->bad[sym] == BAD_SYM) {
+    s->poisoned = 1; /* that name's error is reported */
+    return 0;
+  }
   if (sym >= 0)
-    what = sym_kind_name(s->m->syms[sym].kind);
+    what = a_kind(s->m->syms[sym].kind);
   else if (find_forvar(s, id.name) >= 0)
-    what = "for variable";
+    what = "a for variable";
   else if (is_grid_axis(s->m, id.name))
-    what = "grid axis";
+    what = "a grid axis";
   else if (find_ivar(s, id.name) >= 0)
-    what = "index";
+    what = "an index";
   if (!what) return 1;
+  /* One report per name: every index named so is the same mistake. */
+  if (sym >= 0 && s->clashed[sym]) {
+    s->poisoned = 1;
+    return 0;
+  }
+  if (sym >= 0) s->clashed[sym] = 1;
   diag_error(s->d, id.loc, "pick another letter for the index, e.g. i, j, m, n",
-             "index '%s' reuses the name of %s %s '%s'", id.name,
-             what[0] == 'i' ? "an" : "a", what, id.name);
+             "index '%s' reuses the name of %s '%s'", id.name, what, id.name);
   return 0;
 }
 
@@ -120,13 +234,14 @@ static Sym *add_sym(Sema *s, SymKind kind, Ident id) {
     snprintf(help, sizeof help, "rename one of them; the other is at line %d",
              m->syms[other].loc.line);
     diag_error(s->d, id.loc, help, "'%s' is already declared as %s", id.name,
-               sym_kind_name(m->syms[other].kind));
+               a_kind(m->syms[other].kind));
+    s->bad[other] = BAD_SYM; /* which of the two a use means is unknown: stay quiet */
     return NULL;
   }
-  if (is_grid_axis(m, id.name)) {
-    diag_error(s->d, id.loc, "rename it", "'%s' is already a grid axis of `over`", id.name);
-    return NULL;
-  }
+  /* Named like a grid axis: reported, but entered anyway so that its uses bind to it. */
+  if (is_grid_axis(m, id.name))
+    diag_error(s->d, id.loc, "rename it: grid axes and symbols share one namespace",
+               "'%s' is already a grid axis of `over`", id.name);
   Sym *sym = &m->syms[m->nsyms];
   sym->kind = kind;
   sym->name = id.name;
@@ -142,8 +257,11 @@ static int resolve_dim(Sema *s, Ident id) {
   if (is_grid_axis(s->m, id.name))
     diag_error(s->d, id.loc, "grid axes are the scan's, not a tensor's: use a dim",
                "'%s' is a grid axis, not a dim", id.name);
-  else
-    diag_error(s->d, id.loc, suggest(s, id.name, "declare it first: `dim NAME`"),
+  else if (first_unknown(s, id.name))
+    diag_error(s->d, id.loc,
+               suggest(s, id.name, KIND(SYM_DIM),
+                       arena_printf(s->arena, "declare it: `dim %s` (%s)", id.name,
+                                    list_kind(s, SYM_DIM, "dims"))),
                "unknown dim '%s'", id.name);
   return -1;
 }
@@ -162,6 +280,7 @@ static void declare(Sema *s, const Decl *dc) {
                dc->kind == D_STATE ? "states are scalars, vectors or matrices"
                                    : "split the tensor into several inputs",
                "'%s' has %d dims; at most %d are allowed", dc->name.name, dc->nshape, maxrank);
+    s->bad[sym - s->m->syms] = BAD_SYM;
     return;
   }
   sym->rank = dc->nshape;
@@ -184,7 +303,10 @@ static void resolve_shapes(Sema *s) {
         s->m->syms[k].loc.col != dc->name.loc.col)
       continue; /* a duplicate, already reported */
     Sym *sym = &s->m->syms[k];
-    for (int j = 0; j < sym->rank; j++) sym->shape[j] = resolve_dim(s, dc->shape[j]);
+    for (int j = 0; j < sym->rank; j++) {
+      sym->shape[j] = resolve_dim(s, dc->shape[j]);
+      if (sym->shape[j] < 0) s->bad[k] = BAD_SYM;
+    }
   }
 }
 
@@ -215,7 +337,9 @@ static void bind_ivar(Sema *s, int v, int dim, Loc at) {
     iv->dim = dim;
     return;
   }
-  if (iv->dim != dim) {
+  if (iv->dim != dim && stmt_failed(s)) {
+    s->poisoned = 1; /* likely a consequence of the statement's error */
+  } else if (iv->dim != dim) {
     char help[160];
     snprintf(help, sizeof help,
              "an index ranges over one dim; use a separate index for %s (it is %s at %d:%d)",
@@ -234,8 +358,9 @@ static void resolve_position(Sema *s, Expr *p, const Sym *base, int pos) {
       diag_error(s->d, p->loc,
                  fixed ? "a constant index is a whole number below the dim's fixed size"
                        : "constant indices need a fixed dim (`dim N = 4`); use an index name",
-                 "constant index into dim %s of '%s' is out of range", dim_name(s, dim),
-                 base->name);
+                 fixed ? "constant index into dim %s of '%s' is out of range"
+                       : "constant index into dim %s of '%s', which has no fixed size",
+                 dim_name(s, dim), base->name);
       return;
     }
     p->ref = REF_CONST;
@@ -259,34 +384,66 @@ static void resolve_position(Sema *s, Expr *p, const Sym *base, int pos) {
   if (fv >= 0) {
     p->ref = REF_FORVAR;
     p->sym = fv;
-    if (s->m->forvars[fv].dim != dim)
+    if (s->m->forvars[fv].dim < 0) /* the loop's range was reported */
+      s->poisoned = 1;
+    else if (s->m->forvars[fv].dim != dim)
       diag_error(s->d, p->loc, "a for variable indexes the dim its loop runs over",
                  "'%s' runs over %s but indexes dim %s of '%s'", p->name,
                  dim_name(s, s->m->forvars[fv].dim), dim_name(s, dim), base->name);
     return;
   }
-  int k = mixer_find(s->m, p->name);
-  if (k >= 0) {
-    diag_error(s->d, p->loc, "index with a name from the left-hand side or a sum(...)",
-               "'%s' is %s, not an index", p->name, sym_kind_name(s->m->syms[k].kind));
+  int k = find_visible(s, p->name);
+  if (stmt_failed(s) || (k >= 0 && s->bad[k] == BAD_SYM)) {
+    s->poisoned = 1; /* likely a consequence of the error already reported */
     return;
   }
-  diag_error(s->d, p->loc,
-             "indices come from the left-hand side (`o[j] = ...`) or from sum(i, ...)",
-             "unknown index '%s'", p->name);
+  if (!first_report(s, p->name)) return;
+  if (k >= 0) {
+    diag_error(s->d, p->loc, "index with a name from the left-hand side or a sum(...)",
+               "'%s' is %s, not an index", p->name, a_kind(s->m->syms[k].kind));
+    return;
+  }
+  char help[192];
+  snprintf(help, sizeof help, "sum over it, `sum(%s, ...)`, or add it to the left side",
+           p->name);
+  diag_error(s->d, p->loc, help, "index '%s' is not on the left-hand side", p->name);
 }
 
 static void resolve_expr(Sema *s, Expr *e);
 
+/* A symbol used in an expression: 1 if it may be read here. A bad symbol's error is
+ * already reported, so its uses fail quietly. */
 static int readable(Sema *s, const Sym *sym, Loc at) {
+  int k = (int)(sym - s->m->syms);
+  if (s->bad[k] == BAD_SYM) {
+    s->poisoned = 1;
+    return 0;
+  }
   if (sym->kind == SYM_OUTPUT) {
+    s->poisoned = 1;
+    if (s->bad[k] == BAD_EARLY) return 0; /* one report per output */
+    s->bad[k] = BAD_EARLY;
     diag_error(s->d, at, "compute the value with `let` and use it in both places",
                "output '%s' cannot be read", sym->name);
     return 0;
   }
-  if (sym->kind == SYM_LET && !s->defined[sym - s->m->syms]) {
-    diag_error(s->d, at, "a let is read after the statement that assigns it",
-               "let '%s' is read before it is assigned", sym->name);
+  if (sym->kind == SYM_LET && !s->defined[k]) {
+    /* One report per let: moving the let up fixes every early read. */
+    if (s->bad[k] == BAD_EARLY) {
+      s->poisoned = 1;
+      return 0;
+    }
+    s->bad[k] = BAD_EARLY;
+    if (sym->def == s->st) {
+      diag_error(s->d, at,
+                 "a let cannot read itself; use another name for the value it builds on",
+                 "let '%s' reads itself", sym->name);
+    } else {
+      char help[192];
+      snprintf(help, sizeof help, "move `let %s = ...` above this statement", sym->name);
+      diag_error(s->d, at, help, "let '%s' is read before it is assigned (line %d)", sym->name,
+                 sym->def ? sym->def->loc.line : sym->loc.line);
+    }
     return 0;
   }
   return 1;
@@ -302,17 +459,25 @@ static void set_ref(Sema *s, Expr *e, int k) {
 }
 
 static void resolve_name(Sema *s, Expr *e) {
-  if (find_ivar(s, e->name) >= 0 || find_forvar(s, e->name) >= 0) {
+  /* An index that reuses a symbol's name (reported) leaves the bare name to the symbol. */
+  int clash = find_ivar(s, e->name) >= 0 && find_visible(s, e->name) >= 0;
+  if (!clash && (find_ivar(s, e->name) >= 0 || find_forvar(s, e->name) >= 0)) {
     diag_error(s->d, e->loc, "indices select elements, e.g. q[i]; they have no value",
                "index '%s' cannot be used as a value", e->name);
     return;
   }
   int k = mixer_find(s->m, e->name);
   if (k < 0) {
-    diag_error(s->d, e->loc,
-               is_grid_axis(s->m, e->name) ? "grid axes have no value in expressions"
-                                           : suggest(s, e->name, "declare it first"),
-               "unknown name '%s'", e->name);
+    if (first_unknown(s, e->name))
+      diag_error(s->d, e->loc,
+                 is_grid_axis(s->m, e->name)
+                     ? "grid axes have no value in expressions"
+                     : suggest(s, e->name, VALUE_KINDS,
+                               arena_printf(s->arena,
+                                            "declare it (`input %s`, `param %s`) or compute it "
+                                            "first with `let %s = ...`",
+                                            e->name, e->name, e->name)),
+                 "unknown name '%s'", e->name);
     return;
   }
   const Sym *sym = &s->m->syms[k];
@@ -329,11 +494,21 @@ static void resolve_name(Sema *s, Expr *e) {
 static void resolve_index(Sema *s, Expr *e) {
   int k = mixer_find(s->m, e->name);
   if (k < 0) {
-    diag_error(s->d, e->name_loc, suggest(s, e->name, "declare it first"), "unknown name '%s'",
-               e->name);
+    if (first_unknown(s, e->name))
+      diag_error(s->d, e->name_loc,
+                 suggest(s, e->name, TENSOR_KINDS,
+                         arena_printf(s->arena,
+                                      "declare it (`input %s[K]`, `param %s[K]`) or compute it "
+                                      "first with `let %s[j] = ...`",
+                                      e->name, e->name, e->name)),
+                 "unknown name '%s'", e->name);
     return;
   }
   const Sym *sym = &s->m->syms[k];
+  if (s->bad[k] == BAD_SYM) {
+    s->poisoned = 1;
+    return;
+  }
   if (sym->kind == SYM_DIM) {
     diag_error(s->d, e->loc, "a dim is a number; use it without brackets",
                "dim '%s' cannot be indexed", e->name);
@@ -358,10 +533,20 @@ static void resolve_index(Sema *s, Expr *e) {
 static void resolve_call(Sema *s, Expr *e) {
   int fn = builtin_lookup(e->name);
   if (fn < 0) {
-    diag_error(s->d, e->name_loc,
-               "the built-ins are exp log sqrt rsqrt abs tanh sigmoid logsigmoid softplus "
-               "silu relu elu min max",
-               "unknown function '%s'", e->name);
+    const char *help = "the built-ins are exp log sqrt rsqrt abs tanh sigmoid logsigmoid "
+                       "softplus silu relu elu min max";
+    int k = find_visible(s, e->name), bd = 99;
+    for (int f = 0; f < FN__COUNT; f++) {
+      int dd = edit_distance(e->name, builtin_name(f));
+      if (dd <= near_limit(e->name, builtin_name(f)) && dd < bd) {
+        bd = dd;
+        help = arena_printf(s->arena, "did you mean '%s'?", builtin_name(f));
+      }
+    }
+    if (k >= 0 && s->m->syms[k].kind != SYM_DIM && s->m->syms[k].kind != SYM_OUTPUT)
+      help = arena_printf(s->arena, "'%s' is %s: index it with brackets, %s[...]", e->name,
+                          a_kind(s->m->syms[k].kind), e->name);
+    diag_error(s->d, e->name_loc, help, "unknown function '%s'", e->name);
     return;
   }
   e->fn = fn;
@@ -379,7 +564,7 @@ static void resolve_call(Sema *s, Expr *e) {
 
 static void resolve_sum(Sema *s, Expr *e) {
   Ident id = {e->name, e->name_loc};
-  if (!check_index_name(s, id)) return;
+  check_index_name(s, id); /* reported; the index is still bound, so its uses resolve */
   int v = new_ivar(s, id, -1);
   if (v < 0) return;
   e->bound = v;
@@ -388,7 +573,7 @@ static void resolve_sum(Sema *s, Expr *e) {
   s->nscope--;
   e->free = e->args[0]->free & ~((uint64_t)1 << v);
   e->has_state = e->args[0]->has_state;
-  if (s->ivars[v].dim < 0 && diag_count(s->d) == 0)
+  if (s->ivars[v].dim < 0 && !stmt_failed(s))
     diag_error(s->d, e->name_loc, "use the index inside the sum to index a tensor, e.g. k[m]",
                "cannot tell what '%s' ranges over", e->name);
 }
@@ -427,12 +612,21 @@ static int stmt_target(Sema *s, Stmt *st) {
   int k = mixer_find(s->m, st->name.name);
   if (st->kind == ST_UPDATE) {
     if (k >= 0 && s->m->syms[k].kind == SYM_STATE) return k;
+    if (k >= 0 && s->bad[k] == BAD_SYM) {
+      s->poisoned = 1;
+      return -1;
+    }
     if (k >= 0)
       diag_error(s->d, st->name.loc, target_help(st->kind), "cannot assign to %s '%s'",
                  sym_kind_name(s->m->syms[k].kind), st->name.name);
-    else
+    else if (first_unknown(s, st->name.name))
       diag_error(s->d, st->name.loc,
-                 suggest(s, st->name.name, "declare it (`state S[K, V]`) or write `let`"),
+                 suggest(s, st->name.name, KIND(SYM_STATE),
+                         arena_printf(s->arena,
+                                      "declare it, `state %s[...]`, or compute a value with "
+                                      "`let %s = ...` (%s)",
+                                      st->name.name, st->name.name,
+                                      list_kind(s, SYM_STATE, "states"))),
                  "unknown state '%s'", st->name.name);
     return -1;
   }
@@ -443,8 +637,9 @@ static int stmt_target(Sema *s, Stmt *st) {
     char help[96];
     snprintf(help, sizeof help, "%s; '%s' is at line %d", target_help(st->kind), st->name.name,
              s->m->syms[k].loc.line);
-    diag_error(s->d, st->name.loc, help, "'%s' is already %s %s", st->name.name,
-               s->m->syms[k].kind == SYM_INPUT ? "an" : "a", sym_kind_name(s->m->syms[k].kind));
+    diag_error(s->d, st->name.loc, help, "'%s' is already %s", st->name.name,
+               a_kind(s->m->syms[k].kind));
+    s->bad[k] = BAD_SYM; /* which of the two a use means is unknown: stay quiet */
     return -1;
   }
   Sym *sym = add_sym(s, kind, st->name);
@@ -454,13 +649,19 @@ static int stmt_target(Sema *s, Stmt *st) {
 }
 
 static void begin_stmt(Sema *s, Stmt *st, int target) {
-  s->st = st;
   s->nivars = 0;
   s->nscope = 0;
   s->too_many_ivars = 0;
   const Sym *sym = target >= 0 ? &s->m->syms[target] : NULL;
   for (int i = 0; i < st->nlhs; i++) {
-    if (!check_index_name(s, st->lhs[i])) continue;
+    int dup = 0;
+    for (int j = 0; j < i; j++) dup |= !strcmp(st->lhs[i].name, st->lhs[j].name);
+    if (dup) {
+      diag_error(s->d, st->lhs[i].loc, "each position needs its own index name",
+                 "index '%s' appears twice on the left-hand side", st->lhs[i].name);
+      continue;
+    }
+    check_index_name(s, st->lhs[i]); /* reported; still bound, so its uses resolve */
     int dim = sym && sym->kind == SYM_STATE && i < sym->rank ? sym->shape[i] : -1;
     int v = new_ivar(s, st->lhs[i], dim);
     if (v >= 0) s->scope[s->nscope++] = v;
@@ -471,7 +672,7 @@ static void finish_stmt(Sema *s, Stmt *st, int target) {
   st->nivars = s->nivars;
   st->ivars = s->nivars ? arena_array(s->arena, (size_t)s->nivars, sizeof *st->ivars) : NULL;
   if (st->ivars) memcpy(st->ivars, s->ivars, (size_t)s->nivars * sizeof *st->ivars);
-  if (target < 0 || s->nivars < st->nlhs) return;
+  if (target < 0 || s->nivars < st->nlhs || stmt_failed(s)) return;
   Sym *sym = &s->m->syms[target];
   if (sym->kind == SYM_STATE) return;
   if (sym->def != st) return;
@@ -486,7 +687,9 @@ static void finish_stmt(Sema *s, Stmt *st, int target) {
 
 static void check_assign(Sema *s, Stmt *st, int target) {
   const Sym *sym = &s->m->syms[target];
-  if (sym->kind == SYM_STATE && st->nlhs != sym->rank) {
+  if (s->bad[target] == BAD_SYM) {
+    s->poisoned = 1;
+  } else if (sym->kind == SYM_STATE && st->nlhs != sym->rank) {
     diag_error(s->d, st->name.loc, "assign the whole state with one index per dim, e.g. S[i, j]",
                "state '%s' has %d dim%s but %d ind%s given", sym->name, sym->rank,
                sym->rank == 1 ? "" : "s", st->nlhs, st->nlhs == 1 ? "ex is" : "ices are");
@@ -495,11 +698,6 @@ static void check_assign(Sema *s, Stmt *st, int target) {
     diag_error(s->d, st->lhs[MIXC_MAX_RANK].loc, "use fewer indices",
                "at most %d indices on the left-hand side", MIXC_MAX_RANK);
   }
-  for (int i = 0; i < st->nlhs; i++)
-    for (int j = 0; j < i; j++)
-      if (!strcmp(st->lhs[i].name, st->lhs[j].name))
-        diag_error(s->d, st->lhs[i].loc, "each position needs its own index name",
-                   "index '%s' appears twice on the left-hand side", st->lhs[i].name);
 }
 
 static void check_stmts(Sema *s, Stmt **stmts, int n);
@@ -513,9 +711,12 @@ static void check_for(Sema *s, Stmt *st) {
     diag_error(s->d, st->range.loc, help, "'for' needs a fixed dim, and '%s' is bound at run time",
                st->range.name);
   }
-  if (mixer_find(s->m, st->name.name) >= 0 || find_forvar(s, st->name.name) >= 0) {
+  int k = find_visible(s, st->name.name), fk = find_forvar(s, st->name.name);
+  if (k >= 0 || fk >= 0) {
     diag_error(s->d, st->name.loc, "pick another name for the loop variable",
-               "'%s' is already declared", st->name.name);
+               "'%s' is already declared as %s (line %d)", st->name.name,
+               k >= 0 ? a_kind(s->m->syms[k].kind) : "a for variable",
+               k >= 0 ? s->m->syms[k].loc.line : s->m->forvars[fk].loc.line);
     return;
   }
   if (s->nactive_for == (int)(sizeof s->active_for / sizeof s->active_for[0])) {
@@ -537,21 +738,49 @@ static void check_stmt(Sema *s, Stmt *st) {
     check_for(s, st);
     return;
   }
-  int before = diag_count(s->d);
+  s->st = st;
+  s->errs0 = diag_count(s->d);
+  s->poisoned = 0;
+  s->nreported = 0;
   int target = stmt_target(s, st);
   st->sym = target;
   if (target >= 0) check_assign(s, st, target);
   begin_stmt(s, st, target);
   resolve_expr(s, st->rhs);
   finish_stmt(s, st, target);
-  if (target < 0 || diag_count(s->d) > before) return;
+  s->st = NULL;
+  if (target < 0) return;
   const Sym *sym = &s->m->syms[target];
-  if (sym->kind == SYM_LET) s->let_state[target] = st->rhs->has_state;
+  if (sym->kind == SYM_STATE || sym->def != st) return;
+  /* A let or output with an error is still assigned here, but its shape is unknown: its
+   * later uses stay quiet instead of repeating the error. */
   s->defined[target] = 1;
+  if (stmt_failed(s))
+    s->bad[target] = BAD_SYM;
+  else if (sym->kind == SYM_LET)
+    s->let_state[target] = st->rhs ? st->rhs->has_state : 0;
 }
 
 static void check_stmts(Sema *s, Stmt **stmts, int n) {
   for (int i = 0; i < n; i++) check_stmt(s, stmts[i]);
+}
+
+/* Enter every let and output in textual order before checking statements, so a read
+ * that comes before the assignment is told where the assignment is. A name that
+ * clashes is left for stmt_target to report at its statement. */
+static void enter_targets(Sema *s, Stmt **stmts, int n) {
+  for (int i = 0; i < n; i++) {
+    Stmt *st = stmts[i];
+    if (st->kind == ST_FOR) {
+      enter_targets(s, st->body, st->nbody);
+      continue;
+    }
+    if (st->kind == ST_UPDATE || mixer_find(s->m, st->name.name) >= 0 ||
+        is_grid_axis(s->m, st->name.name))
+      continue;
+    Sym *sym = add_sym(s, st->kind == ST_LET ? SYM_LET : SYM_OUTPUT, st->name);
+    if (sym) sym->def = st;
+  }
 }
 
 /* ---- defaults of params: dims and numbers only ---- */
@@ -563,6 +792,12 @@ static void check_default(Sema *s, Expr *e, const char *param) {
     if (k >= 0 && s->m->syms[k].kind == SYM_DIM) {
       e->ref = REF_DIM;
       e->sym = k;
+    } else if (k < 0 && !is_grid_axis(s->m, e->name)) {
+      if (first_unknown(s, e->name))
+        diag_error(s->d, e->loc,
+                   suggest(s, e->name, KIND(SYM_DIM),
+                           "a default is an expression of dims and numbers, e.g. rsqrt(K)"),
+                   "unknown name '%s'", e->name);
     } else {
       diag_error(s->d, e->loc, "a default is an expression of dims and numbers, e.g. rsqrt(K)",
                  "the default of '%s' cannot use '%s'", param, e->name);
@@ -654,13 +889,16 @@ static int sema_mixer(Arena *a, Diags *d, Mixer *m) {
   m->forvars = arena_array(a, (size_t)count_fors(m->stmts, m->nstmts) + 1, sizeof *m->forvars);
   s.let_state = arena_array(a, (size_t)cap, sizeof *s.let_state);
   s.defined = arena_array(a, (size_t)cap, sizeof *s.defined);
-  if (!m->syms || !m->forvars || !s.let_state || !s.defined) return 1;
+  s.bad = arena_array(a, (size_t)cap, sizeof *s.bad);
+  s.clashed = arena_array(a, (size_t)cap, sizeof *s.clashed);
+  if (!m->syms || !m->forvars || !s.let_state || !s.defined || !s.bad || !s.clashed) return 1;
   check_over(&s);
   for (int i = 0; i < m->ndecls; i++) declare(&s, m->decls[i]);
   resolve_shapes(&s);
   for (int i = 0; i < m->nsyms; i++)
     if (m->syms[i].kind == SYM_PARAM) check_default(&s, m->syms[i].init, m->syms[i].name);
   check_output_placement(&s, m->stmts, m->nstmts, 0);
+  enter_targets(&s, m->stmts, m->nstmts);
   check_stmts(&s, m->stmts, m->nstmts);
   if (count_outputs(m->stmts, m->nstmts) == 0)
     diag_error(d, m->name.loc, "add `output o[j] = ...`: a mixer computes at least one output",

@@ -106,8 +106,21 @@ static const char *find_line(const Diags *d, int line, size_t *len) {
   return p;
 }
 
-enum { QUOTE_MAX = 200 }; /* longest source line quoted in full */
+enum { QUOTE_MAX = 200 }; /* longest piece of a source line quoted */
 
+/* The length of the well-formed UTF-8 character at p (before e), else 0. */
+static int utf8_len(const unsigned char *p, const unsigned char *e) {
+  int n = p[0] >= 0xF0 && p[0] <= 0xF4 ? 4 : p[0] >= 0xE0 ? 3 : p[0] >= 0xC2 ? 2 : 0;
+  if (n == 0 || n > e - p) return 0;
+  for (int i = 1; i < n; i++)
+    if ((p[i] & 0xC0) != 0x80) return 0;
+  return n;
+}
+
+/* Quote the source line of loc with a caret under the span. Columns count bytes, but the
+ * quote is laid out by characters: a UTF-8 character takes one column, control characters
+ * and other non-ASCII bytes are shown as one space or '?' each. A line longer than
+ * QUOTE_MAX is cut around the caret, with "..." where it was cut. */
 static void render_quote(Buf *b, const Diags *d, Loc loc) {
   size_t len;
   const char *line = find_line(d, loc.line, &len);
@@ -115,21 +128,39 @@ static void render_quote(Buf *b, const Diags *d, Loc loc) {
   if (col > len) col = len;
   if (len > QUOTE_MAX && col > QUOTE_MAX / 2) start = col - QUOTE_MAX / 2;
   size_t shown = len - start > QUOTE_MAX ? QUOTE_MAX : len - start;
-  buf_printf(b, "%5d | ", loc.line);
-  /* Show the line with control characters and tabs made visible as spaces so the
-   * caret lines up (columns count bytes). */
-  for (size_t i = 0; i < shown; i++) {
-    char c = line[start + i];
-    if ((unsigned char)c < 0x20 || c == 0x7f) c = ' ';
-    buf_put(b, &c, 1);
+  size_t stop = start + shown;
+  int cut_left = start > 0, cut_right = stop < len;
+  const unsigned char *u = (const unsigned char *)line, *ue = u + stop;
+  buf_printf(b, "%5d | %s", loc.line, cut_left ? "..." : "");
+  /* Pass 1: the text. Pass 2: under it, a space per column before the span, then the
+   * caret and '~' to its end. */
+  size_t end = col + (size_t)(loc.len > 1 ? loc.len : 1);
+  if (end > stop) end = stop;
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass == 1) buf_printf(b, "%s\n      | %s", cut_right ? "..." : "", cut_left ? "   " : "");
+    int marks = 0;
+    for (size_t i = start; i < stop;) {
+      int n = u[i] >= 0x80 ? utf8_len(u + i, ue) : 1;
+      if (pass == 0) {
+        if (n > 1)
+          buf_put(b, line + i, (size_t)n);
+        else {
+          char c = line[i];
+          if ((unsigned char)c < 0x20 || c == 0x7f) c = ' ';
+          if ((unsigned char)c >= 0x80) c = '?';
+          buf_put(b, &c, 1);
+        }
+      } else if (i < col) {
+        buf_put(b, " ", 1);
+      } else if (i < end) {
+        buf_put(b, marks++ ? "~" : "^", 1);
+      } else {
+        break;
+      }
+      i += n > 0 ? (size_t)n : 1;
+    }
+    if (pass == 1 && !marks) buf_put(b, "^", 1); /* at the end of the line */
   }
-  buf_put(b, "\n      | ", 9);
-  for (size_t i = start; i < col; i++) buf_put(b, " ", 1);
-  int n = loc.len > 0 ? loc.len : 1;
-  if ((size_t)n > shown + start - col + 1) n = (int)(shown + start - col + 1);
-  if (n < 1) n = 1;
-  buf_put(b, "^", 1);
-  for (int i = 1; i < n; i++) buf_put(b, "~", 1);
   buf_put(b, "\n", 1);
 }
 

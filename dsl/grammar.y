@@ -2,9 +2,11 @@
  *
  * Actions are one-line calls into parse.c. Every list symbol owns a malloc'd vector
  * and has a %destructor, so a syntax error that unwinds the stack leaks nothing.
- * Statement separators (newline or ';') arrive from the lexer as one SEP token, already
- * dropped inside ( ) and [ ]. An `error` item resynchronises at the next separator, so
- * one run can report several syntax errors. */
+ * Statement separators (newline or ';') arrive from the lexer as one SEP token, newlines
+ * already dropped inside ( ) and [ ]. An `error` item resynchronises at the next separator, so
+ * one run can report several syntax errors; where the stack holds no state that takes
+ * `error` (junk after a complete statement), the parse fails and the driver (parse.c)
+ * restarts it at the next separator. */
 
 %name mixcParse
 %token_prefix TK_
@@ -32,7 +34,7 @@
   parse_syntax_error(ctx, yymajor, &yyminor, expected, YYNTOKEN);
 }
 %stack_overflow { parse_stack_overflow(ctx, NULL); }
-%parse_failure { ctx->syntax_errors++; }
+%parse_failure { ctx->syntax_errors++; ctx->failed = 1; }
 
 %token SEP.
 %left PLUS MINUS.

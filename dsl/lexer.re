@@ -70,9 +70,10 @@ static void reset_depth(Lexer *lx, int kind, const char *s, const char *e) {
   if (t) t->unclosed = open;
 }
 
-/* A separator: newline or ';'. Dropped inside brackets; collapsed outside. */
+/* A separator: a newline, dropped inside brackets, or ';', which ends the statement
+ * wherever it is (inside brackets the parser reports it). Collapsed. */
 static void push_sep(Lexer *lx, const char *s, const char *e) {
-  if (lx->depth > 0) return;
+  if (lx->depth > 0 && *s != ';') return;
   if (lx->n > 0 && lx->toks[lx->n - 1].kind == TK_SEP) return;
   push(lx, TK_SEP, s, e);
 }
@@ -108,13 +109,48 @@ static void ident(Lexer *lx, int kind, const char *s, const char *e) {
   push(lx, kind, s, e);
 }
 
+/* One well-formed UTF-8 character: its length, else 0. */
+static int utf8_char(const unsigned char *p, const unsigned char *e) {
+  int n = p[0] >= 0xF0 && p[0] <= 0xF4 ? 4 : p[0] >= 0xE0 ? 3 : p[0] >= 0xC2 ? 2 : 0;
+  if (n == 0 || n > e - p) return 0;
+  for (int i = 1; i < n; i++)
+    if ((p[i] & 0xC0) != 0x80) return 0;
+  return n;
+}
+
+/* A run of non-ASCII bytes outside a comment: one error for the whole run. */
+static void non_ascii(Lexer *lx, const char *s, const char *e) {
+  const unsigned char *p = (const unsigned char *)s, *pe = (const unsigned char *)e;
+  int nchars = 0, valid = 1;
+  while (p < pe) {
+    int n = utf8_char(p, pe);
+    if (!n) {
+      valid = 0;
+      break;
+    }
+    p += n;
+    nchars++;
+  }
+  const char *help = "names and operators are ASCII; non-ASCII text is allowed only in "
+                     "comments (after '#')";
+  if (!valid && e - s == 1)
+    diag_error(lx->diags, here(lx, s, e), help, "byte 0x%02X is not part of the mix language",
+               (unsigned char)*s);
+  else if (!valid)
+    diag_error(lx->diags, here(lx, s, e), help,
+               "%d non-ASCII bytes (from 0x%02X, not UTF-8) are not part of the mix language",
+               (int)(e - s), (unsigned char)*s);
+  else if (nchars == 1)
+    diag_error(lx->diags, here(lx, s, e), help,
+               "non-ASCII character '%.*s' is not part of the mix language", (int)(e - s), s);
+  else
+    diag_error(lx->diags, here(lx, s, e), help,
+               "non-ASCII text '%.*s' is not part of the mix language", (int)(e - s), s);
+}
+
 static void bad_byte(Lexer *lx, const char *s) {
   unsigned char c = (unsigned char)*s;
-  if (c >= 0x80)
-    diag_error(lx->diags, here(lx, s, s + 1),
-               "non-ASCII text is allowed only in comments (after '#')",
-               "byte 0x%02X is not part of the mix language", c);
-  else if (c < 0x20 || c == 0x7f)
+  if (c < 0x20 || c == 0x7f)
     diag_error(lx->diags, here(lx, s, s + 1), "remove the control character",
                "control character 0x%02X is not part of the mix language", c);
   else
@@ -200,6 +236,7 @@ Token *lex_all(Arena *a, Diags *d, const char *src, size_t len, int *ntok) {
       "*" { push(&lx, TK_STAR, s, YYCURSOR); continue; }
       "/" { push(&lx, TK_SLASH, s, YYCURSOR); continue; }
 
+      [\x80-\xff]+ { non_ascii(&lx, s, YYCURSOR); continue; }
       * { bad_byte(&lx, s); continue; }
     */
   }
@@ -207,9 +244,28 @@ Token *lex_all(Arena *a, Diags *d, const char *src, size_t len, int *ntok) {
   /* A final separator, so the last statement needs no newline. */
   Loc open = lx.depth > 0 ? lx.open[lx.depth <= 64 ? lx.depth - 1 : 63] : (Loc){0, 0, 0};
   lx.depth = 0;
+  /* The end of the file is shown just after the last token (past trailing blank lines
+   * and comments), where whatever is missing belongs. */
+  Loc at = here(&lx, YYCURSOR - 1, YYCURSOR - 1);
+  for (int i = lx.n - 1; i >= 0; i--) {
+    const Token *last = &lx.toks[i];
+    if (last->kind == TK_SEP && last->text[0] == '\n') continue;
+    at = last->loc;
+    at.col += last->len;
+    at.len = 1;
+    break;
+  }
+  int had_sep = lx.n > 0 && lx.toks[lx.n - 1].kind == TK_SEP;
   push_sep(&lx, YYCURSOR - 1, YYCURSOR - 1);
+  /* That separator is where an expression cut off by the end of the file is found
+   * incomplete: it too knows the bracket left open. */
+  if (!had_sep && lx.n > 0 && lx.toks[lx.n - 1].kind == TK_SEP) {
+    lx.toks[lx.n - 1].loc = at;
+    lx.toks[lx.n - 1].unclosed = open;
+  }
   Token *end = push(&lx, 0, YYCURSOR - 1, YYCURSOR - 1);
   if (!end) return NULL;
+  end->loc = at;
   end->unclosed = open;
   *ntok = lx.n;
   return lx.toks;

@@ -274,6 +274,9 @@ Item *item_stmt(ParseCtx *c, StmtKind kind, Token kw, Token name, Vec *lhs, Expr
   return stmt_item(c, s);
 }
 
+/* The text of the tokens the driver makes up to restart the parser (see resume). */
+static const char synthetic[] = "_";
+
 /* Keep only the statements of a body; a declaration inside `for` is an error. */
 static Stmt **body_stmts(ParseCtx *c, Vec *items, int *n, int in_for) {
   int ni = 0;
@@ -304,7 +307,7 @@ Item *item_for(ParseCtx *c, Token kw, Token var, Token range, Vec *body, Token c
   (void)close;
   s->name = tok_ident(c, var);
   s->range = tok_ident(c, range);
-  s->body = body_stmts(c, body, &s->nbody, 1);
+  s->body = body_stmts(c, body, &s->nbody, kw.text != synthetic);
   return stmt_item(c, s);
 }
 
@@ -314,6 +317,7 @@ DirItem *ast_dir(ParseCtx *c, const Token *minus, Token name) {
   DirItem *d = arena_alloc(c->arena, sizeof *d);
   if (!d) return NULL;
   d->loc = minus ? loc_span(minus->loc, name.loc) : name.loc;
+  d->unknown = NULL;
   int rev = minus != NULL;
   if (name.len == 3 && !memcmp(name.text, "row", 3))
     d->dir = rev ? DIR_ROW_REV : DIR_ROW;
@@ -322,8 +326,9 @@ DirItem *ast_dir(ParseCtx *c, const Token *minus, Token name) {
   else if (name.len == 3 && !memcmp(name.text, "all", 3) && !rev)
     d->dir = DIR_ALL;
   else {
-    diag_error(c->diags, d->loc, "directions are row, col, -row, -col, or all alone",
-               "unknown direction '%s%.*s'", rev ? "-" : "", name.len, name.text);
+    d->unknown = name.text;
+    d->unknown_len = name.len;
+    d->unknown_rev = rev;
     d->dir = DIR_ROW;
   }
   return d;
@@ -343,6 +348,10 @@ OverSpec *ast_over(ParseCtx *c, Vec *grid, Vec *dirs, const Token *combine) {
   o->dir_locs = n ? arena_array(c->arena, (size_t)n, sizeof *o->dir_locs) : NULL;
   for (int i = 0; d && o->dirs && o->dir_locs && i < n; i++) {
     if (!d[i]) continue;
+    if (d[i]->unknown)
+      diag_error(c->diags, d[i]->loc, "directions are row, col, -row, -col, or all alone",
+                 "unknown direction '%s%.*s'", d[i]->unknown_rev ? "-" : "", d[i]->unknown_len,
+                 d[i]->unknown);
     o->dirs[o->ndirs] = d[i]->dir;
     o->dir_locs[o->ndirs++] = d[i]->loc;
   }
@@ -419,29 +428,186 @@ Mixer *ast_mixer(ParseCtx *c, Token kw, Token name, OverSpec *over, Vec *body, T
 
 /* ---- errors ---- */
 
-static const char *help_for(int major, const unsigned char *expected, int ntok) {
+static int is_keyword(int kind) {
+  switch (kind) {
+  case TK_MIXER: case TK_DIM: case TK_INPUT: case TK_PARAM: case TK_STATE: case TK_LET:
+  case TK_OUTPUT: case TK_SUM: case TK_FOR: case TK_IN: case TK_OVER: case TK_DIRECTIONS:
+  case TK_COMBINE: case TK_PER: case TK_DIRECTION:
+    return 1;
+  default: return 0;
+  }
+}
+
+/* A token after which a new statement (or mixer) begins. */
+static int ends_stmt(int kind) {
+  return kind < 0 || kind == TK_SEP || kind == TK_LBRACE || kind == TK_RBRACE;
+}
+
+/* What a statement (or mixer header) that starts with `first` looks like. */
+static const char *form_help(int first) {
+  switch (first) {
+  case TK_MIXER:
+    return "a mixer is `mixer NAME { ... }`, or for a 2-D scan "
+           "`mixer NAME over (Y, X) directions (row, -row) combine mean { ... }`";
+  case TK_DIM: return "dims are declared as `dim K, V` or `dim NH = 2`";
+  case TK_INPUT:
+    return "inputs are declared as `input x, q[K], k[NH, K]` (or `input g[K] per direction`)";
+  case TK_PARAM:
+    return "params are declared as `param p`, `param u[K]` or `param scale = rsqrt(K)`";
+  case TK_STATE: return "states are declared as `state S[K, V], z[K]`";
+  case TK_LET: return "a let is `let a = expr` or `let u[j] = expr`";
+  case TK_OUTPUT: return "an output is `output o[j] = expr`";
+  case TK_IDENT: return "a state update is `S[i, j] = expr`";
+  case TK_FOR: return "a loop is `for h in NH { ... }`, NH a fixed dim";
+  default: return NULL;
+  }
+}
+
+/* The character at a location of the source, or 0. */
+static char char_at(const Diags *d, Loc l) {
+  if (!d->src || l.line < 1 || l.col < 1) return 0;
+  const char *p = d->src, *end = d->src + d->srclen;
+  for (int line = 1; line < l.line && p < end; p++)
+    if (*p == '\n') line++;
+  return (size_t)(l.col - 1) < (size_t)(end - p) ? p[l.col - 1] : 0;
+}
+
+static const char keyword_help[] =
+    "keywords (mixer dim input param state let output sum for in over directions combine per "
+    "direction) cannot be used as names";
+
+static const char *help_for(ParseCtx *c, int major, const Token *tok,
+                            const unsigned char *expected, int ntok, int only_rbrace, char *buf,
+                            size_t bufsize) {
   int want_expr = TK_NUMBER < ntok && expected[TK_NUMBER];
+  int first = ends_stmt(c->prev[0]) ? major : c->stmt_first;
+  if (tok->unclosed.line > 0) {
+    char open = char_at(c->diags, tok->unclosed);
+    snprintf(buf, bufsize, "the '%c' opened at line %d, column %d is never closed; add '%c'",
+             open == '[' ? '[' : '(', tok->unclosed.line, tok->unclosed.col,
+             open == '[' ? ']' : ')');
+    return buf;
+  }
+  /* The first token of a line, on a later line than the innermost open bracket: that
+   * bracket was never closed (line breaks inside brackets do not end statements). */
+  if (c->nbrackets > 0 && c->nbrackets <= PARSE_MAX_OPEN &&
+      c->bracket_locs[c->nbrackets - 1].line < tok->loc.line &&
+      c->prev_line < tok->loc.line && major != TK_RPAREN && major != TK_RBRACK) {
+    Loc o = c->bracket_locs[c->nbrackets - 1];
+    int paren = c->brackets[c->nbrackets - 1] == TK_LPAREN;
+    snprintf(buf, bufsize, "the '%c' opened at line %d, column %d is never closed; add '%c'",
+             paren ? '(' : '[', o.line, o.col, paren ? ')' : ']');
+    return buf;
+  }
+  if (major == 0 && c->nblocks > 0) {
+    int top = c->nblocks < PARSE_MAX_OPEN ? c->nblocks : PARSE_MAX_OPEN;
+    const OpenBlock *b = &c->blocks[top - 1];
+    if (b->is_for)
+      snprintf(buf, bufsize, "add '}' to close the `for` loop (opened at line %d)",
+               b->loc.line);
+    else if (b->name)
+      snprintf(buf, bufsize, "add '}' to close mixer '%.*s' (opened at line %d)",
+               b->len > 64 ? 64 : b->len, b->name, b->loc.line);
+    else
+      snprintf(buf, bufsize, "add '}' to close the mixer (opened at line %d)", b->loc.line);
+    return buf;
+  }
+  if ((major == TK_RPAREN || major == TK_RBRACK) && c->nbrackets > 0 &&
+      c->nbrackets <= PARSE_MAX_OPEN &&
+      c->brackets[c->nbrackets - 1] != (major == TK_RPAREN ? TK_LPAREN : TK_LBRACK)) {
+    Loc o = c->bracket_locs[c->nbrackets - 1];
+    int paren = c->brackets[c->nbrackets - 1] == TK_LPAREN;
+    snprintf(buf, bufsize,
+             "the innermost open bracket is the '%c' at line %d, column %d: close it with "
+             "'%c' first",
+             paren ? '(' : '[', o.line, o.col, paren ? ')' : ']');
+    return buf;
+  }
+  if (only_rbrace && major == TK_RPAREN && c->nbrackets == 0)
+    return "no '(' is open here; remove it";
+  if (only_rbrace && major == TK_RBRACK && c->nbrackets == 0)
+    return "no '[' is open here; remove it";
+  if (only_rbrace && ends_stmt(c->prev[0])) {
+    /* a statement was due */
+    int top = c->nblocks < PARSE_MAX_OPEN ? c->nblocks : PARSE_MAX_OPEN;
+    const OpenBlock *b = top > 0 ? &c->blocks[top - 1] : NULL;
+    if (major == TK_MIXER && b && !b->is_for && b->name) {
+      snprintf(buf, bufsize,
+               "add '}' to close mixer '%.*s' (opened at line %d) before the next mixer",
+               b->len > 64 ? 64 : b->len, b->name, b->loc.line);
+      return buf;
+    }
+    if (major == TK_MIXER) return "add '}' to close the block before the next mixer";
+    return "a statement is `let a = expr`, `output o[j] = expr`, `S[i, j] = expr` or "
+           "`for h in NH { ... }`";
+  }
+  if (only_rbrace) return "one statement per line (or `;`); is an operator missing?";
+  if (major == TK_RBRACE && c->nblocks == 0) return "no '{' is open here; remove this '}'";
+  if (c->prev[0] == TK_COMBINE) return "write `combine sum` or `combine mean`";
+  if (is_keyword(major) && TK_IDENT < ntok && expected[TK_IDENT]) return keyword_help;
+  if (c->prev[0] == TK_SUM) return "a sum is written `sum(i, expr)`";
+  if ((c->prev[0] == TK_LPAREN && c->prev[1] == TK_SUM) ||
+      (c->prev[0] == TK_IDENT && c->prev[1] == TK_LPAREN && c->prev[2] == TK_SUM))
+    return "sum takes an index name first: `sum(i, expr)`";
+  if (c->prev[0] == TK_MIXER) return "`mixer` needs a name: `mixer NAME { ... }`";
+  if (c->prev[0] == TK_LPAREN && c->prev[1] == TK_OVER)
+    return "`over` names the scan's two grid axes: `over (Y, X)`";
+  if (c->prev[0] == TK_LPAREN && c->prev[1] == TK_DIRECTIONS)
+    return "list the scan's directions, e.g. `directions (row, -row)`: row, col, -row, -col, "
+           "or all alone";
+  if (major == TK_SEP && tok->len == 1 && tok->text[0] == ';' && c->nbrackets > 0) {
+    int top = c->nbrackets < PARSE_MAX_OPEN ? c->nbrackets : PARSE_MAX_OPEN;
+    Loc o = c->bracket_locs[top - 1];
+    int paren = c->brackets[top - 1] == TK_LPAREN;
+    snprintf(buf, bufsize, "';' ends the statement, but the '%c' at line %d, column %d is "
+             "still open: close it with '%c' first", paren ? '(' : '[', o.line, o.col,
+             paren ? ')' : ']');
+    return buf;
+  }
   if (major == TK_SEP && want_expr)
     return "the expression is incomplete; a line break ends a statement unless it is "
            "inside ( ) or [ ], so wrap long expressions in parentheses";
   if (want_expr) return "an expression was expected here";
   if (TK_MIXER < ntok && expected[TK_MIXER] && !expected[TK_IDENT])
     return "a file holds mixers: `mixer NAME { ... }`";
-  if (major >= TK_MIXER && major != TK_IDENT && major != TK_NUMBER && TK_IDENT < ntok &&
-      expected[TK_IDENT] && major != TK_LPAREN && major != TK_RPAREN)
-    return "keywords (mixer dim input param state let output sum for in over directions "
-           "combine per direction) cannot be used as names";
-  return NULL;
+  if (TK_PLUS < ntok && expected[TK_PLUS] &&
+      (major == TK_IDENT || major == TK_NUMBER || major == TK_LPAREN || major == TK_SUM))
+    return "is an operator (+ - * /) missing before it?";
+  if (expected[TK_COMMA] && c->nbrackets > 0 &&
+      (expected[TK_RPAREN] || expected[TK_RBRACK])) {
+    int top = c->nbrackets < PARSE_MAX_OPEN ? c->nbrackets : PARSE_MAX_OPEN;
+    int paren = c->brackets[top - 1] == TK_LPAREN;
+    snprintf(buf, bufsize, "separate the items with ',' and close the list with '%c'",
+             paren ? ')' : ']');
+    return buf;
+  }
+  return form_help(first);
 }
 
 void parse_syntax_error(ParseCtx *c, int major, const Token *tok, const unsigned char *expected,
                         int ntok) {
   c->syntax_errors++;
+  if (c->quiet_seps > 0) return; /* still resynchronising after an earlier error */
+  /* Outside every mixer after an earlier error: a '}' too many or too few left the
+   * parser out of step with the braces, and whatever follows would be blamed for it. */
+  if (c->reported > 0 && c->nblocks == 0 && TK_MIXER < ntok && expected[TK_MIXER]) return;
+  /* Likewise a '}' found missing at the end of the file. */
+  if (c->reported > 0 && (major == 0 || (major == TK_SEP && tok->len == 0))) return;
+  /* A statement that ends too early is usually continued on the next line: that line's
+   * errors would only repeat this one. */
+  if (major == TK_SEP) c->quiet_seps = 2;
   char want[256] = "";
   int nwant = 0;
   for (int t = 1; t < ntok; t++)
     if (expected[t] && t != TK_UMINUS) nwant++;
-  if (nwant > 0 && nwant <= 4) {
+  /* After a complete statement the parser's default reductions leave only the '}' that
+   * closes the block in view, though a separator was as welcome. */
+  int only_rbrace =
+      nwant == 1 && TK_RBRACE < ntok && expected[TK_RBRACE] && major != 0 && major != TK_SEP;
+  if (only_rbrace) {
+    snprintf(want, sizeof want, ends_stmt(c->prev[0]) ? "; expected a statement or '}'"
+                                                      : "; expected end of statement");
+  } else if (nwant > 0 && nwant <= 4) {
     size_t used = 0;
     int k = 0;
     for (int t = 1; t < ntok; t++) {
@@ -452,31 +618,106 @@ void parse_syntax_error(ParseCtx *c, int major, const Token *tok, const unsigned
       k++;
     }
   }
-  const char *what = token_kind_name(major);
-  if (tok->unclosed.line > 0) {
-    char help[128];
-    snprintf(help, sizeof help, "the bracket opened at line %d, column %d is never closed",
-             tok->unclosed.line, tok->unclosed.col);
-    diag_error(c->diags, tok->loc, help, "unexpected %s%s", what, want);
-    return;
+  /* The separator the lexer adds at the end of the text stands for the end of the file. */
+  const char *what = major == TK_SEP && tok->len == 0 ? "end of file" : token_kind_name(major);
+  char buf[160];
+  const char *help = help_for(c, major, tok, expected, ntok, only_rbrace, buf, sizeof buf);
+  /* A keyword used as a name is one mistake, however often the name is used. */
+  if (help == keyword_help) {
+    if (major < 64 && ((c->keywords_named >> major) & 1)) return;
+    if (major < 64) c->keywords_named |= (uint64_t)1 << major;
   }
+  c->reported++;
   if (major == TK_IDENT || major == TK_NUMBER)
-    diag_error(c->diags, tok->loc, help_for(major, expected, ntok), "unexpected %s '%.*s'%s",
+    diag_error(c->diags, tok->loc, help, "unexpected %s '%.*s'%s",
                major == TK_IDENT ? "name" : "number", tok->len, tok->text, want);
   else
-    diag_error(c->diags, tok->loc, help_for(major, expected, ntok), "unexpected %s%s", what,
-               want);
+    diag_error(c->diags, tok->loc, help, "unexpected %s%s", what, want);
 }
 
 void parse_stack_overflow(ParseCtx *c, const Token *at) {
-  Loc l = at ? at->loc : (Loc){0, 0, 1};
+  Loc l = at ? at->loc : (Loc){1, 1, 1};
   diag_error(c->diags, l, "split the expression with `let` statements or flatten the blocks",
              "the program is nested too deeply to parse");
   c->syntax_errors++;
   c->done = -1;
 }
 
+/* Record a token the parser has consumed (see ParseCtx). */
+static void track(ParseCtx *c, const Token *t) {
+  switch (t->kind) {
+  case TK_LPAREN:
+  case TK_LBRACK:
+    if (c->nbrackets < PARSE_MAX_OPEN) {
+      c->brackets[c->nbrackets] = t->kind;
+      c->bracket_locs[c->nbrackets] = t->loc;
+    }
+    c->nbrackets++;
+    break;
+  case TK_RPAREN:
+  case TK_RBRACK:
+    if (c->nbrackets > 0) c->nbrackets--;
+    break;
+  case TK_LBRACE:
+    c->nbrackets = 0;
+    if (c->nblocks < PARSE_MAX_OPEN) {
+      OpenBlock *b = &c->blocks[c->nblocks];
+      b->loc = t->loc;
+      b->is_for = c->head_for;
+      b->name = c->head_for ? NULL : c->head_name.text;
+      b->len = c->head_for ? 0 : c->head_name.len;
+    }
+    c->nblocks++;
+    break;
+  case TK_RBRACE:
+    c->nbrackets = 0;
+    if (c->nblocks > 0) c->nblocks--;
+    break;
+  case TK_MIXER:
+    c->head_for = 0;
+    memset(&c->head_name, 0, sizeof c->head_name);
+    break;
+  case TK_FOR: c->head_for = 1; break;
+  case TK_IDENT:
+    if (c->prev[0] == TK_MIXER) c->head_name = *t;
+    break;
+  case TK_SEP:
+    if (c->quiet_seps > 0) c->quiet_seps--;
+    break;
+  default: break;
+  }
+  if (ends_stmt(c->prev[0])) c->stmt_first = t->kind;
+  c->prev_line = t->loc.line;
+  c->prev[2] = c->prev[1];
+  c->prev[1] = c->prev[0];
+  c->prev[0] = t->kind;
+}
+
 /* ---- driver ---- */
+
+/* After the parser gave up inside a block it starts again empty, and would take every
+ * statement that follows for an error. Feed it a made-up header for each open block
+ * (`mixer _ {`, then `for _ in _ {`, each with a separator), so the statements after the
+ * next separator are checked in their place. The program is discarded anyway. */
+static void resume(ParseCtx *c, void *p, const Token *at) {
+  int n = c->nblocks < PARSE_MAX_OPEN ? c->nblocks : PARSE_MAX_OPEN;
+  Token t = *at;
+  memset(&t.unclosed, 0, sizeof t.unclosed);
+  t.text = synthetic;
+  t.len = 1;
+  for (int b = 0; b < n; b++) {
+    static const int mixer_head[] = {TK_MIXER, TK_IDENT, TK_LBRACE, TK_SEP};
+    static const int for_head[] = {TK_FOR, TK_IDENT, TK_IN, TK_IDENT, TK_LBRACE, TK_SEP};
+    /* inner blocks as loops, whatever opened them, so that every '}' to come has its '{' */
+    const int *head = b == 0 ? mixer_head : for_head;
+    int len = b == 0 ? 4 : 6;
+    for (int k = 0; k < len; k++) {
+      t.kind = head[k];
+      mixcParse(p, t.kind, t);
+    }
+  }
+  c->failed = 0;
+}
 
 Program *parse_program(Arena *a, Diags *d, const char *src, size_t len) {
   int n = 0;
@@ -485,14 +726,38 @@ Program *parse_program(Arena *a, Diags *d, const char *src, size_t len) {
   ParseCtx ctx = {0};
   ctx.arena = a;
   ctx.diags = d;
+  ctx.prev[0] = ctx.prev[1] = ctx.prev[2] = -1;
+  ctx.stmt_first = -1;
   void *p = mixcParseAlloc(malloc, &ctx);
   if (!p) {
     diag_error(d, (Loc){0, 0, 1}, NULL, "out of memory");
     return NULL;
   }
   int before = diag_count(d);
+  int skipping = 0; /* the parser gave up: drop the rest of the line */
   for (int i = 0; i < n; i++) {
+    if (skipping) {
+      track(&ctx, &toks[i]); /* braces still open and close blocks */
+      if (toks[i].kind == TK_SEP) {
+        skipping = 0;
+        resume(&ctx, p, &toks[i]);
+      }
+      continue;
+    }
+    /* A line after a statement that ended too early is taken for its continuation,
+     * unless it starts like a statement of its own. */
+    if (ctx.quiet_seps == 1 && ctx.prev[0] == TK_SEP && form_help(toks[i].kind) &&
+        toks[i].kind != TK_IDENT)
+      ctx.quiet_seps = 0;
+    ctx.failed = 0;
     mixcParse(p, toks[i].kind, toks[i]);
+    track(&ctx, &toks[i]);
+    if (ctx.failed && ctx.nblocks > 0 && toks[i].kind != 0) {
+      if (toks[i].kind == TK_SEP)
+        resume(&ctx, p, &toks[i]);
+      else
+        skipping = 1;
+    }
     if (ctx.done < 0) {
       /* A stack overflow resets the parser: anything after would be noise. */
       d->items[d->n - 1].loc = toks[i].loc;
@@ -518,7 +783,7 @@ Program *parse_program(Arena *a, Diags *d, const char *src, size_t len) {
   }
   prog->mixers = vec_to_arena(&ctx, mixers, &prog->nmixers);
   if (prog->nmixers == 0) {
-    diag_error(d, (Loc){0, 0, 1}, "write a mixer: `mixer NAME { ... }` (see LANGUAGE.md)",
+    diag_error(d, (Loc){1, 1, 1}, "write a mixer: `mixer NAME { ... }` (see LANGUAGE.md)",
                "the file holds no mixer");
     return NULL;
   }

@@ -36,7 +36,20 @@ typedef struct OverSpec {
 typedef struct DirItem {
   Direction dir;
   Loc loc;
+  const char *unknown; /* not a direction: its name (into the source), reported by
+                          ast_over once the whole `over` clause has parsed */
+  int unknown_len, unknown_rev;
 } DirItem;
+
+/* A '{' still open, for the help of an error at the end of the file. */
+typedef struct OpenBlock {
+  Loc loc;          /* the '{' */
+  int is_for;       /* the body of a `for`, else of a mixer */
+  const char *name; /* the mixer's name (points into the source), or NULL */
+  int len;
+} OpenBlock;
+
+enum { PARSE_MAX_OPEN = 64 };
 
 typedef struct ParseCtx {
   Arena *arena;
@@ -44,6 +57,23 @@ typedef struct ParseCtx {
   Vec *mixers; /* Mixer*, set when the program rule reduces */
   int syntax_errors;
   int done;
+  /* What the driver has fed so far, so a syntax error can say what to change. */
+  int prev[3];        /* kinds of the last three tokens, most recent first (-1: none) */
+  int stmt_first;     /* kind of the first token of the statement being parsed */
+  int prev_line;      /* line of the last token */
+  /* The open ( and [ (TK_LPAREN, TK_LBRACK) and the open {, innermost last. The counts
+   * go on past PARSE_MAX_OPEN; only the outermost PARSE_MAX_OPEN are remembered. */
+  int brackets[PARSE_MAX_OPEN];
+  Loc bracket_locs[PARSE_MAX_OPEN];
+  int nbrackets;
+  OpenBlock blocks[PARSE_MAX_OPEN];
+  int nblocks;
+  int head_for;       /* the last block header seen was `for` (else `mixer`) */
+  Token head_name;    /* the name after the last `mixer` */
+  int quiet_seps;     /* report no syntax error until this many separators have passed */
+  int failed;         /* the parser gave up on the last token (it restarts empty) */
+  int reported;       /* syntax errors reported */
+  uint64_t keywords_named; /* bit k: keyword TK k was reported used as a name */
 } ParseCtx;
 
 Vec *vec_new(ParseCtx *c, size_t elem);

@@ -2,6 +2,7 @@
 #include "inputs.h"
 
 #include <math.h>
+#include <string.h>
 
 const char *mixc_role_name(InputRole r) {
   switch (r) {
@@ -10,6 +11,7 @@ const char *mixc_role_name(InputRole r) {
   case ROLE_NEG_LOG_GATE: return "negated log gate (>= 0)";
   case ROLE_UNIT: return "unit vector";
   case ROLE_UNIFORM01: return "in (0, 1)";
+  case ROLE_UNIT_POSITIVE: return "non-negative unit vector";
   }
   return "?";
 }
@@ -59,11 +61,59 @@ static void walk_stmts(Stmt **st, int n, InputRole *roles) {
   }
 }
 
+/* Mark (in `mark`, per symbol) every input, let and state an expression reads. */
+static void reads(const Expr *e, unsigned char *mark) {
+  if (!e) return;
+  if ((e->kind == EX_NAME || e->kind == EX_INDEX) &&
+      (e->ref == REF_INPUT || e->ref == REF_STATE || e->ref == REF_LET) && !mark[e->sym])
+    mark[e->sym] = 1;
+  for (int i = 0; i < e->nargs; i++) reads(e->args[i], mark);
+}
+
+/* Everything the divisors of outputs read. */
+static void divisors(const Expr *e, unsigned char *mark) {
+  if (!e) return;
+  if (e->kind == EX_BIN && e->op == '/') reads(e->args[1], mark);
+  for (int i = 0; i < e->nargs; i++) divisors(e->args[i], mark);
+}
+
+/* What a marked let or state is computed from is marked too (1: to visit, 2: visited). */
+static void feeds(Stmt **st, int n, unsigned char *mark, int *changed) {
+  for (int i = 0; i < n; i++) {
+    if (st[i]->kind == ST_FOR) {
+      feeds(st[i]->body, st[i]->nbody, mark, changed);
+    } else if (st[i]->kind != ST_OUTPUT && st[i]->sym >= 0 && mark[st[i]->sym] == 1) {
+      reads(st[i]->rhs, mark);
+      mark[st[i]->sym] = 2;
+      *changed = 1;
+    }
+  }
+}
+
+static void walk_outputs(Stmt **st, int n, unsigned char *mark) {
+  for (int i = 0; i < n; i++) {
+    if (st[i]->kind == ST_FOR) walk_outputs(st[i]->body, st[i]->nbody, mark);
+    if (st[i]->kind == ST_OUTPUT) divisors(st[i]->rhs, mark);
+  }
+}
+
 void mixc_input_roles(const Mixer *m, InputRole *roles) {
   for (int i = 0; i < m->nsyms; i++) {
     const Sym *s = &m->syms[i];
     roles[i] = ROLE_NORMAL;
     if (s->kind == SYM_INPUT) roles[i] = s->rank ? ROLE_UNIT : ROLE_UNIFORM01;
+  }
+  /* Vectors reaching a denominator, through lets and state updates, are non-negative. */
+  unsigned char mark[1024];
+  if (m->nsyms <= (int)sizeof mark) {
+    memset(mark, 0, (size_t)m->nsyms);
+    walk_outputs(m->stmts, m->nstmts, mark);
+    for (int pass = 0, changed = 1; changed && pass < m->nsyms + 1; pass++) {
+      changed = 0;
+      feeds(m->stmts, m->nstmts, mark, &changed);
+    }
+    for (int i = 0; i < m->nsyms; i++)
+      if (mark[i] && m->syms[i].kind == SYM_INPUT && m->syms[i].rank) roles[i] = ROLE_UNIT_POSITIVE;
   }
   walk_stmts(m->stmts, m->nstmts, roles);
 }
@@ -113,10 +163,11 @@ void mixc_fill(MixcRng *r, InputRole role, double *x, int64_t n, int64_t last) {
     case ROLE_LOG_GATE: x[i] = logsigmoid(z); break;
     case ROLE_NEG_LOG_GATE: x[i] = -logsigmoid(z); break;
     case ROLE_UNIT: x[i] = z; break;
+    case ROLE_UNIT_POSITIVE: x[i] = fabs(z); break;
     case ROLE_UNIFORM01: x[i] = 1.0 / (1.0 + exp(-z)); break;
     }
   }
-  if (role != ROLE_UNIT) return;
+  if (role != ROLE_UNIT && role != ROLE_UNIT_POSITIVE) return;
   for (int64_t row = 0; row + last <= n; row += last) {
     double ss = 0;
     for (int64_t j = 0; j < last; j++) ss += x[row + j] * x[row + j];

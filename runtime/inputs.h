@@ -5,7 +5,10 @@
  * gate (drawn <= 0, like fla's logsigmoid(randn) gates; >= 0 under a minus sign); a
  * per-token vector is drawn with unit L2 norm over its last dim (the delta rule needs
  * beta * |k|^2 <= 2 to stay stable); a per-token scalar is drawn in (0, 1) (beta,
- * step sizes); anything else is normal with standard deviation 1/2. */
+ * step sizes); anything else is normal with standard deviation 1/2. A per-token vector
+ * that reaches the denominator of an output (directly, or through a state the denominator
+ * reads) is drawn non-negative, as feature maps make it in linear attention with a
+ * normaliser: random signs would put the denominator near zero. */
 #ifndef MIXC_INPUTS_H
 #define MIXC_INPUTS_H
 #include <stdint.h>
@@ -18,6 +21,7 @@ typedef enum InputRole {
   ROLE_NEG_LOG_GATE,/* -logsigmoid(N(0, 1)): >= 0, for values entering exp() negated */
   ROLE_UNIT,        /* N(0, 1), each last-dim row scaled to unit L2 norm */
   ROLE_UNIFORM01,   /* sigmoid(N(0, 1)): in (0, 1) */
+  ROLE_UNIT_POSITIVE, /* |N(0, 1)| rows of unit L2 norm: feature-mapped q, k of a normaliser */
 } InputRole;
 
 /* Roles of every symbol (indexed by symbol; only inputs and params are meaningful). */

@@ -17,5 +17,12 @@ int cli_usage_error(const char *fmt, ...)
 #endif
     ;
 int cmd_run(int argc, char **argv);
+int cmd_emit(int argc, char **argv);
+/* Parse "A=1,B=2" (the value of option `opt`), calling set(ctx, key, value, "A=1") for each
+ * item; prints a one-line error naming the item and returns 1 on a malformed one or when
+ * set returns nonzero. */
+int cli_parse_kv(const char *spec, const char *opt,
+                 int (*set)(void *ctx, const char *key, long long v, const char *item),
+                 void *ctx);
 
 #endif

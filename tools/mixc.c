@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L
 /* mixc: the command line. Subcommands: check, ir, run, version, help. */
 #include <errno.h>
 #include <stdarg.h>
@@ -24,6 +25,9 @@ static const char usage[] =
     "           [--in NAME=FILE.npy]... [--dims K=..,V=..] [--shape B=..,T=..,H=..]\n"
     "           [--seed N] [--out DIR] [--check] [--time]\n"
     "                                  run a mixer on .npy or random inputs\n"
+    "  emit FILE --dims K=..,V=.. [--mixer M] [--target c|llvm|kir] [--dtype f32|bf16|f16]\n"
+    "           [--strategy S] [-o OUT]    print a mixer's kernels: a standalone C file,\n"
+    "                                  optimised LLVM IR, or the kernel IR\n"
     "  version                         print the version and the backends built in\n"
     "\n"
     "exit status: 0 success, 1 an error in the input, 2 a misuse of the command line\n";
@@ -194,10 +198,39 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "check")) return cmd_check(argc - 2, argv + 2);
   if (!strcmp(cmd, "ir")) return cmd_ir(argc - 2, argv + 2);
   if (!strcmp(cmd, "run")) return cmd_run(argc - 2, argv + 2);
+  if (!strcmp(cmd, "emit")) return cmd_emit(argc - 2, argv + 2);
   if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) return cmd_version();
   if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
     fputs(usage, stdout);
     return 0;
   }
   return cli_usage_error("unknown command '%s'", cmd);
+}
+
+int cli_parse_kv(const char *spec, const char *opt,
+                 int (*set)(void *ctx, const char *key, long long v, const char *item),
+                 void *ctx) {
+  char buf[512];
+  if (strlen(spec) >= sizeof buf) {
+    fprintf(stderr, "mixc: %s: too long\n", opt);
+    return 1;
+  }
+  strcpy(buf, spec);
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    char item[512], *eq = strchr(tok, '='), *end;
+    snprintf(item, sizeof item, "%s", tok);
+    if (!eq || eq == tok) {
+      fprintf(stderr, "mixc: %s %s: write NAME=SIZE\n", opt, item);
+      return 1;
+    }
+    *eq = 0;
+    errno = 0;
+    long long v = strtoll(eq + 1, &end, 10);
+    if (*end || errno || !eq[1]) {
+      fprintf(stderr, "mixc: %s %s: the size must be an integer\n", opt, item);
+      return 1;
+    }
+    if (set(ctx, tok, v, item)) return 1;
+  }
+  return 0;
 }

@@ -1,0 +1,52 @@
+/* The standalone-C backend: KIR (compiler/kir.h) printed as C11 (`mixc emit --target c`).
+ *
+ * Every KFunc becomes
+ *   void NAME(void *const *ptrs, const int64_t *ints, int64_t begin, int64_t end, float *scratch)
+ * with its variables as locals (int64_t, float, unsigned char * for KT_PTR), its loops as
+ * `for (v = lo; v < hi; v++)` (hi evaluated before every iteration, as in C), its loads and
+ * stores as casts of the byte pointers, bf16/f16 through bit-exact helpers (round to nearest
+ * even, NaN kept quiet), and all arithmetic on data in float.
+ *
+ * The output needs <math.h>, <stdint.h> and <string.h> only (link with -lm), and compiles
+ * without a warning under `cc -std=c11 -O3 -Wall -Wextra -Werror -pedantic` (gcc and clang).
+ * The helpers (the prelude) are static inline functions and macros named mixc__* / MIXC__*,
+ * inside an include guard (MIXC__C_PRELUDE), so printing them twice into one file is harmless.
+ *
+ * C names: a KIR variable's name with every character outside [A-Za-z0-9_] made '_', prefixed
+ * with v_ where it would clash with a keyword, a parameter, a name the output uses (int64_t,
+ * expf, NAN, ...) or a reserved form (a leading '_', an all-caps name with '_', a trailing _t,
+ * mixc__*), and suffixed _2, _3, ... where it would clash with another. Function names are
+ * sanitized likewise (prefix k_) but never renumbered: two functions with one C name are an
+ * error; mixc_emit_c_func_name gives the name a caller links against. */
+#ifndef MIXC_C_EMIT_H
+#define MIXC_C_EMIT_H
+#include <stddef.h>
+#include <stdio.h>
+
+#include "compiler/kir.h"
+
+/* Print every KFunc of m as a C11 function, with `static` linkage when is_static, preceded by
+ * the prelude (once per file: it is include-guarded), the module's argument table as a comment,
+ * and, for non-static functions, a prototype. The module is verified first (kir_verify, and the
+ * emitter's own checks of types and names). Returns 0, or 1 with a message in err (a bad
+ * module, two functions with one C name, a write error of out). */
+int mixc_emit_c_funcs(FILE *out, const KModule *m, int is_static, char *err, size_t errlen);
+
+/* The helpers alone (so a caller emitting several modules prints them once). */
+void mixc_emit_c_prelude(FILE *out);
+
+/* Flags of mixc_emit_c_module. */
+enum {
+  MIXC_C_STATIC = 1,     /* functions with static linkage */
+  MIXC_C_NO_PRELUDE = 2, /* leave the prelude out (the caller printed mixc_emit_c_prelude) */
+};
+
+/* mixc_emit_c_funcs with flags: mixc_emit_c_funcs(out, m, s, ...) is
+ * mixc_emit_c_module(out, m, s ? MIXC_C_STATIC : 0, ...). */
+int mixc_emit_c_module(FILE *out, const KModule *m, int flags, char *err, size_t errlen);
+
+/* The C name of function f (what the emitted file defines). Writes it into buf (truncated to
+ * n - 1 characters) and returns its full length. */
+size_t mixc_emit_c_func_name(const KFunc *f, char *buf, size_t n);
+
+#endif

@@ -1,0 +1,581 @@
+/* The chunk strategy for identity and scalar decay (ALGORITHMS.md section 1).
+ *
+ * Per (sequence, head), the tokens are cut into chunks of C. Within a chunk, with
+ * S_t = a_t S_{t-1} + u_t w_t^T, the cumulative log decays b_t = sum_{s<=t} log a_s, and a
+ * readout r_t = q_t^T S_t (the output's linear readouts of the state):
+ *   R = (Q * e^b) S0 + ((Q U^T) .* Gamma .* mask) W,   Gamma[t, s] = e^{b_t - b_s} <= 1
+ *   S_next = e^{b_C} S0 + (U * e^{b_C - b})^T W
+ * so the work is four matrix products per chunk and only the state passes between chunks
+ * (fused state passing: the state stays in the work item's scratch). Every exponent is of a
+ * difference b_t - b_s with s <= t, or of b_t itself, so none is positive. A readout placed
+ * before the update (it reads S_{t-1}) uses b_{t-1} and the strict mask.
+ *
+ * A diagonal decay (GLA, RWKV6, HGRN2: S_t = diag(a_t) S_{t-1} + u_t w_t^T) has b per row;
+ * the intra-chunk products then weigh each channel by its own e^{b_t[i] - b_s[i]}, an
+ * exponent <= 0 (never the overflowing e^{-b} of the factored form).
+ *
+ * It applies when every state has one update per token, of class identity, scalar decay or
+ * left-diagonal decay written as exp(...), its input one outer product, and every readout
+ * contracts the state's row index with a coefficient that depends on that index alone.
+ * Otherwise chunk_applies says why and the recurrent strategy runs instead. */
+#include <stdio.h>
+#include <string.h>
+
+#include "lower_internal.h"
+
+enum { MAX_READOUTS = 64 };
+
+typedef struct Readout {
+  const RecOut *node;
+  int output;  /* the output whose tree holds it (its scope is the output's) */
+  int state;   /* state slot */
+  int before;  /* reads S_{t-1} */
+  int64_t q, r; /* scratch offsets: coefficients [C, rows], results [C, cols] */
+} Readout;
+
+typedef struct Chunk {
+  int64_t C;
+  int *diag;                  /* per state slot: the decay differs per row (b is [C, rows]) */
+  int64_t *S, *g, *b, *U, *W, *UT; /* per state slot: scratch offsets */
+  int64_t Qs, A, Kp;          /* shared: [C, rows], [C, C], [rows, C] */
+  int64_t sub;                /* sub-chunk length of the diagonal-decay rebasing */
+  Readout ro[MAX_READOUTS];
+  int nro;
+  int v_c0, v_len, v_tc; /* chunk start, its length, the token within it */
+} Chunk;
+
+/* ---- applicability ---- */
+
+static const char *step_unfit(const RecState *st) {
+  if (st->nsteps != 1) return "a state is updated more or less than once per token";
+  const RecStep *p = &st->steps[0];
+  if (p->cls != RC_IDENTITY && p->cls != RC_SCALAR && !(p->cls == RC_DIAG && p->side == RS_LEFT))
+    return "a transition is not identity, scalar or left-diagonal decay";
+  if (p->nadd || p->nouter != 1) return "an update's input is not one outer product";
+  const Expr *a = p->cls == RC_SCALAR ? p->a : p->dl;
+  if (p->cls != RC_IDENTITY && !(a && a->kind == EX_CALL && a->fn == FN_EXP))
+    return "a decay is not written as exp(...)";
+  return NULL;
+}
+
+/* A readout node: every term reads one state at the version after its update (or before
+ * it), contracts the row index, and its coefficient depends on that index alone. */
+static const char *readout_unfit(const RecMixer *rm, const RecOut *n, int *state, int *before) {
+  *state = -1;
+  for (int k = 0; k < n->nterms; k++) {
+    const RecTerm *t = &n->terms[k];
+    const RecRead *r = &t->read;
+    if (r->state < 0) return "a readout term reads no state";
+    const RecState *st = &rm->states[r->state];
+    if (*state >= 0 && r->state != *state) return "one readout reads two states";
+    int b = r->version == 0 && st->nsteps > 0;
+    if (*state >= 0 && b != *before) return "one readout reads two versions of a state";
+    *state = r->state;
+    *before = b;
+    if (st->ndim == 0) {
+      if (t->summed) return "a readout of a scalar state sums an index";
+      continue;
+    }
+    if (r->idx[0].kind != RI_VAR || t->summed != ((uint64_t)1 << r->idx[0].v))
+      return "a readout does not contract the state's row index";
+    if (st->ndim == 2 && r->idx[1].kind != RI_VAR) return "a readout reads a constant column";
+    if (t->coef && (t->coef->free & ~((uint64_t)1 << r->idx[0].v)))
+      return "a readout's coefficient depends on more than the contracted index";
+  }
+  return *state < 0 ? "a readout reads no state" : NULL;
+}
+
+typedef struct Walk {
+  const RecMixer *rm;
+  Chunk *ck; /* NULL: only check */
+  int output;
+  const char *why;
+} Walk;
+
+static void walk_out(Walk *w, const RecOut *n) {
+  if (!n || w->why) return;
+  if (n->kind == RO_READOUT) {
+    int state, before;
+    w->why = readout_unfit(w->rm, n, &state, &before);
+    if (w->why || !w->ck) return;
+    if (w->ck->nro == MAX_READOUTS) {
+      w->why = "too many readouts";
+      return;
+    }
+    Readout *r = &w->ck->ro[w->ck->nro++];
+    r->node = n;
+    r->output = w->output;
+    r->state = state;
+    r->before = before;
+    return;
+  }
+  for (int i = 0; i < n->nargs; i++) walk_out(w, n->args[i]);
+}
+
+int chunk_applies(const RecMixer *rm, const char **why) {
+  *why = NULL;
+  if (rm->mixer->ngrid) *why = "grid scans run recurrently";
+  for (int s = 0; !*why && s < rm->nstates; s++) *why = step_unfit(&rm->states[s]);
+  Walk w = {rm, NULL, 0, NULL};
+  for (int o = 0; !*why && o < rm->noutputs; o++) {
+    w.output = o;
+    walk_out(&w, rm->outputs[o].root);
+    *why = w.why;
+  }
+  return *why == NULL;
+}
+
+/* ---- pieces of the kernel ---- */
+
+static KExpr *V(L *l, int v) { return lw_V(l, v); }
+static KExpr *I(L *l, int64_t v) { return lw_I(l, v); }
+static KExpr *F(L *l, double v) { return lw_F(l, v); }
+static KExpr *add(L *l, KExpr *x, KExpr *y) { return ke_add(l->m, x, y); }
+static KExpr *mul(L *l, KExpr *x, KExpr *y) { return ke_mul(l->m, x, y); }
+static KExpr *fsub(L *l, KExpr *x, KExpr *y) { return ke_bin(l->m, KO_SUB, x, y); }
+static KExpr *fexp(L *l, KExpr *x) { return ke_un(l->m, KO_EXP, x); }
+static KExpr *ld(L *l, int64_t off, KExpr *idx) { return lw_scr_load(l, off, idx); }
+static void st(L *l, int64_t off, KExpr *idx, KExpr *v) { lw_scr_store(l, off, idx, v); }
+static KExpr *at(L *l, KExpr *row, int64_t width, KExpr *col) { return add(l, mul(l, row, I(l, width)), col); }
+
+static int64_t rows(const L *l, int s) { return l->R[s]; }
+static int64_t cols(const L *l, int s) { return l->C[s]; }
+
+/* for v in [0, n): body opened; returns the block to close to. */
+static KStmt *loop(L *l, int v, KExpr *n, int flags) { return lw_open_for(l, v, I(l, 0), n, flags); }
+
+/* The token within the chunk: set t, the token bases and the prelude lets. */
+static void at_token(L *l, Chunk *ck) {
+  lw_set(l, l->v_t, add(l, V(l, ck->v_c0), V(l, ck->v_tc)));
+  lw_set_token_bases(l, NULL, NULL);
+  lw_lower_prelude(l);
+}
+
+/* Per token of the chunk: the log decay, the outer product's u (scaled) and w, and every
+ * readout's coefficient vector. */
+static void gather(L *l, Chunk *ck) {
+  KStmt *outer = loop(l, ck->v_tc, V(l, ck->v_len), 0);
+  at_token(l, ck);
+  KExpr *tc = V(l, ck->v_tc);
+  for (int s = 0; s < l->rm->nstates; s++) {
+    const RecStep *p = &l->rm->states[s].steps[0];
+    const RecOuter *o = &p->outer[0];
+    lw_use_scope(l, &p->scope);
+    if (ck->diag[s]) {
+      int gi = lw_lhs_var(l, 0);
+      KStmt *in = loop(l, gi, I(l, rows(l, s)), 0);
+      st(l, ck->g[s], at(l, tc, rows(l, s), V(l, gi)), lw_lx(l, p->dl->args[0]));
+      lw_close_for(l, in);
+    } else {
+      st(l, ck->g[s], tc, p->cls == RC_SCALAR ? lw_lx(l, p->a->args[0]) : F(l, 0));
+    }
+    int cv = lw_var(l, KT_F32, "c");
+    lw_set(l, cv, lw_fmul(l, F(l, o->scale), lw_lx(l, o->c)));
+    int iv = lw_lhs_var(l, 0);
+    KStmt *in = loop(l, iv, I(l, rows(l, s)), 0);
+    st(l, ck->U[s], at(l, tc, rows(l, s), V(l, iv)), lw_fmul(l, V(l, cv), lw_lx(l, o->u)));
+    lw_close_for(l, in);
+    int jv = lw_lhs_var(l, 1);
+    in = loop(l, jv, I(l, cols(l, s)), 0);
+    st(l, ck->W[s], at(l, tc, cols(l, s), V(l, jv)), p->scope.nlhs > 1 ? lw_lx(l, o->w) : F(l, 1));
+    lw_close_for(l, in);
+  }
+  for (int k = 0; k < ck->nro; k++) {
+      const Readout *r = &ck->ro[k];
+      const RecOutput *out = &l->rm->outputs[r->output];
+      lw_use_scope(l, &out->scope);
+      const RecState *rs = &l->rm->states[r->state];
+      int64_t R = rows(l, r->state);
+      int iv = rs->ndim ? lw_ivar_of(l, r->node->terms[0].read.idx[0].v) : lw_var(l, KT_I64, "i");
+      KStmt *in = loop(l, iv, I(l, R), 0);
+      KExpr *q = F(l, 0);
+      for (int t = 0; t < r->node->nterms; t++) {
+        const RecTerm *tm = &r->node->terms[t];
+        if (rs->ndim && tm->read.idx[0].v != r->node->terms[0].read.idx[0].v) {
+          lw_lfail(l, "internal: readout terms contract different index variables");
+          return;
+        }
+        q = lw_fadd(l, q, lw_fmul(l, F(l, tm->scale), lw_lx(l, tm->coef)));
+      }
+      st(l, r->q, at(l, tc, R, V(l, iv)), q);
+      lw_close_for(l, in);
+    }
+  lw_close_for(l, outer);
+}
+
+/* b = cumsum(g) over the chunk, per state (per row for a diagonal decay). */
+static void cumulate(L *l, Chunk *ck) {
+  for (int s = 0; s < l->rm->nstates; s++) {
+    int64_t n = ck->diag[s] ? rows(l, s) : 1;
+    int i = lw_var(l, KT_I64, "i"), acc = lw_var(l, KT_F32, "b");
+    KStmt *outer = loop(l, i, I(l, n), 0);
+    lw_set(l, acc, F(l, 0));
+    loop(l, ck->v_tc, V(l, ck->v_len), 0);
+    KExpr *idx = at(l, V(l, ck->v_tc), n, V(l, i));
+    lw_set(l, acc, lw_fadd(l, V(l, acc), ld(l, ck->g[s], idx)));
+    st(l, ck->b[s], idx, V(l, acc));
+    lw_close_for(l, outer);
+  }
+}
+
+/* Where b (or g) of token t sits: [t] for a scalar decay, [t, i] for a diagonal one. */
+static KExpr *bidx(L *l, Chunk *ck, int s, KExpr *t, KExpr *i) {
+  return ck->diag[s] ? at(l, t, rows(l, s), i) : t;
+}
+
+/* b of the state the readout reads: b_t, or b_{t-1} (0 at the chunk start) for a readout
+ * placed before the update. */
+static KExpr *b_read(L *l, Chunk *ck, const Readout *r, KExpr *t, KExpr *i) {
+  int s = r->state;
+  KExpr *k = bidx(l, ck, s, t, i);
+  if (!r->before) return ld(l, ck->b[s], k);
+  return fsub(l, ld(l, ck->b[s], k), ld(l, ck->g[s], bidx(l, ck, s, t, i)));
+}
+
+/* ---- matrix products (KS_MATMUL) on scratch buffers ---- */
+
+static KExpr *sp(L *l, int64_t off) { return ke_ptradd(l->m, V(l, l->v_scr), I(l, off * 4)); }
+
+/* C[M, N] (+)= A[M, K] B[K, N], every operand a scratch buffer with its row length. */
+static void mm(L *l, KExpr *M, KExpr *N, KExpr *K, int64_t a, int64_t lda, int64_t b,
+               int64_t ldb, int64_t c, int64_t ldc, int acc) {
+  lw_emit(l, ks_matmul(l->m, M, N, K, sp(l, a), I(l, lda), sp(l, b), I(l, ldb), sp(l, c),
+                       I(l, ldc), acc));
+}
+
+/* UT[i, u] = U[u, i]: the chunk's keys transposed, [rows, C], for the products below. */
+static void transpose_keys(L *l, Chunk *ck, int s) {
+  int64_t R = rows(l, s);
+  int u = lw_var(l, KT_I64, "u"), i = lw_var(l, KT_I64, "i");
+  KStmt *outer = loop(l, i, I(l, R), 0);
+  loop(l, u, V(l, ck->v_len), KF_VECTORIZE);
+  st(l, ck->UT[s], at(l, V(l, i), ck->C, V(l, u)), ld(l, ck->U[s], at(l, V(l, u), R, V(l, i))));
+  lw_close_for(l, outer);
+}
+
+/* Qs[t, i] = Q[t, i] e^{b_t - pivot}: a readout's coefficients decayed from the chunk start
+ * (pivot NULL) or from a pivot token's b. Rows [t_lo, t_hi). */
+static void decayed_queries(L *l, Chunk *ck, const Readout *r, KExpr *t_lo, KExpr *t_hi,
+                            KExpr *pivot) {
+  int s = r->state;
+  int64_t R = rows(l, s);
+  int t = lw_var(l, KT_I64, "t"), i = lw_var(l, KT_I64, "i");
+  KStmt *outer = lw_open_for(l, t, t_lo, t_hi, 0);
+  loop(l, i, I(l, R), KF_VECTORIZE);
+  KExpr *e = b_read(l, ck, r, V(l, t), V(l, i));
+  if (pivot) e = fsub(l, e, ld(l, ck->b[s], bidx(l, ck, s, pivot, V(l, i))));
+  st(l, ck->Qs, at(l, V(l, t), R, V(l, i)),
+     lw_fmul(l, fexp(l, e), ld(l, r->q, at(l, V(l, t), R, V(l, i)))));
+  lw_close_for(l, outer);
+}
+
+/* A[t, u] for u <= t (u < t before the update) within rows [lo, hi) and columns [lo, t]:
+ * sum_i Q[t, i] U[u, i] e^{b_t[i] - b_u[i]}, the exponent per channel (<= 0); zero above. */
+static void diagonal_block(L *l, Chunk *ck, const Readout *r, KExpr *lo, KExpr *hi) {
+  int s = r->state;
+  int64_t R = rows(l, s);
+  int t = lw_var(l, KT_I64, "t"), u = lw_var(l, KT_I64, "u"), i = lw_var(l, KT_I64, "i");
+  int acc = lw_var(l, KT_F32, "dot");
+  KStmt *outer = lw_open_for(l, t, lo, hi, 0);
+  KExpr *uhi = r->before ? V(l, t) : add(l, V(l, t), I(l, 1));
+  lw_open_for(l, u, lo, uhi, 0);
+  lw_set(l, acc, F(l, 0));
+  KStmt *ul = loop(l, i, I(l, R), KF_VECTORIZE);
+  lw_accumulate(l, acc, lw_fmul(l, lw_fmul(l, ld(l, r->q, at(l, V(l, t), R, V(l, i))),
+                                           ld(l, ck->U[s], at(l, V(l, u), R, V(l, i)))),
+                                fexp(l, fsub(l, b_read(l, ck, r, V(l, t), V(l, i)),
+                                             ld(l, ck->b[s], bidx(l, ck, s, V(l, u), V(l, i)))))));
+  lw_close_for(l, ul);
+  st(l, ck->A, at(l, V(l, t), ck->C, V(l, u)), V(l, acc));
+  lw_close_for(l, outer);
+}
+
+/* Zero A, then the causal mask keeps what the products write below the diagonal. */
+static void clear_A(L *l, Chunk *ck) {
+  int t = lw_var(l, KT_I64, "t"), u = lw_var(l, KT_I64, "u");
+  KStmt *outer = loop(l, t, V(l, ck->v_len), 0);
+  loop(l, u, V(l, ck->v_len), KF_VECTORIZE);
+  st(l, ck->A, at(l, V(l, t), ck->C, V(l, u)), F(l, 0));
+  lw_close_for(l, outer);
+}
+
+/* Scalar decay: A = Q UT, then A[t, u] *= e^{b_t - b_u} under the mask, 0 above it. */
+static void scalar_attention(L *l, Chunk *ck, const Readout *r) {
+  int s = r->state;
+  KExpr *len = V(l, ck->v_len);
+  mm(l, len, len, I(l, rows(l, s)), r->q, rows(l, s), ck->UT[s], ck->C, ck->A, ck->C, 0);
+  int t = lw_var(l, KT_I64, "t"), u = lw_var(l, KT_I64, "u");
+  KStmt *outer = loop(l, t, len, 0);
+  loop(l, u, len, KF_VECTORIZE);
+  KExpr *in = r->before ? ke_bin(l->m, KO_LT, V(l, u), V(l, t)) : ke_bin(l->m, KO_LE, V(l, u), V(l, t));
+  KExpr *idx = at(l, V(l, t), ck->C, V(l, u));
+  KExpr *w = fexp(l, fsub(l, b_read(l, ck, r, V(l, t), NULL), ld(l, ck->b[s], V(l, u))));
+  st(l, ck->A, idx, ke_select(l->m, in, lw_fmul(l, w, ld(l, ck->A, idx)), F(l, 0)));
+  lw_close_for(l, outer);
+}
+
+/* Diagonal decay, rebased per sub-chunk (ALGORITHMS.md section 2): for the query rows of
+ * sub-chunk [r0, r0 + c) and the keys before r0, with the pivot p = r0 - 1,
+ *   e^{b_t - b_u} = e^{b_t - b_p} e^{b_p - b_u}, both exponents <= 0,
+ * so that block is the product (Q * e^{b - b_p}) (U * e^{b_p - b})^T; the diagonal blocks
+ * are summed element-wise. */
+static void diag_attention(L *l, Chunk *ck, const Readout *r) {
+  int s = r->state;
+  int64_t R = rows(l, s), c = ck->sub;
+  clear_A(l, ck);
+  int k = lw_var(l, KT_I64, "sub"), r0 = lw_var(l, KT_I64, "r0"), r1 = lw_var(l, KT_I64, "r1");
+  int p = lw_var(l, KT_I64, "pivot");
+  KExpr *nsub = ke_bin(l->m, KO_DIV, add(l, V(l, ck->v_len), I(l, c - 1)), I(l, c));
+  KStmt *outer = loop(l, k, nsub, 0);
+  lw_set(l, r0, mul(l, V(l, k), I(l, c)));
+  lw_set(l, r1, ke_bin(l->m, KO_MIN, add(l, V(l, r0), I(l, c)), V(l, ck->v_len)));
+  diagonal_block(l, ck, r, V(l, r0), V(l, r1));
+  /* the first sub-chunk has no earlier keys */
+  KStmt *later = ks_if(l->m, ke_bin(l->m, KO_LT, I(l, 0), V(l, r0)));
+  lw_emit(l, later);
+  KStmt *in_sub = l->blk;
+  l->blk = later;
+  lw_set(l, p, ke_bin(l->m, KO_SUB, V(l, r0), I(l, 1)));
+  /* Kp[i, u] = U[u, i] e^{b_p[i] - b_u[i]} for u < r0, then A[r0:r1, :r0] = Qp Kp */
+  int u = lw_var(l, KT_I64, "u"), i = lw_var(l, KT_I64, "i");
+  KStmt *pl = loop(l, i, I(l, R), 0);
+  loop(l, u, V(l, r0), KF_VECTORIZE);
+  st(l, ck->Kp, at(l, V(l, i), ck->C, V(l, u)),
+     lw_fmul(l, ld(l, ck->UT[s], at(l, V(l, i), ck->C, V(l, u))),
+             fexp(l, fsub(l, ld(l, ck->b[s], bidx(l, ck, s, V(l, p), V(l, i))),
+                          ld(l, ck->b[s], bidx(l, ck, s, V(l, u), V(l, i)))))));
+  lw_close_for(l, pl);
+  decayed_queries(l, ck, r, V(l, r0), V(l, r1), V(l, p));
+  lw_emit(l, ks_matmul(l->m, ke_bin(l->m, KO_SUB, V(l, r1), V(l, r0)), V(l, r0), I(l, R),
+                       ke_ptradd(l->m, sp(l, ck->Qs), mul(l, V(l, r0), I(l, R * 4))), I(l, R),
+                       sp(l, ck->Kp), I(l, ck->C),
+                       ke_ptradd(l->m, sp(l, ck->A), mul(l, V(l, r0), I(l, ck->C * 4))),
+                       I(l, ck->C), 0));
+  l->blk = in_sub;
+  lw_close_for(l, outer);
+}
+
+/* R = (Q * e^b) S0 + A W for one readout, A its masked, decayed attention within the chunk. */
+static void readout_chunk(L *l, Chunk *ck, const Readout *r) {
+  int s = r->state;
+  KExpr *len = V(l, ck->v_len);
+  decayed_queries(l, ck, r, I(l, 0), len, NULL);
+  mm(l, len, I(l, cols(l, s)), I(l, rows(l, s)), ck->Qs, rows(l, s), ck->S[s], cols(l, s), r->r,
+     cols(l, s), 0);
+  if (ck->diag[s])
+    diag_attention(l, ck, r);
+  else
+    scalar_attention(l, ck, r);
+  mm(l, len, I(l, cols(l, s)), len, ck->A, ck->C, ck->W[s], cols(l, s), r->r, cols(l, s), 1);
+}
+
+/* S = e^{b_C} S + (UT * e^{b_C - b})  W, per state (per row for a diagonal decay). UT is
+ * scaled in place: it is the state's last use in the chunk. */
+static void pass_state(L *l, Chunk *ck) {
+  for (int s = 0; s < l->rm->nstates; s++) {
+    int64_t R = rows(l, s), Cc = cols(l, s);
+    int i = lw_var(l, KT_I64, "i"), j = lw_var(l, KT_I64, "j"), u = lw_var(l, KT_I64, "u");
+    int a = lw_var(l, KT_F32, "a");
+    KExpr *last = ke_bin(l->m, KO_SUB, V(l, ck->v_len), I(l, 1));
+    KStmt *outer = loop(l, i, I(l, R), 0);
+    lw_set(l, a, fexp(l, ld(l, ck->b[s], bidx(l, ck, s, last, V(l, i)))));
+    KStmt *jl = loop(l, j, I(l, Cc), KF_VECTORIZE);
+    KExpr *idx = at(l, V(l, i), Cc, V(l, j));
+    st(l, ck->S[s], idx, lw_fmul(l, V(l, a), ld(l, ck->S[s], idx)));
+    lw_close_for(l, jl);
+    loop(l, u, V(l, ck->v_len), KF_VECTORIZE);
+    idx = at(l, V(l, i), ck->C, V(l, u));
+    st(l, ck->UT[s], idx,
+       lw_fmul(l, ld(l, ck->UT[s], idx),
+               fexp(l, fsub(l, ld(l, ck->b[s], bidx(l, ck, s, last, V(l, i))),
+                            ld(l, ck->b[s], bidx(l, ck, s, V(l, u), V(l, i)))))));
+    lw_close_for(l, outer);
+    mm(l, I(l, R), I(l, Cc), V(l, ck->v_len), ck->UT[s], ck->C, ck->W[s], Cc, ck->S[s], Cc, 1);
+  }
+}
+
+/* Readouts answered from the chunk's results: R[tc, column]. */
+static KExpr *chunk_readout(L *l, const RecOutput *o, const RecOut *n) {
+  Chunk *ck = l->strategy;
+  for (int k = 0; k < ck->nro; k++) {
+    const Readout *r = &ck->ro[k];
+    if (r->node != n) continue;
+    const RecState *rs = &l->rm->states[r->state];
+    KExpr *col = rs->ndim == 2 ? V(l, lw_ivar_of(l, n->terms[0].read.idx[1].v)) : I(l, 0);
+    KExpr *v = ld(l, r->r, at(l, V(l, ck->v_tc), cols(l, r->state), col));
+    return n->konst ? lw_fadd(l, v, lw_lx(l, n->konst)) : v;
+  }
+  (void)o;
+  lw_lfail(l, "internal: a readout the chunk strategy did not plan");
+  return F(l, 0);
+}
+
+static void outputs(L *l, Chunk *ck) {
+  KStmt *outer = loop(l, ck->v_tc, V(l, ck->v_len), 0);
+  at_token(l, ck);
+  for (int k = 0; k < l->rm->nevents; k++)
+    if (l->rm->events[k].kind == RE_OUTPUT) lw_lower_output(l, &l->rm->outputs[l->rm->events[k].a], 0, 0);
+  lw_close_for(l, outer);
+}
+
+/* ---- scratch and the kernel ---- */
+
+static int64_t *offsets(L *l, int n) {
+  int64_t *a = arena_array(l->arena, (size_t)(n > 0 ? n : 1), sizeof *a);
+  if (!a) lw_lfail(l, "out of memory");
+  return a;
+}
+
+static int setup(L *l, Chunk *ck) {
+  const RecMixer *rm = l->rm;
+  int ns = rm->nstates;
+  l->ver = arena_array(l->arena, (size_t)ns + 1, sizeof *l->ver);
+  l->R = offsets(l, ns);
+  l->C = offsets(l, ns);
+  l->let_off = offsets(l, rm->nlets);
+  ck->S = offsets(l, ns);
+  ck->g = offsets(l, ns);
+  ck->b = offsets(l, ns);
+  ck->U = offsets(l, ns);
+  ck->W = offsets(l, ns);
+  ck->UT = offsets(l, ns);
+  ck->diag = lw_int_array(l, ns, 0);
+  if (l->failed || !l->ver || !ck->diag) return lw_lfail(l, "out of memory");
+  l->v_scr = lw_var(l, KT_PTR, "scr");
+  lw_set(l, l->v_scr, ke_arg(l->m, 4));
+  int64_t off = 0, C = ck->C;
+  for (int s = 0; s < ns; s++) {
+    const RecState *rs = &rm->states[s];
+    l->R[s] = rs->ndim > 0 ? l->sp->dims[rs->shape[0]] : 1;
+    l->C[s] = rs->ndim > 1 ? l->sp->dims[rs->shape[1]] : 1;
+    l->ver[s] = lw_int_array(l, 2, -1);
+    if (!l->ver[s]) return lw_lfail(l, "out of memory");
+    ck->S[s] = off;
+    l->ver[s][0] = l->ver[s][1] = lw_var(l, KT_PTR, arena_printf(l->arena, "%s", rs->name));
+    lw_set(l, l->ver[s][0], ke_ptradd(l->m, V(l, l->v_scr), I(l, off * 4)));
+    off += l->R[s] * l->C[s];
+    ck->diag[s] = rs->nsteps == 1 && rs->steps[0].cls == RC_DIAG;
+    int64_t per = ck->diag[s] ? l->R[s] : 1;
+    ck->g[s] = off;
+    off += C * per;
+    ck->b[s] = off;
+    off += C * per;
+    ck->U[s] = off;
+    off += C * l->R[s];
+    ck->W[s] = off;
+    off += C * l->C[s];
+    ck->UT[s] = off;
+    off += C * l->R[s];
+  }
+  int64_t maxr = 1;
+  for (int s = 0; s < ns; s++)
+    if (l->R[s] > maxr) maxr = l->R[s];
+  ck->Qs = off;
+  off += C * maxr;
+  ck->A = off;
+  off += C * C;
+  ck->Kp = off;
+  off += C * maxr;
+  ck->sub = C % 16 == 0 ? 16 : C;
+  for (int k = 0; k < ck->nro; k++) {
+    ck->ro[k].q = off;
+    off += C * l->R[ck->ro[k].state];
+    ck->ro[k].r = off;
+    off += C * l->C[ck->ro[k].state];
+  }
+  for (int k = 0; k < rm->nlets; k++) {
+    l->let_off[k] = off;
+    int64_t n = 1;
+    for (int v = 0; v < rm->lets[k].scope.nlhs; v++) n *= l->sp->dims[rm->lets[k].scope.ivars[v].dim];
+    off += n;
+  }
+  l->f->scratch_floats = off;
+  return 0;
+}
+
+static void body(L *l, Chunk *ck) {
+  KernelPlan *pl = l->pl;
+  int t0 = lw_var(l, KT_I64, "t0"), t1 = lw_var(l, KT_I64, "t1");
+  if (l->sp->varlen) {
+    int cu = lw_var(l, KT_PTR, "cu");
+    lw_set(l, cu, ke_ptr_slot(l->m, pl->cu_seqlens));
+    lw_set(l, t0, ke_load(l->m, l->sp->cu_type, V(l, cu), V(l, l->v_n)));
+    lw_set(l, t1, ke_load(l->m, l->sp->cu_type, V(l, cu), add(l, V(l, l->v_n), I(l, 1))));
+    lw_set(l, l->v_b, I(l, 0));
+  } else {
+    lw_set(l, t0, I(l, 0));
+    lw_set(l, t1, ke_int_slot(l->m, pl->size_T));
+    lw_set(l, l->v_b, V(l, l->v_n));
+  }
+  lw_state_io(l, 0);
+  /* for (c0 = t0; c0 < t1; c0 += C): KIR counts by one, so count chunks */
+  int k = lw_var(l, KT_I64, "chunk"), nk = lw_var(l, KT_I64, "nchunks");
+  lw_set(l, nk, ke_bin(l->m, KO_DIV, add(l, ke_bin(l->m, KO_SUB, V(l, t1), V(l, t0)), I(l, ck->C - 1)),
+                       I(l, ck->C)));
+  KStmt *outer = loop(l, k, V(l, nk), 0);
+  lw_set(l, ck->v_c0, add(l, V(l, t0), mul(l, V(l, k), I(l, ck->C))));
+  lw_set(l, ck->v_len, ke_bin(l->m, KO_MIN, I(l, ck->C), ke_bin(l->m, KO_SUB, V(l, t1), V(l, ck->v_c0))));
+  gather(l, ck);
+  cumulate(l, ck);
+  for (int s = 0; s < l->rm->nstates; s++) transpose_keys(l, ck, s);
+  for (int r = 0; r < ck->nro; r++) readout_chunk(l, ck, &ck->ro[r]);
+  outputs(l, ck);
+  pass_state(l, ck);
+  lw_close_for(l, outer);
+  lw_state_io(l, 1);
+}
+
+int lower_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, size_t errlen) {
+  const char *why;
+  if (!chunk_applies(spec->rm, &why)) {
+    snprintf(err, errlen, "the chunk strategy does not apply to mixer '%s': %s", spec->rm->name,
+             why);
+    return 1;
+  }
+  L l;
+  memset(&l, 0, sizeof l);
+  Chunk ck;
+  memset(&ck, 0, sizeof ck);
+  ck.C = spec->chunk > 0 ? spec->chunk : 64;
+  Walk w = {spec->rm, &ck, 0, NULL};
+  for (int o = 0; o < spec->rm->noutputs; o++) {
+    w.output = o;
+    walk_out(&w, spec->rm->outputs[o].root);
+  }
+  l.arena = a;
+  l.sp = spec;
+  l.rm = spec->rm;
+  l.mx = spec->rm->mixer;
+  l.pl = plan;
+  l.err = err;
+  l.errlen = errlen;
+  l.readout = chunk_readout;
+  l.strategy = &ck;
+  memset(plan, 0, sizeof *plan);
+  plan->strategy = STRAT_CHUNK;
+  l.m = kir_module(a);
+  if (!l.m) return lw_lfail(&l, "out of memory");
+  plan->mod = l.m;
+  l.f = kir_func(l.m, arena_printf(a, "%s_chunk", l.rm->name));
+  if (!l.f) return lw_lfail(&l, "out of memory");
+  l.f->items = "(sequence, head)";
+  l.blk = l.f->body;
+  if (lw_setup_tables(&l) || setup(&l, &ck)) return 1;
+  l.v_b = lw_var(&l, KT_I64, "b");
+  l.v_h = lw_var(&l, KT_I64, "h");
+  l.v_n = lw_var(&l, KT_I64, "n");
+  l.v_t = lw_var(&l, KT_I64, "t");
+  ck.v_c0 = lw_var(&l, KT_I64, "c0");
+  ck.v_len = lw_var(&l, KT_I64, "len");
+  ck.v_tc = lw_var(&l, KT_I64, "tc");
+  int item = lw_var(&l, KT_I64, "item"), H = lw_var(&l, KT_I64, "H");
+  lw_set(&l, H, ke_int_slot(l.m, plan->size_H));
+  KStmt *outer = lw_open_for(&l, item, ke_arg(l.m, 2), ke_arg(l.m, 3), KF_PARALLEL);
+  lw_set(&l, l.v_n, ke_bin(l.m, KO_DIV, V(&l, item), V(&l, H)));
+  lw_set(&l, l.v_h, ke_bin(l.m, KO_REM, V(&l, item), V(&l, H)));
+  body(&l, &ck);
+  lw_close_for(&l, outer);
+  if (l.failed) return 1;
+  if (a->failed) return lw_lfail(&l, "out of memory while lowering");
+  return kir_verify(l.m, err, errlen);
+}

@@ -1,0 +1,726 @@
+/* The chunk strategy for the delta rule and its relatives (ALGORITHMS.md section 3): the
+ * delta rule, negative eigenvalues, Gated DeltaNet, DeltaProduct, KDA; and, because they
+ * are of the same form, left diagonal decays (GLA, HGRN2, RWKV6) and RWKV7.
+ *
+ * Per (sequence, head) the tokens are cut into chunks of C; the state stays in the work
+ * item's scratch and passes from chunk to chunk. Within a chunk, every state's updates are
+ * written as a sequence of EVENTS, a fixed number NE per token. A token's steps, in order:
+ *   - a decay (scalar exp(E), left diagonal exp(E[i]), or the D = exp(..) of a DPLR step)
+ *     only moves the cumulative log decay G (a scalar, or one per row);
+ *   - a rank-one term c x y^T of a DPLR-left step, with every outer-product input c' u w^T
+ *     of its step whose u is the same vector as x, is one event  S += x delta^T  with
+ *       delta^T = c y^T S_read + sum c' w^T
+ *     where S_read is the state the step reads (before its decay and its other events);
+ *   - any other outer-product input u w^T is an event with x = u, delta = c' w (no read).
+ * An event n is placed at the log decay Gp_n after its step; it reads at Gr_n, before its
+ * step. Unrolling from the state S0 entering the chunk,
+ *   S(point P) = e^{G_P} S0 + sum_{s < P} diag(e^{G_P - Gp_s}) x_s delta_s^T,
+ * so, with f_n the first event of n's step,
+ *   delta_n = c_n (y_n * e^{Gr_n})^T S0 + sum_{s < f_n} c_n (y_n^T diag(e^{Gr_n - Gp_s}) x_s) delta_s + W_n
+ * a unit lower-triangular system (the UT transform), solved by forward substitution row by
+ * row in fp32 (the right-hand side's S0 product and W_n first, then the earlier rows).
+ * For the delta rule (c = -beta, y = x = k, W = beta v) this is fla's D = U - W S0 with
+ * T = (I + strict_lower(diag(beta) K K^T .* Gamma))^{-1}, without forming T.
+ * A readout q^T S at version v of token t is the same sum at the point before the first
+ * event of step v (after the last event for the final version: mask with its diagonal;
+ * version 0: the strict mask), and the next chunk's state is the sum at the chunk's end.
+ * Every exponent is a difference G_later - G_earlier, or G itself, so none is positive when
+ * the log decays are <= 0; per-row decays take the exponential per element (no e^{-G}
+ * factors, so no overflow at any chunk size; the default chunk is 16 there, 64 otherwise).
+ *
+ * It applies when every state's steps are identity, scalar decay exp(E), left diagonal
+ * decay exp(E[i]), or DPLR-left with D = 1, exp(E) or exp(E[i]), their inputs sums of outer
+ * products, and every readout contracts the state's row index with a coefficient that
+ * depends on that index alone (as in lower_chunk.c). Otherwise chunk_dplr_applies says why. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lower_internal.h"
+
+enum { DP_MAX_READOUTS = 64, DP_MAX_EVENTS = 64, DP_MAX_OUTERS = 64 };
+
+/* A decay as a log: none, an expression E (exp(E)), or a constant. */
+typedef struct Dec {
+  int kind; /* 0 none, 1 e, 2 c */
+  const Expr *e;
+  double c;
+} Dec;
+
+typedef struct Ev {
+  int step;       /* the step it belongs to */
+  int lr;         /* its rank-one term (reads the state), or -1: an input only */
+  int outer;      /* lr < 0: the outer product whose u is x */
+  uint64_t outs;  /* outer products whose c' w it adds */
+} Ev;
+
+typedef struct DState {
+  Ev ev[DP_MAX_EVENTS];
+  int nev;        /* events per token (NE) */
+  int *evb;       /* per version 0..nsteps: the token's events before it */
+  Dec *dec;       /* per step */
+  int diag;       /* per-row log decays (GW = rows), else one (GW = 1) */
+  int64_t GW;
+  /* scratch offsets: state [R, Cc]; G per token and version [C, NS + 1, GW]; per event
+   * (n = token * NE + e): Gp [GW], x [R], y [R], c, delta [Cc]; the running G [GW] */
+  int64_t S, Gv, GP, X, Y, CV, D, gacc;
+} DState;
+
+typedef struct Readout {
+  const RecOut *node;
+  int output;
+  int state;
+  int version;
+  int64_t q, r; /* scratch: coefficients [C, rows], results [C, cols] */
+} Readout;
+
+typedef struct Chunk {
+  int64_t C;
+  DState *ds;
+  Readout ro[DP_MAX_READOUTS];
+  int nro;
+  int v_c0, v_len, v_tc;
+} Chunk;
+
+/* ---- applicability ---- */
+
+static const char *decay_of(const Expr *d, uint64_t allowed, Dec *out) {
+  memset(out, 0, sizeof *out);
+  if (!d) return NULL;
+  if (d->kind == EX_NUM) {
+    if (d->num == 1) return NULL;
+    if (!(d->num > 0)) return "a decay is zero or negative (no log form)";
+    out->kind = 2;
+    out->c = log(d->num);
+    return NULL;
+  }
+  if (d->kind == EX_CALL && d->fn == FN_EXP && d->nargs == 1) {
+    if (d->args[0]->free & ~allowed) return "a decay varies with more than the state's row";
+    out->kind = 1;
+    out->e = d->args[0];
+    return NULL;
+  }
+  return "a decay is not written as exp(...)";
+}
+
+/* Structural equality of two expressions of one scope (conservative: false may only cost
+ * an extra event). */
+static int same_expr(const Expr *a, const Expr *b) {
+  if (!a || !b) return a == b;
+  if (a == b) return 1;
+  if (a->kind != b->kind || a->nargs != b->nargs) return 0;
+  switch (a->kind) {
+  case EX_NUM:
+    if (a->num != b->num) return 0;
+    break;
+  case EX_NAME:
+  case EX_INDEX:
+    if (a->ref != b->ref || a->sym != b->sym) return 0;
+    if (a->ref == REF_LET && a->bound != b->bound) return 0;
+    if (a->ref == REF_NONE) return 0;
+    break;
+  case EX_CALL:
+    if (a->fn != b->fn) return 0;
+    break;
+  case EX_SUM:
+    if (a->bound != b->bound) return 0;
+    break;
+  case EX_BIN:
+    if (a->op != b->op) return 0;
+    break;
+  case EX_NEG: break;
+  }
+  for (int i = 0; i < a->nargs; i++)
+    if (!same_expr(a->args[i], b->args[i])) return 0;
+  return 1;
+}
+
+static const Expr *ev_x(const RecState *st, const Ev *e) {
+  const RecStep *p = &st->steps[e->step];
+  return e->lr >= 0 ? p->lr[e->lr].x : p->outer[e->outer].u;
+}
+
+/* One step's fitness; fills its decay. */
+static const char *step_unfit(const RecStep *p, int k, Dec *dec) {
+  if (p->version != k) return "an update reads a version other than the latest";
+  if (p->nadd) return "an update's input is not a sum of outer products";
+  if (p->nouter > DP_MAX_OUTERS) return "an update has too many outer products";
+  switch (p->cls) {
+  case RC_IDENTITY: memset(dec, 0, sizeof *dec); return NULL;
+  case RC_SCALAR: return decay_of(p->a, 0, dec);
+  case RC_DIAG:
+    if (p->side != RS_LEFT) return "a diagonal decay acts on the state's columns (value side)";
+    return decay_of(p->dl, 1, dec);
+  case RC_DPLR:
+    if (p->side != RS_LEFT) return "a low-rank transition acts on the state's columns (right side)";
+    if (p->nlr < 1) return "internal: a DPLR step without rank-one terms";
+    return decay_of(p->dl, 1, dec);
+  case RC_ELEMENTWISE: return "an element-wise transition has no chunk form";
+  case RC_GENERAL: return "a transition is general (dense, coupled or mixed)";
+  }
+  return "unknown transition class";
+}
+
+/* The events of a state's token; evb (nsteps + 1 entries) may be NULL. */
+static const char *plan_events(const RecState *st, Ev *ev, int *nev, int *evb, Dec *dec) {
+  int n = 0;
+  for (int k = 0; k < st->nsteps; k++) {
+    const RecStep *p = &st->steps[k];
+    Dec d;
+    const char *why = step_unfit(p, k, dec ? &dec[k] : &d);
+    if (why) return why;
+    if (evb) evb[k] = n;
+    int first = n;
+    for (int r = 0; p->cls == RC_DPLR && r < p->nlr; r++) {
+      if (n == DP_MAX_EVENTS) return "too many rank-one terms and inputs per token";
+      ev[n].step = k;
+      ev[n].lr = r;
+      ev[n].outer = -1;
+      ev[n].outs = 0;
+      n++;
+    }
+    for (int o = 0; o < p->nouter; o++) {
+      int hit = -1;
+      for (int e = first; e < n && hit < 0; e++)
+        if (same_expr(ev_x(st, &ev[e]), p->outer[o].u)) hit = e;
+      if (hit < 0) {
+        if (n == DP_MAX_EVENTS) return "too many rank-one terms and inputs per token";
+        hit = n++;
+        ev[hit].step = k;
+        ev[hit].lr = -1;
+        ev[hit].outer = o;
+        ev[hit].outs = 0;
+      }
+      ev[hit].outs |= (uint64_t)1 << o;
+    }
+  }
+  if (evb) evb[st->nsteps] = n;
+  *nev = n;
+  return NULL;
+}
+
+/* A readout node: every term reads one state at one version, contracts the row index,
+ * and its coefficient depends on that index alone. */
+static const char *readout_unfit(const RecMixer *rm, const RecOut *n, int *state, int *version) {
+  *state = -1;
+  *version = 0;
+  for (int k = 0; k < n->nterms; k++) {
+    const RecTerm *t = &n->terms[k];
+    const RecRead *r = &t->read;
+    if (r->state < 0) return "a readout term reads no state";
+    const RecState *st = &rm->states[r->state];
+    if (*state >= 0 && r->state != *state) return "one readout reads two states";
+    if (*state >= 0 && r->version != *version) return "one readout reads two versions of a state";
+    if (r->version < 0 || r->version > st->nsteps) return "internal: a readout's version";
+    *state = r->state;
+    *version = r->version;
+    if (st->ndim == 0) {
+      if (t->summed) return "a readout of a scalar state sums an index";
+      continue;
+    }
+    if (r->idx[0].kind != RI_VAR || t->summed != ((uint64_t)1 << r->idx[0].v))
+      return "a readout does not contract the state's row index";
+    if (st->ndim == 2 && r->idx[1].kind != RI_VAR) return "a readout reads a constant column";
+    if (t->coef && (t->coef->free & ~((uint64_t)1 << r->idx[0].v)))
+      return "a readout's coefficient depends on more than the contracted index";
+    if (k > 0 && st->ndim > 0 && r->idx[0].v != n->terms[0].read.idx[0].v)
+      return "a readout's terms contract different index variables";
+  }
+  return *state < 0 ? "a readout reads no state" : NULL;
+}
+
+typedef struct Walk {
+  const RecMixer *rm;
+  Chunk *ck; /* NULL: only check */
+  int output;
+  const char *why;
+} Walk;
+
+static void walk_out(Walk *w, const RecOut *n) {
+  if (!n || w->why) return;
+  if (n->kind == RO_READOUT) {
+    int state, version;
+    w->why = readout_unfit(w->rm, n, &state, &version);
+    if (w->why) return;
+    if (w->ck) {
+      if (w->ck->nro == DP_MAX_READOUTS) {
+        w->why = "too many readouts";
+        return;
+      }
+      Readout *r = &w->ck->ro[w->ck->nro++];
+      memset(r, 0, sizeof *r);
+      r->node = n;
+      r->output = w->output;
+      r->state = state;
+      r->version = version;
+    }
+    return;
+  }
+  for (int i = 0; i < n->nargs; i++) walk_out(w, n->args[i]);
+}
+
+int chunk_dplr_applies(const RecMixer *rm, const char **why) {
+  *why = NULL;
+  if (rm->mixer->ngrid) *why = "grid scans run recurrently";
+  for (int s = 0; !*why && s < rm->nstates; s++) {
+    Ev ev[DP_MAX_EVENTS];
+    int nev;
+    *why = plan_events(&rm->states[s], ev, &nev, NULL, NULL);
+  }
+  Walk w = {rm, NULL, 0, NULL};
+  for (int o = 0; !*why && o < rm->noutputs; o++) {
+    w.output = o;
+    walk_out(&w, rm->outputs[o].root);
+    *why = w.why;
+  }
+  return *why == NULL;
+}
+
+/* ---- small builders ---- */
+
+static KExpr *V(L *l, int v) { return lw_V(l, v); }
+static KExpr *I(L *l, int64_t v) { return lw_I(l, v); }
+static KExpr *F(L *l, double v) { return lw_F(l, v); }
+static KExpr *add(L *l, KExpr *x, KExpr *y) { return ke_add(l->m, x, y); }
+static KExpr *mul(L *l, KExpr *x, KExpr *y) { return ke_mul(l->m, x, y); }
+static KExpr *isub(L *l, KExpr *x, KExpr *y) { return ke_bin(l->m, KO_SUB, x, y); }
+static KExpr *fmul(L *l, KExpr *x, KExpr *y) { return lw_fmul(l, x, y); }
+static KExpr *fadd(L *l, KExpr *x, KExpr *y) { return lw_fadd(l, x, y); }
+static KExpr *fsub(L *l, KExpr *x, KExpr *y) { return ke_bin(l->m, KO_SUB, x, y); }
+static KExpr *fexp(L *l, KExpr *x) { return ke_un(l->m, KO_EXP, x); }
+static KExpr *ld(L *l, int64_t off, KExpr *idx) { return lw_scr_load(l, off, idx); }
+static void st(L *l, int64_t off, KExpr *idx, KExpr *v) { lw_scr_store(l, off, idx, v); }
+/* row * width + col */
+static KExpr *at(L *l, KExpr *row, int64_t width, KExpr *col) { return add(l, mul(l, row, I(l, width)), col); }
+static KStmt *loop(L *l, int v, KExpr *n, int flags) { return lw_open_for(l, v, I(l, 0), n, flags); }
+static int ivar(L *l, const char *name) { return lw_var(l, KT_I64, name); }
+static int fvar(L *l, const char *name) { return lw_var(l, KT_F32, name); }
+
+/* off[row * width + j] += a * src[srow * width + j] for j in [0, width), vectorised. */
+static void axpy_row(L *l, int64_t off, KExpr *row, int a, int64_t width, int64_t src, KExpr *srow) {
+  int j = ivar(l, "j");
+  KStmt *outer = loop(l, j, I(l, width), KF_VECTORIZE);
+  KExpr *idx = at(l, row, width, V(l, j));
+  st(l, off, idx, fadd(l, ld(l, off, at(l, row, width, V(l, j))),
+                       fmul(l, V(l, a), ld(l, src, at(l, srow, width, V(l, j))))));
+  lw_close_for(l, outer);
+}
+
+/* The G entry of token tc at version v, element i (0 for a scalar G). */
+static KExpr *g_at(L *l, const DState *d, int ns, KExpr *tc, int v, KExpr *i) {
+  KExpr *base = mul(l, add(l, mul(l, tc, I(l, ns + 1)), I(l, v)), I(l, d->GW));
+  return ld(l, d->Gv, add(l, base, d->diag ? i : I(l, 0)));
+}
+
+static KExpr *gp_at(L *l, const DState *d, KExpr *s, KExpr *i) {
+  return ld(l, d->GP, add(l, mul(l, s, I(l, d->GW)), d->diag ? i : I(l, 0)));
+}
+
+/* ---- the chunk's pieces ---- */
+
+/* The token within the chunk: set t, the token bases and the prelude lets. */
+static void at_token(L *l, Chunk *ck) {
+  lw_set(l, l->v_t, add(l, V(l, ck->v_c0), V(l, ck->v_tc)));
+  lw_set_token_bases(l, NULL, NULL);
+  lw_lower_prelude(l);
+}
+
+/* dst[base + g] = gacc[g] for g in [0, GW). */
+static void copy_g(L *l, const DState *d, int64_t dst, KExpr *base_fn_tc, int64_t mult, int64_t plus) {
+  int g = ivar(l, "g");
+  KStmt *outer = loop(l, g, I(l, d->GW), KF_VECTORIZE);
+  KExpr *base = mul(l, add(l, mul(l, base_fn_tc, I(l, mult)), I(l, plus)), I(l, d->GW));
+  st(l, dst, add(l, base, V(l, g)), ld(l, d->gacc, V(l, g)));
+  lw_close_for(l, outer);
+}
+
+/* One token's events of state s (the token is ck->v_tc). */
+static void gather_state(L *l, Chunk *ck, int s) {
+  const RecState *rs = &l->rm->states[s];
+  DState *d = &ck->ds[s];
+  int64_t R = l->R[s], Cc = l->C[s];
+  int ns = rs->nsteps, NE = d->nev;
+  for (int k = 0; k < ns; k++) {
+    const RecStep *p = &rs->steps[k];
+    lw_use_scope(l, &p->scope);
+    copy_g(l, d, d->Gv, V(l, ck->v_tc), ns + 1, k);
+    const Dec *dc = &d->dec[k];
+    if (dc->kind == 1 && dc->e->free) {
+      int iv = lw_lhs_var(l, 0);
+      KStmt *outer = loop(l, iv, I(l, R), 0);
+      st(l, d->gacc, V(l, iv), fadd(l, ld(l, d->gacc, V(l, iv)), lw_lx(l, dc->e)));
+      lw_close_for(l, outer);
+    } else if (dc->kind) {
+      int ev = fvar(l, "logd");
+      lw_set(l, ev, dc->kind == 1 ? lw_lx(l, dc->e) : F(l, dc->c));
+      int g = ivar(l, "g");
+      KStmt *outer = loop(l, g, I(l, d->GW), KF_VECTORIZE);
+      st(l, d->gacc, V(l, g), fadd(l, ld(l, d->gacc, V(l, g)), V(l, ev)));
+      lw_close_for(l, outer);
+    }
+    for (int e = d->evb[k]; e < d->evb[k + 1]; e++) {
+      const Ev *E = &d->ev[e];
+      int n = ivar(l, "ev");
+      lw_set(l, n, add(l, mul(l, V(l, ck->v_tc), I(l, NE)), I(l, e)));
+      copy_g(l, d, d->GP, V(l, n), 1, 0);
+      int iv = lw_lhs_var(l, 0);
+      KStmt *outer = loop(l, iv, I(l, R), 0);
+      st(l, d->X, at(l, V(l, n), R, V(l, iv)), lw_lx(l, ev_x(rs, E)));
+      lw_close_for(l, outer);
+      if (E->lr >= 0) {
+        const RecRankOne *r = &p->lr[E->lr];
+        st(l, d->CV, V(l, n), fmul(l, F(l, r->scale), lw_lx(l, r->c)));
+        int mv = lw_ivar_of(l, r->m);
+        outer = loop(l, mv, I(l, R), 0);
+        st(l, d->Y, at(l, V(l, n), R, V(l, mv)), lw_lx(l, r->y));
+        lw_close_for(l, outer);
+      }
+      int cvars[DP_MAX_OUTERS], nc = 0;
+      for (int o = 0; o < p->nouter; o++) {
+        if (!(E->outs >> o & 1)) continue;
+        cvars[nc] = fvar(l, "c");
+        lw_set(l, cvars[nc], fmul(l, F(l, p->outer[o].scale), lw_lx(l, p->outer[o].c)));
+        nc++;
+      }
+      int jv = lw_lhs_var(l, 1);
+      outer = loop(l, jv, I(l, Cc), 0);
+      KExpr *w = F(l, 0);
+      for (int o = 0, c = 0; o < p->nouter; o++) {
+        if (!(E->outs >> o & 1)) continue;
+        KExpr *wv = p->scope.nlhs > 1 ? lw_lx(l, p->outer[o].w) : F(l, 1);
+        w = fadd(l, w, fmul(l, V(l, cvars[c++]), wv));
+      }
+      st(l, d->D, at(l, V(l, n), Cc, V(l, jv)), w);
+      lw_close_for(l, outer);
+    }
+  }
+  copy_g(l, d, d->Gv, V(l, ck->v_tc), ns + 1, ns);
+}
+
+/* Per token: every state's events and G, and every readout's coefficient vector. */
+static void gather(L *l, Chunk *ck) {
+  for (int s = 0; s < l->rm->nstates; s++) {
+    DState *d = &ck->ds[s];
+    int g = ivar(l, "g");
+    KStmt *outer = loop(l, g, I(l, d->GW), KF_VECTORIZE);
+    st(l, d->gacc, V(l, g), F(l, 0));
+    lw_close_for(l, outer);
+  }
+  KStmt *outer = loop(l, ck->v_tc, V(l, ck->v_len), 0);
+  at_token(l, ck);
+  KExpr *tc = V(l, ck->v_tc);
+  for (int s = 0; s < l->rm->nstates; s++) gather_state(l, ck, s);
+  for (int k = 0; k < ck->nro; k++) {
+    const Readout *r = &ck->ro[k];
+    const RecOutput *out = &l->rm->outputs[r->output];
+    lw_use_scope(l, &out->scope);
+    const RecState *rs = &l->rm->states[r->state];
+    int64_t R = l->R[r->state];
+    int iv = rs->ndim ? lw_ivar_of(l, r->node->terms[0].read.idx[0].v) : ivar(l, "i");
+    KStmt *in = loop(l, iv, I(l, R), 0);
+    KExpr *q = F(l, 0);
+    for (int t = 0; t < r->node->nterms; t++) {
+      const RecTerm *tm = &r->node->terms[t];
+      q = fadd(l, q, fmul(l, F(l, tm->scale), lw_lx(l, tm->coef)));
+    }
+    st(l, r->q, at(l, tc, R, V(l, iv)), q);
+    lw_close_for(l, in);
+  }
+  lw_close_for(l, outer);
+}
+
+/* delta_n = W_n + c_n (y_n * e^{Gr_n})^T S0 + sum_{s < f_n} c_n (y_n^T e^{Gr_n - Gp_s} x_s) delta_s,
+ * row by row (forward substitution); input-only events keep delta_n = W_n. */
+static void solve(L *l, Chunk *ck, int s) {
+  const RecState *rs = &l->rm->states[s];
+  DState *d = &ck->ds[s];
+  int64_t R = l->R[s], Cc = l->C[s];
+  int ns = rs->nsteps, NE = d->nev, any = 0;
+  for (int e = 0; e < NE; e++) any |= d->ev[e].lr >= 0;
+  if (!any) return;
+  int tc = ivar(l, "tc"), n = ivar(l, "ev"), i = ivar(l, "i"), sv = ivar(l, "s");
+  int cv = fvar(l, "c"), a = fvar(l, "a"), acc = fvar(l, "dot");
+  KStmt *outer = loop(l, tc, V(l, ck->v_len), 0);
+  for (int e = 0; e < NE; e++) {
+    const Ev *E = &d->ev[e];
+    if (E->lr < 0) continue;
+    int k = E->step;
+    lw_set(l, n, add(l, mul(l, V(l, tc), I(l, NE)), I(l, e)));
+    lw_set(l, cv, ld(l, d->CV, V(l, n)));
+    /* the right-hand side: c_n (y_n * e^{Gr_n})^T S0 */
+    KStmt *il = loop(l, i, I(l, R), 0);
+    lw_set(l, a, fmul(l, fmul(l, V(l, cv), ld(l, d->Y, at(l, V(l, n), R, V(l, i)))),
+                      fexp(l, g_at(l, d, ns, V(l, tc), k, V(l, i)))));
+    axpy_row(l, d->D, V(l, n), a, Cc, d->S, V(l, i));
+    lw_close_for(l, il);
+    /* the earlier events' rows */
+    KStmt *sl = loop(l, sv, add(l, mul(l, V(l, tc), I(l, NE)), I(l, d->evb[k])), 0);
+    lw_set(l, acc, F(l, 0));
+    il = loop(l, i, I(l, R), KF_VECTORIZE);
+    KExpr *yx = fmul(l, ld(l, d->Y, at(l, V(l, n), R, V(l, i))), ld(l, d->X, at(l, V(l, sv), R, V(l, i))));
+    if (d->diag)
+      yx = fmul(l, yx, fexp(l, fsub(l, g_at(l, d, ns, V(l, tc), k, V(l, i)), gp_at(l, d, V(l, sv), V(l, i)))));
+    lw_accumulate(l, acc, yx);
+    lw_close_for(l, il);
+    KExpr *m = fmul(l, V(l, cv), V(l, acc));
+    if (!d->diag)
+      m = fmul(l, m, fexp(l, fsub(l, g_at(l, d, ns, V(l, tc), k, I(l, 0)), gp_at(l, d, V(l, sv), I(l, 0)))));
+    lw_set(l, a, m);
+    axpy_row(l, d->D, V(l, n), a, Cc, d->D, V(l, sv));
+    lw_close_for(l, sl);
+  }
+  lw_close_for(l, outer);
+}
+
+/* R[t, :] = (q_t * e^{G_P})^T S0 + sum_{s < P} (q_t^T e^{G_P - Gp_s} x_s) delta_s, P the
+ * readout's point in token t. */
+static void readout_chunk(L *l, Chunk *ck, const Readout *r) {
+  int s = r->state, v = r->version;
+  const RecState *rs = &l->rm->states[s];
+  DState *d = &ck->ds[s];
+  int64_t R = l->R[s], Cc = l->C[s];
+  int ns = rs->nsteps, NE = d->nev;
+  int t = ivar(l, "t"), i = ivar(l, "i"), j = ivar(l, "j"), sv = ivar(l, "s");
+  int a = fvar(l, "a"), acc = fvar(l, "dot");
+  KStmt *outer = loop(l, t, V(l, ck->v_len), 0);
+  KStmt *jl = loop(l, j, I(l, Cc), KF_VECTORIZE);
+  st(l, r->r, at(l, V(l, t), Cc, V(l, j)), F(l, 0));
+  lw_close_for(l, jl);
+  KStmt *il = loop(l, i, I(l, R), 0);
+  lw_set(l, a, fmul(l, ld(l, r->q, at(l, V(l, t), R, V(l, i))), fexp(l, g_at(l, d, ns, V(l, t), v, V(l, i)))));
+  axpy_row(l, r->r, V(l, t), a, Cc, d->S, V(l, i));
+  lw_close_for(l, il);
+  if (NE > 0) {
+    KStmt *sl = loop(l, sv, add(l, mul(l, V(l, t), I(l, NE)), I(l, d->evb[v])), 0);
+    lw_set(l, acc, F(l, 0));
+    il = loop(l, i, I(l, R), KF_VECTORIZE);
+    KExpr *qx = fmul(l, ld(l, r->q, at(l, V(l, t), R, V(l, i))), ld(l, d->X, at(l, V(l, sv), R, V(l, i))));
+    if (d->diag)
+      qx = fmul(l, qx, fexp(l, fsub(l, g_at(l, d, ns, V(l, t), v, V(l, i)), gp_at(l, d, V(l, sv), V(l, i)))));
+    lw_accumulate(l, acc, qx);
+    lw_close_for(l, il);
+    KExpr *m = V(l, acc);
+    if (!d->diag)
+      m = fmul(l, m, fexp(l, fsub(l, g_at(l, d, ns, V(l, t), v, I(l, 0)), gp_at(l, d, V(l, sv), I(l, 0)))));
+    lw_set(l, a, m);
+    axpy_row(l, r->r, V(l, t), a, Cc, d->D, V(l, sv));
+    lw_close_for(l, sl);
+  }
+  lw_close_for(l, outer);
+}
+
+/* S = diag(e^{G_end}) S + sum_s diag(e^{G_end - Gp_s}) x_s delta_s^T. */
+static void pass_state(L *l, Chunk *ck, int s) {
+  const RecState *rs = &l->rm->states[s];
+  DState *d = &ck->ds[s];
+  int64_t R = l->R[s], Cc = l->C[s];
+  int ns = rs->nsteps, NE = d->nev;
+  int i = ivar(l, "i"), j = ivar(l, "j"), sv = ivar(l, "s"), last = ivar(l, "last");
+  int a = fvar(l, "a");
+  lw_set(l, last, isub(l, V(l, ck->v_len), I(l, 1)));
+  KStmt *outer = loop(l, i, I(l, R), 0);
+  lw_set(l, a, fexp(l, g_at(l, d, ns, V(l, last), ns, V(l, i))));
+  KStmt *jl = loop(l, j, I(l, Cc), KF_VECTORIZE);
+  KExpr *idx = at(l, V(l, i), Cc, V(l, j));
+  st(l, d->S, idx, fmul(l, V(l, a), ld(l, d->S, at(l, V(l, i), Cc, V(l, j)))));
+  lw_close_for(l, jl);
+  if (NE > 0) {
+    loop(l, sv, mul(l, V(l, ck->v_len), I(l, NE)), 0);
+    lw_set(l, a, fmul(l, ld(l, d->X, at(l, V(l, sv), R, V(l, i))),
+                      fexp(l, fsub(l, g_at(l, d, ns, V(l, last), ns, V(l, i)),
+                                   gp_at(l, d, V(l, sv), V(l, i))))));
+    axpy_row(l, d->S, V(l, i), a, Cc, d->D, V(l, sv));
+  }
+  lw_close_for(l, outer);
+}
+
+/* Readouts answered from the chunk's results: R[tc, column]. */
+static KExpr *dplr_readout(L *l, const RecOutput *o, const RecOut *n) {
+  Chunk *ck = l->strategy;
+  (void)o;
+  for (int k = 0; k < ck->nro; k++) {
+    const Readout *r = &ck->ro[k];
+    if (r->node != n) continue;
+    const RecState *rs = &l->rm->states[r->state];
+    KExpr *col = rs->ndim == 2 ? V(l, lw_ivar_of(l, n->terms[0].read.idx[1].v)) : I(l, 0);
+    KExpr *v = ld(l, r->r, at(l, V(l, ck->v_tc), l->C[r->state], col));
+    return n->konst ? fadd(l, v, lw_lx(l, n->konst)) : v;
+  }
+  lw_lfail(l, "internal: a readout the chunk strategy did not plan");
+  return F(l, 0);
+}
+
+static void outputs(L *l, Chunk *ck) {
+  KStmt *outer = loop(l, ck->v_tc, V(l, ck->v_len), 0);
+  at_token(l, ck);
+  for (int k = 0; k < l->rm->nevents; k++)
+    if (l->rm->events[k].kind == RE_OUTPUT) lw_lower_output(l, &l->rm->outputs[l->rm->events[k].a], 0, 0);
+  lw_close_for(l, outer);
+}
+
+/* ---- scratch and the kernel ---- */
+
+static int64_t *offsets(L *l, int n) {
+  int64_t *a = arena_array(l->arena, (size_t)(n > 0 ? n : 1), sizeof *a);
+  if (!a) lw_lfail(l, "out of memory");
+  return a;
+}
+
+/* Plan the events of every state and lay out scratch. */
+static int setup(L *l, Chunk *ck) {
+  const RecMixer *rm = l->rm;
+  int ns = rm->nstates;
+  l->ver = arena_array(l->arena, (size_t)ns + 1, sizeof *l->ver);
+  l->R = offsets(l, ns);
+  l->C = offsets(l, ns);
+  l->let_off = offsets(l, rm->nlets);
+  ck->ds = arena_array(l->arena, (size_t)ns + 1, sizeof *ck->ds);
+  if (l->failed || !l->ver || !ck->ds) return lw_lfail(l, "out of memory");
+  int any_diag = 0;
+  for (int s = 0; s < ns; s++) {
+    const RecState *rs = &rm->states[s];
+    DState *d = &ck->ds[s];
+    memset(d, 0, sizeof *d);
+    d->evb = lw_int_array(l, rs->nsteps + 1, 0);
+    d->dec = arena_array(l->arena, (size_t)rs->nsteps + 1, sizeof *d->dec);
+    if (!d->evb || !d->dec) return lw_lfail(l, "out of memory");
+    const char *why = plan_events(rs, d->ev, &d->nev, d->evb, d->dec);
+    if (why) return lw_lfail(l, "internal: %s", why);
+    for (int k = 0; k < rs->nsteps; k++) d->diag |= d->dec[k].kind == 1 && d->dec[k].e->free != 0;
+    any_diag |= d->diag;
+  }
+  ck->C = l->sp->chunk > 0 ? l->sp->chunk : any_diag ? 16 : 64;
+  l->v_scr = lw_var(l, KT_PTR, "scr");
+  lw_set(l, l->v_scr, ke_arg(l->m, 4));
+  int64_t off = 0, C = ck->C;
+  for (int s = 0; s < ns; s++) {
+    const RecState *rs = &rm->states[s];
+    DState *d = &ck->ds[s];
+    int64_t R = rs->ndim > 0 ? l->sp->dims[rs->shape[0]] : 1;
+    int64_t Cc = rs->ndim > 1 ? l->sp->dims[rs->shape[1]] : 1;
+    int64_t NE = d->nev;
+    l->R[s] = R;
+    l->C[s] = Cc;
+    d->GW = d->diag ? R : 1;
+    l->ver[s] = lw_int_array(l, rs->nsteps + 1, -1);
+    if (!l->ver[s]) return lw_lfail(l, "out of memory");
+    int sv = lw_var(l, KT_PTR, arena_printf(l->arena, "%s", rs->name));
+    for (int v = 0; v <= rs->nsteps; v++) l->ver[s][v] = sv;
+    lw_set(l, sv, ke_ptradd(l->m, V(l, l->v_scr), I(l, off * 4)));
+    d->S = off;
+    off += R * Cc;
+    d->Gv = off;
+    off += C * (rs->nsteps + 1) * d->GW;
+    d->gacc = off;
+    off += d->GW;
+    d->GP = off;
+    off += C * NE * d->GW;
+    d->X = off;
+    off += C * NE * R;
+    d->Y = off;
+    off += C * NE * R;
+    d->CV = off;
+    off += C * NE;
+    d->D = off;
+    off += C * NE * Cc;
+  }
+  for (int k = 0; k < ck->nro; k++) {
+    ck->ro[k].q = off;
+    off += C * l->R[ck->ro[k].state];
+    ck->ro[k].r = off;
+    off += C * l->C[ck->ro[k].state];
+  }
+  for (int k = 0; k < rm->nlets; k++) {
+    l->let_off[k] = off;
+    off += lw_feat_of_scope(l, &rm->lets[k].scope);
+  }
+  l->f->scratch_floats = off;
+  return 0;
+}
+
+static void body(L *l, Chunk *ck) {
+  KernelPlan *pl = l->pl;
+  int t0 = ivar(l, "t0"), t1 = ivar(l, "t1");
+  if (l->sp->varlen) {
+    int cu = lw_var(l, KT_PTR, "cu");
+    lw_set(l, cu, ke_ptr_slot(l->m, pl->cu_seqlens));
+    lw_set(l, t0, ke_load(l->m, l->sp->cu_type, V(l, cu), V(l, l->v_n)));
+    lw_set(l, t1, ke_load(l->m, l->sp->cu_type, V(l, cu), add(l, V(l, l->v_n), I(l, 1))));
+    lw_set(l, l->v_b, I(l, 0));
+  } else {
+    lw_set(l, t0, I(l, 0));
+    lw_set(l, t1, ke_int_slot(l->m, pl->size_T));
+    lw_set(l, l->v_b, V(l, l->v_n));
+  }
+  lw_state_io(l, 0);
+  int k = ivar(l, "chunk"), nk = ivar(l, "nchunks");
+  lw_set(l, nk, ke_bin(l->m, KO_DIV, add(l, isub(l, V(l, t1), V(l, t0)), I(l, ck->C - 1)), I(l, ck->C)));
+  KStmt *outer = loop(l, k, V(l, nk), 0);
+  lw_set(l, ck->v_c0, add(l, V(l, t0), mul(l, V(l, k), I(l, ck->C))));
+  lw_set(l, ck->v_len, ke_bin(l->m, KO_MIN, I(l, ck->C), isub(l, V(l, t1), V(l, ck->v_c0))));
+  gather(l, ck);
+  for (int s = 0; s < l->rm->nstates; s++) solve(l, ck, s);
+  for (int r = 0; r < ck->nro; r++) readout_chunk(l, ck, &ck->ro[r]);
+  outputs(l, ck);
+  for (int s = 0; s < l->rm->nstates; s++) pass_state(l, ck, s);
+  lw_close_for(l, outer);
+  lw_state_io(l, 1);
+}
+
+int lower_chunk_dplr(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, size_t errlen) {
+  const char *why;
+  if (!chunk_dplr_applies(spec->rm, &why)) {
+    snprintf(err, errlen, "the DPLR chunk strategy does not apply to mixer '%s': %s",
+             spec->rm->name, why);
+    return 1;
+  }
+  L l;
+  memset(&l, 0, sizeof l);
+  Chunk *ck = arena_array(a, 1, sizeof *ck);
+  if (!ck) {
+    snprintf(err, errlen, "out of memory");
+    return 1;
+  }
+  memset(ck, 0, sizeof *ck);
+  Walk w = {spec->rm, ck, 0, NULL};
+  for (int o = 0; o < spec->rm->noutputs; o++) {
+    w.output = o;
+    walk_out(&w, spec->rm->outputs[o].root);
+  }
+  l.arena = a;
+  l.sp = spec;
+  l.rm = spec->rm;
+  l.mx = spec->rm->mixer;
+  l.pl = plan;
+  l.err = err;
+  l.errlen = errlen;
+  l.readout = dplr_readout;
+  l.strategy = ck;
+  memset(plan, 0, sizeof *plan);
+  plan->strategy = STRAT_CHUNK;
+  l.m = kir_module(a);
+  if (!l.m) return lw_lfail(&l, "out of memory");
+  plan->mod = l.m;
+  l.f = kir_func(l.m, arena_printf(a, "%s_chunk", l.rm->name));
+  if (!l.f) return lw_lfail(&l, "out of memory");
+  l.f->items = "(sequence, head)";
+  l.blk = l.f->body;
+  if (lw_setup_tables(&l) || setup(&l, ck)) return 1;
+  l.v_b = ivar(&l, "b");
+  l.v_h = ivar(&l, "h");
+  l.v_n = ivar(&l, "n");
+  l.v_t = ivar(&l, "t");
+  ck->v_c0 = ivar(&l, "c0");
+  ck->v_len = ivar(&l, "len");
+  ck->v_tc = ivar(&l, "tc");
+  int item = ivar(&l, "item"), H = ivar(&l, "H");
+  lw_set(&l, H, ke_int_slot(l.m, plan->size_H));
+  KStmt *outer = lw_open_for(&l, item, ke_arg(l.m, 2), ke_arg(l.m, 3), KF_PARALLEL);
+  lw_set(&l, l.v_n, ke_bin(l.m, KO_DIV, V(&l, item), V(&l, H)));
+  lw_set(&l, l.v_h, ke_bin(l.m, KO_REM, V(&l, item), V(&l, H)));
+  body(&l, ck);
+  lw_close_for(&l, outer);
+  if (l.failed) return 1;
+  if (a->failed) return lw_lfail(&l, "out of memory while lowering");
+  return kir_verify(l.m, err, errlen);
+}

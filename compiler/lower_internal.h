@@ -1,0 +1,95 @@
+/* Shared machinery of the strategies' lowerings (lower_common.c): the lowering context,
+ * small KIR builders, expressions of the recurrence IR, readouts and outputs, the prelude,
+ * the argument tables, token bases and states in and out. Internal to compiler/. */
+#ifndef MIXC_LOWER_INTERNAL_H
+#define MIXC_LOWER_INTERNAL_H
+#include <stdint.h>
+
+#include "lower.h"
+
+typedef struct L {
+  Arena *arena;
+  KModule *m;
+  KFunc *f;
+  KStmt *blk; /* where statements are appended */
+  const KernelSpec *sp;
+  const RecMixer *rm;
+  const Mixer *mx;
+  KernelPlan *pl;
+  char *err;
+  size_t errlen;
+  int failed;
+  /* variables of the kernel */
+  int v_scr, v_b, v_h, v_n, v_t;
+  int *ptrvar;     /* per symbol: its data pointer */
+  int **stride;    /* per symbol: one i64 variable per layout dim */
+  int *sin_ptr, *sout_ptr, **sin_stride, **sout_stride; /* per state symbol */
+  int *tokbase;    /* per input/output symbol: element offset of the current token */
+  int **ver;       /* per state slot: a pointer variable per version */
+  int64_t *R, *C;  /* per state slot */
+  int64_t *let_off; /* per prelude entry: scratch offset (floats) */
+  int64_t vec_off, big;
+  /* the scope expressions are lowered in */
+  const RecScope *sc;
+  int ivar[MIXC_MAX_IVARS]; /* KIR variable of each index variable, or -1 */
+  int dir;       /* the scan direction being lowered (grid mixers) */
+  /* the chunk strategy: readouts answered from buffers instead of state reads */
+  KExpr *(*readout)(struct L *l, const RecOutput *o, const RecOut *n);
+  void *strategy; /* the strategy's own context */
+} L;
+
+int lw_lfail(L *l, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+int lw_var(L *l, KType t, const char *name);
+KExpr *lw_V(L *l, int v);
+KExpr *lw_I(L *l, int64_t v);
+KExpr *lw_F(L *l, double v);
+void lw_emit(L *l, KStmt *s);
+void lw_set(L *l, int v, KExpr *e);
+KStmt *lw_open_for(L *l, int v, KExpr *lo, KExpr *hi, int flags);
+void lw_close_for(L *l, KStmt *outer);
+KExpr *lw_fadd(L *l, KExpr *x, KExpr *y);
+KExpr *lw_fmul(L *l, KExpr *x, KExpr *y);
+KExpr *lw_scr_load(L *l, int64_t off, KExpr *idx);
+void lw_scr_store(L *l, int64_t off, KExpr *idx, KExpr *val);
+void lw_accumulate(L *l, int acc, KExpr *x);
+double lw_const_eval(const L *l, const Expr *e);
+int lw_ivar_of(L *l, int v);
+void lw_use_scope(L *l, const RecScope *sc);
+int64_t lw_dim_of_ivar(const L *l, int v);
+KExpr *lw_position(L *l, const Expr *p);
+KExpr *lw_feature_offset(L *l, const Expr *e, int sym, int first);
+int lw_layout_dims_before_features(const L *l, int sym);
+KExpr *lw_read_ref(L *l, const Expr *e);
+KOp lw_builtin_op(int fn);
+KExpr *lw_call(L *l, int fn, KExpr *x, KExpr *y);
+KExpr *lw_lx(L *l, const Expr *e);
+KExpr *lw_state_elem(L *l, const RecRead *r);
+KExpr *lw_terms(L *l, const RecTerm *t, int n);
+KExpr *lw_lout(L *l, const RecOutput *o, const RecOut *n);
+KExpr *lw_sum_loop(L *l, int bound, const Expr *body_e, const RecOut *body_o, const RecOutput *o);
+KExpr *lw_open_lhs(L *l, const RecScope *sc, KStmt **outer);
+void lw_lower_output(L *l, const RecOutput *o, int accumulate_dirs, int mean_last);
+void lw_lower_prelude(L *l);
+int lw_lhs_var(L *l, int k);
+void lw_vec_into(L *l, const Expr *e, int lv, int64_t n, int64_t off);
+KExpr *lw_src_at(L *l, int s, int version, KExpr *i, KExpr *j);
+void lw_set_token_bases(L *l, KExpr *y, KExpr *x);
+void lw_state_io(L *l, int store);
+int *lw_int_array(L *l, int n, int fill);
+int lw_tensor_slots(L *l, int sym, const char *role, int state_array, int *ptr_slot, int *stride_slot, int *ptrvar, int **stridevars);
+int lw_setup_tables(L *l);
+/* The strategies. */
+int lower_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, size_t errlen);
+/* Whether the chunk strategy applies; if not, why (for messages). */
+int chunk_applies(const RecMixer *rm, const char **why);
+int64_t lw_feat_of_scope(const L *l, const RecScope *sc);
+
+/* The chunk strategy for the delta rule and its relatives (lower_chunk_dplr.c). */
+int lower_chunk_dplr(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, size_t errlen);
+int chunk_dplr_applies(const RecMixer *rm, const char **why);
+
+#endif

@@ -1,0 +1,145 @@
+/* mixc.h: the C API of mixc, a compiler for sequence-mixer kernels.
+ *
+ *   mixc_context   one per process (or per thread pool): the JIT, the worker threads and
+ *                  the cache of compiled kernels. Thread-safe.
+ *   mixc_module    a compiled .mix source: its mixers, checked and analysed.
+ *   mixc_kernel    one mixer of a module for fixed dims, on one device, with options.
+ *                  Its first call with a new combination of tensor dtypes and optional
+ *                  tensors compiles a specialised variant; later calls reuse it.
+ *
+ * Tensors follow the conventions of flash-linear-attention and FlashAttention:
+ *   inputs  [B, T, H, dims...]     (grid mixers: [B, Y, X, H, dims...]; `per direction`
+ *                                   inputs carry an extra [ndir] before the dims)
+ *   params  [H, dims...]
+ *   outputs [B, T, H, dims...]
+ *   states  [N, H, dims...], fp32, N = B, or the number of sequences with cu_seqlens
+ * with any strides (in elements; zero strides broadcast inputs). Inputs and outputs are
+ * f32, bf16 or f16; computation and states are fp32. Variable-length batches: B = 1 and
+ * cu_seqlens [N + 1] (int32 or int64) of offsets into T.
+ *
+ * Every call returns a status; on failure, `err` (which may be NULL) holds the status and
+ * a one-line message naming the argument at fault, e.g.
+ *   "input 'k': shape [2, 64, 4, 32] does not match [B, T, H, K] = [2, 64, 4, 16]". */
+#ifndef MIXC_H
+#define MIXC_H
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum mixc_status {
+  MIXC_OK = 0,
+  MIXC_ERROR_SOURCE,      /* the .mix source has errors; the message holds the diagnostics */
+  MIXC_ERROR_ARGUMENT,    /* a bad argument: shape, dtype, stride, name, null pointer, ... */
+  MIXC_ERROR_UNSUPPORTED, /* valid, but this build or device cannot do it */
+  MIXC_ERROR_DEVICE,      /* no driver, no device, or the device failed */
+  MIXC_ERROR_OUT_OF_MEMORY,
+  MIXC_ERROR_INTERNAL,    /* a bug in mixc: please report it with the message */
+} mixc_status;
+
+typedef struct mixc_error {
+  mixc_status status;
+  char message[4096];
+} mixc_error;
+
+typedef enum mixc_dtype { MIXC_F32, MIXC_BF16, MIXC_F16, MIXC_I32, MIXC_I64 } mixc_dtype;
+
+typedef enum mixc_device_kind { MIXC_CPU, MIXC_CUDA } mixc_device_kind;
+
+enum { MIXC_MAX_DIMS = 8 };
+
+typedef struct mixc_tensor {
+  void *data;
+  mixc_dtype dtype;
+  int ndim;
+  int64_t shape[MIXC_MAX_DIMS];
+  int64_t stride[MIXC_MAX_DIMS]; /* in elements */
+} mixc_tensor;
+
+/* A contiguous (C order) tensor descriptor. */
+mixc_tensor mixc_tensor_contiguous(void *data, mixc_dtype dtype, int ndim, const int64_t *shape);
+
+typedef struct mixc_named_tensor {
+  const char *name;
+  mixc_tensor tensor;
+} mixc_named_tensor;
+
+typedef struct mixc_context mixc_context;
+typedef struct mixc_module mixc_module;
+typedef struct mixc_kernel mixc_kernel;
+
+/* threads: 0 takes MIXC_NUM_THREADS from the environment, else every core. */
+mixc_status mixc_context_create(int threads, mixc_context **out, mixc_error *err);
+void mixc_context_destroy(mixc_context *ctx);
+
+/* Compile a .mix source. `filename` names it in diagnostics. */
+mixc_status mixc_module_compile(mixc_context *ctx, const char *source, size_t len,
+                                const char *filename, mixc_module **out, mixc_error *err);
+void mixc_module_destroy(mixc_module *mod);
+/* The mixers of a module, in source order. */
+int mixc_module_mixer_count(const mixc_module *mod);
+const char *mixc_module_mixer_name(const mixc_module *mod, int i);
+
+typedef struct mixc_dim {
+  const char *name;
+  int64_t size;
+} mixc_dim;
+
+typedef enum mixc_strategy {
+  MIXC_STRATEGY_AUTO,      /* from the transition class and the sequence length */
+  MIXC_STRATEGY_RECURRENT, /* one pass over time; every class; decode */
+  MIXC_STRATEGY_CHUNK,     /* chunkwise parallel */
+  MIXC_STRATEGY_PARALLEL,  /* quadratic, short sequences */
+} mixc_strategy;
+
+typedef struct mixc_kernel_options {
+  const char *mixer;       /* NULL: the module's only mixer */
+  const mixc_dim *dims;    /* every symbolic dim of the mixer, by name */
+  int ndims;
+  mixc_device_kind device;
+  mixc_strategy strategy;
+  int64_t chunk_size;      /* 0: the schedule's choice */
+} mixc_kernel_options;
+
+mixc_status mixc_kernel_create(mixc_module *mod, const mixc_kernel_options *opt,
+                               mixc_kernel **out, mixc_error *err);
+void mixc_kernel_destroy(mixc_kernel *k);
+
+/* The tensors of one call, by the names the mixer gives them. Inputs and params go in
+ * `inputs` (a param left out takes its declared default; one without a default is an
+ * error). Every output must be given. States are optional: an initial state given in
+ * `initial_states` is read (else zeros); a state named in `final_states` is written. */
+typedef struct mixc_args {
+  const mixc_named_tensor *inputs;
+  int ninputs;
+  const mixc_named_tensor *outputs;
+  int noutputs;
+  const mixc_named_tensor *initial_states;
+  int ninitial;
+  const mixc_named_tensor *final_states;
+  int nfinal;
+  const mixc_tensor *cu_seqlens; /* NULL, or [N + 1] int32/int64 with B = 1 */
+  void *stream;                  /* CUDA: the stream (CUstream); ignored on the CPU */
+} mixc_args;
+
+mixc_status mixc_forward(mixc_kernel *k, const mixc_args *args, mixc_error *err);
+
+/* A decode step: T tokens (usually 1) continuing from `states`, which are read as the
+ * initial states and overwritten with the final ones. args->initial_states and
+ * args->final_states must be empty. Equals a forward over the whole sequence. */
+mixc_status mixc_step(mixc_kernel *k, const mixc_args *args, const mixc_named_tensor *states,
+                      int nstates, mixc_error *err);
+
+/* Time spent compiling the kernel's variants so far, in milliseconds, and their count. */
+double mixc_kernel_compile_ms(const mixc_kernel *k, int *nvariants);
+
+const char *mixc_status_name(mixc_status s);
+const char *mixc_dtype_name(mixc_dtype d);
+const char *mixc_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

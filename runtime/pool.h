@@ -1,0 +1,30 @@
+/* A small thread pool: persistent worker threads that split a range of work items.
+ *
+ * pool_run(p, n, fn, ctx) splits [0, n) into contiguous ranges, one per participating
+ * thread (the workers plus the calling thread, never more threads than items), calls
+ * fn(ctx, thread, begin, end) for each range and returns when all are done. `thread` is
+ * 0 for the caller and 1.. for the workers, below pool_threads(p), so fn can index
+ * per-thread memory with it.
+ *
+ * pool_run may be called from several threads at once: the calls are serialised by a
+ * mutex (one range split at a time), so a pool can be shared by a whole context. fn must
+ * not call pool_run on the same pool. There is no global state. */
+#ifndef MIXC_POOL_H
+#define MIXC_POOL_H
+#include <stdint.h>
+
+typedef struct Pool Pool;
+typedef void (*PoolFn)(void *ctx, int thread, int64_t begin, int64_t end);
+
+/* A pool of `threads` threads in all (threads - 1 workers plus the caller of pool_run);
+ * threads < 1 counts as 1. If fewer workers can be started, the pool runs with those it
+ * has. Returns NULL only when out of memory. */
+Pool *pool_create(int threads);
+void pool_destroy(Pool *p);
+/* The number of threads a pool_run may use (workers + the caller). */
+int pool_threads(const Pool *p);
+/* How many ranges pool_run(p, n, ...) splits n items into: min(n, pool_threads(p)). */
+int pool_ranges(const Pool *p, int64_t n);
+void pool_run(Pool *p, int64_t n, PoolFn fn, void *ctx);
+
+#endif

@@ -1,0 +1,1494 @@
+/* test_api: the public C API (runtime/include/mixc.h).
+ *
+ * (a) Argument checking: every bad argument is refused with MIXC_ERROR_ARGUMENT (or
+ *     UNSUPPORTED, SOURCE) and a message naming it. These run in every build, also without
+ *     the CPU backend (-DMIXC_LLVM=OFF), where a valid call says that the backend is missing.
+ * (b) With the CPU backend: every .mix file of examples/ against the fp64 reference (mixc_ref_run)
+ *     on fresh random inputs drawn by role (runtime/inputs.h): T in {0, 1, 7, 63, 64, 65}
+ *     (and 1000 for gla and delta), grids of 3 x 5 (and 1 x 1), dims 24 and 20, B = 2,
+ *     H = 3; f32 inputs to 2e-4 of the largest reference value, bf16 and f16 (the
+ *     reference reads the same rounded values) to 5e-3 and 2e-3; outputs poisoned with NaN
+ *     first (NaN never passes); transposed inputs and padded outputs through strides,
+ *     broadcast (zero-stride) inputs; initial and final states; a variable-length batch of
+ *     3 sequences (one empty) equals separate runs and the reference; mixc_step token by
+ *     token equals one forward; a repeated call compiles nothing.
+ *
+ *   test_api [seed [example-name]]    (the seed defaults to the time; it is printed)
+ *
+ * Ends with exactly one line `test_api: N passed, M failed`; exits nonzero on failure. */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../compiler/compile.h"
+#include "../compiler/lower.h"
+#include "../compiler/rec.h"
+#include "../runtime/half.h"
+#include "../runtime/inputs.h"
+#include "../runtime/reference.h"
+#include "mixc.h"
+
+typedef struct Tally {
+  int pass, fail;
+} Tally;
+
+static void result(Tally *t, int ok, const char *name, const char *detail) {
+  if (ok) {
+    t->pass++;
+    printf("ok   %s\n", name);
+  } else {
+    t->fail++;
+    printf("FAIL %s%s%s\n", name, detail && *detail ? ": " : "", detail ? detail : "");
+  }
+  fflush(stdout);
+}
+
+#ifdef MIXC_HAVE_LLVM
+static char *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  size_t cap = 4096, n = 0;
+  char *buf = malloc(cap);
+  size_t r;
+  while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
+    n += r;
+    if (n == cap) {
+      char *nb = realloc(buf, cap * 2);
+      if (!nb) {
+        free(buf);
+        buf = NULL;
+        break;
+      }
+      buf = nb;
+      cap *= 2;
+    }
+  }
+  fclose(f);
+  if (buf) *len = n;
+  return buf;
+}
+
+#endif
+
+/* ==== (a) argument checking ==== */
+
+static const char GLA_SRC[] =
+    "mixer gla {\n"
+    "  dim K, V\n"
+    "  input q[K], k[K], v[V], g[K]\n"
+    "  param scale = rsqrt(K)\n"
+    "  state S[K, V]\n"
+    "  S[i, j] = exp(g[i]) * S[i, j] + k[i] * v[j]\n"
+    "  output o[j] = scale * sum(i, q[i] * S[i, j])\n"
+    "}\n";
+
+static const char TWO_SRC[] =
+    "mixer one {\n  dim K\n  input x[K]\n  state s[K]\n  s[i] = s[i] + x[i]\n"
+    "  output y[i] = s[i]\n}\n"
+    "mixer two {\n  dim K, NH = 2\n  input x[NH, K]\n  param A[K]\n  state s[K]\n"
+    "  s[i] = A[i] * s[i] + x[0, i]\n  output y[i] = s[i]\n}\n";
+
+static const char GRID_SRC[] =
+    "mixer vig over (Y, X) directions (row, -row) combine mean {\n"
+    "  dim K, V\n  input q[K], k[K], v[V]\n  input g[K] per direction\n  state S[K, V]\n"
+    "  S[i, j] = exp(g[i]) * S[i, j] + k[i] * v[j]\n"
+    "  output o[j] = sum(i, q[i] * S[i, j])\n}\n";
+
+enum { AB = 2, AT = 8, AH = 4, AK = 16, AV = 16 };
+
+/* A valid call of gla (B = 2, T = 8, H = 4, K = V = 16), to be broken one way at a time. */
+typedef struct ArgSet {
+  mixc_named_tensor in[8], out[2], init[2], fin[2];
+  int nin, nout, ninit, nfin;
+  mixc_tensor cu;
+  int has_cu;
+} ArgSet;
+
+static float *g_zeros; /* large enough for every tensor below */
+
+static void argset_base(ArgSet *a, int64_t B, int64_t T) {
+  memset(a, 0, sizeof *a);
+  int64_t qk[4] = {B, T, AH, AK}, vo[4] = {B, T, AH, AV}, st[4] = {B, AH, AK, AV};
+  const char *names[4] = {"q", "k", "v", "g"};
+  for (int i = 0; i < 4; i++) {
+    a->in[i].name = names[i];
+    a->in[i].tensor = mixc_tensor_contiguous(g_zeros, MIXC_F32, 4, names[i][0] == 'v' ? vo : qk);
+  }
+  a->nin = 4;
+  a->out[0].name = "o";
+  a->out[0].tensor = mixc_tensor_contiguous(g_zeros, MIXC_F32, 4, vo);
+  a->nout = 1;
+  a->init[0].name = "S";
+  a->init[0].tensor = mixc_tensor_contiguous(g_zeros, MIXC_F32, 4, st);
+  a->ninit = 1;
+  a->fin[0].name = "S";
+  a->fin[0].tensor = mixc_tensor_contiguous(g_zeros, MIXC_F32, 4, st);
+  a->nfin = 1;
+}
+
+static mixc_args argset_args(ArgSet *a) {
+  mixc_args r;
+  memset(&r, 0, sizeof r);
+  r.inputs = a->in;
+  r.ninputs = a->nin;
+  r.outputs = a->out;
+  r.noutputs = a->nout;
+  r.initial_states = a->init;
+  r.ninitial = a->ninit;
+  r.final_states = a->fin;
+  r.nfinal = a->nfin;
+  r.cu_seqlens = a->has_cu ? &a->cu : NULL;
+  return r;
+}
+
+/* The status a valid call gets in this build. */
+static mixc_status valid_status(void) {
+#ifdef MIXC_HAVE_LLVM
+  return MIXC_OK;
+#else
+  return MIXC_ERROR_UNSUPPORTED;
+#endif
+}
+
+static void expect(Tally *t, const char *name, mixc_status got, const mixc_error *e,
+                   mixc_status want, const char *sub1, const char *sub2) {
+  char detail[4600];
+  int ok = got == want && e->status == got;
+  if (ok && sub1 && !strstr(e->message, sub1)) ok = 0;
+  if (ok && sub2 && !strstr(e->message, sub2)) ok = 0;
+  snprintf(detail, sizeof detail, "got %s \"%s\"; wanted %s with \"%s\"%s%s%s", mixc_status_name(got),
+           e->message, mixc_status_name(want), sub1 ? sub1 : "", sub2 ? " and \"" : "",
+           sub2 ? sub2 : "", sub2 ? "\"" : "");
+  result(t, ok, name, ok ? NULL : detail);
+  if (ok && e->message[0]) /* the first line */
+    printf("       -> %.*s\n", (int)strcspn(e->message, "\n"), e->message);
+}
+
+static void fwd_case(Tally *t, mixc_kernel *k, ArgSet *a, const char *name, mixc_status want,
+                     const char *sub1, const char *sub2) {
+  mixc_args args = argset_args(a);
+  mixc_error e;
+  mixc_status s = mixc_forward(k, &args, &e);
+  expect(t, name, s, &e, want, sub1, sub2);
+}
+
+static void kernel_case(Tally *t, mixc_module *m, const char *mixer, const mixc_dim *dims,
+                        int ndims, mixc_device_kind dev, mixc_strategy strat, const char *name,
+                        mixc_status want, const char *sub1, const char *sub2) {
+  mixc_kernel_options o;
+  memset(&o, 0, sizeof o);
+  o.mixer = mixer;
+  o.dims = dims;
+  o.ndims = ndims;
+  o.device = dev;
+  o.strategy = strat;
+  mixc_kernel *k = NULL;
+  mixc_error e;
+  mixc_status s = mixc_kernel_create(m, &o, &k, &e);
+  expect(t, name, s, &e, want, sub1, sub2);
+  mixc_kernel_destroy(k);
+}
+
+static void test_arguments(Tally *t, mixc_context *ctx) {
+  mixc_error e;
+  mixc_module *m = NULL, *m2 = NULL, *mg = NULL;
+  g_zeros = calloc(AB * 64 * AH * AK * AV + 64, sizeof(float));
+  if (!g_zeros) {
+    result(t, 0, "arguments: allocation", "out of memory");
+    return;
+  }
+  /* ---- modules ---- */
+  mixc_status s = mixc_module_compile(ctx, GLA_SRC, strlen(GLA_SRC), "gla.mix", &m, &e);
+  expect(t, "module: compile gla", s, &e, MIXC_OK, NULL, NULL);
+  if (s != MIXC_OK) return;
+  result(t, mixc_module_mixer_count(m) == 1 && !strcmp(mixc_module_mixer_name(m, 0), "gla") &&
+                !mixc_module_mixer_name(m, 1),
+         "module: mixer count and names", NULL);
+  const char bad[] = "mixer bad {\n  dim K\n  input q[K]\n  state S[K]\n"
+                     "  S[i] = S[i] + qq[i]\n  output o[i] = S[i]\n}\n";
+  mixc_module *mb = NULL;
+  s = mixc_module_compile(ctx, bad, strlen(bad), "bad.mix", &mb, &e);
+  expect(t, "module: source error names file:line:col", s, &e, MIXC_ERROR_SOURCE, "bad.mix:5:",
+         "qq");
+  result(t, mb == NULL, "module: no module on error", NULL);
+  s = mixc_module_compile(ctx, "mixer", 5, NULL, &mb, &e);
+  expect(t, "module: unnamed source", s, &e, MIXC_ERROR_SOURCE, "<source>:1:", NULL);
+  s = mixc_module_compile(NULL, GLA_SRC, strlen(GLA_SRC), "x", &mb, &e);
+  expect(t, "module: NULL context", s, &e, MIXC_ERROR_ARGUMENT, "context", NULL);
+  s = mixc_module_compile(ctx, TWO_SRC, strlen(TWO_SRC), "two.mix", &m2, &e);
+  expect(t, "module: compile two mixers", s, &e, MIXC_OK, NULL, NULL);
+  s = mixc_module_compile(ctx, GRID_SRC, strlen(GRID_SRC), "vig.mix", &mg, &e);
+  expect(t, "module: compile a grid mixer", s, &e, MIXC_OK, NULL, NULL);
+
+  /* ---- kernels ---- */
+  mixc_dim dkv[2] = {{"K", AK}, {"V", AV}};
+  mixc_dim dq[2] = {{"K", AK}, {"Q", 3}};
+  mixc_dim dk[1] = {{"K", AK}};
+  mixc_dim ddup[3] = {{"K", AK}, {"V", AV}, {"K", AK}};
+  mixc_dim dzero[2] = {{"K", 0}, {"V", AV}};
+  mixc_dim dfix[2] = {{"K", 8}, {"NH", 3}};
+  mixc_dim dfixok[2] = {{"K", 8}, {"NH", 2}};
+  mixc_dim dgrid[3] = {{"K", 4}, {"V", 4}, {"Y", 3}};
+  kernel_case(t, m, NULL, dq, 2, MIXC_CPU, MIXC_STRATEGY_AUTO, "kernel: unknown dim",
+              MIXC_ERROR_ARGUMENT, "dim 'Q'", "no dim");
+  kernel_case(t, m, NULL, dk, 1, MIXC_CPU, MIXC_STRATEGY_AUTO, "kernel: missing dim",
+              MIXC_ERROR_ARGUMENT, "dim 'V' is missing", NULL);
+  kernel_case(t, m, NULL, ddup, 3, MIXC_CPU, MIXC_STRATEGY_AUTO, "kernel: duplicate dim",
+              MIXC_ERROR_ARGUMENT, "dim 'K' is given twice", NULL);
+  kernel_case(t, m, NULL, dzero, 2, MIXC_CPU, MIXC_STRATEGY_AUTO, "kernel: dim of size 0",
+              MIXC_ERROR_ARGUMENT, "dim 'K' = 0", "out of range");
+  kernel_case(t, m, NULL, NULL, 2, MIXC_CPU, MIXC_STRATEGY_AUTO, "kernel: NULL dims",
+              MIXC_ERROR_ARGUMENT, "options.dims is NULL", NULL);
+  kernel_case(t, m, NULL, dkv, 2, MIXC_CUDA, MIXC_STRATEGY_AUTO, "kernel: CUDA unsupported",
+              MIXC_ERROR_UNSUPPORTED, "CUDA backend is not built yet", NULL);
+  kernel_case(t, m, NULL, dkv, 2, MIXC_CPU, MIXC_STRATEGY_PARALLEL,
+              "kernel: parallel strategy unsupported", MIXC_ERROR_UNSUPPORTED, "parallel", NULL);
+  kernel_case(t, m, "glb", dkv, 2, MIXC_CPU, MIXC_STRATEGY_AUTO, "kernel: unknown mixer",
+              MIXC_ERROR_ARGUMENT, "no mixer 'glb'", "gla");
+  kernel_case(t, m2, NULL, dk, 1, MIXC_CPU, MIXC_STRATEGY_AUTO, "kernel: ambiguous mixer",
+              MIXC_ERROR_ARGUMENT, "2 mixers", "one, two");
+  kernel_case(t, m2, "two", dfix, 2, MIXC_CPU, MIXC_STRATEGY_AUTO, "kernel: fixed dim mismatch",
+              MIXC_ERROR_ARGUMENT, "dim 'NH' = 3", "fixes it to 2");
+  kernel_case(t, m2, "two", dfixok, 2, MIXC_CPU, MIXC_STRATEGY_RECURRENT,
+              "kernel: fixed dim with its value", MIXC_OK, NULL, NULL);
+  kernel_case(t, mg, NULL, dgrid, 3, MIXC_CPU, MIXC_STRATEGY_AUTO, "kernel: grid axis as a dim",
+              MIXC_ERROR_ARGUMENT, "dim 'Y'", "grid axis");
+
+  mixc_kernel_options o;
+  memset(&o, 0, sizeof o);
+  o.dims = dkv;
+  o.ndims = 2;
+  mixc_kernel *k = NULL;
+  s = mixc_kernel_create(m, &o, &k, &e);
+  expect(t, "kernel: gla K = V = 16", s, &e, MIXC_OK, NULL, NULL);
+  if (s != MIXC_OK) goto out;
+
+  /* ---- forward ---- */
+  ArgSet a;
+  argset_base(&a, AB, AT);
+  fwd_case(t, k, &a, "forward: a valid call", valid_status(), NULL, NULL);
+  argset_base(&a, AB, AT);
+  a.in[1].name = "qq";
+  fwd_case(t, k, &a, "forward: unknown input", MIXC_ERROR_ARGUMENT, "input 'qq'",
+           "no input or param");
+  argset_base(&a, AB, AT);
+  a.nin = 3; /* drop g */
+  fwd_case(t, k, &a, "forward: missing input", MIXC_ERROR_ARGUMENT, "input 'g' is missing", NULL);
+  argset_base(&a, AB, AT);
+  a.nout = 0;
+  fwd_case(t, k, &a, "forward: missing output", MIXC_ERROR_ARGUMENT, "output 'o' is missing",
+           NULL);
+  argset_base(&a, AB, AT);
+  a.in[3] = a.in[0];
+  fwd_case(t, k, &a, "forward: duplicate input", MIXC_ERROR_ARGUMENT, "input 'q' is given twice",
+           NULL);
+  argset_base(&a, AB, AT);
+  a.in[4] = a.out[0];
+  a.nin = 5;
+  fwd_case(t, k, &a, "forward: output passed as input", MIXC_ERROR_ARGUMENT, "'o' is an output",
+           "outputs");
+  argset_base(&a, AB, AT);
+  a.in[1].tensor.data = NULL;
+  fwd_case(t, k, &a, "forward: NULL data", MIXC_ERROR_ARGUMENT, "input 'k': data is NULL", NULL);
+  argset_base(&a, AB, AT);
+  a.in[0].tensor.dtype = MIXC_I32;
+  fwd_case(t, k, &a, "forward: i32 input", MIXC_ERROR_ARGUMENT, "input 'q': dtype i32", NULL);
+  argset_base(&a, AB, AT);
+  a.in[2].tensor.dtype = MIXC_I64;
+  fwd_case(t, k, &a, "forward: i64 input (not the first)", MIXC_ERROR_ARGUMENT,
+           "input 'v': dtype i64", NULL);
+  argset_base(&a, AB, AT);
+  a.in[1].tensor.ndim = 3;
+  fwd_case(t, k, &a, "forward: wrong ndim", MIXC_ERROR_ARGUMENT, "input 'k'",
+           "expected 4: [B, T, H, K]");
+  argset_base(&a, AB, AT);
+  a.in[1].tensor.shape[0] = 3;
+  fwd_case(t, k, &a, "forward: wrong B", MIXC_ERROR_ARGUMENT,
+           "input 'k': shape [3, 8, 4, 16] does not match [B, T, H, K] = [2, 8, 4, 16]",
+           "read off input 'q'");
+  argset_base(&a, AB, AT);
+  a.in[2].tensor.shape[1] = 9;
+  fwd_case(t, k, &a, "forward: wrong T", MIXC_ERROR_ARGUMENT,
+           "input 'v': shape [2, 9, 4, 16] does not match [B, T, H, V] = [2, 8, 4, 16]", NULL);
+  argset_base(&a, AB, AT);
+  a.in[3].tensor.shape[2] = 5;
+  fwd_case(t, k, &a, "forward: wrong H", MIXC_ERROR_ARGUMENT,
+           "input 'g': shape [2, 8, 5, 16] does not match [B, T, H, K] = [2, 8, 4, 16]", NULL);
+  argset_base(&a, AB, AT);
+  a.in[1].tensor.shape[3] = 32;
+  fwd_case(t, k, &a, "forward: wrong dim", MIXC_ERROR_ARGUMENT,
+           "input 'k': shape [2, 8, 4, 32] does not match [B, T, H, K] = [2, 8, 4, 16]", NULL);
+  argset_base(&a, AB, AT);
+  a.out[0].tensor.shape[3] = 8;
+  fwd_case(t, k, &a, "forward: wrong output dim", MIXC_ERROR_ARGUMENT,
+           "output 'o': shape [2, 8, 4, 8] does not match [B, T, H, V] = [2, 8, 4, 16]", NULL);
+  argset_base(&a, AB, AT);
+  a.in[2].tensor.stride[3] = -1;
+  fwd_case(t, k, &a, "forward: negative stride", MIXC_ERROR_ARGUMENT, "input 'v': stride[3] = -1",
+           "negative");
+  argset_base(&a, AB, AT);
+  a.in[2].tensor.stride[0] = 0;
+  fwd_case(t, k, &a, "forward: zero stride on an input broadcasts", valid_status(), NULL, NULL);
+  argset_base(&a, AB, AT);
+  a.out[0].tensor.stride[1] = 0;
+  fwd_case(t, k, &a, "forward: zero stride on an output", MIXC_ERROR_ARGUMENT,
+           "output 'o': stride[1] = 0", NULL);
+  argset_base(&a, AB, AT);
+  a.fin[0].tensor.stride[2] = 0;
+  fwd_case(t, k, &a, "forward: zero stride on a final state", MIXC_ERROR_ARGUMENT,
+           "final state 'S': stride[2] = 0", NULL);
+  argset_base(&a, AB, AT);
+  a.init[0].tensor.shape[0] = 3;
+  fwd_case(t, k, &a, "forward: state of wrong N", MIXC_ERROR_ARGUMENT,
+           "initial state 'S': shape [3, 4, 16, 16] does not match [N, H, K, V] = [2, 4, 16, 16]",
+           "N = B");
+  argset_base(&a, AB, AT);
+  a.init[0].tensor.dtype = MIXC_BF16;
+  fwd_case(t, k, &a, "forward: bf16 state", MIXC_ERROR_ARGUMENT,
+           "initial state 'S': dtype bf16", "states are f32");
+  argset_base(&a, AB, AT);
+  a.init[0].name = "Z";
+  fwd_case(t, k, &a, "forward: unknown state", MIXC_ERROR_ARGUMENT, "initial state 'Z'",
+           "no state");
+  argset_base(&a, AB, AT);
+  a.in[4].name = "scale";
+  a.in[4].tensor = mixc_tensor_contiguous(g_zeros, MIXC_F32, 1, (int64_t[]){3});
+  a.nin = 5;
+  fwd_case(t, k, &a, "forward: param of wrong H", MIXC_ERROR_ARGUMENT,
+           "param 'scale': shape [3] does not match [H] = [4]", NULL);
+  a.in[4].tensor = mixc_tensor_contiguous(g_zeros, MIXC_F16, 1, (int64_t[]){AH});
+  fwd_case(t, k, &a, "forward: param given (f16)", valid_status(), NULL, NULL);
+  argset_base(&a, AB, AT);
+  a.in[4].name = "K";
+  a.in[4].tensor = a.in[0].tensor;
+  a.nin = 5;
+  fwd_case(t, k, &a, "forward: a dim passed as input", MIXC_ERROR_ARGUMENT, "'K' is a dim", NULL);
+  {
+    int32_t cu[4] = {0, 3, 5, 8};
+    argset_base(&a, AB, AT);
+    a.has_cu = 1;
+    a.cu = mixc_tensor_contiguous(cu, MIXC_I32, 1, (int64_t[]){4});
+    fwd_case(t, k, &a, "forward: cu_seqlens with B != 1", MIXC_ERROR_ARGUMENT,
+             "cu_seqlens needs B = 1", "B = 2");
+    argset_base(&a, 1, AT);
+    a.has_cu = 1;
+    a.cu = mixc_tensor_contiguous(cu, MIXC_I32, 1, (int64_t[]){4});
+    a.init[0].tensor.shape[0] = 3;
+    a.fin[0].tensor.shape[0] = 3;
+    fwd_case(t, k, &a, "forward: cu_seqlens valid", valid_status(), NULL, NULL);
+    a.init[0].tensor.shape[0] = 1;
+    fwd_case(t, k, &a, "forward: varlen state of wrong N", MIXC_ERROR_ARGUMENT,
+             "initial state 'S': shape [1, 4, 16, 16] does not match [N, H, K, V] = [3, 4, 16, 16]",
+             "sequences in cu_seqlens");
+    a.init[0].tensor.shape[0] = 3;
+    int32_t cu_bad[4] = {0, 3, 2, 8};
+    a.cu.data = cu_bad;
+    fwd_case(t, k, &a, "forward: cu_seqlens out of order", MIXC_ERROR_ARGUMENT,
+             "cu_seqlens[2] = 2 < cu_seqlens[1] = 3: offsets must not decrease", NULL);
+    int64_t cu_end[4] = {0, 3, 5, 7};
+    a.cu = mixc_tensor_contiguous(cu_end, MIXC_I64, 1, (int64_t[]){4});
+    fwd_case(t, k, &a, "forward: cu_seqlens not ending at T", MIXC_ERROR_ARGUMENT,
+             "cu_seqlens[3] = 7: the last offset must equal T = 8", NULL);
+    int64_t cu_first[4] = {1, 3, 5, 8};
+    a.cu.data = cu_first;
+    fwd_case(t, k, &a, "forward: cu_seqlens not starting at 0", MIXC_ERROR_ARGUMENT,
+             "cu_seqlens[0] = 1", NULL);
+    a.cu.dtype = MIXC_F32;
+    fwd_case(t, k, &a, "forward: cu_seqlens of f32", MIXC_ERROR_ARGUMENT, "cu_seqlens: dtype f32",
+             NULL);
+    int64_t cu_strided[8] = {0, -1, 3, -1, 5, -1, 8, -1};
+    a.cu = mixc_tensor_contiguous(cu_strided, MIXC_I64, 1, (int64_t[]){4});
+    a.cu.stride[0] = 2;
+    fwd_case(t, k, &a, "forward: strided cu_seqlens", valid_status(), NULL, NULL);
+  }
+  {
+    argset_base(&a, AB, AT);
+    mixc_args args = argset_args(&a);
+    mixc_named_tensor st[1] = {a.init[0]};
+    s = mixc_step(k, &args, st, 1, &e);
+    expect(t, "step: initial_states must be empty", s, &e, MIXC_ERROR_ARGUMENT,
+           "must be empty", NULL);
+    args.ninitial = args.nfinal = 0;
+    s = mixc_step(k, &args, st, 0, &e);
+    expect(t, "step: missing state", s, &e, MIXC_ERROR_ARGUMENT, "state 'S' is missing", NULL);
+    s = mixc_step(k, &args, st, 1, &e);
+    expect(t, "step: a valid call", s, &e, valid_status(), NULL, NULL);
+    argset_base(&a, AB, 0);
+    args = argset_args(&a);
+    args.ninitial = args.nfinal = 0;
+    s = mixc_step(k, &args, st, 1, &e);
+    expect(t, "step: zero tokens", s, &e, valid_status(), NULL, NULL);
+    s = mixc_forward(k, NULL, &e);
+    expect(t, "forward: NULL args", s, &e, MIXC_ERROR_ARGUMENT, "args is NULL", NULL);
+  }
+  /* A param without a default must be given. */
+  {
+    mixc_kernel *k2 = NULL;
+    mixc_kernel_options o2;
+    memset(&o2, 0, sizeof o2);
+    o2.mixer = "two";
+    o2.dims = dfixok;
+    o2.ndims = 2;
+    s = mixc_kernel_create(m2, &o2, &k2, &e);
+    if (s == MIXC_OK) {
+      int64_t xs[5] = {1, 2, 3, 2, 8};
+      int64_t as[2] = {3, 8};
+      mixc_named_tensor in[2] = {{"x", mixc_tensor_contiguous(g_zeros, MIXC_F32, 5, xs)},
+                                 {"A", mixc_tensor_contiguous(g_zeros, MIXC_F32, 2, as)}};
+      mixc_named_tensor out[1] = {{"y", mixc_tensor_contiguous(g_zeros, MIXC_F32, 4, xs)}};
+      out[0].tensor.shape[3] = 8;
+      mixc_args args;
+      memset(&args, 0, sizeof args);
+      args.inputs = in;
+      args.ninputs = 1;
+      args.outputs = out;
+      args.noutputs = 1;
+      s = mixc_forward(k2, &args, &e);
+      expect(t, "forward: param without default", s, &e, MIXC_ERROR_ARGUMENT,
+             "param 'A' is missing", NULL);
+      args.ninputs = 2;
+      s = mixc_forward(k2, &args, &e);
+      expect(t, "forward: param given", s, &e, valid_status(), NULL, NULL);
+      in[0].tensor.shape[3] = 3;
+      s = mixc_forward(k2, &args, &e);
+      expect(t, "forward: fixed dim of a tensor", s, &e, MIXC_ERROR_ARGUMENT,
+             "shape [1, 2, 3, 3, 8] does not match [B, T, H, NH, K] = [1, 2, 3, 2, 8]", NULL);
+    }
+    mixc_kernel_destroy(k2);
+  }
+  /* Grid mixers: [B, Y, X, H, (ndir), dims], no states, no cu_seqlens. */
+  {
+    mixc_dim d44[2] = {{"K", 4}, {"V", 4}};
+    mixc_kernel *kg = NULL;
+    mixc_kernel_options og;
+    memset(&og, 0, sizeof og);
+    og.dims = d44;
+    og.ndims = 2;
+    s = mixc_kernel_create(mg, &og, &kg, &e);
+    expect(t, "kernel: grid mixer", s, &e, MIXC_OK, NULL, NULL);
+    if (s == MIXC_OK) {
+      int64_t sh[6] = {2, 3, 5, 2, 4, 0};
+      int64_t shg[6] = {2, 3, 5, 2, 2, 4};
+      int64_t st[4] = {2, 2, 4, 4};
+      mixc_named_tensor in[4] = {{"q", mixc_tensor_contiguous(g_zeros, MIXC_F32, 5, sh)},
+                                 {"k", mixc_tensor_contiguous(g_zeros, MIXC_F32, 5, sh)},
+                                 {"v", mixc_tensor_contiguous(g_zeros, MIXC_F32, 5, sh)},
+                                 {"g", mixc_tensor_contiguous(g_zeros, MIXC_BF16, 6, shg)}};
+      mixc_named_tensor out[1] = {{"o", mixc_tensor_contiguous(g_zeros, MIXC_F32, 5, sh)}};
+      mixc_named_tensor sts[1] = {{"S", mixc_tensor_contiguous(g_zeros, MIXC_F32, 4, st)}};
+      mixc_args args;
+      memset(&args, 0, sizeof args);
+      args.inputs = in;
+      args.ninputs = 4;
+      args.outputs = out;
+      args.noutputs = 1;
+      s = mixc_forward(kg, &args, &e);
+      expect(t, "forward: grid, a valid call", s, &e, valid_status(), NULL, NULL);
+      in[3].tensor.shape[4] = 3;
+      s = mixc_forward(kg, &args, &e);
+      expect(t, "forward: grid, wrong ndir", s, &e, MIXC_ERROR_ARGUMENT,
+             "input 'g': shape [2, 3, 5, 2, 3, 4] does not match [B, Y, X, H, ndir, K] = "
+             "[2, 3, 5, 2, 2, 4]", NULL);
+      in[3].tensor.shape[4] = 2;
+      out[0].tensor.shape[2] = 4;
+      s = mixc_forward(kg, &args, &e);
+      expect(t, "forward: grid, wrong X", s, &e, MIXC_ERROR_ARGUMENT,
+             "output 'o': shape [2, 3, 4, 2, 4] does not match [B, Y, X, H, V] = [2, 3, 5, 2, 4]",
+             NULL);
+      out[0].tensor.shape[2] = 5;
+      args.final_states = sts;
+      args.nfinal = 1;
+      s = mixc_forward(kg, &args, &e);
+      expect(t, "forward: grid, final state refused", s, &e, MIXC_ERROR_ARGUMENT,
+             "final state 'S'", "takes no states");
+      args.nfinal = 0;
+      int32_t cu[2] = {0, 15};
+      mixc_tensor cut = mixc_tensor_contiguous(cu, MIXC_I32, 1, (int64_t[]){2});
+      args.cu_seqlens = &cut;
+      s = mixc_forward(kg, &args, &e);
+      expect(t, "forward: grid, cu_seqlens refused", s, &e, MIXC_ERROR_ARGUMENT, "cu_seqlens",
+             "grid");
+    }
+    mixc_kernel_destroy(kg);
+  }
+  /* Lifetimes: a kernel keeps its module alive. */
+  {
+    mixc_module *mt = NULL;
+    mixc_kernel *kt = NULL;
+    s = mixc_module_compile(ctx, GLA_SRC, strlen(GLA_SRC), "gla2.mix", &mt, &e);
+    if (s == MIXC_OK) s = mixc_kernel_create(mt, &o, &kt, &e);
+    mixc_module_destroy(mt);
+    if (s == MIXC_OK) {
+      argset_base(&a, AB, AT);
+      fwd_case(t, kt, &a, "lifetime: kernel outlives its module", valid_status(), NULL, NULL);
+    }
+    mixc_kernel_destroy(kt);
+  }
+  {
+    int64_t sh[3] = {2, 3, 4};
+    mixc_tensor tc = mixc_tensor_contiguous(NULL, MIXC_F32, 3, sh);
+    result(t, tc.stride[0] == 12 && tc.stride[1] == 4 && tc.stride[2] == 1,
+           "mixc_tensor_contiguous strides", NULL);
+    result(t, !strcmp(mixc_dtype_name(MIXC_BF16), "bf16") &&
+                  !strcmp(mixc_status_name(MIXC_ERROR_ARGUMENT), "argument error") &&
+                  mixc_version()[0],
+           "names and version", NULL);
+  }
+out:
+  mixc_kernel_destroy(k);
+  mixc_module_destroy(m);
+  mixc_module_destroy(m2);
+  mixc_module_destroy(mg);
+  free(g_zeros);
+}
+
+/* ==== (b) numerics against the fp64 reference ==== */
+#ifdef MIXC_HAVE_LLVM
+
+enum { MAXSYM = 64, MAXD = MIXC_MAX_DIMS };
+
+/* A tensor in memory: storage of any dtype and layout, read and written as doubles in the
+ * contiguous logical order of the reference. */
+typedef struct Buf {
+  void *mem;
+  size_t bytes;
+  mixc_tensor t;
+} Buf;
+
+enum Layout { L_CONTIG, L_TRANSPOSE, L_BROADCAST_B };
+
+static size_t esize(mixc_dtype d) { return d == MIXC_F32 ? 4 : 2; }
+
+/* Logical shape t->shape; physical order: contiguous, T (or Y, X) and H swapped, or B
+ * broadcast (stride 0). `pad` extra elements pad the innermost physical dim. `lead`: the
+ * number of leading B, T/Y/X, H positions (3 or 4), 0 for params and states. */
+static int buf_make(Buf *b, mixc_dtype dt, int ndim, const int64_t *shape, int layout, int lead,
+                    int pad) {
+  memset(b, 0, sizeof b[0]);
+  b->t.dtype = dt;
+  b->t.ndim = ndim;
+  int perm[MAXD];
+  for (int d = 0; d < ndim; d++) perm[d] = d;
+  if (layout == L_TRANSPOSE && lead >= 3) {
+    /* [B, T, H, ...] stored as [B, H, T, ...]; [B, Y, X, H, ...] as [B, H, Y, X, ...] */
+    int h = lead - 1;
+    for (int d = h; d > 1; d--) perm[d] = perm[d - 1];
+    perm[1] = h;
+  }
+  int64_t st = 1;
+  for (int i = ndim - 1; i >= 0; i--) {
+    int d = perm[i];
+    b->t.shape[d] = shape[d];
+    if (layout == L_BROADCAST_B && d == 0 && lead) {
+      b->t.stride[d] = 0;
+      continue;
+    }
+    b->t.stride[d] = st;
+    st *= shape[d] + (i == ndim - 1 ? pad : 0);
+  }
+  b->bytes = (size_t)(st > 0 ? st : 1) * esize(dt);
+  b->mem = malloc(b->bytes);
+  b->t.data = b->mem;
+  return b->mem != NULL;
+}
+
+static void buf_free(Buf *b) {
+  free(b->mem);
+  b->mem = NULL;
+}
+
+static void buf_poison(Buf *b) {
+  size_t n = b->bytes / esize(b->t.dtype);
+  for (size_t i = 0; i < n; i++) {
+    if (b->t.dtype == MIXC_F32) {
+      float f = NAN;
+      memcpy((char *)b->mem + 4 * i, &f, 4);
+    } else {
+      uint16_t h = b->t.dtype == MIXC_BF16 ? 0x7fc0 : 0x7e00;
+      memcpy((char *)b->mem + 2 * i, &h, 2);
+    }
+  }
+}
+
+/* Visit every logical element in row-major order: f(offset in elements, flat index). */
+static int64_t buf_numel(const Buf *b) {
+  int64_t n = 1;
+  for (int d = 0; d < b->t.ndim; d++) n *= b->t.shape[d];
+  return n;
+}
+
+static int64_t buf_offset(const Buf *b, int64_t flat) {
+  int64_t off = 0;
+  for (int d = b->t.ndim - 1; d >= 0; d--) {
+    int64_t n = b->t.shape[d];
+    off += (flat % n) * b->t.stride[d];
+    flat /= n;
+  }
+  return off;
+}
+
+static void buf_put(Buf *b, const double *src) {
+  int64_t n = buf_numel(b);
+  for (int64_t i = 0; i < n; i++) {
+    char *p = (char *)b->mem + (size_t)buf_offset(b, i) * esize(b->t.dtype);
+    if (b->t.dtype == MIXC_F32) {
+      float f = (float)src[i];
+      memcpy(p, &f, 4);
+    } else {
+      uint16_t h = b->t.dtype == MIXC_BF16 ? mixc_f32_to_bf16((float)src[i])
+                                           : mixc_f32_to_f16((float)src[i]);
+      memcpy(p, &h, 2);
+    }
+  }
+}
+
+static void buf_get(const Buf *b, double *dst) {
+  int64_t n = buf_numel(b);
+  for (int64_t i = 0; i < n; i++) {
+    const char *p = (const char *)b->mem + (size_t)buf_offset(b, i) * esize(b->t.dtype);
+    if (b->t.dtype == MIXC_F32) {
+      float f;
+      memcpy(&f, p, 4);
+      dst[i] = f;
+    } else {
+      uint16_t h;
+      memcpy(&h, p, 2);
+      dst[i] = b->t.dtype == MIXC_BF16 ? mixc_bf16_to_f32(h) : mixc_f16_to_f32(h);
+    }
+  }
+}
+
+/* One example: its mixer (for the reference and the roles) and a kernel of it. */
+typedef struct Ex {
+  const char *file;
+  char name[64];
+  Compilation comp;
+  const Mixer *m;
+  InputRole roles[MAXSYM];
+  int64_t dims[MAXSYM];
+  mixc_module *mod;
+  mixc_kernel *k;
+  int grid, ndir;
+} Ex;
+
+/* The data of one call, in the reference's contiguous fp64 layout. */
+typedef struct Data {
+  int64_t B, T, H, Y, X, N;
+  int64_t numel[MAXSYM];
+  double *in[MAXSYM];  /* inputs; params (NULL: default); initial states (NULL: zeros) */
+  double *out[MAXSYM]; /* outputs; final states (NULL: not wanted) */
+  int64_t *cu;         /* NULL, or N + 1 offsets */
+} Data;
+
+static void data_free(Data *d) {
+  for (int s = 0; s < MAXSYM; s++) {
+    free(d->in[s]);
+    free(d->out[s]);
+  }
+  free(d->cu);
+  memset(d, 0, sizeof *d);
+}
+
+static int64_t feat(const Ex *x, int s) {
+  const Sym *y = &x->m->syms[s];
+  int64_t n = 1;
+  for (int p = 0; p < y->rank; p++) n *= x->dims[y->shape[p]];
+  return n;
+}
+
+/* The logical shape of symbol s's tensor; returns its rank, *lead the leading sizes. */
+static int tshape(const Ex *x, const Data *d, int s, int state, int64_t *sh, int *lead) {
+  const Sym *y = &x->m->syms[s];
+  int r = 0;
+  if (state) {
+    sh[r++] = d->N;
+    sh[r++] = d->H;
+    *lead = 0;
+  } else if (y->kind == SYM_PARAM) {
+    sh[r++] = d->H;
+    *lead = 0;
+  } else {
+    sh[r++] = d->B;
+    if (x->grid) {
+      sh[r++] = d->Y;
+      sh[r++] = d->X;
+    } else {
+      sh[r++] = d->T;
+    }
+    sh[r++] = d->H;
+    *lead = r;
+    if (y->kind == SYM_INPUT && y->per_direction) sh[r++] = x->ndir;
+  }
+  for (int p = 0; p < y->rank; p++) sh[r++] = x->dims[y->shape[p]];
+  return r;
+}
+
+static double round_to(mixc_dtype dt, double v) {
+  return dt == MIXC_BF16 ? mixc_round_bf16(v) : dt == MIXC_F16 ? mixc_round_f16(v) : mixc_round_f32(v);
+}
+
+typedef struct Cfg {
+  int64_t B, T, Y, X;
+  mixc_dtype dt;
+  int layout_in, layout_out; /* enum Layout */
+  int init, fin;             /* initial states given, final states wanted */
+  int params;                /* every param given (else only those without a default) */
+  const int64_t *seqlens;    /* varlen: lengths of nseq sequences (B = 1) */
+  int nseq;
+  int cu_i32, cu_stride;
+} Cfg;
+
+/* Draw the data of one call. Values are rounded to what the kernel will read. */
+static int data_make(const Ex *x, const Cfg *c, MixcRng *rng, Data *d) {
+  memset(d, 0, sizeof *d);
+  const Mixer *m = x->m;
+  d->B = c->B;
+  d->H = 3;
+  d->Y = c->Y;
+  d->X = c->X;
+  d->T = x->grid ? c->Y * c->X : c->T;
+  d->N = d->B;
+  if (c->seqlens) {
+    d->cu = malloc(sizeof(int64_t) * (size_t)(c->nseq + 1));
+    if (!d->cu) return 0;
+    d->cu[0] = 0;
+    for (int i = 0; i < c->nseq; i++) d->cu[i + 1] = d->cu[i] + c->seqlens[i];
+    d->T = d->cu[c->nseq];
+    d->N = c->nseq;
+  }
+  for (int s = 0; s < m->nsyms; s++) {
+    const Sym *y = &m->syms[s];
+    int64_t last = y->rank ? x->dims[y->shape[y->rank - 1]] : 1, n = feat(x, s);
+    int nd = y->per_direction ? x->ndir : 1;
+    if (y->kind == SYM_INPUT) n *= d->B * d->T * d->H * nd;
+    else if (y->kind == SYM_PARAM) n *= d->H;
+    else if (y->kind == SYM_OUTPUT) n *= d->B * d->T * d->H;
+    else if (y->kind == SYM_STATE) n *= d->N * d->H;
+    else continue;
+    d->numel[s] = n;
+    size_t bytes = sizeof(double) * (size_t)(n > 0 ? n : 1);
+    int give = y->kind == SYM_INPUT || (y->kind == SYM_PARAM && (c->params || !y->init)) ||
+               (y->kind == SYM_STATE && c->init);
+    if (give) {
+      d->in[s] = malloc(bytes);
+      if (!d->in[s]) return 0;
+      mixc_fill(rng, y->kind == SYM_STATE ? ROLE_NORMAL : x->roles[s], d->in[s], n, last);
+    }
+    if (y->kind == SYM_OUTPUT || (y->kind == SYM_STATE && c->fin)) {
+      d->out[s] = malloc(bytes);
+      if (!d->out[s]) return 0;
+    }
+  }
+  /* Ranges some mixers need (examples/README.md): non-negative features of the normalised
+   * forms; RWKV-7's b = -a * alpha (a removal key times a rate in (0, 1)). */
+  const char *nonneg[] = {"linear_attn_norm", "q", "linear_attn_norm", "k", "lightnet", "q",
+                          "lightnet2d", "q"};
+  for (int i = 0; i < 8; i += 2) {
+    int s = mixer_find(m, nonneg[i + 1]);
+    if (strcmp(m->name.name, nonneg[i]) || s < 0 || !d->in[s]) continue;
+    for (int64_t j = 0; j < d->numel[s]; j++) d->in[s][j] = fabs(d->in[s][j]);
+  }
+  if (!strcmp(m->name.name, "rwkv7")) {
+    int sa = mixer_find(m, "a"), sb = mixer_find(m, "b");
+    int64_t K = feat(x, sa);
+    for (int64_t r = 0; r * K < d->numel[sa]; r++) {
+      double alpha = mixc_rng_uniform(rng);
+      for (int64_t i = 0; i < K; i++) d->in[sb][r * K + i] = -d->in[sa][r * K + i] * alpha;
+    }
+  }
+  /* Broadcast over B: every batch row holds row 0. */
+  if (c->layout_in == L_BROADCAST_B)
+    for (int s = 0; s < m->nsyms; s++) {
+      if (m->syms[s].kind != SYM_INPUT || !d->in[s] || d->B < 2) continue;
+      int64_t row = d->numel[s] / d->B;
+      for (int64_t b = 1; b < d->B; b++) memcpy(d->in[s] + b * row, d->in[s], sizeof(double) * (size_t)row);
+    }
+  for (int s = 0; s < m->nsyms; s++) {
+    if (!d->in[s]) continue;
+    mixc_dtype dt = m->syms[s].kind == SYM_STATE ? MIXC_F32 : c->dt;
+    for (int64_t j = 0; j < d->numel[s]; j++) d->in[s][j] = round_to(dt, d->in[s][j]);
+  }
+  return 1;
+}
+
+static int run_reference(const Ex *x, Data *d, char *err, size_t n) {
+  RefBinding b;
+  memset(&b, 0, sizeof b);
+  b.B = d->B;
+  b.T = d->T;
+  b.H = d->H;
+  b.Y = d->Y;
+  b.X = d->X;
+  b.dims = x->dims;
+  b.in = (const double *const *)d->in;
+  b.out = d->out;
+  b.cu_seqlens = d->cu;
+  b.nseq = d->cu ? d->N : 0;
+  return mixc_ref_run(x->m, &b, err, n);
+}
+
+/* Tensors of one call. */
+typedef struct Call {
+  Buf buf[MAXSYM], sin[MAXSYM], sout[MAXSYM];
+  mixc_named_tensor in[MAXSYM], out[MAXSYM], init[MAXSYM], fin[MAXSYM];
+  int nin, nout, ninit, nfin;
+  mixc_tensor cu;
+  void *cu_mem;
+} Call;
+
+static void call_free(Call *k) {
+  for (int s = 0; s < MAXSYM; s++) {
+    buf_free(&k->buf[s]);
+    buf_free(&k->sin[s]);
+    buf_free(&k->sout[s]);
+  }
+  free(k->cu_mem);
+}
+
+static int call_make(const Ex *x, const Cfg *c, const Data *d, Call *k) {
+  memset(k, 0, sizeof *k);
+  const Mixer *m = x->m;
+  int64_t sh[MAXD + 2];
+  int lead;
+  for (int s = 0; s < m->nsyms; s++) {
+    const Sym *y = &m->syms[s];
+    if (y->kind == SYM_INPUT || (y->kind == SYM_PARAM && d->in[s])) {
+      int r = tshape(x, d, s, 0, sh, &lead);
+      int lay = y->kind == SYM_PARAM ? L_CONTIG : c->layout_in;
+      if (!buf_make(&k->buf[s], c->dt, r, sh, lay, lead, 0)) return 0;
+      buf_put(&k->buf[s], d->in[s]);
+      k->in[k->nin].name = y->name;
+      k->in[k->nin++].tensor = k->buf[s].t;
+    } else if (y->kind == SYM_OUTPUT) {
+      int r = tshape(x, d, s, 0, sh, &lead);
+      if (!buf_make(&k->buf[s], c->dt, r, sh, c->layout_out, lead, c->layout_out ? 3 : 0))
+        return 0;
+      buf_poison(&k->buf[s]);
+      k->out[k->nout].name = y->name;
+      k->out[k->nout++].tensor = k->buf[s].t;
+    } else if (y->kind == SYM_STATE) {
+      int r = tshape(x, d, s, 1, sh, &lead);
+      if (d->in[s]) {
+        if (!buf_make(&k->sin[s], MIXC_F32, r, sh, L_CONTIG, 0, 0)) return 0;
+        buf_put(&k->sin[s], d->in[s]);
+        k->init[k->ninit].name = y->name;
+        k->init[k->ninit++].tensor = k->sin[s].t;
+      }
+      if (d->out[s]) {
+        if (!buf_make(&k->sout[s], MIXC_F32, r, sh, c->layout_out ? L_TRANSPOSE : L_CONTIG, 0,
+                      c->layout_out ? 1 : 0))
+          return 0;
+        buf_poison(&k->sout[s]);
+        k->fin[k->nfin].name = y->name;
+        k->fin[k->nfin++].tensor = k->sout[s].t;
+      }
+    }
+  }
+  if (d->cu) {
+    int64_t n1 = d->N + 1, st = c->cu_stride > 0 ? c->cu_stride : 1;
+    k->cu_mem = calloc((size_t)(n1 * st), 8);
+    if (!k->cu_mem) return 0;
+    for (int64_t i = 0; i < n1; i++) {
+      if (c->cu_i32) ((int32_t *)k->cu_mem)[i * st] = (int32_t)d->cu[i];
+      else ((int64_t *)k->cu_mem)[i * st] = d->cu[i];
+    }
+    k->cu = mixc_tensor_contiguous(k->cu_mem, c->cu_i32 ? MIXC_I32 : MIXC_I64, 1, &n1);
+    k->cu.stride[0] = st;
+  }
+  return 1;
+}
+
+static mixc_args call_args(Call *k) {
+  mixc_args a;
+  memset(&a, 0, sizeof a);
+  a.inputs = k->in;
+  a.ninputs = k->nin;
+  a.outputs = k->out;
+  a.noutputs = k->nout;
+  a.initial_states = k->init;
+  a.ninitial = k->ninit;
+  a.final_states = k->fin;
+  a.nfinal = k->nfin;
+  a.cu_seqlens = k->cu_mem ? &k->cu : NULL;
+  return a;
+}
+
+/* Read the kernel's results back into got (allocated like d->out). */
+static int call_results(const Ex *x, const Data *d, const Call *k, Data *got) {
+  memset(got, 0, sizeof *got);
+  for (int s = 0; s < x->m->nsyms; s++) {
+    if (!d->out[s]) continue;
+    got->numel[s] = d->numel[s];
+    got->out[s] = malloc(sizeof(double) * (size_t)(d->numel[s] > 0 ? d->numel[s] : 1));
+    if (!got->out[s]) return 0;
+    buf_get(x->m->syms[s].kind == SYM_STATE ? &k->sout[s] : &k->buf[s], got->out[s]);
+  }
+  return 1;
+}
+
+/* Max error of every output and final state relative to the largest reference value. */
+static int compare(const Ex *x, const Data *ref, const Data *got, double tol_out,
+                   double tol_state, char *detail, size_t n) {
+  int ok = 1;
+  size_t used = 0;
+  detail[0] = 0;
+  for (int s = 0; s < x->m->nsyms; s++) {
+    if (!ref->out[s] || !got->out[s]) continue;
+    double mx = 0, err = 0;
+    int64_t at = -1;
+    for (int64_t i = 0; i < ref->numel[s]; i++) {
+      double r = ref->out[s][i], g = got->out[s][i];
+      if (fabs(r) > mx) mx = fabs(r);
+      double e = fabs(g - r);
+      if (!(e <= err)) { /* NaN counts */
+        err = isnan(e) ? INFINITY : e;
+        at = i;
+      }
+    }
+    double tol = (x->m->syms[s].kind == SYM_STATE ? tol_state : tol_out) * (mx > 0 ? mx : 1);
+    int good = err <= tol;
+    if (!good) {
+      ok = 0;
+      if (used < n)
+        used += (size_t)snprintf(detail + used, n - used,
+                                 "%s %s: max err %.3g at [%" PRId64 "] (got %.6g, ref %.6g) > "
+                                 "tol %.3g (max|ref| %.3g); ",
+                                 x->m->syms[s].kind == SYM_STATE ? "final state" : "output",
+                                 x->m->syms[s].name, err, at, got->out[s][at], ref->out[s][at],
+                                 tol, mx);
+    }
+  }
+  return ok;
+}
+
+static double tol_of(mixc_dtype dt) { return dt == MIXC_BF16 ? 5e-3 : dt == MIXC_F16 ? 2e-3 : 2e-4; }
+
+static const char *dt_name(mixc_dtype dt) { return mixc_dtype_name(dt); }
+
+static void cfg_name(const Ex *x, const Cfg *c, const char *what, char *buf, size_t n) {
+  if (x->grid)
+    snprintf(buf, n, "%s %s Y=%lld X=%lld %s%s%s%s", x->name, what, (long long)c->Y,
+             (long long)c->X, dt_name(c->dt), c->layout_in == L_TRANSPOSE ? " strided-in" : "",
+             c->layout_out ? " strided-out" : "", c->params ? " params" : "");
+  else
+    snprintf(buf, n, "%s %s T=%lld %s%s%s%s%s%s", x->name, what, (long long)c->T, dt_name(c->dt),
+             c->layout_in == L_TRANSPOSE ? " strided-in" : c->layout_in == L_BROADCAST_B ? " broadcast-B" : "",
+             c->layout_out ? " strided-out" : "", c->init ? " init" : "", c->fin ? " final" : "",
+             c->params ? " params" : "");
+}
+
+/* Run one call through the kernel and the reference and compare. Keeps the data and the
+ * kernel's results for the caller when asked. */
+static int run_case(Tally *t, const Ex *x, const Cfg *c, uint64_t seed, const char *what,
+                    Data *keep_data, Data *keep_got) {
+  char name[256], detail[4800] = "";
+  cfg_name(x, c, what, name, sizeof name);
+  MixcRng rng;
+  mixc_rng_seed(&rng, seed);
+  Data d, got;
+  Call k;
+  memset(&got, 0, sizeof got);
+  int ok = data_make(x, c, &rng, &d) && call_make(x, c, &d, &k);
+  if (!ok) snprintf(detail, sizeof detail, "out of memory");
+  mixc_error e;
+  if (ok) {
+    mixc_args a = call_args(&k);
+    mixc_status s = mixc_forward(x->k, &a, &e);
+    if (s != MIXC_OK) {
+      ok = 0;
+      snprintf(detail, sizeof detail, "mixc_forward: %s: %s", mixc_status_name(s), e.message);
+    }
+  }
+  if (ok && !call_results(x, &d, &k, &got)) {
+    ok = 0;
+    snprintf(detail, sizeof detail, "out of memory");
+  }
+  if (ok && run_reference(x, &d, detail, sizeof detail)) ok = 0;
+  if (ok) ok = compare(x, &d, &got, tol_of(c->dt), 2e-4, detail, sizeof detail);
+  result(t, ok, name, detail);
+  call_free(&k);
+  if (keep_data) *keep_data = d;
+  else data_free(&d);
+  if (keep_got) *keep_got = got;
+  else data_free(&got);
+  return ok;
+}
+
+/* Two results of the kernel agree to tol relative to the largest value. */
+static int agree(const Ex *x, const Data *a, const Data *b, double tol, char *detail, size_t n) {
+  return compare(x, a, b, tol, tol, detail, n);
+}
+
+/* A variable-length batch equals each sequence run alone (and the reference). */
+static void varlen_case(Tally *t, const Ex *x, uint64_t seed, int cu_i32) {
+  static const int64_t lens[3] = {5, 0, 9};
+  Cfg c = {1, 14, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 0, lens, 3, cu_i32, cu_i32 ? 2 : 1};
+  Data d, got;
+  char name[160], detail[4800] = "";
+  int ok = run_case(t, x, &c, seed, cu_i32 ? "varlen (i32 cu, strided) vs reference"
+                                           : "varlen (i64 cu) vs reference", &d, &got);
+  snprintf(name, sizeof name, "%s varlen {5, 0, 9} equals separate runs", x->name);
+  if (!ok) {
+    result(t, 0, name, "the varlen run failed");
+    data_free(&d);
+    data_free(&got);
+    return;
+  }
+  const Mixer *m = x->m;
+  for (int i = 0; i < 3 && ok; i++) {
+    /* Sequence i alone: B = 1, T = lens[i], its slice of every input and state. */
+    Data di, gi;
+    memset(&di, 0, sizeof di);
+    di.B = 1;
+    di.T = lens[i];
+    di.H = d.H;
+    di.N = 1;
+    Cfg ci = c;
+    ci.seqlens = NULL;
+    ci.T = lens[i];
+    int good = 1;
+    for (int s = 0; s < m->nsyms && good; s++) {
+      const Sym *y = &m->syms[s];
+      int64_t f = feat(x, s) * (y->per_direction ? x->ndir : 1);
+      if (y->kind == SYM_INPUT || y->kind == SYM_OUTPUT) di.numel[s] = lens[i] * d.H * f;
+      else if (y->kind == SYM_STATE) di.numel[s] = d.H * f;
+      else if (y->kind == SYM_PARAM) di.numel[s] = d.numel[s];
+      else continue;
+      size_t bytes = sizeof(double) * (size_t)(di.numel[s] > 0 ? di.numel[s] : 1);
+      int64_t off = y->kind == SYM_STATE ? i * d.H * f : d.cu[i] * d.H * f;
+      if (d.in[s]) {
+        di.in[s] = malloc(bytes);
+        good = di.in[s] != NULL;
+        if (good) memcpy(di.in[s], d.in[s] + (y->kind == SYM_PARAM ? 0 : off), sizeof(double) * (size_t)di.numel[s]);
+      }
+      if (good && d.out[s]) {
+        di.out[s] = malloc(bytes);
+        good = di.out[s] != NULL;
+      }
+    }
+    Call k;
+    memset(&gi, 0, sizeof gi);
+    good = good && call_make(x, &ci, &di, &k);
+    if (good) {
+      mixc_args a = call_args(&k);
+      mixc_error e;
+      mixc_status s = mixc_forward(x->k, &a, &e);
+      if (s != MIXC_OK) {
+        good = 0;
+        snprintf(detail, sizeof detail, "sequence %d: %s", i, e.message);
+      } else {
+        good = call_results(x, &di, &k, &gi);
+      }
+      call_free(&k);
+    }
+    if (good) {
+      /* The varlen results of sequence i, sliced the same way. */
+      Data vi;
+      memset(&vi, 0, sizeof vi);
+      for (int s = 0; s < m->nsyms && good; s++) {
+        if (!gi.out[s]) continue;
+        const Sym *y = &m->syms[s];
+        int64_t f = feat(x, s);
+        int64_t off = y->kind == SYM_STATE ? i * d.H * f : d.cu[i] * d.H * f;
+        vi.numel[s] = gi.numel[s];
+        vi.out[s] = malloc(sizeof(double) * (size_t)(gi.numel[s] > 0 ? gi.numel[s] : 1));
+        if (!vi.out[s]) {
+          good = 0;
+          break;
+        }
+        memcpy(vi.out[s], got.out[s] + off, sizeof(double) * (size_t)gi.numel[s]);
+      }
+      if (good && !agree(x, &vi, &gi, 1e-6, detail, sizeof detail)) {
+        good = 0;
+        char tmp[64];
+        snprintf(tmp, sizeof tmp, " (sequence %d)", i);
+        strncat(detail, tmp, sizeof detail - strlen(detail) - 1);
+      }
+      data_free(&vi);
+    }
+    if (!good && !detail[0]) snprintf(detail, sizeof detail, "sequence %d failed", i);
+    ok = good;
+    data_free(&di);
+    data_free(&gi);
+  }
+  result(t, ok, name, detail);
+  data_free(&d);
+  data_free(&got);
+}
+
+/* mixc_step over the tokens one at a time equals one forward with final states; then a
+ * repeated identical forward compiles nothing. */
+static void step_case(Tally *t, const Ex *x, uint64_t seed) {
+  Cfg c = {2, 9, 0, 0, MIXC_F32, L_TRANSPOSE, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0};
+  char name[160], detail[4800] = "";
+  snprintf(name, sizeof name, "%s step x9 equals forward T=9", x->name);
+  Data d, got;
+  if (!run_case(t, x, &c, seed, "forward for step", &d, &got)) {
+    result(t, 0, name, "the forward failed");
+    data_free(&d);
+    data_free(&got);
+    return;
+  }
+  Call k;
+  int ok = call_make(x, &c, &d, &k);
+  /* The states start from the initial states (the buffers hold them) and are carried. */
+  mixc_named_tensor st[MAXSYM];
+  int nst = 0;
+  for (int s = 0; s < x->m->nsyms && ok; s++)
+    if (x->m->syms[s].kind == SYM_STATE) {
+      st[nst].name = x->m->syms[s].name;
+      st[nst++].tensor = k.sin[s].t;
+    }
+  for (int64_t tok = 0; tok < c.T && ok; tok++) {
+    mixc_named_tensor in[MAXSYM], out[MAXSYM];
+    for (int i = 0; i < k.nin; i++) {
+      in[i] = k.in[i];
+      int sym = mixer_find(x->m, in[i].name);
+      if (x->m->syms[sym].kind != SYM_INPUT) continue;
+      in[i].tensor.shape[1] = 1;
+      in[i].tensor.data = (char *)in[i].tensor.data + (size_t)(tok * in[i].tensor.stride[1]) * esize(c.dt);
+    }
+    for (int i = 0; i < k.nout; i++) {
+      out[i] = k.out[i];
+      out[i].tensor.shape[1] = 1;
+      out[i].tensor.data = (char *)out[i].tensor.data + (size_t)(tok * out[i].tensor.stride[1]) * esize(c.dt);
+    }
+    mixc_args a;
+    memset(&a, 0, sizeof a);
+    a.inputs = in;
+    a.ninputs = k.nin;
+    a.outputs = out;
+    a.noutputs = k.nout;
+    mixc_error e;
+    mixc_status s = mixc_step(x->k, &a, st, nst, &e);
+    if (s != MIXC_OK) {
+      ok = 0;
+      snprintf(detail, sizeof detail, "token %lld: %s", (long long)tok, e.message);
+    }
+  }
+  if (ok) {
+    /* Results: outputs from the output buffers, states from the carried ones. */
+    Data sg;
+    memset(&sg, 0, sizeof sg);
+    for (int s = 0; s < x->m->nsyms && ok; s++) {
+      if (!got.out[s]) continue;
+      sg.numel[s] = got.numel[s];
+      sg.out[s] = malloc(sizeof(double) * (size_t)(got.numel[s] > 0 ? got.numel[s] : 1));
+      if (!sg.out[s]) {
+        ok = 0;
+        break;
+      }
+      buf_get(x->m->syms[s].kind == SYM_STATE ? &k.sin[s] : &k.buf[s], sg.out[s]);
+    }
+    if (ok) ok = agree(x, &got, &sg, 1e-6, detail, sizeof detail);
+    data_free(&sg);
+  }
+  result(t, ok, name, detail);
+  /* The cache: the same call again compiles nothing. */
+  int nv0 = 0, nv1 = 0;
+  double ms0 = mixc_kernel_compile_ms(x->k, &nv0);
+  if (ok) {
+    mixc_args a = call_args(&k);
+    mixc_error e;
+    ok = mixc_forward(x->k, &a, &e) == MIXC_OK;
+    if (!ok) snprintf(detail, sizeof detail, "%s", e.message);
+  }
+  double ms1 = mixc_kernel_compile_ms(x->k, &nv1);
+  snprintf(name, sizeof name, "%s repeated forward reuses the variant (%d variants, %.1f ms)",
+           x->name, nv1, ms1);
+  result(t, ok && nv0 == nv1 && ms0 == ms1 && nv1 >= 1, name, detail);
+  call_free(&k);
+  data_free(&d);
+  data_free(&got);
+}
+
+static int ex_open(Ex *x, mixc_context *ctx, const char *path, mixc_strategy strat, char *err,
+                   size_t n) {
+  memset(x, 0, sizeof *x);
+  x->file = path;
+  size_t len = 0;
+  char *src = read_file(path, &len);
+  if (!src) return snprintf(err, n, "cannot read %s", path), 0;
+  int nerr = compile_source(&x->comp, path, src, len, STAGE_REC);
+  mixc_error e;
+  mixc_status st = nerr ? MIXC_ERROR_SOURCE : mixc_module_compile(ctx, src, len, path, &x->mod, &e);
+  free(src);
+  if (nerr || st != MIXC_OK || !x->comp.prog || x->comp.prog->nmixers != 1)
+    return snprintf(err, n, "%s does not compile: %s", path, nerr ? "(source errors)" : e.message), 0;
+  x->m = x->comp.prog->mixers[0];
+  if (x->m->nsyms > MAXSYM) return snprintf(err, n, "too many symbols"), 0;
+  snprintf(x->name, sizeof x->name, "%s", x->m->name.name);
+  x->grid = x->m->ngrid > 0;
+  x->ndir = x->grid && x->m->ndirs > 0 ? x->m->ndirs : 1;
+  mixc_input_roles(x->m, x->roles);
+  static const int64_t sizes[4] = {24, 20, 12, 8};
+  mixc_dim dims[MAXSYM];
+  int nd = 0, next = 0;
+  for (int s = 0; s < x->m->nsyms; s++) {
+    const Sym *y = &x->m->syms[s];
+    if (y->kind != SYM_DIM) continue;
+    x->dims[s] = y->fixed ? y->fixed : sizes[next++ % 4];
+    dims[nd].name = y->name;
+    dims[nd++].size = x->dims[s];
+  }
+  mixc_kernel_options o;
+  memset(&o, 0, sizeof o);
+  o.dims = dims;
+  o.ndims = nd;
+  o.strategy = strat;
+  if (strat != MIXC_STRATEGY_AUTO)
+    snprintf(x->name + strlen(x->name), sizeof x->name - strlen(x->name), " (%s)",
+             strat == MIXC_STRATEGY_RECURRENT ? "recurrent" : "chunk");
+  if (mixc_kernel_create(x->mod, &o, &x->k, &e) != MIXC_OK)
+    return snprintf(err, n, "kernel: %s", e.message), 0;
+  return 1;
+}
+
+static void ex_close(Ex *x) {
+  mixc_kernel_destroy(x->k);
+  mixc_module_destroy(x->mod);
+  compilation_free(&x->comp);
+}
+
+/* The strategy `auto` resolves to for the example's mixer (f32, no optional tensors). */
+static Strategy auto_strategy(const Ex *x) {
+  const RecMixer *rm = x->comp.rec ? rec_find_mixer(x->comp.rec, x->m->name.name) : NULL;
+  if (!rm) return STRAT_RECURRENT;
+  KType dt[MAXSYM];
+  unsigned char present[MAXSYM], want[MAXSYM];
+  for (int s = 0; s < x->m->nsyms; s++) {
+    dt[s] = KT_F32;
+    present[s] = x->m->syms[s].kind == SYM_PARAM;
+    want[s] = 0;
+  }
+  KernelSpec sp;
+  memset(&sp, 0, sizeof sp);
+  sp.rm = rm;
+  sp.dims = x->dims;
+  sp.dtype = dt;
+  sp.present = present;
+  sp.want = want;
+  sp.cu_type = KT_I32;
+  sp.strategy = STRAT_AUTO;
+  KernelPlan plan;
+  Arena a;
+  arena_init(&a);
+  char err[512];
+  Strategy s = lower_mixer(&a, &sp, &plan, err, sizeof err) ? STRAT_RECURRENT : plan.strategy;
+  arena_free(&a);
+  return s;
+}
+
+/* Several threads call one kernel of a fresh context at once: variants compile
+ * concurrently (two threads need the same one), and every result matches the reference. */
+typedef struct Conc {
+  const Ex *x;
+  Call k;
+  Data d;
+  mixc_status st;
+  char msg[4096];
+} Conc;
+
+static void *conc_main(void *p) {
+  Conc *c = p;
+  mixc_args a = call_args(&c->k);
+  mixc_error e;
+  c->st = mixc_forward(c->x->k, &a, &e);
+  snprintf(c->msg, sizeof c->msg, "%s", e.message);
+  return NULL;
+}
+
+static void concurrency_case(Tally *t, uint64_t seed) {
+  enum { NT = 4 };
+  mixc_context *ctx = NULL;
+  mixc_error e;
+  char err[4800] = "";
+  Ex x;
+  Conc c[NT];
+  pthread_t th[NT];
+  int started[NT] = {0};
+  memset(c, 0, sizeof c);
+  Cfg cfg[NT] = {
+      {2, 7, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
+      {2, 63, 0, 0, MIXC_BF16, L_CONTIG, L_CONTIG, 0, 1, 0, NULL, 0, 0, 0},
+      {2, 64, 0, 0, MIXC_F16, L_TRANSPOSE, L_CONTIG, 1, 1, 0, NULL, 0, 0, 0},
+      {2, 65, 0, 0, MIXC_F32, L_TRANSPOSE, 1, 1, 1, 1, NULL, 0, 0, 0},
+  };
+  int ok = mixc_context_create(2, &ctx, &e) == MIXC_OK;
+  if (!ok) snprintf(err, sizeof err, "context: %s", e.message);
+  ok = ok && ex_open(&x, ctx, "examples/gla.mix", MIXC_STRATEGY_AUTO, err, sizeof err);
+  for (int i = 0; i < NT && ok; i++) {
+    MixcRng rng;
+    mixc_rng_seed(&rng, seed + (uint64_t)i);
+    c[i].x = &x;
+    ok = data_make(&x, &cfg[i], &rng, &c[i].d) && call_make(&x, &cfg[i], &c[i].d, &c[i].k);
+    if (!ok) snprintf(err, sizeof err, "out of memory");
+  }
+  for (int i = 0; i < NT && ok; i++) started[i] = pthread_create(&th[i], NULL, conc_main, &c[i]) == 0;
+  for (int i = 0; i < NT; i++)
+    if (started[i]) pthread_join(th[i], NULL);
+  for (int i = 0; i < NT && ok; i++) {
+    Data got;
+    if (!started[i] || c[i].st != MIXC_OK) {
+      ok = 0;
+      snprintf(err, sizeof err, "thread %d: %s", i, started[i] ? c[i].msg : "not started");
+      break;
+    }
+    ok = call_results(&x, &c[i].d, &c[i].k, &got) && !run_reference(&x, &c[i].d, err, sizeof err) &&
+         compare(&x, &c[i].d, &got, tol_of(cfg[i].dt), 2e-4, err, sizeof err);
+    data_free(&got);
+  }
+  int nv = 0;
+  if (ok) mixc_kernel_compile_ms(x.k, &nv);
+  char name[128];
+  snprintf(name, sizeof name, "concurrency: %d threads on one kernel (%d variants)", NT, nv);
+  result(t, ok && nv == 3, name, err);
+  for (int i = 0; i < NT; i++) {
+    call_free(&c[i].k);
+    data_free(&c[i].d);
+  }
+  if (ctx) ex_close(&x);
+  mixc_context_destroy(ctx);
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void test_numerics(Tally *t, mixc_context *ctx, uint64_t seed, const char *only) {
+  DIR *dir = opendir("examples");
+  if (!dir) {
+    result(t, 0, "numerics: open examples/", "run from the source root");
+    return;
+  }
+  char *files[128];
+  int nf = 0;
+  struct dirent *de;
+  while ((de = readdir(dir)) && nf < 128) {
+    size_t l = strlen(de->d_name);
+    if (l > 4 && !strcmp(de->d_name + l - 4, ".mix")) {
+      files[nf] = malloc(l + 10);
+      if (files[nf]) snprintf(files[nf++], l + 10, "examples/%s", de->d_name);
+    }
+  }
+  closedir(dir);
+  qsort(files, (size_t)nf, sizeof files[0], cmp_str);
+  result(t, nf >= 10, "numerics: examples found", NULL);
+  uint64_t cs = seed;
+  for (int f = 0; f < nf; f++) {
+    Ex x;
+    char err[4200];
+    if (only && !strstr(files[f], only)) {
+      free(files[f]);
+      continue;
+    }
+    if (!ex_open(&x, ctx, files[f], MIXC_STRATEGY_AUTO, err, sizeof err)) {
+      result(t, 0, files[f], err);
+      ex_close(&x);
+      free(files[f]);
+      continue;
+    }
+    cs = cs * 6364136223846793005ull + 1442695040888963407ull;
+    if (x.grid) {
+      Cfg g[] = {
+          {2, 0, 3, 5, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0},
+          {2, 0, 3, 5, MIXC_F32, L_TRANSPOSE, 1, 0, 0, 0, NULL, 0, 0, 0},
+          {2, 0, 3, 5, MIXC_BF16, L_CONTIG, L_CONTIG, 0, 0, 1, NULL, 0, 0, 0},
+          {2, 0, 3, 5, MIXC_F16, L_BROADCAST_B, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0},
+          {1, 0, 1, 1, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0},
+          {2, 0, 7, 4, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0},
+      };
+      for (size_t i = 0; i < sizeof g / sizeof g[0]; i++)
+        run_case(t, &x, &g[i], cs + i, "", NULL, NULL);
+    } else {
+      /* Five variants: f32 with defaults; f32 with params and states (T = 7, 65, 0,
+       * 1000, the step); bf16 with a final state; f16 with states; varlen. */
+      Cfg c[] = {
+          {2, 1, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0},
+          {2, 7, 0, 0, MIXC_F32, L_BROADCAST_B, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
+          {2, 63, 0, 0, MIXC_BF16, L_CONTIG, L_CONTIG, 0, 1, 0, NULL, 0, 0, 0},
+          {2, 64, 0, 0, MIXC_F16, L_CONTIG, L_CONTIG, 1, 1, 0, NULL, 0, 0, 0},
+          {2, 65, 0, 0, MIXC_F32, L_TRANSPOSE, 1, 1, 1, 1, NULL, 0, 0, 0},
+          {2, 0, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
+          {2, 1000, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
+      };
+      int n = sizeof c / sizeof c[0];
+      if (strcmp(x.name, "gla") && strcmp(x.name, "delta")) n--; /* T = 1000: two examples */
+      for (int i = 0; i < n; i++) run_case(t, &x, &c[i], cs + (uint64_t)i, "", NULL, NULL);
+      varlen_case(t, &x, cs + 100, f % 2);
+      step_case(t, &x, cs + 200);
+      /* Where `auto` picks another strategy, the recurrent one too. */
+      if (auto_strategy(&x) != STRAT_RECURRENT) {
+        Ex r;
+        if (ex_open(&r, ctx, files[f], MIXC_STRATEGY_RECURRENT, err, sizeof err)) {
+          run_case(t, &r, &c[4], cs + 300, "", NULL, NULL);
+          run_case(t, &r, &c[2], cs + 301, "", NULL, NULL);
+        } else {
+          result(t, 0, files[f], err);
+        }
+        ex_close(&r);
+      }
+    }
+    ex_close(&x);
+    free(files[f]);
+  }
+  concurrency_case(t, seed + 11);
+  /* A second kernel of the same mixer text finds its variant in the context's cache. */
+  {
+    char err[4200];
+    Ex a, b;
+    int ok = ex_open(&a, ctx, "examples/gla.mix", MIXC_STRATEGY_AUTO, err, sizeof err) &&
+             ex_open(&b, ctx, "examples/gla.mix", MIXC_STRATEGY_AUTO, err, sizeof err);
+    if (ok) {
+      Cfg c = {2, 5, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0};
+      ok = run_case(t, &a, &c, seed + 7, "cache, first kernel", NULL, NULL) &&
+           run_case(t, &b, &c, seed + 8, "cache, second kernel", NULL, NULL);
+      int nv = 0;
+      double ms = mixc_kernel_compile_ms(b.k, &nv);
+      snprintf(err, sizeof err, "second kernel: %d variants, %.3f ms compiling", nv, ms);
+      result(t, ok && nv == 1 && ms == 0, "cache: a second kernel of one mixer compiles nothing",
+             err);
+    } else {
+      result(t, 0, "cache: two kernels", err);
+    }
+    ex_close(&a);
+    ex_close(&b);
+  }
+}
+#endif
+
+int main(int argc, char **argv) {
+  uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0)
+                           : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
+  const char *only = argc > 2 ? argv[2] : NULL;
+  printf("test_api: seed %" PRIu64 " (replay: test_api %" PRIu64 ")\n", seed, seed);
+  Tally t = {0, 0};
+  mixc_context *ctx = NULL;
+  mixc_error e;
+  mixc_status s = mixc_context_create(2, &ctx, &e);
+  expect(&t, "context: create (2 threads)", s, &e, MIXC_OK, NULL, NULL);
+  {
+    mixc_context *c2 = NULL;
+    s = mixc_context_create(-1, &c2, &e);
+    expect(&t, "context: negative threads", s, &e, MIXC_ERROR_ARGUMENT, "threads = -1", NULL);
+  }
+  if (ctx) {
+    test_arguments(&t, ctx);
+#ifdef MIXC_HAVE_LLVM
+    test_numerics(&t, ctx, seed, only);
+#else
+    (void)only;
+    printf("skip numerics: this build has no CPU backend (MIXC_LLVM=OFF)\n");
+#endif
+  }
+  mixc_context_destroy(ctx);
+  printf("test_api: %d passed, %d failed\n", t.pass, t.fail);
+  return t.fail ? 1 : 0;
+}
