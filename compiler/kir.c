@@ -503,8 +503,8 @@ static void print_stmt(FILE *f, const KFunc *fn, const KStmt *s, int depth) {
     print_expr(f, fn, s->a);
     fputs(", ", f);
     print_expr(f, fn, s->b);
-    fprintf(f, ")%s%s:\n", s->flags & KF_VECTORIZE ? " vectorize" : "",
-            s->flags & KF_PARALLEL ? " parallel" : "");
+    fprintf(f, ")%s%s%s:\n", s->flags & KF_VECTORIZE ? " vectorize" : "",
+            s->flags & KF_PARALLEL ? " parallel" : "", s->flags & KF_BLOCK ? " block" : "");
     for (int i = 0; i < s->nbody; i++) print_stmt(f, fn, s->body[i], depth + 1);
     return;
   case KS_IF:

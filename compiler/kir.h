@@ -110,6 +110,10 @@ enum { KM_M, KM_N, KM_K, KM_A, KM_LDA, KM_B, KM_LDB, KM_C, KM_LDC, KM__COUNT };
 enum {
   KF_VECTORIZE = 1, /* iterations are independent, or only reduce through reassoc adds */
   KF_PARALLEL = 2,  /* documentation: the outermost work-item loop */
+  KF_BLOCK = 4,     /* the iterations may run on different threads of one work item (a GPU
+                       block): each touches only memory no other iteration of the loop
+                       writes, and the statements after the loop see all of their stores.
+                       Ignored by the CPU code generators. */
 };
 
 typedef struct KStmt KStmt;

@@ -163,7 +163,7 @@ static void gather(L *l, Chunk *ck) {
     lw_use_scope(l, &p->scope);
     if (ck->diag[s]) {
       int gi = lw_lhs_var(l, 0);
-      KStmt *in = loop(l, gi, I(l, rows(l, s)), 0);
+      KStmt *in = loop(l, gi, I(l, rows(l, s)), KF_BLOCK);
       st(l, ck->g[s], at(l, tc, rows(l, s), V(l, gi)), lw_lx(l, p->dl->args[0]));
       lw_close_for(l, in);
     } else {
@@ -172,11 +172,11 @@ static void gather(L *l, Chunk *ck) {
     int cv = lw_var(l, KT_F32, "c");
     lw_set(l, cv, lw_fmul(l, F(l, o->scale), lw_lx(l, o->c)));
     int iv = lw_lhs_var(l, 0);
-    KStmt *in = loop(l, iv, I(l, rows(l, s)), 0);
+    KStmt *in = loop(l, iv, I(l, rows(l, s)), KF_BLOCK);
     st(l, ck->U[s], at(l, tc, rows(l, s), V(l, iv)), lw_fmul(l, V(l, cv), lw_lx(l, o->u)));
     lw_close_for(l, in);
     int jv = lw_lhs_var(l, 1);
-    in = loop(l, jv, I(l, cols(l, s)), 0);
+    in = loop(l, jv, I(l, cols(l, s)), KF_BLOCK);
     st(l, ck->W[s], at(l, tc, cols(l, s), V(l, jv)), p->scope.nlhs > 1 ? lw_lx(l, o->w) : F(l, 1));
     lw_close_for(l, in);
   }
@@ -187,7 +187,7 @@ static void gather(L *l, Chunk *ck) {
       const RecState *rs = &l->rm->states[r->state];
       int64_t R = rows(l, r->state);
       int iv = rs->ndim ? lw_ivar_of(l, r->node->terms[0].read.idx[0].v) : lw_var(l, KT_I64, "i");
-      KStmt *in = loop(l, iv, I(l, R), 0);
+      KStmt *in = loop(l, iv, I(l, R), KF_BLOCK);
       KExpr *q = F(l, 0);
       for (int t = 0; t < r->node->nterms; t++) {
         const RecTerm *tm = &r->node->terms[t];
@@ -208,7 +208,7 @@ static void cumulate(L *l, Chunk *ck) {
   for (int s = 0; s < l->rm->nstates; s++) {
     int64_t n = ck->diag[s] ? rows(l, s) : 1;
     int i = lw_var(l, KT_I64, "i"), acc = lw_var(l, KT_F32, "b");
-    KStmt *outer = loop(l, i, I(l, n), 0);
+    KStmt *outer = loop(l, i, I(l, n), KF_BLOCK);
     lw_set(l, acc, F(l, 0));
     loop(l, ck->v_tc, V(l, ck->v_len), 0);
     KExpr *idx = at(l, V(l, ck->v_tc), n, V(l, i));
@@ -247,7 +247,7 @@ static void mm(L *l, KExpr *M, KExpr *N, KExpr *K, int64_t a, int64_t lda, int64
 static void transpose_keys(L *l, Chunk *ck, int s) {
   int64_t R = rows(l, s);
   int u = lw_var(l, KT_I64, "u"), i = lw_var(l, KT_I64, "i");
-  KStmt *outer = loop(l, i, I(l, R), 0);
+  KStmt *outer = loop(l, i, I(l, R), KF_BLOCK);
   loop(l, u, V(l, ck->v_len), KF_VECTORIZE);
   st(l, ck->UT[s], at(l, V(l, i), ck->C, V(l, u)), ld(l, ck->U[s], at(l, V(l, u), R, V(l, i))));
   lw_close_for(l, outer);
@@ -260,7 +260,7 @@ static void decayed_queries(L *l, Chunk *ck, const Readout *r, KExpr *t_lo, KExp
   int s = r->state;
   int64_t R = rows(l, s);
   int t = lw_var(l, KT_I64, "t"), i = lw_var(l, KT_I64, "i");
-  KStmt *outer = lw_open_for(l, t, t_lo, t_hi, 0);
+  KStmt *outer = lw_open_for(l, t, t_lo, t_hi, KF_BLOCK);
   loop(l, i, I(l, R), KF_VECTORIZE);
   KExpr *e = b_read(l, ck, r, V(l, t), V(l, i));
   if (pivot) e = fsub(l, e, ld(l, ck->b[s], bidx(l, ck, s, pivot, V(l, i))));
@@ -276,7 +276,7 @@ static void diagonal_block(L *l, Chunk *ck, const Readout *r, KExpr *lo, KExpr *
   int64_t R = rows(l, s);
   int t = lw_var(l, KT_I64, "t"), u = lw_var(l, KT_I64, "u"), i = lw_var(l, KT_I64, "i");
   int acc = lw_var(l, KT_F32, "dot");
-  KStmt *outer = lw_open_for(l, t, lo, hi, 0);
+  KStmt *outer = lw_open_for(l, t, lo, hi, KF_BLOCK);
   KExpr *uhi = r->before ? V(l, t) : add(l, V(l, t), I(l, 1));
   lw_open_for(l, u, lo, uhi, 0);
   lw_set(l, acc, F(l, 0));
@@ -293,7 +293,7 @@ static void diagonal_block(L *l, Chunk *ck, const Readout *r, KExpr *lo, KExpr *
 /* Zero A, then the causal mask keeps what the products write below the diagonal. */
 static void clear_A(L *l, Chunk *ck) {
   int t = lw_var(l, KT_I64, "t"), u = lw_var(l, KT_I64, "u");
-  KStmt *outer = loop(l, t, V(l, ck->v_len), 0);
+  KStmt *outer = loop(l, t, V(l, ck->v_len), KF_BLOCK);
   loop(l, u, V(l, ck->v_len), KF_VECTORIZE);
   st(l, ck->A, at(l, V(l, t), ck->C, V(l, u)), F(l, 0));
   lw_close_for(l, outer);
@@ -305,7 +305,7 @@ static void scalar_attention(L *l, Chunk *ck, const Readout *r) {
   KExpr *len = V(l, ck->v_len);
   mm(l, len, len, I(l, rows(l, s)), r->q, rows(l, s), ck->UT[s], ck->C, ck->A, ck->C, 0);
   int t = lw_var(l, KT_I64, "t"), u = lw_var(l, KT_I64, "u");
-  KStmt *outer = loop(l, t, len, 0);
+  KStmt *outer = loop(l, t, len, KF_BLOCK);
   loop(l, u, len, KF_VECTORIZE);
   KExpr *in = r->before ? ke_bin(l->m, KO_LT, V(l, u), V(l, t)) : ke_bin(l->m, KO_LE, V(l, u), V(l, t));
   KExpr *idx = at(l, V(l, t), ck->C, V(l, u));
@@ -338,7 +338,7 @@ static void diag_attention(L *l, Chunk *ck, const Readout *r) {
   lw_set(l, p, ke_bin(l->m, KO_SUB, V(l, r0), I(l, 1)));
   /* Kp[i, u] = U[u, i] e^{b_p[i] - b_u[i]} for u < r0, then A[r0:r1, :r0] = Qp Kp */
   int u = lw_var(l, KT_I64, "u"), i = lw_var(l, KT_I64, "i");
-  KStmt *pl = loop(l, i, I(l, R), 0);
+  KStmt *pl = loop(l, i, I(l, R), KF_BLOCK);
   loop(l, u, V(l, r0), KF_VECTORIZE);
   st(l, ck->Kp, at(l, V(l, i), ck->C, V(l, u)),
      lw_fmul(l, ld(l, ck->UT[s], at(l, V(l, i), ck->C, V(l, u))),
@@ -377,7 +377,7 @@ static void pass_state(L *l, Chunk *ck) {
     int i = lw_var(l, KT_I64, "i"), j = lw_var(l, KT_I64, "j"), u = lw_var(l, KT_I64, "u");
     int a = lw_var(l, KT_F32, "a");
     KExpr *last = ke_bin(l->m, KO_SUB, V(l, ck->v_len), I(l, 1));
-    KStmt *outer = loop(l, i, I(l, R), 0);
+    KStmt *outer = loop(l, i, I(l, R), KF_BLOCK);
     lw_set(l, a, fexp(l, ld(l, ck->b[s], bidx(l, ck, s, last, V(l, i)))));
     KStmt *jl = loop(l, j, I(l, Cc), KF_VECTORIZE);
     KExpr *idx = at(l, V(l, i), Cc, V(l, j));

@@ -28,10 +28,17 @@
  * the log decays are <= 0; per-row decays take the exponential per element (no e^{-G}
  * factors, so no overflow at any chunk size; the default chunk is 16 there, 64 otherwise).
  *
- * It applies when every state's steps are identity, scalar decay exp(E), left diagonal
- * decay exp(E[i]), or DPLR-left with D = 1, exp(E) or exp(E[i]), their inputs sums of outer
- * products, and every readout contracts the state's row index with a coefficient that
- * depends on that index alone (as in lower_chunk.c). Otherwise chunk_dplr_applies says why. */
+ * The events of a token are unrolled in the kernel (DeltaProduct's NH steps are NH events
+ * per token, the gate moving G before the first). Cost per chunk and state, R x Cc, with
+ * N = C NE events: ~ (2N + C) R Cc + (N^2 + C N)(R + Cc) / 2 multiply-adds, plus, for
+ * per-row decays, one exponential per multiply-add of the (N^2 + C N) R / 2 dot products.
+ *
+ * It applies when every state's steps are identity, scalar decay exp(E) (or a positive
+ * constant), left diagonal decay exp(E[i]), or DPLR-left with D = 1, exp(E) or exp(E[i]) and
+ * any rank-one terms, their inputs sums of outer products, and every readout term contracts
+ * the state's row index with a coefficient that depends on that index alone (as in
+ * lower_chunk.c; here a readout may read several states and any version: one result per
+ * (state, version), summed). Otherwise chunk_dplr_applies says why. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -199,34 +206,20 @@ static const char *plan_events(const RecState *st, Ev *ev, int *nev, int *evb, D
   return NULL;
 }
 
-/* A readout node: every term reads one state at one version, contracts the row index,
- * and its coefficient depends on that index alone. */
-static const char *readout_unfit(const RecMixer *rm, const RecOut *n, int *state, int *version) {
-  *state = -1;
-  *version = 0;
-  for (int k = 0; k < n->nterms; k++) {
-    const RecTerm *t = &n->terms[k];
-    const RecRead *r = &t->read;
-    if (r->state < 0) return "a readout term reads no state";
-    const RecState *st = &rm->states[r->state];
-    if (*state >= 0 && r->state != *state) return "one readout reads two states";
-    if (*state >= 0 && r->version != *version) return "one readout reads two versions of a state";
-    if (r->version < 0 || r->version > st->nsteps) return "internal: a readout's version";
-    *state = r->state;
-    *version = r->version;
-    if (st->ndim == 0) {
-      if (t->summed) return "a readout of a scalar state sums an index";
-      continue;
-    }
-    if (r->idx[0].kind != RI_VAR || t->summed != ((uint64_t)1 << r->idx[0].v))
-      return "a readout does not contract the state's row index";
-    if (st->ndim == 2 && r->idx[1].kind != RI_VAR) return "a readout reads a constant column";
-    if (t->coef && (t->coef->free & ~((uint64_t)1 << r->idx[0].v)))
-      return "a readout's coefficient depends on more than the contracted index";
-    if (k > 0 && st->ndim > 0 && r->idx[0].v != n->terms[0].read.idx[0].v)
-      return "a readout's terms contract different index variables";
-  }
-  return *state < 0 ? "a readout reads no state" : NULL;
+/* One readout term: it reads a state, contracts the state's row index, and its coefficient
+ * depends on that index alone. */
+static const char *term_unfit(const RecMixer *rm, const RecTerm *t) {
+  const RecRead *r = &t->read;
+  if (r->state < 0) return "a readout term reads no state";
+  const RecState *st = &rm->states[r->state];
+  if (r->version < 0 || r->version > st->nsteps) return "internal: a readout's version";
+  if (st->ndim == 0) return t->summed ? "a readout of a scalar state sums an index" : NULL;
+  if (r->idx[0].kind != RI_VAR || t->summed != ((uint64_t)1 << r->idx[0].v))
+    return "a readout does not contract the state's row index";
+  if (st->ndim == 2 && r->idx[1].kind != RI_VAR) return "a readout reads a constant column";
+  if (t->coef && (t->coef->free & ~((uint64_t)1 << r->idx[0].v)))
+    return "a readout's coefficient depends on more than the contracted index";
+  return NULL;
 }
 
 typedef struct Walk {
@@ -236,27 +229,42 @@ typedef struct Walk {
   const char *why;
 } Walk;
 
+/* A readout node becomes one Readout per (state, version) its terms read; the node's value
+ * is their sum. */
 static void walk_out(Walk *w, const RecOut *n) {
   if (!n || w->why) return;
-  if (n->kind == RO_READOUT) {
-    int state, version;
-    w->why = readout_unfit(w->rm, n, &state, &version);
-    if (w->why) return;
-    if (w->ck) {
-      if (w->ck->nro == DP_MAX_READOUTS) {
-        w->why = "too many readouts";
-        return;
-      }
-      Readout *r = &w->ck->ro[w->ck->nro++];
-      memset(r, 0, sizeof *r);
-      r->node = n;
-      r->output = w->output;
-      r->state = state;
-      r->version = version;
-    }
+  if (n->kind != RO_READOUT) {
+    for (int i = 0; i < n->nargs; i++) walk_out(w, n->args[i]);
     return;
   }
-  for (int i = 0; i < n->nargs; i++) walk_out(w, n->args[i]);
+  if (n->nterms == 0) {
+    w->why = "a readout reads no state";
+    return;
+  }
+  for (int k = 0; k < n->nterms && !w->why; k++) {
+    const RecTerm *t = &n->terms[k];
+    w->why = term_unfit(w->rm, t);
+    if (w->why) return;
+    int first = 1; /* the first term of its (state, version) group */
+    for (int e = 0; e < k && first; e++) {
+      const RecRead *a = &n->terms[e].read;
+      if (a->state != t->read.state || a->version != t->read.version) continue;
+      first = 0;
+      if (w->rm->states[a->state].ndim == 2 && a->idx[1].v != t->read.idx[1].v)
+        w->why = "a readout's terms read different columns of a state";
+    }
+    if (!first || !w->ck) continue;
+    if (w->ck->nro == DP_MAX_READOUTS) {
+      w->why = "too many readouts";
+      return;
+    }
+    Readout *r = &w->ck->ro[w->ck->nro++];
+    memset(r, 0, sizeof *r);
+    r->node = n;
+    r->output = w->output;
+    r->state = t->read.state;
+    r->version = t->read.version;
+  }
 }
 
 int chunk_dplr_applies(const RecMixer *rm, const char **why) {
@@ -412,19 +420,23 @@ static void gather(L *l, Chunk *ck) {
   for (int s = 0; s < l->rm->nstates; s++) gather_state(l, ck, s);
   for (int k = 0; k < ck->nro; k++) {
     const Readout *r = &ck->ro[k];
-    const RecOutput *out = &l->rm->outputs[r->output];
-    lw_use_scope(l, &out->scope);
+    lw_use_scope(l, &l->rm->outputs[r->output].scope);
     const RecState *rs = &l->rm->states[r->state];
     int64_t R = l->R[r->state];
-    int iv = rs->ndim ? lw_ivar_of(l, r->node->terms[0].read.idx[0].v) : ivar(l, "i");
-    KStmt *in = loop(l, iv, I(l, R), 0);
-    KExpr *q = F(l, 0);
+    int i = ivar(l, "i");
+    KStmt *in = loop(l, i, I(l, R), KF_VECTORIZE);
+    st(l, r->q, at(l, tc, R, V(l, i)), F(l, 0));
+    lw_close_for(l, in);
     for (int t = 0; t < r->node->nterms; t++) {
       const RecTerm *tm = &r->node->terms[t];
-      q = fadd(l, q, fmul(l, F(l, tm->scale), lw_lx(l, tm->coef)));
+      if (tm->read.state != r->state || tm->read.version != r->version) continue;
+      int iv = rs->ndim ? lw_ivar_of(l, tm->read.idx[0].v) : ivar(l, "i");
+      in = loop(l, iv, I(l, R), 0);
+      KExpr *idx = at(l, tc, R, V(l, iv));
+      st(l, r->q, idx, fadd(l, ld(l, r->q, at(l, tc, R, V(l, iv))),
+                            fmul(l, F(l, tm->scale), lw_lx(l, tm->coef))));
+      lw_close_for(l, in);
     }
-    st(l, r->q, at(l, tc, R, V(l, iv)), q);
-    lw_close_for(l, in);
   }
   lw_close_for(l, outer);
 }
@@ -534,20 +546,30 @@ static void pass_state(L *l, Chunk *ck, int s) {
   lw_close_for(l, outer);
 }
 
-/* Readouts answered from the chunk's results: R[tc, column]. */
+/* Readouts answered from the chunk's results: the sum over the node's (state, version)
+ * groups of R[tc, column]. */
 static KExpr *dplr_readout(L *l, const RecOutput *o, const RecOut *n) {
   Chunk *ck = l->strategy;
+  KExpr *v = NULL;
   (void)o;
   for (int k = 0; k < ck->nro; k++) {
     const Readout *r = &ck->ro[k];
     if (r->node != n) continue;
     const RecState *rs = &l->rm->states[r->state];
-    KExpr *col = rs->ndim == 2 ? V(l, lw_ivar_of(l, n->terms[0].read.idx[1].v)) : I(l, 0);
-    KExpr *v = ld(l, r->r, at(l, V(l, ck->v_tc), l->C[r->state], col));
-    return n->konst ? fadd(l, v, lw_lx(l, n->konst)) : v;
+    KExpr *col = I(l, 0);
+    for (int t = 0; t < n->nterms && rs->ndim == 2; t++)
+      if (n->terms[t].read.state == r->state && n->terms[t].read.version == r->version) {
+        col = V(l, lw_ivar_of(l, n->terms[t].read.idx[1].v));
+        break;
+      }
+    KExpr *x = ld(l, r->r, at(l, V(l, ck->v_tc), l->C[r->state], col));
+    v = v ? fadd(l, v, x) : x;
   }
-  lw_lfail(l, "internal: a readout the chunk strategy did not plan");
-  return F(l, 0);
+  if (!v) {
+    lw_lfail(l, "internal: a readout the chunk strategy did not plan");
+    return F(l, 0);
+  }
+  return n->konst ? fadd(l, v, lw_lx(l, n->konst)) : v;
 }
 
 static void outputs(L *l, Chunk *ck) {

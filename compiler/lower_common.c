@@ -249,7 +249,8 @@ KExpr *lw_open_lhs(L *l, const RecScope *sc, KStmt **outer) {
   KExpr *flat = lw_I(l, 0);
   for (int v = 0; v < sc->nlhs; v++) {
     int64_t n = l->sp->dims[sc->ivars[v].dim];
-    lw_open_for(l, lw_ivar_of(l, v), lw_I(l, 0), lw_I(l, n), v == sc->nlhs - 1 ? KF_VECTORIZE : 0);
+    int flags = (v == sc->nlhs - 1 ? KF_VECTORIZE : 0) | (v == 0 ? KF_BLOCK : 0);
+    lw_open_for(l, lw_ivar_of(l, v), lw_I(l, 0), lw_I(l, n), flags);
     flat = ke_add(l->m, ke_mul(l->m, flat, lw_I(l, n)), lw_V(l, lw_ivar_of(l, v)));
   }
   return flat;
@@ -298,7 +299,7 @@ int lw_lhs_var(L *l, int k) {
 
 /* off[0..n) = e for each value of the loop variable lv. */
 void lw_vec_into(L *l, const Expr *e, int lv, int64_t n, int64_t off) {
-  KStmt *outer = lw_open_for(l, lv, lw_I(l, 0), lw_I(l, n), 0);
+  KStmt *outer = lw_open_for(l, lv, lw_I(l, 0), lw_I(l, n), KF_BLOCK);
   lw_scr_store(l, off, lw_V(l, lv), lw_lx(l, e));
   lw_close_for(l, outer);
 }
@@ -336,7 +337,7 @@ void lw_state_io(L *l, int store) {
     int nd = l->rm->states[k].ndim;
     if (store && ptr < 0) continue;
     int iv = lw_var(l, KT_I64, "si"), jv = lw_var(l, KT_I64, "sj");
-    KStmt *outer = lw_open_for(l, iv, lw_I(l, 0), lw_I(l, R), 0);
+    KStmt *outer = lw_open_for(l, iv, lw_I(l, 0), lw_I(l, R), KF_BLOCK);
     lw_open_for(l, jv, lw_I(l, 0), lw_I(l, C), KF_VECTORIZE);
     KExpr *flat = ke_add(l->m, ke_mul(l->m, lw_V(l, iv), lw_I(l, C)), lw_V(l, jv));
     if (ptr < 0) {

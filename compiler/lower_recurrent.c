@@ -29,11 +29,11 @@ static void projection(L *l, int s, const RecStep *st, const RecRankOne *lr, int
   lw_vec_into(l, lr->y, lw_ivar_of(l, lr->m), n, slot(l, 2));
   int o = lw_var(l, KT_I64, "o"), mm = lw_var(l, KT_I64, "m");
   if (left) {
-    KStmt *outer = lw_open_for(l, o, lw_I(l, 0), lw_I(l, other), KF_VECTORIZE);
+    KStmt *outer = lw_open_for(l, o, lw_I(l, 0), lw_I(l, other), KF_VECTORIZE | KF_BLOCK);
     lw_scr_store(l, proj, lw_V(l, o), lw_F(l, 0));
     lw_close_for(l, outer);
     outer = lw_open_for(l, mm, lw_I(l, 0), lw_I(l, n), 0);
-    lw_open_for(l, o, lw_I(l, 0), lw_I(l, other), KF_VECTORIZE);
+    lw_open_for(l, o, lw_I(l, 0), lw_I(l, other), KF_VECTORIZE | KF_BLOCK);
     lw_scr_store(l, proj, lw_V(l, o),
               lw_fadd(l, lw_scr_load(l, proj, lw_V(l, o)),
                    lw_fmul(l, lw_scr_load(l, slot(l, 2), lw_V(l, mm)),
@@ -41,7 +41,7 @@ static void projection(L *l, int s, const RecStep *st, const RecRankOne *lr, int
     lw_close_for(l, outer);
   } else {
     int acc = lw_var(l, KT_F32, "p");
-    KStmt *outer = lw_open_for(l, o, lw_I(l, 0), lw_I(l, other), 0);
+    KStmt *outer = lw_open_for(l, o, lw_I(l, 0), lw_I(l, other), KF_BLOCK);
     lw_set(l, acc, lw_F(l, 0));
     KStmt *oloop = lw_open_for(l, mm, lw_I(l, 0), lw_I(l, n), KF_VECTORIZE);
     lw_accumulate(l, acc, lw_fmul(l, lw_src_at(l, s, st->version, lw_V(l, o), lw_V(l, mm)),
@@ -133,7 +133,7 @@ static void lower_step(L *l, int s, const RecStep *st) {
   prepare_step(l, s, st, scal);
   int64_t R = l->R[s], C = l->C[s];
   int iv = lw_lhs_var(l, 0), jv = lw_lhs_var(l, 1);
-  KStmt *outer = lw_open_for(l, iv, lw_I(l, 0), lw_I(l, R), 0);
+  KStmt *outer = lw_open_for(l, iv, lw_I(l, 0), lw_I(l, R), KF_BLOCK);
   lw_open_for(l, jv, lw_I(l, 0), lw_I(l, C), KF_VECTORIZE);
   KExpr *i = lw_V(l, iv), *j = lw_V(l, jv);
   KExpr *x = lw_src_at(l, s, st->version, i, j);

@@ -14,8 +14,8 @@ typedef struct Token {
 } Token;
 
 /* Lex `src` (NUL-terminated, len bytes before the NUL) into an array of tokens in the
- * arena, ending with a kind-0 token. Newlines inside ( ) and [ ] are dropped, and runs
- * of newlines and ';' outside them become one TK_SEP. Errors go to d. */
+ * arena, ending with a kind-0 token. Newlines inside ( ) and [ ] are dropped; ';' always
+ * separates statements; runs of separators become one TK_SEP. Errors go to d. */
 Token *lex_all(Arena *a, Diags *d, const char *src, size_t len, int *ntok);
 
 /* A human name for a token kind: "identifier", "'('", "keyword 'sum'", "end of line". */

@@ -259,8 +259,7 @@ mixc_status mixc_module_compile(mixc_context *ctx, const char *source, size_t le
     mixc_status s;
     char *text = diag_render(&m->comp.diags);
     if (!text) {
-      s = fail(err, MIXC_ERROR_OUT_OF_MEMORY, "%s: out of memory rendering %d errors", fname,
-               nerr);
+      s = fail(err, MIXC_ERROR_OUT_OF_MEMORY, "%s: out of memory rendering %d errors", fname, nerr);
     } else if (!nerr) {
       s = fail(err, MIXC_ERROR_INTERNAL, "%s: compiled without errors but has no recurrence IR",
                fname);
@@ -454,8 +453,7 @@ static mixc_status trial_lowering(const mixc_kernel *k, mixc_error *err) {
   char msg[1024];
   if (lower_mixer(&a, &sp, &plan, msg, sizeof msg)) {
     lower_status_name(msg, &st);
-    st = fail(err, st, "mixer '%s', strategy %s: %s", k->rm->name, strategy_name(k->strategy),
-              msg);
+    st = fail(err, st, "mixer '%s', strategy %s: %s", k->rm->name, strategy_name(k->strategy), msg);
   }
 done:
   arena_free(&a);
@@ -467,9 +465,11 @@ done:
 
 static mixc_status kernel_dims(mixc_kernel *k, const mixc_kernel_options *opt, mixc_error *err) {
   const Mixer *mx = k->mx;
-  if (opt->ndims < 0) return fail(err, MIXC_ERROR_ARGUMENT, "options.ndims = %d is negative", opt->ndims);
+  if (opt->ndims < 0)
+    return fail(err, MIXC_ERROR_ARGUMENT, "options.ndims = %d is negative", opt->ndims);
   if (opt->ndims > 0 && !opt->dims)
-    return fail(err, MIXC_ERROR_ARGUMENT, "options.dims is NULL but options.ndims = %d", opt->ndims);
+    return fail(err, MIXC_ERROR_ARGUMENT, "options.dims is NULL but options.ndims = %d",
+                opt->ndims);
   char list[512];
   for (int i = 0; i < opt->ndims; i++) {
     const mixc_dim *d = &opt->dims[i];
@@ -480,13 +480,16 @@ static mixc_status kernel_dims(mixc_kernel *k, const mixc_kernel_options *opt, m
         if (mx->grid[g].name && !strcmp(mx->grid[g].name, d->name))
           return fail(err, MIXC_ERROR_ARGUMENT,
                       "dim '%s': it is a grid axis of mixer '%s'; grid sizes are read off the "
-                      "tensors, not set on the kernel", d->name, k->rm->name);
+                      "tensors, not set on the kernel",
+                      d->name, k->rm->name);
       sym_list(list, sizeof list, mx, SYM_DIM);
       if (s >= 0)
-        return fail(err, MIXC_ERROR_ARGUMENT, "dim '%s': '%s' is a %s of mixer '%s', not a dim (its dims: %s)",
-                    d->name, d->name, sym_kind_name(mx->syms[s].kind), k->rm->name, list);
-      return fail(err, MIXC_ERROR_ARGUMENT, "dim '%s': mixer '%s' has no dim of that name (its dims: %s)",
-                  d->name, k->rm->name, list);
+        return fail(err, MIXC_ERROR_ARGUMENT,
+                    "dim '%s': '%s' is a %s of mixer '%s', not a dim (its dims: %s)", d->name,
+                    d->name, sym_kind_name(mx->syms[s].kind), k->rm->name, list);
+      return fail(err, MIXC_ERROR_ARGUMENT,
+                  "dim '%s': mixer '%s' has no dim of that name (its dims: %s)", d->name,
+                  k->rm->name, list);
     }
     for (int j = 0; j < i; j++)
       if (opt->dims[j].name && !strcmp(opt->dims[j].name, d->name))
@@ -496,8 +499,8 @@ static mixc_status kernel_dims(mixc_kernel *k, const mixc_kernel_options *opt, m
       return fail(err, MIXC_ERROR_ARGUMENT, "dim '%s' = %lld is out of range [1, %d]", d->name,
                   ll(d->size), MAX_DIM_SIZE);
     if (mx->syms[s].fixed > 0 && d->size != mx->syms[s].fixed)
-      return fail(err, MIXC_ERROR_ARGUMENT, "dim '%s' = %lld: mixer '%s' fixes it to %lld",
-                  d->name, ll(d->size), k->rm->name, ll(mx->syms[s].fixed));
+      return fail(err, MIXC_ERROR_ARGUMENT, "dim '%s' = %lld: mixer '%s' fixes it to %lld", d->name,
+                  ll(d->size), k->rm->name, ll(mx->syms[s].fixed));
     k->dims[s] = d->size;
   }
   for (int s = 0; s < mx->nsyms; s++) {
@@ -515,16 +518,17 @@ static mixc_status kernel_dims(mixc_kernel *k, const mixc_kernel_options *opt, m
         if (mx->syms[t].kind == SYM_DIM && !mx->syms[t].fixed)
           used += (size_t)snprintf(need + used, sizeof need - used, "%s%s", used ? ", " : "",
                                    mx->syms[t].name);
-      return fail(err, MIXC_ERROR_ARGUMENT,
-                  "dim '%s' is missing: mixer '%s' needs the size of every dim (%s) in options.dims",
-                  y->name, k->rm->name, need);
+      return fail(
+          err, MIXC_ERROR_ARGUMENT,
+          "dim '%s' is missing: mixer '%s' needs the size of every dim (%s) in options.dims",
+          y->name, k->rm->name, need);
     }
   }
   return MIXC_OK;
 }
 
-mixc_status mixc_kernel_create(mixc_module *mod, const mixc_kernel_options *opt,
-                               mixc_kernel **out, mixc_error *err) {
+mixc_status mixc_kernel_create(mixc_module *mod, const mixc_kernel_options *opt, mixc_kernel **out,
+                               mixc_error *err) {
   if (!out) return fail(err, MIXC_ERROR_ARGUMENT, "mixc_kernel_create: out is NULL");
   *out = NULL;
   if (!mod) return fail(err, MIXC_ERROR_ARGUMENT, "mixc_kernel_create: the module is NULL");
@@ -546,13 +550,14 @@ mixc_status mixc_kernel_create(mixc_module *mod, const mixc_kernel_options *opt,
     rm = rec_find_mixer(rp, opt->mixer);
     if (!rm) {
       mixer_list(list, sizeof list, rp);
-      return fail(err, MIXC_ERROR_ARGUMENT, "options.mixer: module %s has no mixer '%s' (mixers: %s)",
-                  mod->filename, opt->mixer, list);
+      return fail(err, MIXC_ERROR_ARGUMENT,
+                  "options.mixer: module %s has no mixer '%s' (mixers: %s)", mod->filename,
+                  opt->mixer, list);
     }
   }
   if (opt->device != MIXC_CPU && opt->device != MIXC_CUDA)
-    return fail(err, MIXC_ERROR_ARGUMENT, "options.device = %d is not a device (MIXC_CPU, MIXC_CUDA)",
-                (int)opt->device);
+    return fail(err, MIXC_ERROR_ARGUMENT,
+                "options.device = %d is not a device (MIXC_CPU, MIXC_CUDA)", (int)opt->device);
   if ((int)opt->strategy < MIXC_STRATEGY_AUTO || (int)opt->strategy > MIXC_STRATEGY_PARALLEL)
     return fail(err, MIXC_ERROR_ARGUMENT, "options.strategy = %d is not a strategy",
                 (int)opt->strategy);
@@ -620,9 +625,9 @@ typedef struct Call {
   const mixc_kernel *k;
   const Mixer *mx;
   int step;
-  const mixc_tensor **t;    /* per symbol: input, given param, output */
-  const mixc_tensor **sin;  /* per symbol: initial state */
-  const mixc_tensor **sout; /* per symbol: final state */
+  const mixc_tensor **t;           /* per symbol: input, given param, output */
+  const mixc_tensor **sin;         /* per symbol: initial state */
+  const mixc_tensor **sout;        /* per symbol: final state */
   const char *ref_role, *ref_name; /* where B, T, H were read */
   int grid;
   int64_t B, T, H, Y, X, N;
@@ -659,8 +664,7 @@ static void layout_of(const Call *c, int s, int state, Layout *L) {
       L->name[r] = "T", L->shape[r++] = c->T;
     }
     L->name[r] = "H", L->shape[r++] = c->H;
-    if (y->kind == SYM_INPUT && y->per_direction)
-      L->name[r] = "ndir", L->shape[r++] = ndir_of(mx);
+    if (y->kind == SYM_INPUT && y->per_direction) L->name[r] = "ndir", L->shape[r++] = ndir_of(mx);
   }
   L->nlead = r;
   for (int p = 0; p < y->rank && r < LAYOUT_MAX; p++) {
@@ -687,16 +691,18 @@ static mixc_status check_tensor(const Call *c, mixc_error *err, const char *role
       return fail(err, MIXC_ERROR_ARGUMENT, "%s '%s': dtype %s: states are f32", role, name,
                   dtype_text(t->dtype, b1, sizeof b1));
   } else if (t->dtype != MIXC_F32 && t->dtype != MIXC_BF16 && t->dtype != MIXC_F16) {
-    return fail(err, MIXC_ERROR_ARGUMENT, "%s '%s': dtype %s is not supported (expected f32, bf16 or f16)",
-                role, name, dtype_text(t->dtype, b1, sizeof b1));
+    return fail(err, MIXC_ERROR_ARGUMENT,
+                "%s '%s': dtype %s is not supported (expected f32, bf16 or f16)", role, name,
+                dtype_text(t->dtype, b1, sizeof b1));
   }
   Layout L;
   layout_of(c, s, state, &L);
   char names[256], want[256], got[256];
   fmt_names(names, sizeof names, L.name, L.rank);
   if (t->ndim < 0 || t->ndim > MIXC_MAX_DIMS)
-    return fail(err, MIXC_ERROR_ARGUMENT, "%s '%s': ndim = %d is out of range [0, %d]; expected %d: %s",
-                role, name, t->ndim, MIXC_MAX_DIMS, L.rank, names);
+    return fail(err, MIXC_ERROR_ARGUMENT,
+                "%s '%s': ndim = %d is out of range [0, %d]; expected %d: %s", role, name, t->ndim,
+                MIXC_MAX_DIMS, L.rank, names);
   fmt_ints(got, sizeof got, t->shape, t->ndim);
   if (t->ndim != L.rank)
     return fail(err, MIXC_ERROR_ARGUMENT, "%s '%s': shape %s has %d dims, expected %d: %s", role,
@@ -711,8 +717,10 @@ static mixc_status check_tensor(const Call *c, mixc_error *err, const char *role
     char why[160] = "";
     if (d < L.nlead) {
       if (state && d == 0)
-        snprintf(why, sizeof why, c->cu ? " (N: the number of sequences in cu_seqlens)"
-                                        : " (N = B, read off %s '%s')", c->ref_role, c->ref_name);
+        snprintf(why, sizeof why,
+                 c->cu ? " (N: the number of sequences in cu_seqlens)"
+                       : " (N = B, read off %s '%s')",
+                 c->ref_role, c->ref_name);
       else if (c->ref_name && (c->ref_name != name || c->ref_role != role) &&
                strcmp(L.name[d], "ndir"))
         snprintf(why, sizeof why, " (%s read off %s '%s')", c->grid ? "B, Y, X, H" : "B, T, H",
@@ -720,8 +728,8 @@ static mixc_status check_tensor(const Call *c, mixc_error *err, const char *role
     } else {
       snprintf(why, sizeof why, " (the kernel's dims)");
     }
-    return fail(err, MIXC_ERROR_ARGUMENT, "%s '%s': shape %s does not match %s = %s%s", role,
-                name, got, names, want, why);
+    return fail(err, MIXC_ERROR_ARGUMENT, "%s '%s': shape %s does not match %s = %s%s", role, name,
+                got, names, want, why);
   }
   int64_t numel = 1;
   for (int d = 0; d < t->ndim; d++)
@@ -743,8 +751,10 @@ static mixc_status check_tensor(const Call *c, mixc_error *err, const char *role
   for (int d = 0; d < t->ndim; d++) {
     int64_t e = t->shape[d] - 1;
     if (e > 0 && t->stride[d] > (lim - off) / e)
-      return fail(err, MIXC_ERROR_ARGUMENT, "%s '%s': shape %s with these strides spans more than "
-                  "the address space", role, name, got);
+      return fail(err, MIXC_ERROR_ARGUMENT,
+                  "%s '%s': shape %s with these strides spans more than "
+                  "the address space",
+                  role, name, got);
     off += e * t->stride[d];
   }
   if (!t->data) return fail(err, MIXC_ERROR_ARGUMENT, "%s '%s': data is NULL", role, name);
@@ -778,18 +788,21 @@ static mixc_status bind_list(Call *c, mixc_error *err, const mixc_named_tensor *
     if (!name) return fail(err, MIXC_ERROR_ARGUMENT, "%s[%d]: the name is NULL", field, i);
     int s = mixer_find(mx, name);
     SymKind k = s >= 0 ? mx->syms[s].kind : SYM_LET;
-    int okind = want_state ? k == SYM_STATE : want_output ? k == SYM_OUTPUT
-                                                         : k == SYM_INPUT || k == SYM_PARAM;
+    int okind = want_state    ? k == SYM_STATE
+                : want_output ? k == SYM_OUTPUT
+                              : k == SYM_INPUT || k == SYM_PARAM;
     if (s < 0) {
       if (want_state) {
         sym_list(avail, sizeof avail, mx, SYM_STATE);
-        return fail(err, MIXC_ERROR_ARGUMENT, "%s '%s': mixer '%s' has no state of that name (states: %s)",
-                    role, name, mname, avail);
+        return fail(err, MIXC_ERROR_ARGUMENT,
+                    "%s '%s': mixer '%s' has no state of that name (states: %s)", role, name, mname,
+                    avail);
       }
       if (want_output) {
         sym_list(avail, sizeof avail, mx, SYM_OUTPUT);
-        return fail(err, MIXC_ERROR_ARGUMENT, "%s '%s': mixer '%s' has no output of that name (outputs: %s)",
-                    role, name, mname, avail);
+        return fail(err, MIXC_ERROR_ARGUMENT,
+                    "%s '%s': mixer '%s' has no output of that name (outputs: %s)", role, name,
+                    mname, avail);
       }
       char params[256];
       sym_list(avail, sizeof avail, mx, SYM_INPUT);
@@ -815,31 +828,37 @@ static mixc_status bind_cu(Call *c, mixc_error *err) {
   const mixc_tensor *t = c->cu;
   char b1[64], got[256];
   if (c->grid)
-    return fail(err, MIXC_ERROR_ARGUMENT, "cu_seqlens: mixer '%s' runs over a grid and takes no cu_seqlens",
-                c->k->rm->name);
+    return fail(err, MIXC_ERROR_ARGUMENT,
+                "cu_seqlens: mixer '%s' runs over a grid and takes no cu_seqlens", c->k->rm->name);
   if (t->dtype != MIXC_I32 && t->dtype != MIXC_I64)
     return fail(err, MIXC_ERROR_ARGUMENT, "cu_seqlens: dtype %s, expected i32 or i64",
                 dtype_text(t->dtype, b1, sizeof b1));
   if (t->ndim != 1) {
-    if (t->ndim >= 0 && t->ndim <= MIXC_MAX_DIMS) fmt_ints(got, sizeof got, t->shape, t->ndim);
-    else snprintf(got, sizeof got, "(ndim = %d)", t->ndim);
-    return fail(err, MIXC_ERROR_ARGUMENT, "cu_seqlens: shape %s has %d dims, expected 1: [N + 1]", got,
-                t->ndim);
+    if (t->ndim >= 0 && t->ndim <= MIXC_MAX_DIMS)
+      fmt_ints(got, sizeof got, t->shape, t->ndim);
+    else
+      snprintf(got, sizeof got, "(ndim = %d)", t->ndim);
+    return fail(err, MIXC_ERROR_ARGUMENT, "cu_seqlens: shape %s has %d dims, expected 1: [N + 1]",
+                got, t->ndim);
   }
   int64_t n1 = t->shape[0];
   if (n1 < 2)
     return fail(err, MIXC_ERROR_ARGUMENT,
                 "cu_seqlens: shape [%lld]: needs N + 1 >= 2 offsets (N sequences)", ll(n1));
   if (t->stride[0] < 0)
-    return fail(err, MIXC_ERROR_ARGUMENT, "cu_seqlens: stride[0] = %lld is negative", ll(t->stride[0]));
+    return fail(err, MIXC_ERROR_ARGUMENT, "cu_seqlens: stride[0] = %lld is negative",
+                ll(t->stride[0]));
   if (n1 - 1 > 0 && t->stride[0] > INT64_MAX / 8 / (n1 - 1))
-    return fail(err, MIXC_ERROR_ARGUMENT, "cu_seqlens: shape [%lld] with stride %lld spans more "
-                "than the address space", ll(n1), ll(t->stride[0]));
+    return fail(err, MIXC_ERROR_ARGUMENT,
+                "cu_seqlens: shape [%lld] with stride %lld spans more "
+                "than the address space",
+                ll(n1), ll(t->stride[0]));
   if (!t->data) return fail(err, MIXC_ERROR_ARGUMENT, "cu_seqlens: data is NULL");
   if (c->B != 1)
     return fail(err, MIXC_ERROR_ARGUMENT,
                 "cu_seqlens needs B = 1 (the sequences are packed along T), but B = %lld (read off "
-                "%s '%s')", ll(c->B), c->ref_role, c->ref_name);
+                "%s '%s')",
+                ll(c->B), c->ref_role, c->ref_name);
   int i64 = t->dtype == MIXC_I64;
   size_t es = i64 ? 8 : 4;
   const char *base = t->data;
@@ -855,7 +874,8 @@ static mixc_status bind_cu(Call *c, mixc_error *err) {
       v = w;
     }
     if (i == 0 && v != 0)
-      return fail(err, MIXC_ERROR_ARGUMENT, "cu_seqlens[0] = %lld: the first offset must be 0", ll(v));
+      return fail(err, MIXC_ERROR_ARGUMENT, "cu_seqlens[0] = %lld: the first offset must be 0",
+                  ll(v));
     if (i > 0 && v < prev)
       return fail(err, MIXC_ERROR_ARGUMENT,
                   "cu_seqlens[%lld] = %lld < cu_seqlens[%lld] = %lld: offsets must not decrease",
@@ -896,11 +916,13 @@ static mixc_status read_sizes(Call *c, mixc_error *err, const mixc_tensor *t, in
   char names[256], got[256], b1[64];
   fmt_names(names, sizeof names, L.name, L.rank);
   if (t->dtype != MIXC_F32 && t->dtype != MIXC_BF16 && t->dtype != MIXC_F16)
-    return fail(err, MIXC_ERROR_ARGUMENT, "%s '%s': dtype %s is not supported (expected f32, bf16 or f16)",
-                role, name, dtype_text(t->dtype, b1, sizeof b1));
+    return fail(err, MIXC_ERROR_ARGUMENT,
+                "%s '%s': dtype %s is not supported (expected f32, bf16 or f16)", role, name,
+                dtype_text(t->dtype, b1, sizeof b1));
   if (t->ndim < 0 || t->ndim > MIXC_MAX_DIMS)
-    return fail(err, MIXC_ERROR_ARGUMENT, "%s '%s': ndim = %d is out of range [0, %d]; expected %d: %s",
-                role, name, t->ndim, MIXC_MAX_DIMS, L.rank, names);
+    return fail(err, MIXC_ERROR_ARGUMENT,
+                "%s '%s': ndim = %d is out of range [0, %d]; expected %d: %s", role, name, t->ndim,
+                MIXC_MAX_DIMS, L.rank, names);
   if (t->ndim != L.rank) {
     fmt_ints(got, sizeof got, t->shape, t->ndim);
     return fail(err, MIXC_ERROR_ARGUMENT, "%s '%s': shape %s has %d dims, expected %d: %s", role,
@@ -954,15 +976,16 @@ static mixc_status bind_call(Call *c, const mixc_kernel *k, const mixc_args *a,
     if ((st = bind_list(c, err, a->initial_states, a->ninitial, "initial_states", "initial state",
                         c->sin, 1, 0)))
       return st;
-    if ((st = bind_list(c, err, a->final_states, a->nfinal, "final_states", "final state",
-                        c->sout, 1, 0)))
+    if ((st = bind_list(c, err, a->final_states, a->nfinal, "final_states", "final state", c->sout,
+                        1, 0)))
       return st;
   }
   /* Everything required is there. */
   for (int s = 0; s < mx->nsyms; s++) {
     const Sym *y = &mx->syms[s];
     if (y->kind == SYM_INPUT && !c->t[s])
-      return fail(err, MIXC_ERROR_ARGUMENT, "input '%s' is missing: mixer '%s' reads it", y->name, mname);
+      return fail(err, MIXC_ERROR_ARGUMENT, "input '%s' is missing: mixer '%s' reads it", y->name,
+                  mname);
     if (y->kind == SYM_PARAM && !c->t[s] && !y->init)
       return fail(err, MIXC_ERROR_ARGUMENT, "param '%s' is missing (it has no default)", y->name);
     if (y->kind == SYM_OUTPUT && !c->t[s])
@@ -974,8 +997,9 @@ static mixc_status bind_call(Call *c, const mixc_kernel *k, const mixc_args *a,
     if (y->kind == SYM_STATE && c->grid && (c->sin[s] || c->sout[s]))
       return fail(err, MIXC_ERROR_ARGUMENT,
                   "%s '%s': mixer '%s' runs over a grid and takes no states (every scan starts "
-                  "from zeros)", c->sin[s] ? (c->step ? "state" : "initial state") : "final state",
-                  y->name, mname);
+                  "from zeros)",
+                  c->sin[s] ? (c->step ? "state" : "initial state") : "final state", y->name,
+                  mname);
   }
   /* B, T, H from the first input given (else the first output). */
   const mixc_named_tensor *ref = NULL;
@@ -1019,8 +1043,8 @@ static mixc_status bind_call(Call *c, const mixc_kernel *k, const mixc_args *a,
         return st;
     for (int i = 0; i < a->nfinal; i++)
       if ((st = check_tensor(c, err, "final state", a->final_states[i].name,
-                             &a->final_states[i].tensor, mixer_find(mx, a->final_states[i].name),
-                             1, 1)))
+                             &a->final_states[i].tensor, mixer_find(mx, a->final_states[i].name), 1,
+                             1)))
         return st;
   }
   if (c->H > 0 && c->N > INT64_MAX / c->H)
@@ -1306,8 +1330,11 @@ done:
 
 static mixc_status run_call(mixc_kernel *k, const mixc_args *args, const mixc_named_tensor *states,
                             int nstates, int step, mixc_error *err) {
-  if (!k) return fail(err, MIXC_ERROR_ARGUMENT, "%s: the kernel is NULL", step ? "mixc_step" : "mixc_forward");
-  if (!args) return fail(err, MIXC_ERROR_ARGUMENT, "%s: args is NULL", step ? "mixc_step" : "mixc_forward");
+  if (!k)
+    return fail(err, MIXC_ERROR_ARGUMENT, "%s: the kernel is NULL",
+                step ? "mixc_step" : "mixc_forward");
+  if (!args)
+    return fail(err, MIXC_ERROR_ARGUMENT, "%s: args is NULL", step ? "mixc_step" : "mixc_forward");
   Call c;
   mixc_status st;
   st = bind_call(&c, k, args, states, nstates, step, err);

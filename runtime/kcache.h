@@ -30,12 +30,12 @@ typedef struct KCacheEntry {
   char *key; /* malloc'd, NUL-terminated (keylen bytes before the NUL) */
   size_t keylen;
   uint64_t hash;
-  Arena arena;          /* the plan's and the module's memory */
+  Arena arena; /* the plan's and the module's memory */
   KernelPlan plan;
-  KCacheFn *fns;        /* plan.mod->nfuncs functions, in the module's order (in arena) */
+  KCacheFn *fns; /* plan.mod->nfuncs functions, in the module's order (in arena) */
   int nfns;
   int64_t scratch_floats; /* the largest KFunc.scratch_floats */
-  double compile_ms;    /* lowering + code generation */
+  double compile_ms;      /* lowering + code generation */
   struct KCacheEntry *next;
 } KCacheEntry;
 

@@ -37,17 +37,18 @@
 
 typedef struct Tally {
   int pass, fail;
+  FILE *out; /* where the lines go */
 } Tally;
 
 static void result(Tally *t, int ok, const char *name, const char *detail) {
   if (ok) {
     t->pass++;
-    printf("ok   %s\n", name);
+    fprintf(t->out, "ok   %s\n", name);
   } else {
     t->fail++;
-    printf("FAIL %s%s%s\n", name, detail && *detail ? ": " : "", detail ? detail : "");
+    fprintf(t->out, "FAIL %s%s%s\n", name, detail && *detail ? ": " : "", detail ? detail : "");
   }
-  fflush(stdout);
+  if (t->out == stdout) fflush(stdout);
 }
 
 #ifdef MIXC_HAVE_LLVM
@@ -79,15 +80,14 @@ static char *read_file(const char *path, size_t *len) {
 
 /* ==== (a) argument checking ==== */
 
-static const char GLA_SRC[] =
-    "mixer gla {\n"
-    "  dim K, V\n"
-    "  input q[K], k[K], v[V], g[K]\n"
-    "  param scale = rsqrt(K)\n"
-    "  state S[K, V]\n"
-    "  S[i, j] = exp(g[i]) * S[i, j] + k[i] * v[j]\n"
-    "  output o[j] = scale * sum(i, q[i] * S[i, j])\n"
-    "}\n";
+static const char GLA_SRC[] = "mixer gla {\n"
+                              "  dim K, V\n"
+                              "  input q[K], k[K], v[V], g[K]\n"
+                              "  param scale = rsqrt(K)\n"
+                              "  state S[K, V]\n"
+                              "  S[i, j] = exp(g[i]) * S[i, j] + k[i] * v[j]\n"
+                              "  output o[j] = scale * sum(i, q[i] * S[i, j])\n"
+                              "}\n";
 
 static const char TWO_SRC[] =
     "mixer one {\n  dim K\n  input x[K]\n  state s[K]\n  s[i] = s[i] + x[i]\n"
@@ -111,25 +111,24 @@ typedef struct ArgSet {
   int has_cu;
 } ArgSet;
 
-static float *g_zeros; /* large enough for every tensor below */
-
-static void argset_base(ArgSet *a, int64_t B, int64_t T) {
+/* `z`: zeros, large enough for every tensor below. */
+static void argset_base(ArgSet *a, float *z, int64_t B, int64_t T) {
   memset(a, 0, sizeof *a);
   int64_t qk[4] = {B, T, AH, AK}, vo[4] = {B, T, AH, AV}, st[4] = {B, AH, AK, AV};
   const char *names[4] = {"q", "k", "v", "g"};
   for (int i = 0; i < 4; i++) {
     a->in[i].name = names[i];
-    a->in[i].tensor = mixc_tensor_contiguous(g_zeros, MIXC_F32, 4, names[i][0] == 'v' ? vo : qk);
+    a->in[i].tensor = mixc_tensor_contiguous(z, MIXC_F32, 4, names[i][0] == 'v' ? vo : qk);
   }
   a->nin = 4;
   a->out[0].name = "o";
-  a->out[0].tensor = mixc_tensor_contiguous(g_zeros, MIXC_F32, 4, vo);
+  a->out[0].tensor = mixc_tensor_contiguous(z, MIXC_F32, 4, vo);
   a->nout = 1;
   a->init[0].name = "S";
-  a->init[0].tensor = mixc_tensor_contiguous(g_zeros, MIXC_F32, 4, st);
+  a->init[0].tensor = mixc_tensor_contiguous(z, MIXC_F32, 4, st);
   a->ninit = 1;
   a->fin[0].name = "S";
-  a->fin[0].tensor = mixc_tensor_contiguous(g_zeros, MIXC_F32, 4, st);
+  a->fin[0].tensor = mixc_tensor_contiguous(z, MIXC_F32, 4, st);
   a->nfin = 1;
 }
 
@@ -163,12 +162,12 @@ static void expect(Tally *t, const char *name, mixc_status got, const mixc_error
   int ok = got == want && e->status == got;
   if (ok && sub1 && !strstr(e->message, sub1)) ok = 0;
   if (ok && sub2 && !strstr(e->message, sub2)) ok = 0;
-  snprintf(detail, sizeof detail, "got %s \"%s\"; wanted %s with \"%s\"%s%s%s", mixc_status_name(got),
-           e->message, mixc_status_name(want), sub1 ? sub1 : "", sub2 ? " and \"" : "",
-           sub2 ? sub2 : "", sub2 ? "\"" : "");
+  snprintf(detail, sizeof detail, "got %s \"%s\"; wanted %s with \"%s\"%s%s%s",
+           mixc_status_name(got), e->message, mixc_status_name(want), sub1 ? sub1 : "",
+           sub2 ? " and \"" : "", sub2 ? sub2 : "", sub2 ? "\"" : "");
   result(t, ok, name, ok ? NULL : detail);
   if (ok && e->message[0]) /* the first line */
-    printf("       -> %.*s\n", (int)strcspn(e->message, "\n"), e->message);
+    fprintf(t->out, "       -> %.*s\n", (int)strcspn(e->message, "\n"), e->message);
 }
 
 static void fwd_case(Tally *t, mixc_kernel *k, ArgSet *a, const char *name, mixc_status want,
@@ -199,8 +198,8 @@ static void kernel_case(Tally *t, mixc_module *m, const char *mixer, const mixc_
 static void test_arguments(Tally *t, mixc_context *ctx) {
   mixc_error e;
   mixc_module *m = NULL, *m2 = NULL, *mg = NULL;
-  g_zeros = calloc(AB * 64 * AH * AK * AV + 64, sizeof(float));
-  if (!g_zeros) {
+  float *z = calloc(AB * 64 * AH * AK * AV + 64, sizeof(float));
+  if (!z) {
     result(t, 0, "arguments: allocation", "out of memory");
     return;
   }
@@ -208,15 +207,16 @@ static void test_arguments(Tally *t, mixc_context *ctx) {
   mixc_status s = mixc_module_compile(ctx, GLA_SRC, strlen(GLA_SRC), "gla.mix", &m, &e);
   expect(t, "module: compile gla", s, &e, MIXC_OK, NULL, NULL);
   if (s != MIXC_OK) return;
-  result(t, mixc_module_mixer_count(m) == 1 && !strcmp(mixc_module_mixer_name(m, 0), "gla") &&
-                !mixc_module_mixer_name(m, 1),
+  result(t,
+         mixc_module_mixer_count(m) == 1 && !strcmp(mixc_module_mixer_name(m, 0), "gla") &&
+             !mixc_module_mixer_name(m, 1),
          "module: mixer count and names", NULL);
   const char bad[] = "mixer bad {\n  dim K\n  input q[K]\n  state S[K]\n"
                      "  S[i] = S[i] + qq[i]\n  output o[i] = S[i]\n}\n";
   mixc_module *mb = NULL;
   s = mixc_module_compile(ctx, bad, strlen(bad), "bad.mix", &mb, &e);
-  expect(t, "module: source error names file:line:col", s, &e, MIXC_ERROR_SOURCE, "bad.mix:5:",
-         "qq");
+  expect(t, "module: source error names file:line:col", s, &e, MIXC_ERROR_SOURCE,
+         "bad.mix:5:", "qq");
   result(t, mb == NULL, "module: no module on error", NULL);
   s = mixc_module_compile(ctx, "mixer", 5, NULL, &mb, &e);
   expect(t, "module: unnamed source", s, &e, MIXC_ERROR_SOURCE, "<source>:1:", NULL);
@@ -265,6 +265,7 @@ static void test_arguments(Tally *t, mixc_context *ctx) {
   memset(&o, 0, sizeof o);
   o.dims = dkv;
   o.ndims = 2;
+  o.strategy = MIXC_STRATEGY_RECURRENT; /* quick to compile; auto is tested in (b) */
   mixc_kernel *k = NULL;
   s = mixc_kernel_create(m, &o, &k, &e);
   expect(t, "kernel: gla K = V = 16", s, &e, MIXC_OK, NULL, NULL);
@@ -272,112 +273,111 @@ static void test_arguments(Tally *t, mixc_context *ctx) {
 
   /* ---- forward ---- */
   ArgSet a;
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   fwd_case(t, k, &a, "forward: a valid call", valid_status(), NULL, NULL);
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.in[1].name = "qq";
   fwd_case(t, k, &a, "forward: unknown input", MIXC_ERROR_ARGUMENT, "input 'qq'",
            "no input or param");
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.nin = 3; /* drop g */
   fwd_case(t, k, &a, "forward: missing input", MIXC_ERROR_ARGUMENT, "input 'g' is missing", NULL);
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.nout = 0;
-  fwd_case(t, k, &a, "forward: missing output", MIXC_ERROR_ARGUMENT, "output 'o' is missing",
-           NULL);
-  argset_base(&a, AB, AT);
+  fwd_case(t, k, &a, "forward: missing output", MIXC_ERROR_ARGUMENT, "output 'o' is missing", NULL);
+  argset_base(&a, z, AB, AT);
   a.in[3] = a.in[0];
   fwd_case(t, k, &a, "forward: duplicate input", MIXC_ERROR_ARGUMENT, "input 'q' is given twice",
            NULL);
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.in[4] = a.out[0];
   a.nin = 5;
   fwd_case(t, k, &a, "forward: output passed as input", MIXC_ERROR_ARGUMENT, "'o' is an output",
            "outputs");
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.in[1].tensor.data = NULL;
   fwd_case(t, k, &a, "forward: NULL data", MIXC_ERROR_ARGUMENT, "input 'k': data is NULL", NULL);
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.in[0].tensor.dtype = MIXC_I32;
   fwd_case(t, k, &a, "forward: i32 input", MIXC_ERROR_ARGUMENT, "input 'q': dtype i32", NULL);
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.in[2].tensor.dtype = MIXC_I64;
   fwd_case(t, k, &a, "forward: i64 input (not the first)", MIXC_ERROR_ARGUMENT,
            "input 'v': dtype i64", NULL);
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.in[1].tensor.ndim = 3;
   fwd_case(t, k, &a, "forward: wrong ndim", MIXC_ERROR_ARGUMENT, "input 'k'",
            "expected 4: [B, T, H, K]");
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.in[1].tensor.shape[0] = 3;
   fwd_case(t, k, &a, "forward: wrong B", MIXC_ERROR_ARGUMENT,
            "input 'k': shape [3, 8, 4, 16] does not match [B, T, H, K] = [2, 8, 4, 16]",
            "read off input 'q'");
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.in[2].tensor.shape[1] = 9;
   fwd_case(t, k, &a, "forward: wrong T", MIXC_ERROR_ARGUMENT,
            "input 'v': shape [2, 9, 4, 16] does not match [B, T, H, V] = [2, 8, 4, 16]", NULL);
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.in[3].tensor.shape[2] = 5;
   fwd_case(t, k, &a, "forward: wrong H", MIXC_ERROR_ARGUMENT,
            "input 'g': shape [2, 8, 5, 16] does not match [B, T, H, K] = [2, 8, 4, 16]", NULL);
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.in[1].tensor.shape[3] = 32;
   fwd_case(t, k, &a, "forward: wrong dim", MIXC_ERROR_ARGUMENT,
            "input 'k': shape [2, 8, 4, 32] does not match [B, T, H, K] = [2, 8, 4, 16]", NULL);
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.out[0].tensor.shape[3] = 8;
   fwd_case(t, k, &a, "forward: wrong output dim", MIXC_ERROR_ARGUMENT,
            "output 'o': shape [2, 8, 4, 8] does not match [B, T, H, V] = [2, 8, 4, 16]", NULL);
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.in[2].tensor.stride[3] = -1;
   fwd_case(t, k, &a, "forward: negative stride", MIXC_ERROR_ARGUMENT, "input 'v': stride[3] = -1",
            "negative");
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.in[2].tensor.stride[0] = 0;
   fwd_case(t, k, &a, "forward: zero stride on an input broadcasts", valid_status(), NULL, NULL);
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.out[0].tensor.stride[1] = 0;
   fwd_case(t, k, &a, "forward: zero stride on an output", MIXC_ERROR_ARGUMENT,
            "output 'o': stride[1] = 0", NULL);
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.fin[0].tensor.stride[2] = 0;
   fwd_case(t, k, &a, "forward: zero stride on a final state", MIXC_ERROR_ARGUMENT,
            "final state 'S': stride[2] = 0", NULL);
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.init[0].tensor.shape[0] = 3;
   fwd_case(t, k, &a, "forward: state of wrong N", MIXC_ERROR_ARGUMENT,
            "initial state 'S': shape [3, 4, 16, 16] does not match [N, H, K, V] = [2, 4, 16, 16]",
            "N = B");
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.init[0].tensor.dtype = MIXC_BF16;
-  fwd_case(t, k, &a, "forward: bf16 state", MIXC_ERROR_ARGUMENT,
-           "initial state 'S': dtype bf16", "states are f32");
-  argset_base(&a, AB, AT);
+  fwd_case(t, k, &a, "forward: bf16 state", MIXC_ERROR_ARGUMENT, "initial state 'S': dtype bf16",
+           "states are f32");
+  argset_base(&a, z, AB, AT);
   a.init[0].name = "Z";
   fwd_case(t, k, &a, "forward: unknown state", MIXC_ERROR_ARGUMENT, "initial state 'Z'",
            "no state");
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.in[4].name = "scale";
-  a.in[4].tensor = mixc_tensor_contiguous(g_zeros, MIXC_F32, 1, (int64_t[]){3});
+  a.in[4].tensor = mixc_tensor_contiguous(z, MIXC_F32, 1, (int64_t[]){3});
   a.nin = 5;
   fwd_case(t, k, &a, "forward: param of wrong H", MIXC_ERROR_ARGUMENT,
            "param 'scale': shape [3] does not match [H] = [4]", NULL);
-  a.in[4].tensor = mixc_tensor_contiguous(g_zeros, MIXC_F16, 1, (int64_t[]){AH});
+  a.in[4].tensor = mixc_tensor_contiguous(z, MIXC_F16, 1, (int64_t[]){AH});
   fwd_case(t, k, &a, "forward: param given (f16)", valid_status(), NULL, NULL);
-  argset_base(&a, AB, AT);
+  argset_base(&a, z, AB, AT);
   a.in[4].name = "K";
   a.in[4].tensor = a.in[0].tensor;
   a.nin = 5;
   fwd_case(t, k, &a, "forward: a dim passed as input", MIXC_ERROR_ARGUMENT, "'K' is a dim", NULL);
   {
     int32_t cu[4] = {0, 3, 5, 8};
-    argset_base(&a, AB, AT);
+    argset_base(&a, z, AB, AT);
     a.has_cu = 1;
     a.cu = mixc_tensor_contiguous(cu, MIXC_I32, 1, (int64_t[]){4});
     fwd_case(t, k, &a, "forward: cu_seqlens with B != 1", MIXC_ERROR_ARGUMENT,
              "cu_seqlens needs B = 1", "B = 2");
-    argset_base(&a, 1, AT);
+    argset_base(&a, z, 1, AT);
     a.has_cu = 1;
     a.cu = mixc_tensor_contiguous(cu, MIXC_I32, 1, (int64_t[]){4});
     a.init[0].tensor.shape[0] = 3;
@@ -409,18 +409,18 @@ static void test_arguments(Tally *t, mixc_context *ctx) {
     fwd_case(t, k, &a, "forward: strided cu_seqlens", valid_status(), NULL, NULL);
   }
   {
-    argset_base(&a, AB, AT);
+    argset_base(&a, z, AB, AT);
     mixc_args args = argset_args(&a);
     mixc_named_tensor st[1] = {a.init[0]};
     s = mixc_step(k, &args, st, 1, &e);
-    expect(t, "step: initial_states must be empty", s, &e, MIXC_ERROR_ARGUMENT,
-           "must be empty", NULL);
+    expect(t, "step: initial_states must be empty", s, &e, MIXC_ERROR_ARGUMENT, "must be empty",
+           NULL);
     args.ninitial = args.nfinal = 0;
     s = mixc_step(k, &args, st, 0, &e);
     expect(t, "step: missing state", s, &e, MIXC_ERROR_ARGUMENT, "state 'S' is missing", NULL);
     s = mixc_step(k, &args, st, 1, &e);
     expect(t, "step: a valid call", s, &e, valid_status(), NULL, NULL);
-    argset_base(&a, AB, 0);
+    argset_base(&a, z, AB, 0);
     args = argset_args(&a);
     args.ninitial = args.nfinal = 0;
     s = mixc_step(k, &args, st, 1, &e);
@@ -436,13 +436,14 @@ static void test_arguments(Tally *t, mixc_context *ctx) {
     o2.mixer = "two";
     o2.dims = dfixok;
     o2.ndims = 2;
+    o2.strategy = MIXC_STRATEGY_RECURRENT;
     s = mixc_kernel_create(m2, &o2, &k2, &e);
     if (s == MIXC_OK) {
       int64_t xs[5] = {1, 2, 3, 2, 8};
       int64_t as[2] = {3, 8};
-      mixc_named_tensor in[2] = {{"x", mixc_tensor_contiguous(g_zeros, MIXC_F32, 5, xs)},
-                                 {"A", mixc_tensor_contiguous(g_zeros, MIXC_F32, 2, as)}};
-      mixc_named_tensor out[1] = {{"y", mixc_tensor_contiguous(g_zeros, MIXC_F32, 4, xs)}};
+      mixc_named_tensor in[2] = {{"x", mixc_tensor_contiguous(z, MIXC_F32, 5, xs)},
+                                 {"A", mixc_tensor_contiguous(z, MIXC_F32, 2, as)}};
+      mixc_named_tensor out[1] = {{"y", mixc_tensor_contiguous(z, MIXC_F32, 4, xs)}};
       out[0].tensor.shape[3] = 8;
       mixc_args args;
       memset(&args, 0, sizeof args);
@@ -471,18 +472,19 @@ static void test_arguments(Tally *t, mixc_context *ctx) {
     memset(&og, 0, sizeof og);
     og.dims = d44;
     og.ndims = 2;
+    og.strategy = MIXC_STRATEGY_RECURRENT;
     s = mixc_kernel_create(mg, &og, &kg, &e);
     expect(t, "kernel: grid mixer", s, &e, MIXC_OK, NULL, NULL);
     if (s == MIXC_OK) {
       int64_t sh[6] = {2, 3, 5, 2, 4, 0};
       int64_t shg[6] = {2, 3, 5, 2, 2, 4};
       int64_t st[4] = {2, 2, 4, 4};
-      mixc_named_tensor in[4] = {{"q", mixc_tensor_contiguous(g_zeros, MIXC_F32, 5, sh)},
-                                 {"k", mixc_tensor_contiguous(g_zeros, MIXC_F32, 5, sh)},
-                                 {"v", mixc_tensor_contiguous(g_zeros, MIXC_F32, 5, sh)},
-                                 {"g", mixc_tensor_contiguous(g_zeros, MIXC_BF16, 6, shg)}};
-      mixc_named_tensor out[1] = {{"o", mixc_tensor_contiguous(g_zeros, MIXC_F32, 5, sh)}};
-      mixc_named_tensor sts[1] = {{"S", mixc_tensor_contiguous(g_zeros, MIXC_F32, 4, st)}};
+      mixc_named_tensor in[4] = {{"q", mixc_tensor_contiguous(z, MIXC_F32, 5, sh)},
+                                 {"k", mixc_tensor_contiguous(z, MIXC_F32, 5, sh)},
+                                 {"v", mixc_tensor_contiguous(z, MIXC_F32, 5, sh)},
+                                 {"g", mixc_tensor_contiguous(z, MIXC_BF16, 6, shg)}};
+      mixc_named_tensor out[1] = {{"o", mixc_tensor_contiguous(z, MIXC_F32, 5, sh)}};
+      mixc_named_tensor sts[1] = {{"S", mixc_tensor_contiguous(z, MIXC_F32, 4, st)}};
       mixc_args args;
       memset(&args, 0, sizeof args);
       args.inputs = in;
@@ -495,7 +497,8 @@ static void test_arguments(Tally *t, mixc_context *ctx) {
       s = mixc_forward(kg, &args, &e);
       expect(t, "forward: grid, wrong ndir", s, &e, MIXC_ERROR_ARGUMENT,
              "input 'g': shape [2, 3, 5, 2, 3, 4] does not match [B, Y, X, H, ndir, K] = "
-             "[2, 3, 5, 2, 2, 4]", NULL);
+             "[2, 3, 5, 2, 2, 4]",
+             NULL);
       in[3].tensor.shape[4] = 2;
       out[0].tensor.shape[2] = 4;
       s = mixc_forward(kg, &args, &e);
@@ -506,8 +509,8 @@ static void test_arguments(Tally *t, mixc_context *ctx) {
       args.final_states = sts;
       args.nfinal = 1;
       s = mixc_forward(kg, &args, &e);
-      expect(t, "forward: grid, final state refused", s, &e, MIXC_ERROR_ARGUMENT,
-             "final state 'S'", "takes no states");
+      expect(t, "forward: grid, final state refused", s, &e, MIXC_ERROR_ARGUMENT, "final state 'S'",
+             "takes no states");
       args.nfinal = 0;
       int32_t cu[2] = {0, 15};
       mixc_tensor cut = mixc_tensor_contiguous(cu, MIXC_I32, 1, (int64_t[]){2});
@@ -526,7 +529,7 @@ static void test_arguments(Tally *t, mixc_context *ctx) {
     if (s == MIXC_OK) s = mixc_kernel_create(mt, &o, &kt, &e);
     mixc_module_destroy(mt);
     if (s == MIXC_OK) {
-      argset_base(&a, AB, AT);
+      argset_base(&a, z, AB, AT);
       fwd_case(t, kt, &a, "lifetime: kernel outlives its module", valid_status(), NULL, NULL);
     }
     mixc_kernel_destroy(kt);
@@ -536,9 +539,10 @@ static void test_arguments(Tally *t, mixc_context *ctx) {
     mixc_tensor tc = mixc_tensor_contiguous(NULL, MIXC_F32, 3, sh);
     result(t, tc.stride[0] == 12 && tc.stride[1] == 4 && tc.stride[2] == 1,
            "mixc_tensor_contiguous strides", NULL);
-    result(t, !strcmp(mixc_dtype_name(MIXC_BF16), "bf16") &&
-                  !strcmp(mixc_status_name(MIXC_ERROR_ARGUMENT), "argument error") &&
-                  mixc_version()[0],
+    result(t,
+           !strcmp(mixc_dtype_name(MIXC_BF16), "bf16") &&
+               !strcmp(mixc_status_name(MIXC_ERROR_ARGUMENT), "argument error") &&
+               mixc_version()[0],
            "names and version", NULL);
   }
 out:
@@ -546,7 +550,7 @@ out:
   mixc_module_destroy(m);
   mixc_module_destroy(m2);
   mixc_module_destroy(mg);
-  free(g_zeros);
+  free(z);
 }
 
 /* ==== (b) numerics against the fp64 reference ==== */
@@ -731,7 +735,9 @@ static int tshape(const Ex *x, const Data *d, int s, int state, int64_t *sh, int
 }
 
 static double round_to(mixc_dtype dt, double v) {
-  return dt == MIXC_BF16 ? mixc_round_bf16(v) : dt == MIXC_F16 ? mixc_round_f16(v) : mixc_round_f32(v);
+  return dt == MIXC_BF16  ? mixc_round_bf16(v)
+         : dt == MIXC_F16 ? mixc_round_f16(v)
+                          : mixc_round_f32(v);
 }
 
 typedef struct Cfg {
@@ -767,11 +773,16 @@ static int data_make(const Ex *x, const Cfg *c, MixcRng *rng, Data *d) {
     const Sym *y = &m->syms[s];
     int64_t last = y->rank ? x->dims[y->shape[y->rank - 1]] : 1, n = feat(x, s);
     int nd = y->per_direction ? x->ndir : 1;
-    if (y->kind == SYM_INPUT) n *= d->B * d->T * d->H * nd;
-    else if (y->kind == SYM_PARAM) n *= d->H;
-    else if (y->kind == SYM_OUTPUT) n *= d->B * d->T * d->H;
-    else if (y->kind == SYM_STATE) n *= d->N * d->H;
-    else continue;
+    if (y->kind == SYM_INPUT)
+      n *= d->B * d->T * d->H * nd;
+    else if (y->kind == SYM_PARAM)
+      n *= d->H;
+    else if (y->kind == SYM_OUTPUT)
+      n *= d->B * d->T * d->H;
+    else if (y->kind == SYM_STATE)
+      n *= d->N * d->H;
+    else
+      continue;
     d->numel[s] = n;
     size_t bytes = sizeof(double) * (size_t)(n > 0 ? n : 1);
     int give = y->kind == SYM_INPUT || (y->kind == SYM_PARAM && (c->params || !y->init)) ||
@@ -788,8 +799,8 @@ static int data_make(const Ex *x, const Cfg *c, MixcRng *rng, Data *d) {
   }
   /* Ranges some mixers need (examples/README.md): non-negative features of the normalised
    * forms; RWKV-7's b = -a * alpha (a removal key times a rate in (0, 1)). */
-  const char *nonneg[] = {"linear_attn_norm", "q", "linear_attn_norm", "k", "lightnet", "q",
-                          "lightnet2d", "q"};
+  const char *nonneg[] = {"linear_attn_norm", "q", "linear_attn_norm", "k",
+                          "lightnet",         "q", "lightnet2d",       "q"};
   for (int i = 0; i < 8; i += 2) {
     int s = mixer_find(m, nonneg[i + 1]);
     if (strcmp(m->name.name, nonneg[i]) || s < 0 || !d->in[s]) continue;
@@ -808,7 +819,8 @@ static int data_make(const Ex *x, const Cfg *c, MixcRng *rng, Data *d) {
     for (int s = 0; s < m->nsyms; s++) {
       if (m->syms[s].kind != SYM_INPUT || !d->in[s] || d->B < 2) continue;
       int64_t row = d->numel[s] / d->B;
-      for (int64_t b = 1; b < d->B; b++) memcpy(d->in[s] + b * row, d->in[s], sizeof(double) * (size_t)row);
+      for (int64_t b = 1; b < d->B; b++)
+        memcpy(d->in[s] + b * row, d->in[s], sizeof(double) * (size_t)row);
     }
   for (int s = 0; s < m->nsyms; s++) {
     if (!d->in[s]) continue;
@@ -868,8 +880,7 @@ static int call_make(const Ex *x, const Cfg *c, const Data *d, Call *k) {
       k->in[k->nin++].tensor = k->buf[s].t;
     } else if (y->kind == SYM_OUTPUT) {
       int r = tshape(x, d, s, 0, sh, &lead);
-      if (!buf_make(&k->buf[s], c->dt, r, sh, c->layout_out, lead, c->layout_out ? 3 : 0))
-        return 0;
+      if (!buf_make(&k->buf[s], c->dt, r, sh, c->layout_out, lead, c->layout_out ? 3 : 0)) return 0;
       buf_poison(&k->buf[s]);
       k->out[k->nout].name = y->name;
       k->out[k->nout++].tensor = k->buf[s].t;
@@ -896,8 +907,10 @@ static int call_make(const Ex *x, const Cfg *c, const Data *d, Call *k) {
     k->cu_mem = calloc((size_t)(n1 * st), 8);
     if (!k->cu_mem) return 0;
     for (int64_t i = 0; i < n1; i++) {
-      if (c->cu_i32) ((int32_t *)k->cu_mem)[i * st] = (int32_t)d->cu[i];
-      else ((int64_t *)k->cu_mem)[i * st] = d->cu[i];
+      if (c->cu_i32)
+        ((int32_t *)k->cu_mem)[i * st] = (int32_t)d->cu[i];
+      else
+        ((int64_t *)k->cu_mem)[i * st] = d->cu[i];
     }
     k->cu = mixc_tensor_contiguous(k->cu_mem, c->cu_i32 ? MIXC_I32 : MIXC_I64, 1, &n1);
     k->cu.stride[0] = st;
@@ -934,8 +947,8 @@ static int call_results(const Ex *x, const Data *d, const Call *k, Data *got) {
 }
 
 /* Max error of every output and final state relative to the largest reference value. */
-static int compare(const Ex *x, const Data *ref, const Data *got, double tol_out,
-                   double tol_state, char *detail, size_t n) {
+static int compare(const Ex *x, const Data *ref, const Data *got, double tol_out, double tol_state,
+                   char *detail, size_t n) {
   int ok = 1;
   size_t used = 0;
   detail[0] = 0;
@@ -961,14 +974,16 @@ static int compare(const Ex *x, const Data *ref, const Data *got, double tol_out
                                  "%s %s: max err %.3g at [%" PRId64 "] (got %.6g, ref %.6g) > "
                                  "tol %.3g (max|ref| %.3g); ",
                                  x->m->syms[s].kind == SYM_STATE ? "final state" : "output",
-                                 x->m->syms[s].name, err, at, got->out[s][at], ref->out[s][at],
-                                 tol, mx);
+                                 x->m->syms[s].name, err, at, got->out[s][at], ref->out[s][at], tol,
+                                 mx);
     }
   }
   return ok;
 }
 
-static double tol_of(mixc_dtype dt) { return dt == MIXC_BF16 ? 5e-3 : dt == MIXC_F16 ? 2e-3 : 2e-4; }
+static double tol_of(mixc_dtype dt) {
+  return dt == MIXC_BF16 ? 5e-3 : dt == MIXC_F16 ? 2e-3 : 2e-4;
+}
 
 static const char *dt_name(mixc_dtype dt) { return mixc_dtype_name(dt); }
 
@@ -979,7 +994,9 @@ static void cfg_name(const Ex *x, const Cfg *c, const char *what, char *buf, siz
              c->layout_out ? " strided-out" : "", c->params ? " params" : "");
   else
     snprintf(buf, n, "%s %s T=%lld %s%s%s%s%s%s", x->name, what, (long long)c->T, dt_name(c->dt),
-             c->layout_in == L_TRANSPOSE ? " strided-in" : c->layout_in == L_BROADCAST_B ? " broadcast-B" : "",
+             c->layout_in == L_TRANSPOSE     ? " strided-in"
+             : c->layout_in == L_BROADCAST_B ? " broadcast-B"
+                                             : "",
              c->layout_out ? " strided-out" : "", c->init ? " init" : "", c->fin ? " final" : "",
              c->params ? " params" : "");
 }
@@ -1014,10 +1031,14 @@ static int run_case(Tally *t, const Ex *x, const Cfg *c, uint64_t seed, const ch
   if (ok) ok = compare(x, &d, &got, tol_of(c->dt), 2e-4, detail, sizeof detail);
   result(t, ok, name, detail);
   call_free(&k);
-  if (keep_data) *keep_data = d;
-  else data_free(&d);
-  if (keep_got) *keep_got = got;
-  else data_free(&got);
+  if (keep_data)
+    *keep_data = d;
+  else
+    data_free(&d);
+  if (keep_got)
+    *keep_got = got;
+  else
+    data_free(&got);
   return ok;
 }
 
@@ -1032,8 +1053,9 @@ static void varlen_case(Tally *t, const Ex *x, uint64_t seed, int cu_i32) {
   Cfg c = {1, 14, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 0, lens, 3, cu_i32, cu_i32 ? 2 : 1};
   Data d, got;
   char name[160], detail[4800] = "";
-  int ok = run_case(t, x, &c, seed, cu_i32 ? "varlen (i32 cu, strided) vs reference"
-                                           : "varlen (i64 cu) vs reference", &d, &got);
+  int ok = run_case(
+      t, x, &c, seed,
+      cu_i32 ? "varlen (i32 cu, strided) vs reference" : "varlen (i64 cu) vs reference", &d, &got);
   snprintf(name, sizeof name, "%s varlen {5, 0, 9} equals separate runs", x->name);
   if (!ok) {
     result(t, 0, name, "the varlen run failed");
@@ -1057,16 +1079,22 @@ static void varlen_case(Tally *t, const Ex *x, uint64_t seed, int cu_i32) {
     for (int s = 0; s < m->nsyms && good; s++) {
       const Sym *y = &m->syms[s];
       int64_t f = feat(x, s) * (y->per_direction ? x->ndir : 1);
-      if (y->kind == SYM_INPUT || y->kind == SYM_OUTPUT) di.numel[s] = lens[i] * d.H * f;
-      else if (y->kind == SYM_STATE) di.numel[s] = d.H * f;
-      else if (y->kind == SYM_PARAM) di.numel[s] = d.numel[s];
-      else continue;
+      if (y->kind == SYM_INPUT || y->kind == SYM_OUTPUT)
+        di.numel[s] = lens[i] * d.H * f;
+      else if (y->kind == SYM_STATE)
+        di.numel[s] = d.H * f;
+      else if (y->kind == SYM_PARAM)
+        di.numel[s] = d.numel[s];
+      else
+        continue;
       size_t bytes = sizeof(double) * (size_t)(di.numel[s] > 0 ? di.numel[s] : 1);
       int64_t off = y->kind == SYM_STATE ? i * d.H * f : d.cu[i] * d.H * f;
       if (d.in[s]) {
         di.in[s] = malloc(bytes);
         good = di.in[s] != NULL;
-        if (good) memcpy(di.in[s], d.in[s] + (y->kind == SYM_PARAM ? 0 : off), sizeof(double) * (size_t)di.numel[s]);
+        if (good)
+          memcpy(di.in[s], d.in[s] + (y->kind == SYM_PARAM ? 0 : off),
+                 sizeof(double) * (size_t)di.numel[s]);
       }
       if (good && d.out[s]) {
         di.out[s] = malloc(bytes);
@@ -1153,12 +1181,14 @@ static void step_case(Tally *t, const Ex *x, uint64_t seed) {
       int sym = mixer_find(x->m, in[i].name);
       if (x->m->syms[sym].kind != SYM_INPUT) continue;
       in[i].tensor.shape[1] = 1;
-      in[i].tensor.data = (char *)in[i].tensor.data + (size_t)(tok * in[i].tensor.stride[1]) * esize(c.dt);
+      in[i].tensor.data =
+          (char *)in[i].tensor.data + (size_t)(tok * in[i].tensor.stride[1]) * esize(c.dt);
     }
     for (int i = 0; i < k.nout; i++) {
       out[i] = k.out[i];
       out[i].tensor.shape[1] = 1;
-      out[i].tensor.data = (char *)out[i].tensor.data + (size_t)(tok * out[i].tensor.stride[1]) * esize(c.dt);
+      out[i].tensor.data =
+          (char *)out[i].tensor.data + (size_t)(tok * out[i].tensor.stride[1]) * esize(c.dt);
     }
     mixc_args a;
     memset(&a, 0, sizeof a);
@@ -1221,7 +1251,8 @@ static int ex_open(Ex *x, mixc_context *ctx, const char *path, mixc_strategy str
   mixc_status st = nerr ? MIXC_ERROR_SOURCE : mixc_module_compile(ctx, src, len, path, &x->mod, &e);
   free(src);
   if (nerr || st != MIXC_OK || !x->comp.prog || x->comp.prog->nmixers != 1)
-    return snprintf(err, n, "%s does not compile: %s", path, nerr ? "(source errors)" : e.message), 0;
+    return snprintf(err, n, "%s does not compile: %s", path, nerr ? "(source errors)" : e.message),
+           0;
   x->m = x->comp.prog->mixers[0];
   if (x->m->nsyms > MAXSYM) return snprintf(err, n, "too many symbols"), 0;
   snprintf(x->name, sizeof x->name, "%s", x->m->name.name);
@@ -1323,7 +1354,7 @@ static void concurrency_case(Tally *t, uint64_t seed) {
   };
   int ok = mixc_context_create(2, &ctx, &e) == MIXC_OK;
   if (!ok) snprintf(err, sizeof err, "context: %s", e.message);
-  ok = ok && ex_open(&x, ctx, "examples/gla.mix", MIXC_STRATEGY_AUTO, err, sizeof err);
+  ok = ok && ex_open(&x, ctx, "examples/gla.mix", MIXC_STRATEGY_RECURRENT, err, sizeof err);
   for (int i = 0; i < NT && ok; i++) {
     MixcRng rng;
     mixc_rng_seed(&rng, seed + (uint64_t)i);
@@ -1331,7 +1362,8 @@ static void concurrency_case(Tally *t, uint64_t seed) {
     ok = data_make(&x, &cfg[i], &rng, &c[i].d) && call_make(&x, &cfg[i], &c[i].d, &c[i].k);
     if (!ok) snprintf(err, sizeof err, "out of memory");
   }
-  for (int i = 0; i < NT && ok; i++) started[i] = pthread_create(&th[i], NULL, conc_main, &c[i]) == 0;
+  for (int i = 0; i < NT && ok; i++)
+    started[i] = pthread_create(&th[i], NULL, conc_main, &c[i]) == 0;
   for (int i = 0; i < NT; i++)
     if (started[i]) pthread_join(th[i], NULL);
   for (int i = 0; i < NT && ok; i++) {
@@ -1362,6 +1394,113 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* One example: the bulk of the cases on a recurrent kernel (4 variants: f32 with params and
+ * states; bf16 with a final state and defaulted params; f16 with an initial state; varlen),
+ * and where `auto` picks another strategy (chunk), one variant of that (f32 with params and
+ * states) over T = 1, 63, 64, 65, 130 and 1000, its step, and a varlen batch for two of
+ * them. Grid mixers: 3 variants. */
+static void run_example(Tally *t, mixc_context *ctx, const char *file, int index, uint64_t cs) {
+  Ex x;
+  char err[4200];
+  if (!ex_open(&x, ctx, file, MIXC_STRATEGY_RECURRENT, err, sizeof err)) {
+    result(t, 0, file, err);
+    ex_close(&x);
+    return;
+  }
+  if (x.grid) {
+    Cfg g[] = {
+        {2, 0, 3, 5, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0},
+        {2, 0, 3, 5, MIXC_F32, L_TRANSPOSE, 1, 0, 0, 0, NULL, 0, 0, 0},
+        {2, 0, 3, 5, MIXC_BF16, L_CONTIG, L_CONTIG, 0, 0, 1, NULL, 0, 0, 0},
+        {2, 0, 3, 5, MIXC_F16, L_BROADCAST_B, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0},
+        {1, 0, 1, 1, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0},
+        {2, 0, 7, 4, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++)
+      run_case(t, &x, &g[i], cs + i, "", NULL, NULL);
+    ex_close(&x);
+    return;
+  }
+  Cfg c[] = {
+      {2, 1, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
+      {2, 7, 0, 0, MIXC_F32, L_BROADCAST_B, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
+      {2, 63, 0, 0, MIXC_BF16, L_CONTIG, L_CONTIG, 0, 1, 0, NULL, 0, 0, 0},
+      {2, 64, 0, 0, MIXC_F16, L_CONTIG, L_CONTIG, 1, 0, 0, NULL, 0, 0, 0},
+      {2, 65, 0, 0, MIXC_F32, L_TRANSPOSE, 1, 1, 1, 1, NULL, 0, 0, 0},
+      {2, 0, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
+      {2, 1000, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
+  };
+  int n = sizeof c / sizeof c[0];
+  int big = !strcmp(x.name, "gla (recurrent)") || !strcmp(x.name, "delta (recurrent)");
+  if (!big) n--; /* T = 1000: two examples */
+  for (int i = 0; i < n; i++) run_case(t, &x, &c[i], cs + (uint64_t)i, "", NULL, NULL);
+  varlen_case(t, &x, cs + 100, index % 2);
+  step_case(t, &x, cs + 200);
+  Strategy as = auto_strategy(&x);
+  ex_close(&x);
+  if (as == STRAT_RECURRENT) return;
+  Ex a;
+  if (!ex_open(&a, ctx, file, MIXC_STRATEGY_AUTO, err, sizeof err)) {
+    result(t, 0, file, err);
+    ex_close(&a);
+    return;
+  }
+  snprintf(a.name + strlen(a.name), sizeof a.name - strlen(a.name), " (auto: %s)",
+           strategy_name(as));
+  Cfg ca[] = {
+      {2, 1, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
+      {2, 63, 0, 0, MIXC_F32, L_BROADCAST_B, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
+      {2, 64, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
+      {2, 65, 0, 0, MIXC_F32, L_TRANSPOSE, 1, 1, 1, 1, NULL, 0, 0, 0},
+      {2, 130, 0, 0, MIXC_F32, L_CONTIG, 1, 1, 1, 1, NULL, 0, 0, 0},
+      {2, 0, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
+      {2, 1000, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
+  };
+  int na = sizeof ca / sizeof ca[0];
+  if (!big) na--;
+  for (int i = 0; i < na; i++) run_case(t, &a, &ca[i], cs + 400 + (uint64_t)i, "", NULL, NULL);
+  step_case(t, &a, cs + 500);
+  if (!strcmp(x.name, "gla (recurrent)") || !strcmp(x.name, "linear_attn (recurrent)"))
+    varlen_case(t, &a, cs + 600, index % 2);
+  ex_close(&a);
+}
+
+/* The examples run on two threads at once (one context: the API is thread-safe); each
+ * example's lines are collected and printed in file order. */
+typedef struct Work {
+  mixc_context *ctx;
+  char **files;
+  int nf;
+  int next;
+  pthread_mutex_t mu;
+  Tally *tallies;
+  char **text;
+  size_t *len;
+  uint64_t seed;
+  const char *only;
+} Work;
+
+static void *work_main(void *p) {
+  Work *w = p;
+  for (;;) {
+    pthread_mutex_lock(&w->mu);
+    int i = w->next++;
+    pthread_mutex_unlock(&w->mu);
+    if (i >= w->nf) break;
+    if (w->only && !strstr(w->files[i], w->only)) continue;
+    Tally *t = &w->tallies[i];
+    t->out = open_memstream(&w->text[i], &w->len[i]);
+    if (!t->out) {
+      t->fail++;
+      continue;
+    }
+    uint64_t cs = w->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(i + 1));
+    run_example(t, w->ctx, w->files[i], i, cs);
+    fclose(t->out);
+  }
+  return NULL;
+}
+
 static void test_numerics(Tally *t, mixc_context *ctx, uint64_t seed, const char *only) {
   DIR *dir = opendir("examples");
   if (!dir) {
@@ -1381,71 +1520,46 @@ static void test_numerics(Tally *t, mixc_context *ctx, uint64_t seed, const char
   closedir(dir);
   qsort(files, (size_t)nf, sizeof files[0], cmp_str);
   result(t, nf >= 10, "numerics: examples found", NULL);
-  uint64_t cs = seed;
-  for (int f = 0; f < nf; f++) {
-    Ex x;
-    char err[4200];
-    if (only && !strstr(files[f], only)) {
-      free(files[f]);
-      continue;
+  Work w;
+  memset(&w, 0, sizeof w);
+  w.ctx = ctx;
+  w.files = files;
+  w.nf = nf;
+  w.seed = seed;
+  w.only = only;
+  w.tallies = calloc((size_t)nf + 1, sizeof *w.tallies);
+  w.text = calloc((size_t)nf + 1, sizeof *w.text);
+  w.len = calloc((size_t)nf + 1, sizeof *w.len);
+  if (!w.tallies || !w.text || !w.len || pthread_mutex_init(&w.mu, NULL)) {
+    result(t, 0, "numerics: setup", "out of memory");
+  } else {
+    enum { JOBS = 2 };
+    pthread_t th[JOBS];
+    int started[JOBS] = {0};
+    for (int j = 0; j < JOBS; j++) started[j] = pthread_create(&th[j], NULL, work_main, &w) == 0;
+    if (!started[0] && !started[1]) work_main(&w);
+    for (int j = 0; j < JOBS; j++)
+      if (started[j]) pthread_join(th[j], NULL);
+    pthread_mutex_destroy(&w.mu);
+    for (int i = 0; i < nf; i++) {
+      if (w.text[i]) fwrite(w.text[i], 1, w.len[i], t->out);
+      t->pass += w.tallies[i].pass;
+      t->fail += w.tallies[i].fail;
+      free(w.text[i]);
     }
-    if (!ex_open(&x, ctx, files[f], MIXC_STRATEGY_AUTO, err, sizeof err)) {
-      result(t, 0, files[f], err);
-      ex_close(&x);
-      free(files[f]);
-      continue;
-    }
-    cs = cs * 6364136223846793005ull + 1442695040888963407ull;
-    if (x.grid) {
-      Cfg g[] = {
-          {2, 0, 3, 5, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0},
-          {2, 0, 3, 5, MIXC_F32, L_TRANSPOSE, 1, 0, 0, 0, NULL, 0, 0, 0},
-          {2, 0, 3, 5, MIXC_BF16, L_CONTIG, L_CONTIG, 0, 0, 1, NULL, 0, 0, 0},
-          {2, 0, 3, 5, MIXC_F16, L_BROADCAST_B, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0},
-          {1, 0, 1, 1, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0},
-          {2, 0, 7, 4, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0},
-      };
-      for (size_t i = 0; i < sizeof g / sizeof g[0]; i++)
-        run_case(t, &x, &g[i], cs + i, "", NULL, NULL);
-    } else {
-      /* Five variants: f32 with defaults; f32 with params and states (T = 7, 65, 0,
-       * 1000, the step); bf16 with a final state; f16 with states; varlen. */
-      Cfg c[] = {
-          {2, 1, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0},
-          {2, 7, 0, 0, MIXC_F32, L_BROADCAST_B, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
-          {2, 63, 0, 0, MIXC_BF16, L_CONTIG, L_CONTIG, 0, 1, 0, NULL, 0, 0, 0},
-          {2, 64, 0, 0, MIXC_F16, L_CONTIG, L_CONTIG, 1, 1, 0, NULL, 0, 0, 0},
-          {2, 65, 0, 0, MIXC_F32, L_TRANSPOSE, 1, 1, 1, 1, NULL, 0, 0, 0},
-          {2, 0, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
-          {2, 1000, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
-      };
-      int n = sizeof c / sizeof c[0];
-      if (strcmp(x.name, "gla") && strcmp(x.name, "delta")) n--; /* T = 1000: two examples */
-      for (int i = 0; i < n; i++) run_case(t, &x, &c[i], cs + (uint64_t)i, "", NULL, NULL);
-      varlen_case(t, &x, cs + 100, f % 2);
-      step_case(t, &x, cs + 200);
-      /* Where `auto` picks another strategy, the recurrent one too. */
-      if (auto_strategy(&x) != STRAT_RECURRENT) {
-        Ex r;
-        if (ex_open(&r, ctx, files[f], MIXC_STRATEGY_RECURRENT, err, sizeof err)) {
-          run_case(t, &r, &c[4], cs + 300, "", NULL, NULL);
-          run_case(t, &r, &c[2], cs + 301, "", NULL, NULL);
-        } else {
-          result(t, 0, files[f], err);
-        }
-        ex_close(&r);
-      }
-    }
-    ex_close(&x);
-    free(files[f]);
+    fflush(t->out);
   }
+  free(w.tallies);
+  free(w.text);
+  free(w.len);
+  for (int i = 0; i < nf; i++) free(files[i]);
   concurrency_case(t, seed + 11);
   /* A second kernel of the same mixer text finds its variant in the context's cache. */
   {
     char err[4200];
     Ex a, b;
-    int ok = ex_open(&a, ctx, "examples/gla.mix", MIXC_STRATEGY_AUTO, err, sizeof err) &&
-             ex_open(&b, ctx, "examples/gla.mix", MIXC_STRATEGY_AUTO, err, sizeof err);
+    int ok = ex_open(&a, ctx, "examples/gla.mix", MIXC_STRATEGY_RECURRENT, err, sizeof err) &&
+             ex_open(&b, ctx, "examples/gla.mix", MIXC_STRATEGY_RECURRENT, err, sizeof err);
     if (ok) {
       Cfg c = {2, 5, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0};
       ok = run_case(t, &a, &c, seed + 7, "cache, first kernel", NULL, NULL) &&
@@ -1465,11 +1579,11 @@ static void test_numerics(Tally *t, mixc_context *ctx, uint64_t seed, const char
 #endif
 
 int main(int argc, char **argv) {
-  uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0)
-                           : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
+  uint64_t seed =
+      argc > 1 ? strtoull(argv[1], NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
   const char *only = argc > 2 ? argv[2] : NULL;
   printf("test_api: seed %" PRIu64 " (replay: test_api %" PRIu64 ")\n", seed, seed);
-  Tally t = {0, 0};
+  Tally t = {0, 0, stdout};
   mixc_context *ctx = NULL;
   mixc_error e;
   mixc_status s = mixc_context_create(2, &ctx, &e);

@@ -687,7 +687,8 @@ typedef struct Gen {
   KModule *m;
   KFunc *f;
   int vi[4], vf[4], vp[2];
-  int small; /* inside an index or offset */
+  int small; /* inside an index, an offset, a loop bound, a matmul operand */
+  int big;   /* inside a stored value */
 } Gen;
 
 static uint64_t gnext(Gen *g) {
@@ -727,14 +728,18 @@ static KExpr *gen_expr(Gen *g, KType t, int depth) {
   KModule *m = g->m;
   KFunc *f = g->f;
   if (t == KT_PTR) return gen_ptr(g, depth);
-  static const int64_t ic[] = {0, 1, -1, 2, 7, 2147483647, -2147483647, 2147483648LL,
-                               INT64_MAX, INT64_MIN, 3000000000LL, -2147483648LL};
+  /* small ones; then ones at the edges of int (any value a variable may hold); then values
+   * that only a store may see (gcc rightly finds undefined behaviour in loops that count to
+   * or index with such values) */
+  static const int64_t ic[] = {0,          1,          -1,        2,        7,
+                               2147483647, -2147483647, 2147483648LL, -2147483648LL,
+                               INT64_MAX,  INT64_MIN,  3000000000LL};
   static const double fc[] = {0.0, -0.0, 1.0, 0.5, -2.0, 1e-45, 1e38, 1e39, INFINITY, NAN, 0.1};
   int leaf = depth <= 0 || gpick(g, 4) == 0;
   if (leaf) {
     int k = gpick(g, 4);
     if (t == KT_I64) {
-      if (k == 0) return I(ic[gpick(g, g->small ? 5 : (int)(sizeof ic / sizeof *ic))]);
+      if (k == 0) return I(ic[gpick(g, g->small ? 5 : g->big ? 12 : 9)]);
       if (k == 1) return ke_arg(m, 2 + gpick(g, 2));
       if (k == 2) return N(gpick(g, 2));
       return V(g->vi[gpick(g, 4)]);
@@ -787,14 +792,18 @@ static void gen_stmts(Gen *g, KStmt *parent, int n, int depth) {
     switch (kind) {
     case 0: s = ks_set(g->m, g->vi[gpick(g, 4)], gen_expr(g, KT_I64, 3)); break;
     case 1: s = ks_set(g->m, g->vf[gpick(g, 4)], gen_expr(g, KT_F32, 3)); break;
-    case 2:
+    case 2: {
       e = st[gpick(g, 6)];
-      s = ks_store(m, e, gen_ptr(g, 2), gen_index(g, 2),
-                   gen_expr(g, e == KT_PTR ? KT_PTR : e == KT_I64 || e == KT_I32 ? KT_I64 : KT_F32, 3));
+      KExpr *p = gen_ptr(g, 2), *i = gen_index(g, 2);
+      g->big++;
+      KExpr *v =
+          gen_expr(g, e == KT_PTR ? KT_PTR : e == KT_I64 || e == KT_I32 ? KT_I64 : KT_F32, 3);
+      g->big--;
+      s = ks_store(m, e, p, i, v);
       break;
+    }
     case 3:
-      s = ks_for(m, g->vi[gpick(g, 4)], gen_expr(g, KT_I64, 2), gen_expr(g, KT_I64, 2),
-                 gpick(g, 3));
+      s = ks_for(m, g->vi[gpick(g, 4)], gen_index(g, 2), gen_index(g, 2), gpick(g, 3));
       gen_stmts(g, s, 1 + gpick(g, 3), depth - 1);
       break;
     case 4:
@@ -833,7 +842,7 @@ static void case_random(Ctx *t, uint64_t seed) {
   KModule *m = kir_module(&a);
   for (int k = 0; k < 3; k++) kir_slot(m, KSL_PTR, "p");
   for (int k = 0; k < 2; k++) kir_slot(m, KSL_INT, "n");
-  Gen g = {seed * 31 + 7, m, NULL, {0}, {0}, {0}, 0};
+  Gen g = {seed * 31 + 7, m, NULL, {0}, {0}, {0}, 0, 0};
   static const char *vn[] = {"i", "end", "j.k", "n_2", "x", "float", "y", "_z", "p", "q"};
   for (int fi = 0; fi < 40; fi++) {
     char name[32];

@@ -6,6 +6,7 @@
  * Without LLVM (-DMIXC_LLVM=OFF, e.g. the sanitizer build) it compiles to a skip.
  * Inputs are fresh each run; MIXC_TEST_SEED=<seed> replays one. */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS */
 #include <stdio.h>
 
 #ifndef MIXC_HAVE_LLVM
@@ -16,10 +17,13 @@ int main(void) {
 #else
 
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backends/llvm/llvm_jit.h"
 #include "kir_samples.c"
@@ -262,6 +266,298 @@ static void test_threads(MixcJit *j, KirSample *s, int n) {
   }
 }
 
+/* ---- the inline expf ---- */
+
+/* |got - exact| in units of the last place of exact as an f32 (subnormal ulp below 2^-126). */
+static double ulp_error(float got, double exact) {
+  if (exact > 0x1.fffffefffffffp+127) return isinf(got) && got > 0 ? 0 : 1e30; /* rounds to inf */
+  if (isinf(got)) return 1e30;
+  int ex;
+  double ulp = exact < 0x1p-126 ? 0x1p-149 : (frexp(exact, &ex), ldexp(1.0, ex - 24));
+  return fabs((double)got - exact) / ulp;
+}
+
+/* KO_EXP: straight-line code that vectorises (no call of expf or llvm.exp in the optimised
+ * IR, vectors of the host's width); within 2 ulp of exp (in double) over 10^7 random floats
+ * of [-104, 89] (half uniform, half of log-uniform magnitude) and special values; NaN gives
+ * NaN, +-inf gives +inf / 0, overflow +inf, deep underflow 0. */
+static void test_exp(MixcJit *j, Arena *a, uint64_t seed) {
+  KModule *m = kir_module(a);
+  int sx = kir_slot(m, KSL_PTR, "x"), so = kir_slot(m, KSL_PTR, "out");
+  KFunc *f = kir_func(m, "exp_check");
+  int i = kir_var(m, f, KT_I64, "i");
+  KStmt *loop = ks_for(m, i, ke_arg(m, 2), ke_arg(m, 3), KF_VECTORIZE);
+  ks_add(m, f->body, loop);
+  ks_add(m, loop, ks_store(m, KT_F32, ke_ptr_slot(m, so), ke_var(m, f, i),
+                           ke_un(m, KO_EXP, ke_load(m, KT_F32, ke_ptr_slot(m, sx),
+                                                    ke_var(m, f, i)))));
+  char err[512], *text = NULL;
+  int rc = mixc_jit_ir_text(m, 1, &text, err, sizeof err);
+  CHECK(rc == 0 && text, "exp ir: %s", err);
+  if (text) {
+    CHECK(!strstr(text, "@expf(") && !strstr(text, "@llvm.exp."), "exp calls a function:\n%s",
+          text);
+    if (cpu_has("avx2"))
+      CHECK(strstr(text, "<8 x float>") || strstr(text, "<16 x float>"),
+            "the exp loop was not vectorised:\n%s", text);
+    free(text);
+  }
+  MixcKernelFn fn = NULL;
+  rc = mixc_jit_compile(j, m, &fn, NULL, err, sizeof err);
+  CHECK(rc == 0 && fn, "exp: %s", err);
+  if (rc || !fn) return;
+  static const float special[] = {0.0f, -0.0f, 1.0f, -1.0f, 0x1p-149f, -0x1p-149f, 0x1p-126f,
+                                  88.0f, 88.72283f, 88.7228317f, 88.72283935546875f, 88.7229f,
+                                  89.0f, 100.0f, 1e30f, 3.40282347e38f, -3.40282347e38f,
+                                  -87.0f, -87.33654f, -87.3366f, -100.0f, -103.0f, -103.27893f,
+                                  -103.97207f, -103.972084f, -104.0f, -105.0f, -1e30f,
+                                  0.34657359f, -0.34657359f, 0.6931472f, 1e-8f, -1e-8f,
+                                  INFINITY, -INFINITY, NAN, -NAN};
+  enum { NSPEC = sizeof special / sizeof *special };
+  const int64_t n = 10000000;
+  float *x = malloc((size_t)n * 4), *y = malloc((size_t)n * 4);
+  if (!x || !y) {
+    free(x), free(y);
+    CHECK(0, "out of memory");
+    return;
+  }
+  SRng r = {seed ^ 0x5eedULL};
+  for (int64_t k = 0; k < n; k++) {
+    if (k < NSPEC) x[k] = special[k];
+    else if (k & 1) x[k] = srng_f32(&r, -104, 89);
+    else {
+      double mag = exp(log(1e-8) + (log(89.0) - log(1e-8)) * srng_unit(&r));
+      x[k] = (float)((srng_next(&r) & 1) ? mag : -fmin(mag, 104.0));
+    }
+  }
+  void *ptrs[2];
+  ptrs[sx] = x;
+  ptrs[so] = y;
+  fn(ptrs, NULL, 0, n, NULL);
+  double worst = 0;
+  float wx = 0;
+  int64_t bad_special = -1;
+  for (int64_t k = 0; k < n; k++) {
+    double e = exp((double)x[k]);
+    if (isnan(x[k])) {
+      if (!isnan(y[k]) && bad_special < 0) bad_special = k;
+      continue;
+    }
+    double u = ulp_error(y[k], e);
+    if (u > worst) {
+      worst = u;
+      wx = x[k];
+    }
+  }
+  printf("  exp: max error %.3f ulp (at x = %.9g) over %lld values\n", worst, (double)wx,
+         (long long)n);
+  CHECK(worst <= 2.0, "exp(%.9g) is %.3f ulp off", (double)wx, worst);
+  CHECK(bad_special < 0, "exp(NaN) = %g", bad_special >= 0 ? (double)y[bad_special] : 0.0);
+  /* exact special results */
+  for (int k = 0; k < NSPEC; k++) {
+    float v = special[k], g = y[k];
+    if (isinf(v)) CHECK(v > 0 ? (isinf(g) && g > 0) : g == 0, "exp(%g) = %g", (double)v, (double)g);
+    if (v == 0) CHECK(g == 1, "exp(%g) = %g", (double)v, (double)g);
+    if (!isnan(v) && v > 88.7228317f && v < INFINITY)
+      CHECK(isinf(g), "exp(%.9g) = %g, expected inf", (double)v, (double)g);
+    if (v < -103.972084f) CHECK(g == 0, "exp(%.9g) = %g, expected 0", (double)v, (double)g);
+  }
+  free(x), free(y);
+}
+
+/* ---- KS_MATMUL on random shapes, against guard pages ---- */
+
+/* n floats that end right before an inaccessible page (NULL when mmap fails); *base and
+ * *len: the mapping, for munmap. */
+static float *guarded_floats(size_t n, void **base, size_t *len) {
+  size_t page = (size_t)sysconf(_SC_PAGESIZE), bytes = n * 4;
+  *len = (bytes + page - 1) / page * page + page;
+  *base = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (*base == MAP_FAILED) return NULL;
+  char *end = (char *)*base + *len - page;
+  if (mprotect(end, page, PROT_NONE)) {
+    munmap(*base, *len);
+    return NULL;
+  }
+  return (float *)(void *)(end - bytes);
+}
+
+/* One product of a random shape on operands that end at guard pages (a read or write past
+ * an operand's last element faults); C's padding and NaN in A's and B's padding must not
+ * show. Returns 0, or 1 with a message. */
+static int mm_random_case(MixcKernelFn fn, SRng *r, int64_t M, int64_t N, int64_t K, int acc,
+                          int pad, char *msg, size_t msglen) {
+  const int64_t lda = K + (pad ? (int64_t)(srng_next(r) % 3) * (int64_t)(srng_next(r) % 9) : 0),
+                ldb = N + (pad ? (int64_t)(srng_next(r) % 3) * (int64_t)(srng_next(r) % 21) : 0),
+                ldc = N + (pad ? (int64_t)(srng_next(r) % 3) * (int64_t)(srng_next(r) % 17) : 0);
+  const int64_t na = M && K ? (M - 1) * lda + K : 0, nb = K && N ? (K - 1) * ldb + N : 0,
+                nc = M && N ? (M - 1) * ldc + N : 0;
+  void *ba = NULL, *bb = NULL, *bc = NULL;
+  size_t la = 0, lb = 0, lc = 0;
+  float *A = guarded_floats((size_t)na, &ba, &la), *Bm = guarded_floats((size_t)nb, &bb, &lb),
+        *C = guarded_floats((size_t)nc, &bc, &lc);
+  float *C0 = malloc((size_t)(nc ? nc : 1) * 4);
+  int bad = 0;
+  if (!A || !Bm || !C || !C0) {
+    snprintf(msg, msglen, "out of memory");
+    bad = 1;
+    goto done;
+  }
+  for (int64_t k = 0; k < na; k++) A[k] = k % lda < K ? srng_f32(r, -1, 1) : NAN;
+  for (int64_t k = 0; k < nb; k++) Bm[k] = k % ldb < N ? srng_f32(r, -1, 1) : NAN;
+  for (int64_t k = 0; k < nc; k++) C0[k] = C[k] = srng_f32(r, -1, 1);
+  void *ptrs[3] = {A, Bm, C};
+  int64_t ints[6] = {M, N, K, lda, ldb, ldc};
+  fn(ptrs, ints, 0, 1, NULL);
+  for (int64_t k = 0; k < nc && !bad; k++) {
+    int64_t i = k / ldc, jj = k % ldc;
+    if (jj >= N) {
+      if (memcmp(&C[k], &C0[k], 4)) {
+        snprintf(msg, msglen, "%lldx%lldx%lld: C padding [%lld, %lld] was written",
+                 (long long)M, (long long)N, (long long)K, (long long)i, (long long)jj);
+        bad = 1;
+      }
+      continue;
+    }
+    double d = acc ? C0[k] : 0, sc = fabs(d);
+    for (int64_t q = 0; q < K; q++) {
+      double t = (double)A[i * lda + q] * Bm[q * ldb + jj];
+      d += t;
+      sc += fabs(t);
+    }
+    if (!(fabs(C[k] - d) <= 1e-5 * sc + 1e-30)) {
+      snprintf(msg, msglen, "%lldx%lldx%lld (ld %lld %lld %lld, acc %d): C[%lld, %lld] = %g, "
+               "expected %g", (long long)M, (long long)N, (long long)K, (long long)lda,
+               (long long)ldb, (long long)ldc, acc, (long long)i, (long long)jj,
+               (double)C[k], d);
+      bad = 1;
+    }
+  }
+done:
+  if (A) munmap(ba, la);
+  if (Bm) munmap(bb, lb);
+  if (C) munmap(bc, lc);
+  free(C0);
+  return bad;
+}
+
+static KModule *mm_module(Arena *a, int64_t M, int64_t N, int64_t K, int runtime, int acc);
+
+/* Random shapes (sizes 0..80, K up to 600 now and then: k blocks), with runtime sizes and
+ * with constant ones, accumulating and not. */
+static void test_mm_random(MixcJit *j, Arena *a, uint64_t seed) {
+  SRng r = {seed ^ 0x3a3aULL};
+  char err[512], msg[512] = "";
+  MixcKernelFn rt[2] = {NULL, NULL};
+  for (int acc = 0; acc < 2; acc++) {
+    int rc = mixc_jit_compile(j, mm_module(a, 0, 0, 0, 1, acc), &rt[acc], NULL, err, sizeof err);
+    CHECK(rc == 0 && rt[acc], "runtime matmul: %s", err);
+    if (rc || !rt[acc]) return;
+  }
+  int fails = 0, cases = 0;
+  for (int c = 0; c < 300 && !fails; c++, cases++) {
+    int64_t M = (int64_t)(srng_next(&r) % 41), N = (int64_t)(srng_next(&r) % 81),
+            K = (int64_t)(srng_next(&r) % 60);
+    if (c % 25 == 7) K = 250 + (int64_t)(srng_next(&r) % 350);
+    int acc = (int)(srng_next(&r) & 1);
+    fails += mm_random_case(rt[acc], &r, M, N, K, acc, 1, msg, sizeof msg);
+  }
+  for (int c = 0; c < 8 && !fails; c++, cases++) { /* constant sizes: one module each */
+    int64_t M = 1 + (int64_t)(srng_next(&r) % 40), N = 1 + (int64_t)(srng_next(&r) % 80),
+            K = (int64_t)(srng_next(&r) % 70);
+    if (c == 5) K = 300 + (int64_t)(srng_next(&r) % 300);
+    int acc = c & 1;
+    MixcKernelFn fn = NULL;
+    int rc = mixc_jit_compile(j, mm_module(a, M, N, K, 0, acc), &fn, NULL, err, sizeof err);
+    CHECK(rc == 0 && fn, "constant matmul: %s", err);
+    if (rc || !fn) return;
+    /* the module's leading dimensions are K, N, N: no padding */
+    fails += mm_random_case(fn, &r, M, N, K, acc, 0, msg, sizeof msg);
+  }
+  printf("  matmul: %d random shapes against guard pages\n", cases);
+  CHECK(!fails, "%s", msg);
+}
+
+/* ---- KS_MATMUL speed ---- */
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* A module of one KS_MATMUL, C (+)= A B, sizes constant or from ints[0..5] (M N K lda ldb
+ * ldc); ptrs: A, B, C. */
+static KModule *mm_module(Arena *a, int64_t M, int64_t N, int64_t K, int runtime, int acc) {
+  KModule *m = kir_module(a);
+  int sA = kir_slot(m, KSL_PTR, "A"), sB = kir_slot(m, KSL_PTR, "B"),
+      sC = kir_slot(m, KSL_PTR, "C");
+  KExpr *d[6];
+  const int64_t v[6] = {M, N, K, K, N, N};
+  for (int i = 0; i < 6; i++)
+    d[i] = runtime ? ke_int_slot(m, kir_slot(m, KSL_INT, "size")) : ke_int(m, v[i]);
+  KFunc *f = kir_func(m, "mm");
+  ks_add(m, f->body, ks_matmul(m, d[0], d[1], d[2], ke_ptr_slot(m, sA), d[3],
+                               ke_ptr_slot(m, sB), d[4], ke_ptr_slot(m, sC), d[5], acc));
+  return m;
+}
+
+/* GFLOP/s of C = A B for a few shapes of the chunk algorithm: warm, best of many timed
+ * runs. Printed, not checked (a loaded machine would make a threshold flaky), except that
+ * a >= 64^3 product must reach a few GFLOP/s (a scalar, unvectorised kernel would not). */
+static void test_mm_speed(MixcJit *j, Arena *a) {
+  static const int64_t shapes[][3] = {{64, 64, 64}, {128, 128, 128}, {64, 128, 128},
+                                      {64, 128, 64}, {64, 64, 128}, {256, 256, 256}};
+  const char *env = getenv("MIXC_MM_BENCH_MS");
+  double target_ms = env && *env ? atof(env) : 60.0; /* per shape and variant */
+  for (size_t q = 0; q < sizeof shapes / sizeof *shapes; q++) {
+    const int64_t M = shapes[q][0], N = shapes[q][1], K = shapes[q][2];
+    float *A = malloc((size_t)(M * K) * 4), *Bm = malloc((size_t)(K * N) * 4),
+          *C = malloc((size_t)(M * N) * 4);
+    if (!A || !Bm || !C) {
+      free(A), free(Bm), free(C);
+      CHECK(0, "out of memory");
+      return;
+    }
+    for (int64_t i = 0; i < M * K; i++) A[i] = (float)((i * 7 % 13) - 6) * 0.1f;
+    for (int64_t i = 0; i < K * N; i++) Bm[i] = (float)((i * 5 % 11) - 5) * 0.1f;
+    double gf[2] = {0, 0}, cms[2] = {0, 0};
+    for (int rt = 0; rt < 2; rt++) {
+      KModule *m = mm_module(a, M, N, K, rt, 0);
+      MixcKernelFn fn = NULL;
+      char err[512];
+      int rc = mixc_jit_compile(j, m, &fn, &cms[rt], err, sizeof err);
+      CHECK(rc == 0 && fn, "matmul %lldx%lldx%lld: %s", (long long)M, (long long)N,
+            (long long)K, err);
+      if (rc || !fn) continue;
+      void *ptrs[3] = {A, Bm, C};
+      int64_t ints[6] = {M, N, K, K, N, N};
+      double flops = 2.0 * (double)(M * N * K), best = 1e30;
+      int reps = (int)(2e-3 * 50e9 / flops) + 1; /* about 2 ms a timing at 50 GFLOP/s */
+      fn(ptrs, ints, 0, 1, NULL);
+      double t_end = now_s() + target_ms * 1e-3;
+      do {
+        double t0 = now_s();
+        for (int r = 0; r < reps; r++) fn(ptrs, ints, 0, 1, NULL);
+        double t = (now_s() - t0) / reps;
+        if (t < best) best = t;
+      } while (now_s() < t_end);
+      gf[rt] = flops / best * 1e-9;
+      /* spot check */
+      double d = 0;
+      for (int64_t k = 0; k < K; k++) d += (double)A[(M - 1) * K + k] * Bm[k * N + (N - 1)];
+      CHECK(fabs(C[M * N - 1] - d) <= 1e-4 * (fabs(d) + 1), "matmul result %g, expected %g",
+            (double)C[M * N - 1], d);
+    }
+    printf("  matmul M=%-4lld N=%-4lld K=%-4lld %6.1f GFLOP/s (constant sizes), %6.1f "
+           "(runtime sizes); compiled in %.1f / %.1f ms\n",
+           (long long)M, (long long)N, (long long)K, gf[0], gf[1], cms[0], cms[1]);
+    CHECK(gf[0] > 2.0, "matmul %lldx%lldx%lld runs at %.2f GFLOP/s", (long long)M,
+          (long long)N, (long long)K, gf[0]);
+    free(A), free(Bm), free(C);
+  }
+}
+
 int main(void) {
   uint64_t seed = pick_seed();
   printf("test_llvm_jit: seed %" PRIu64 " (replay with MIXC_TEST_SEED)\n", seed);
@@ -286,6 +582,9 @@ int main(void) {
     test_two_funcs(j, &a);
     test_bad(j, &a);
     test_threads(j, s, n);
+    test_exp(j, &a, seed);
+    test_mm_random(j, &a, seed);
+    test_mm_speed(j, &a);
     mixc_jit_free(j);
   }
   kir_samples_free(s, n);

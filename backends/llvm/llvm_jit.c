@@ -3,7 +3,10 @@
  * Emission: every KIR variable is an alloca in the entry block (mem2reg makes registers of
  * them); a KS_FOR is preheader (lo, hi evaluated once) -> header (i < hi) -> body -> latch
  * (i += 1, the back edge carrying !llvm.loop metadata: mustprogress, and
- * llvm.loop.vectorize.enable for KF_VECTORIZE) -> exit. */
+ * llvm.loop.vectorize.enable for KF_VECTORIZE) -> exit.
+ * KS_MATMUL becomes a register-blocked micro-kernel built from <W x float> vectors (see
+ * "KS_MATMUL" below); f32 exp is inline straight-line code (emit_expf), so that loops
+ * around it vectorise. */
 #define _POSIX_C_SOURCE 200809L
 #include "llvm_jit.h"
 
@@ -591,29 +594,40 @@ static void emit_store(Emit *e, const KStmt *s) {
 /* ---- KS_MATMUL: a register-blocked micro-kernel ----
  *
  * C (+)= A B is cut into tiles of MR rows x NR vectors of W floats (W = 16 with AVX-512,
- * 8 with AVX, else 4). A tile keeps its MR * NR sums in <W x float> values (phi nodes of the
- * k loop, so they live in registers); each step of k loads NR vectors of row k of B,
- * broadcasts A[i, k] of each of the MR rows and does MR * NR multiply-adds
- * (llvm.fmuladd: FMAs where the host has them). C is read once before the k loop (when
- * accumulating) and written once after it.
- *   rows:    blocks of MR; the M % MR rows left over as blocks of 4, 2, 1 (bits of M % MR);
- *   columns: blocks of NR vectors; what is left (N % (NR W)) in steps of one vector, masked
- *            (llvm.masked.load / store) where fewer than W columns remain;
+ * 8 with AVX, else 4; the tile: mm_tile_shape). A tile keeps its MR * NR sums in
+ * <W x float> values (phi nodes of the k loop, so they live in registers); each step of k
+ * loads NR vectors of row k of B, broadcasts A[i, k] of each of the MR rows and does
+ * MR * NR multiply-adds (llvm.fmuladd: FMAs where the host has them). C is read once
+ * before the k loop (when accumulating) and written once after it.
+ *   rows:    blocks of MR; the M % MR rows left over as one smaller tile when M is a
+ *            constant, else as blocks of 4, 2, 1 rows (the bits of M % MR);
+ *   columns: blocks of NR vectors; the N % (NR W) columns left over as one tile of fewer
+ *            vectors, the last one masked (llvm.masked.load / store) when N % W != 0, when N
+ *            is a constant, else one vector at a time, masked;
  *   k:       when K is not a constant <= MM_KC, in blocks of MM_KC (the second and later
- *            accumulating into C), so that the block of B a row block sweeps stays in cache.
- * Sizes may be constants or runtime values; M, N <= 0 write nothing, K <= 0 gives
- * C = 0 (or leaves C as it was when accumulating). */
+ *            ones accumulating into C), so that the rows of B that a row block sweeps stay
+ *            in cache.
+ * With M and N constants the statement is expanded in place (specialised: typically one
+ * k loop); otherwise it calls one generic function of the module (mixc.matmul, emitted
+ * once), so that many matmuls of runtime sizes cost one expansion of compile time.
+ * M, N <= 0 write nothing; K <= 0 sets C = 0 (or leaves it when accumulating). */
 
 enum { MM_MAXR = 8, MM_MAXV = 4, MM_KC = 256 };
 
 typedef struct MM {
   LLVMValueRef M, N, K, A, lda, B, ldb, C, ldc;
-  LLVMValueRef kb, ke;  /* this k block: [kb, ke) */
-  LLVMValueRef acc;     /* i1: the tile starts from C's values (else from 0) */
+  LLVMValueRef kb, ke; /* this k block: [kb, ke) */
+  LLVMValueRef acc;    /* i1: the tile starts from C's values (else from 0) */
   unsigned W;
   int MR, NR;
-  LLVMTypeRef tv, tmask;
+  LLVMTypeRef tv;
 } MM;
+
+static int const_i64(LLVMValueRef v, int64_t *out) {
+  if (!v || !LLVMIsAConstantInt(v)) return 0;
+  *out = LLVMConstIntGetSExtValue(v);
+  return 1;
+}
 
 /* Whether a feature list ("+sse2,-avx512f,+avx,...") enables feature (e.g. "avx"). */
 static int has_feature(const char *list, const char *feature) {
@@ -636,10 +650,14 @@ static unsigned host_vector_width(const Emit *e) {
 }
 
 /* The tile for a vector width: MR * NR sums + NR vectors of B + a broadcast must fit the
- * register file (32 zmm with AVX-512; 16 ymm / xmm otherwise). */
+ * register file (32 zmm with AVX-512; 16 ymm / xmm otherwise), and there must be enough
+ * independent sums to cover the FMA latency (4 cycles x 1-2 FMAs a cycle).
+ *   AVX-512: 8 x 2 (16 sums, 19 zmm in use): per k, 2 vector loads + 8 broadcasts for 16
+ *     FMAs; the chunk algorithm's blocks (64 or 128 rows, 64 or 128 columns) split into
+ *     whole tiles. On the Zen 4 host 4x4, 6x4, 8x3, 12x2 and 4x3 measured the same (within
+ *     noise, all ~110 GFLOP/s): the FMA unit is the limit, not the loads;
+ *   AVX2 / SSE: 6 x 2 (12 sums + 2 B vectors + 1 broadcast = 15 of 16 registers). */
 static void mm_tile_shape(unsigned W, int *MR, int *NR) {
-  const char *env = getenv("MIXC_MM_TILE"); /* TUNING ONLY */
-  if (env && sscanf(env, "%dx%d", MR, NR) == 2) return;
   if (W == 16) {
     *MR = 8;
     *NR = 2;
@@ -682,6 +700,37 @@ static void mm_store(Emit *e, const MM *mm, LLVMValueRef v, LLVMValueRef p, LLVM
   call_intrinsic_ov(e, "llvm.masked.store", ov, 2, a, 4);
 }
 
+/* The lanes l < n of a vector, n in [0, W]: a constant, or an i64 value. */
+static LLVMValueRef lanes_below(Emit *e, const MM *mm, LLVMValueRef n) {
+  LLVMValueRef lanes[16];
+  int64_t cn;
+  if (const_i64(n, &cn)) {
+    for (unsigned l = 0; l < mm->W; l++) lanes[l] = LLVMConstInt(e->t1, (int64_t)l < cn, 0);
+    return LLVMConstVector(lanes, mm->W);
+  }
+  for (unsigned l = 0; l < mm->W; l++) lanes[l] = c32(e, l);
+  return LLVMBuildICmp(e->b, LLVMIntULT, LLVMConstVector(lanes, mm->W),
+                       splat(e, LLVMBuildTrunc(e->b, n, e->t32, ""), mm->W), "");
+}
+
+/* Loop metadata of the generated loops: no unrolling (the tiles are unrolled already; more
+ * copies cost compile time for nothing), no vectorisation. */
+static LLVMValueRef mm_loop_md(Emit *e) {
+  LLVMMetadataRef tmp = LLVMTemporaryMDNode(e->ctx, NULL, 0);
+  const char *ud = "llvm.loop.unroll.disable", *ve = "llvm.loop.vectorize.enable",
+             *mp = "llvm.loop.mustprogress";
+  LLVMMetadataRef s_ud = LLVMMDStringInContext2(e->ctx, ud, strlen(ud)),
+                  s_mp = LLVMMDStringInContext2(e->ctx, mp, strlen(mp));
+  LLVMMetadataRef ve_pair[2] = {LLVMMDStringInContext2(e->ctx, ve, strlen(ve)),
+                                LLVMValueAsMetadata(LLVMConstInt(e->t1, 0, 0))};
+  LLVMMetadataRef ops[4] = {tmp, LLVMMDNodeInContext2(e->ctx, &s_ud, 1),
+                            LLVMMDNodeInContext2(e->ctx, ve_pair, 2),
+                            LLVMMDNodeInContext2(e->ctx, &s_mp, 1)};
+  LLVMMetadataRef node = LLVMMDNodeInContext2(e->ctx, ops, 4);
+  LLVMMetadataReplaceAllUsesWith(tmp, node);
+  return LLVMMetadataAsValue(e->ctx, node);
+}
+
 /* A counted loop with its induction variable as a phi: for (iv = lo; iv < limit; iv += step).
  * mm_loop_begin leaves the builder in the body; mm_loop_end closes it and leaves the builder
  * in the exit block, where iv holds the first value that failed the test. */
@@ -707,30 +756,32 @@ static void mm_loop_begin(Emit *e, MMLoop *l, LLVMValueRef lo, LLVMValueRef limi
 static void mm_loop_end(Emit *e, MMLoop *l, int64_t step) {
   LLVMValueRef next = LLVMBuildNSWAdd(e->b, l->iv, c64(e, step), "");
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(e->b);
-  LLVMBuildBr(e->b, l->hdr);
+  LLVMValueRef back = LLVMBuildBr(e->b, l->hdr);
+  LLVMSetMetadata(back, e->md_loop, mm_loop_md(e));
   LLVMAddIncoming(l->iv, &next, &latch, 1);
   LLVMPositionBuilderAtEnd(e->b, l->exit);
 }
 
-/* One tile: rows [i0, i0 + R) x columns [j0, j0 + V W) of C over this k block; mask (only
- * with V == 1): the columns that exist. */
+/* One tile: rows [i0, i0 + R) x columns [j0, j0 + V W) of C over this k block; mask: the
+ * lanes of the last vector that exist (NULL: all). */
 static void mm_tile(Emit *e, const MM *mm, LLVMValueRef i0, LLVMValueRef j0, int R, int V,
                     LLVMValueRef mask) {
   LLVMBuilderRef b = e->b;
   LLVMValueRef cp[MM_MAXR][MM_MAXV], init[MM_MAXR][MM_MAXV], acc[MM_MAXR][MM_MAXV],
-      nxt[MM_MAXR][MM_MAXV];
+      nxt[MM_MAXR][MM_MAXV], bv[MM_MAXV];
   LLVMValueRef zero = LLVMConstNull(mm->tv);
-  int from_c = !LLVMIsAConstantInt(mm->acc) || LLVMConstIntGetZExtValue(mm->acc);
-  int always_c = LLVMIsAConstantInt(mm->acc) && LLVMConstIntGetZExtValue(mm->acc);
+  int64_t accc = -1;
+  int known = const_i64(mm->acc, &accc);
   for (int r = 0; r < R; r++) {
     LLVMValueRef row = LLVMBuildNSWAdd(
         b, LLVMBuildNSWMul(b, LLVMBuildNSWAdd(b, i0, c64(e, r), ""), mm->ldc, ""), j0, "");
     for (int v = 0; v < V; v++) {
+      LLVMValueRef mk = v == V - 1 ? mask : NULL;
       cp[r][v] = gep_f32(e, mm->C, LLVMBuildNSWAdd(b, row, c64(e, (int64_t)v * mm->W), ""));
       init[r][v] = zero;
-      if (from_c) {
-        LLVMValueRef c = mm_load(e, mm, cp[r][v], mask);
-        init[r][v] = always_c ? c : LLVMBuildSelect(b, mm->acc, c, zero, "");
+      if (!known || accc) {
+        LLVMValueRef c = mm_load(e, mm, cp[r][v], mk);
+        init[r][v] = known ? c : LLVMBuildSelect(b, mm->acc, c, zero, "");
       }
     }
   }
@@ -748,11 +799,11 @@ static void mm_tile(Emit *e, const MM *mm, LLVMValueRef i0, LLVMValueRef j0, int
     }
   LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, k, mm->ke, ""), body, exit);
   LLVMPositionBuilderAtEnd(b, body);
-  LLVMValueRef bv[MM_MAXV];
   LLVMValueRef brow = LLVMBuildNSWAdd(b, LLVMBuildNSWMul(b, k, mm->ldb, ""), j0, "");
   for (int v = 0; v < V; v++)
-    bv[v] = mm_load(e, mm, gep_f32(e, mm->B, LLVMBuildNSWAdd(b, brow, c64(e, (int64_t)v * mm->W), "")),
-                    mask);
+    bv[v] = mm_load(e, mm,
+                    gep_f32(e, mm->B, LLVMBuildNSWAdd(b, brow, c64(e, (int64_t)v * mm->W), "")),
+                    v == V - 1 ? mask : NULL);
   for (int r = 0; r < R; r++) {
     LLVMValueRef ai = LLVMBuildNSWAdd(
         b, LLVMBuildNSWMul(b, LLVMBuildNSWAdd(b, i0, c64(e, r), ""), mm->lda, ""), k, "");
@@ -766,19 +817,36 @@ static void mm_tile(Emit *e, const MM *mm, LLVMValueRef i0, LLVMValueRef j0, int
   }
   LLVMValueRef k1 = LLVMBuildNSWAdd(b, k, c64(e, 1), "");
   LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
-  LLVMBuildBr(b, hdr);
+  LLVMSetMetadata(LLVMBuildBr(b, hdr), e->md_loop, mm_loop_md(e));
   LLVMAddIncoming(k, &k1, &latch, 1);
   for (int r = 0; r < R; r++)
     for (int v = 0; v < V; v++) LLVMAddIncoming(acc[r][v], &nxt[r][v], &latch, 1);
   LLVMPositionBuilderAtEnd(b, exit);
   for (int r = 0; r < R; r++)
-    for (int v = 0; v < V; v++) mm_store(e, mm, acc[r][v], cp[r][v], mask);
+    for (int v = 0; v < V; v++) mm_store(e, mm, acc[r][v], cp[r][v], v == V - 1 ? mask : NULL);
 }
 
 /* Rows [i0, i0 + R) of C, every column. */
 static void mm_panel(Emit *e, const MM *mm, LLVMValueRef i0, int R) {
   LLVMBuilderRef b = e->b;
-  int64_t wide = (int64_t)mm->NR * mm->W;
+  const int64_t wide = (int64_t)mm->NR * mm->W;
+  int64_t n;
+  if (const_i64(mm->N, &n)) {
+    int64_t full = n / wide * wide, rest = n - full;
+    if (full > 0) {
+      MMLoop jl;
+      mm_loop_begin(e, &jl, c64(e, 0), c64(e, full), "mm.j");
+      mm_tile(e, mm, i0, jl.iv, R, mm->NR, NULL);
+      mm_loop_end(e, &jl, wide);
+    }
+    if (rest > 0) {
+      int V = (int)((rest + mm->W - 1) / mm->W);
+      int64_t last = rest - (int64_t)(V - 1) * mm->W;
+      mm_tile(e, mm, i0, c64(e, full), R, V,
+              last < (int64_t)mm->W ? lanes_below(e, mm, c64(e, last)) : NULL);
+    }
+    return;
+  }
   MMLoop jl;
   mm_loop_begin(e, &jl, c64(e, 0), LLVMBuildNSWSub(b, mm->N, c64(e, wide - 1), ""), "mm.j");
   mm_tile(e, mm, i0, jl.iv, R, mm->NR, NULL);
@@ -786,20 +854,27 @@ static void mm_panel(Emit *e, const MM *mm, LLVMValueRef i0, int R) {
   /* the columns left: one vector at a time, the last one masked */
   MMLoop vl;
   mm_loop_begin(e, &vl, jl.iv, mm->N, "mm.jv");
-  LLVMValueRef left = LLVMBuildNSWSub(b, mm->N, vl.iv, "");
-  LLVMValueRef wv = c64(e, mm->W);
+  LLVMValueRef left = LLVMBuildNSWSub(b, mm->N, vl.iv, ""), wv = c64(e, mm->W);
   left = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, left, wv, ""), left, wv, "");
-  LLVMValueRef lanes[16];
-  for (unsigned l = 0; l < mm->W; l++) lanes[l] = c32(e, l);
-  LLVMValueRef mask = LLVMBuildICmp(b, LLVMIntULT, LLVMConstVector(lanes, mm->W),
-                                    splat(e, LLVMBuildTrunc(b, left, e->t32, ""), mm->W), "");
-  mm_tile(e, mm, i0, vl.iv, R, 1, mask);
+  mm_tile(e, mm, i0, vl.iv, R, 1, lanes_below(e, mm, left));
   mm_loop_end(e, &vl, mm->W);
 }
 
 /* Every tile of C over the k block [mm->kb, mm->ke). */
 static void mm_block(Emit *e, const MM *mm) {
   LLVMBuilderRef b = e->b;
+  int64_t m;
+  if (const_i64(mm->M, &m)) {
+    int64_t full = m / mm->MR * mm->MR, rest = m - full;
+    if (full > 0) {
+      MMLoop il;
+      mm_loop_begin(e, &il, c64(e, 0), c64(e, full), "mm.i");
+      mm_panel(e, mm, il.iv, mm->MR);
+      mm_loop_end(e, &il, mm->MR);
+    }
+    if (rest > 0) mm_panel(e, mm, c64(e, full), (int)rest);
+    return;
+  }
   MMLoop il;
   mm_loop_begin(e, &il, c64(e, 0), LLVMBuildNSWSub(b, mm->M, c64(e, mm->MR - 1), ""), "mm.i");
   mm_panel(e, mm, il.iv, mm->MR);
@@ -820,6 +895,93 @@ static void mm_block(Emit *e, const MM *mm) {
   }
 }
 
+/* The whole product; accumulate: i1. */
+static void mm_all(Emit *e, MM *mm, LLVMValueRef accumulate) {
+  LLVMBuilderRef b = e->b;
+  int64_t k, m, n, acc = 0;
+  if ((const_i64(mm->M, &m) && m <= 0) || (const_i64(mm->N, &n) && n <= 0)) return;
+  if (const_i64(mm->K, &k) && k <= MM_KC) {
+    mm->kb = c64(e, 0);
+    mm->ke = mm->K;
+    mm->acc = accumulate;
+    mm_block(e, mm);
+    return;
+  }
+  /* blocks of MM_KC over k; the first one runs even when K <= 0 (it sets C = 0) */
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(b), body = new_block(e, "mm.kb"),
+                    exit = new_block(e, "mm.kbend");
+  LLVMBuildBr(b, body);
+  LLVMPositionBuilderAtEnd(b, body);
+  LLVMValueRef kb = LLVMBuildPhi(b, e->t64, "kb"), zero = c64(e, 0);
+  LLVMAddIncoming(kb, &zero, &pre, 1);
+  LLVMValueRef kn = LLVMBuildNSWAdd(b, kb, c64(e, MM_KC), "");
+  mm->kb = kb;
+  mm->ke = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, kn, mm->K, ""), kn, mm->K, "");
+  LLVMValueRef later = LLVMBuildICmp(b, LLVMIntSGT, kb, zero, "");
+  mm->acc = const_i64(accumulate, &acc) ? (acc ? accumulate : later)
+                                        : LLVMBuildOr(b, accumulate, later, "");
+  mm_block(e, mm);
+  LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
+  LLVMValueRef br = LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, kn, mm->K, ""), body, exit);
+  LLVMSetMetadata(br, e->md_loop, mm_loop_md(e));
+  LLVMAddIncoming(kb, &kn, &latch, 1);
+  LLVMPositionBuilderAtEnd(b, exit);
+}
+
+static void mm_setup(Emit *e, MM *mm) {
+  mm->W = host_vector_width(e);
+  mm_tile_shape(mm->W, &mm->MR, &mm->NR);
+  if (mm->MR < 1) mm->MR = 1;
+  if (mm->MR > MM_MAXR) mm->MR = MM_MAXR;
+  if (mm->NR < 1) mm->NR = 1;
+  if (mm->NR > MM_MAXV) mm->NR = MM_MAXV;
+  mm->tv = LLVMVectorType(e->tf32, mm->W);
+}
+
+/* Function attributes of code with W-float vectors: on a host that prefers 256-bit
+ * vectors, 512-bit ones are still kept whole. */
+static void mm_fn_attrs(Emit *e, LLVMValueRef fn, unsigned W) {
+  if (W == 16)
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                            LLVMCreateStringAttribute(e->ctx, "min-legal-vector-width", 22,
+                                                      "512", 3));
+}
+
+static void add_target_attrs(Emit *e, LLVMValueRef fn);
+
+/* The module's generic matmul (runtime sizes), emitted on its first use:
+ *   void mixc.matmul(ptr A, i64 lda, ptr B, i64 ldb, ptr C, i64 ldc, i64 M, i64 N, i64 K,
+ *                    i1 accumulate) */
+static LLVMValueRef mm_generic(Emit *e, LLVMTypeRef *fty) {
+  LLVMTypeRef ps[10] = {e->tptr, e->t64, e->tptr, e->t64, e->tptr, e->t64,
+                        e->t64,  e->t64, e->t64,  e->t1};
+  *fty = LLVMFunctionType(e->tvoid, ps, 10, 0);
+  const char *name = "mixc.matmul";
+  LLVMValueRef fn = LLVMGetNamedFunction(e->mod, name);
+  if (fn) return fn;
+  fn = LLVMAddFunction(e->mod, name, *fty);
+  LLVMSetLinkage(fn, LLVMInternalLinkage);
+  add_fn_attr(e, fn, "nounwind");
+  add_fn_attr(e, fn, "noinline");
+  add_target_attrs(e, fn);
+  MM mm;
+  memset(&mm, 0, sizeof mm);
+  mm_setup(e, &mm);
+  mm_fn_attrs(e, fn, mm.W);
+  add_param_attr(e, fn, 5, "noalias"); /* C: the operands do not overlap it */
+  LLVMValueRef saved_fn = e->fn;
+  LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(e->b);
+  e->fn = fn;
+  LLVMPositionBuilderAtEnd(e->b, new_block(e, "entry"));
+  LLVMValueRef *dst[9] = {&mm.A, &mm.lda, &mm.B, &mm.ldb, &mm.C, &mm.ldc, &mm.M, &mm.N, &mm.K};
+  for (unsigned i = 0; i < 9; i++) *dst[i] = LLVMGetParam(fn, i);
+  mm_all(e, &mm, LLVMGetParam(fn, 9));
+  LLVMBuildRetVoid(e->b);
+  e->fn = saved_fn;
+  LLVMPositionBuilderAtEnd(e->b, saved_bb);
+  return fn;
+}
+
 static void emit_matmul(Emit *e, const KStmt *s) {
   LLVMValueRef op[KM__COUNT];
   for (int i = 0; i < KM__COUNT; i++) {
@@ -832,54 +994,30 @@ static void emit_matmul(Emit *e, const KStmt *s) {
       return;
     }
   }
-  MM mm;
-  memset(&mm, 0, sizeof mm);
-  mm.M = op[KM_M];
-  mm.N = op[KM_N];
-  mm.K = op[KM_K];
-  mm.A = op[KM_A];
-  mm.lda = op[KM_LDA];
-  mm.B = op[KM_B];
-  mm.ldb = op[KM_LDB];
-  mm.C = op[KM_C];
-  mm.ldc = op[KM_LDC];
-  mm.W = host_vector_width(e);
-  mm_tile_shape(mm.W, &mm.MR, &mm.NR);
-  if (mm.MR < 1) mm.MR = 1;
-  if (mm.MR > MM_MAXR) mm.MR = MM_MAXR;
-  if (mm.NR < 1) mm.NR = 1;
-  if (mm.NR > MM_MAXV) mm.NR = MM_MAXV;
-  mm.tv = LLVMVectorType(e->tf32, mm.W);
-  if (mm.W == 16) /* keep 512-bit vectors whole on hosts that prefer 256-bit ones */
-    LLVMAddAttributeAtIndex(e->fn, LLVMAttributeFunctionIndex,
-                            LLVMCreateStringAttribute(e->ctx, "min-legal-vector-width", 22,
-                                                      "512", 3));
   LLVMValueRef accumulate = LLVMConstInt(e->t1, s->flags ? 1 : 0, 0);
-  if (LLVMIsAConstantInt(mm.K) && LLVMConstIntGetSExtValue(mm.K) <= MM_KC) {
-    mm.kb = c64(e, 0);
-    mm.ke = mm.K;
-    mm.acc = accumulate;
-    mm_block(e, &mm);
+  int64_t m, n;
+  if (const_i64(op[KM_M], &m) && const_i64(op[KM_N], &n)) { /* expanded in place */
+    MM mm;
+    memset(&mm, 0, sizeof mm);
+    mm.M = op[KM_M];
+    mm.N = op[KM_N];
+    mm.K = op[KM_K];
+    mm.A = op[KM_A];
+    mm.lda = op[KM_LDA];
+    mm.B = op[KM_B];
+    mm.ldb = op[KM_LDB];
+    mm.C = op[KM_C];
+    mm.ldc = op[KM_LDC];
+    mm_setup(e, &mm);
+    mm_fn_attrs(e, e->fn, mm.W);
+    mm_all(e, &mm, accumulate);
     return;
   }
-  /* blocks of MM_KC over k; the first one runs even when K <= 0 (it sets C = 0) */
-  LLVMBuilderRef b = e->b;
-  LLVMBasicBlockRef pre = LLVMGetInsertBlock(b), body = new_block(e, "mm.kb"),
-                    exit = new_block(e, "mm.kbend");
-  LLVMBuildBr(b, body);
-  LLVMPositionBuilderAtEnd(b, body);
-  LLVMValueRef kb = LLVMBuildPhi(b, e->t64, "kb");
-  LLVMValueRef zero = c64(e, 0);
-  LLVMAddIncoming(kb, &zero, &pre, 1);
-  LLVMValueRef kn = LLVMBuildNSWAdd(b, kb, c64(e, MM_KC), "");
-  mm.kb = kb;
-  mm.ke = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, kn, mm.K, ""), kn, mm.K, "");
-  mm.acc = s->flags ? accumulate : LLVMBuildICmp(b, LLVMIntSGT, kb, zero, "");
-  mm_block(e, &mm);
-  LLVMBasicBlockRef latch = LLVMGetInsertBlock(b);
-  LLVMBuildCondBr(b, LLVMBuildICmp(b, LLVMIntSLT, kn, mm.K, ""), body, exit);
-  LLVMAddIncoming(kb, &kn, &latch, 1);
-  LLVMPositionBuilderAtEnd(b, exit);
+  LLVMTypeRef fty;
+  LLVMValueRef fn = mm_generic(e, &fty);
+  LLVMValueRef args[10] = {op[KM_A], op[KM_LDA], op[KM_B], op[KM_LDB], op[KM_C],
+                           op[KM_LDC], op[KM_M], op[KM_N], op[KM_K], accumulate};
+  LLVMBuildCall2(e->b, fty, fn, args, 10, "");
 }
 
 static void emit_stmt(Emit *e, const KStmt *s) {
@@ -956,21 +1094,25 @@ static void emit_stmts(Emit *e, KStmt *const *s, int n) {
   for (int i = 0; i < n && !e->bad; i++) emit_stmt(e, s[i]);
 }
 
+/* target-cpu and target-features of the host */
+static void add_target_attrs(Emit *e, LLVMValueRef fn) {
+  if (!e->host) return;
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                          LLVMCreateStringAttribute(e->ctx, "target-cpu", 10, e->host->cpu,
+                                                    (unsigned)strlen(e->host->cpu)));
+  LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex,
+                          LLVMCreateStringAttribute(e->ctx, "target-features", 15,
+                                                    e->host->features,
+                                                    (unsigned)strlen(e->host->features)));
+}
+
 static void emit_func(Emit *e, const KFunc *kf, const char *symbol) {
   e->kf = kf;
   LLVMTypeRef params[5] = {e->tptr, e->tptr, e->t64, e->t64, e->tptr};
   LLVMTypeRef fty = LLVMFunctionType(e->tvoid, params, 5, 0);
   e->fn = LLVMAddFunction(e->mod, symbol, fty);
   add_fn_attr(e, e->fn, "nounwind");
-  if (e->host) {
-    LLVMAddAttributeAtIndex(e->fn, LLVMAttributeFunctionIndex,
-                            LLVMCreateStringAttribute(e->ctx, "target-cpu", 10, e->host->cpu,
-                                                      (unsigned)strlen(e->host->cpu)));
-    LLVMAddAttributeAtIndex(e->fn, LLVMAttributeFunctionIndex,
-                            LLVMCreateStringAttribute(e->ctx, "target-features", 15,
-                                                      e->host->features,
-                                                      (unsigned)strlen(e->host->features)));
-  }
+  add_target_attrs(e, e->fn);
   /* ptrs and ints: read-only tables nobody else writes during the call; scratch: this
    * call's own memory. Data pointers loaded from ptrs may alias each other. */
   static const char *const pname[5] = {"ptrs", "ints", "begin", "end", "scratch"};

@@ -1,0 +1,453 @@
+/* cpu_bench: mixc's CPU kernels (chunk and recurrent strategies) on GLA, Gated DeltaNet and
+ * Mamba2 at K = V = 128 (Mamba2: N = P = 128), f32, through the public API (mixc.h).
+ *
+ *   cpu_bench [--examples DIR] [--out DIR] [--B n] [--T n] [--H n] [--runs n]
+ *             [--chunk C] [--mixers gla,gated_delta,mamba2] [--tol x]
+ *
+ * For each mixer: compile the module, create a CHUNK and a RECURRENT kernel (MIXC_NUM_THREADS
+ * threads, default every core), draw f32 inputs the way the project's tests do (runtime/inputs.h:
+ * log gates logsigmoid(randn) <= 0, unit-norm per-token vectors, per-token scalars in (0, 1)),
+ * time the first call (it compiles the variant) and report mixc_kernel_compile_ms, check the chunk
+ * output against the recurrent one (relative error max|x - y| / max|y|), then time each strategy:
+ * one warm-up call, then the median of at least --runs full forwards.
+ *
+ * Throughput is reported in the chunk algorithm's useful FLOPs at C = 64 for every
+ * implementation (so GFLOP/s is proportional to 1 / time): per token and head
+ * 2 C (K + V) + 4 K V (docs/benchmarks.md).
+ *
+ * With --out DIR, the inputs, params and the recurrent (reference) and chunk outputs are written
+ * as DIR/<mixer>_<name>.npy (float32, C order) for bench/c_loops and bench/numpy_chunk.py,
+ * which check themselves against them.
+ *
+ * Besides the readable lines, every measurement is one line starting with "RESULT" and
+ * made of tab-separated key=value fields (bench/run.sh collects them); a missing strategy is
+ * a RESULT line with status=na and the API's message, never a number. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "inputs.h"
+#include "mixc.h"
+
+enum { MAX_TENSORS = 8, CHUNK_FOR_FLOPS = 64 };
+
+typedef struct Tensor {
+  const char *name;
+  int kind;      /* 0 input [B, T, H, (dim)], 1 param [H], 2 output [B, T, H, dim] */
+  int dim;       /* 0: scalar per token, 1: the key dim, 2: the value dim */
+  InputRole role; /* as mixc_input_roles assigns it for this mixer (see `mixc run`) */
+} Tensor;
+
+typedef struct MixerSpec {
+  const char *name;   /* mixer and file name: examples/<name>.mix */
+  const char *title;
+  const char *kdim, *vdim; /* the names of the key and value dims */
+  Tensor t[MAX_TENSORS];
+  int nt;
+} MixerSpec;
+
+static const MixerSpec MIXERS[] = {
+    {"gla", "GLA", "K", "V",
+     {{"q", 0, 1, ROLE_UNIT}, {"k", 0, 1, ROLE_UNIT}, {"v", 0, 2, ROLE_UNIT},
+      {"g", 0, 1, ROLE_LOG_GATE}, {"o", 2, 2, ROLE_NORMAL}},
+     5},
+    {"gated_delta", "Gated DeltaNet", "K", "V",
+     {{"q", 0, 1, ROLE_UNIT}, {"k", 0, 1, ROLE_UNIT}, {"v", 0, 2, ROLE_UNIT},
+      {"g", 0, 0, ROLE_LOG_GATE}, {"beta", 0, 0, ROLE_UNIFORM01}, {"o", 2, 2, ROLE_NORMAL}},
+     6},
+    {"mamba2", "Mamba2", "N", "P",
+     {{"x", 0, 2, ROLE_UNIT}, {"B", 0, 1, ROLE_UNIT}, {"C", 0, 1, ROLE_UNIT},
+      {"dt", 0, 0, ROLE_UNIFORM01}, {"A_log", 1, 0, ROLE_LOG_GATE}, {"dt_bias", 1, 0, ROLE_NORMAL},
+      {"D", 1, 0, ROLE_NORMAL}, {"y", 2, 2, ROLE_NORMAL}},
+     8},
+};
+enum { NMIXERS = sizeof MIXERS / sizeof MIXERS[0] };
+
+typedef struct Opts {
+  const char *examples, *out, *mixers;
+  int64_t B, T, H, K, V, chunk;
+  int runs;
+  double tol;
+} Opts;
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static char *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  char *buf = NULL;
+  if (fseek(f, 0, SEEK_END) == 0) {
+    long n = ftell(f);
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
+      *len = fread(buf, 1, (size_t)n, f);
+      buf[*len] = 0;
+    }
+  }
+  fclose(f);
+  return buf;
+}
+
+/* A float32 C-order .npy (format 1.0), as numpy.save writes it. */
+static int write_npy(const char *path, const float *x, int ndim, const int64_t *shape) {
+  char hdr[256], dims[128] = "";
+  size_t n = 1, off = 0;
+  for (int i = 0; i < ndim; i++) {
+    off += (size_t)snprintf(dims + off, sizeof dims - off, "%lld%s", (long long)shape[i],
+                            ndim == 1 ? "," : i + 1 < ndim ? ", " : "");
+    n *= (size_t)shape[i];
+  }
+  int len = snprintf(hdr, sizeof hdr, "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }",
+                     dims);
+  int total = 10 + len + 1, pad = (64 - total % 64) % 64;
+  FILE *f = fopen(path, "wb");
+  if (!f) return 1;
+  unsigned short hlen = (unsigned short)(len + pad + 1);
+  fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+  unsigned char hl[2] = {(unsigned char)(hlen & 0xff), (unsigned char)(hlen >> 8)};
+  fwrite(hl, 1, 2, f);
+  fwrite(hdr, 1, (size_t)len, f);
+  for (int i = 0; i < pad; i++) fputc(' ', f);
+  fputc('\n', f);
+  size_t w = fwrite(x, sizeof *x, n, f);
+  return fclose(f) != 0 || w != n;
+}
+
+typedef struct Bufs {
+  float *data[MAX_TENSORS];
+  int64_t shape[MAX_TENSORS][4];
+  int ndim[MAX_TENSORS];
+  size_t numel[MAX_TENSORS];
+} Bufs;
+
+static int64_t dim_size(const Opts *o, int dim) { return dim == 1 ? o->K : o->V; }
+
+static int make_buffers(const MixerSpec *m, const Opts *o, Bufs *b, uint64_t seed) {
+  MixcRng rng;
+  mixc_rng_seed(&rng, seed);
+  for (int i = 0; i < m->nt; i++) {
+    const Tensor *t = &m->t[i];
+    int nd = 0;
+    if (t->kind == 1) {
+      b->shape[i][nd++] = o->H;
+    } else {
+      b->shape[i][nd++] = o->B;
+      b->shape[i][nd++] = o->T;
+      b->shape[i][nd++] = o->H;
+      if (t->dim) b->shape[i][nd++] = dim_size(o, t->dim);
+    }
+    b->ndim[i] = nd;
+    size_t n = 1;
+    for (int d = 0; d < nd; d++) n *= (size_t)b->shape[i][d];
+    b->numel[i] = n;
+    b->data[i] = malloc(n * sizeof(float));
+    if (!b->data[i]) return 1;
+    if (t->kind == 2) {
+      for (size_t j = 0; j < n; j++) b->data[i][j] = NAN;
+      continue;
+    }
+    double *tmp = malloc(n * sizeof(double));
+    if (!tmp) return 1;
+    mixc_fill(&rng, t->role, tmp, (int64_t)n, t->dim ? dim_size(o, t->dim) : 1);
+    for (size_t j = 0; j < n; j++) b->data[i][j] = (float)tmp[j];
+    free(tmp);
+  }
+  return 0;
+}
+
+static void free_buffers(const MixerSpec *m, Bufs *b) {
+  for (int i = 0; i < m->nt; i++) free(b->data[i]);
+}
+
+static double rel_err(const float *x, const float *ref, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)x[i] - (double)ref[i]);
+    if (!(d <= num)) num = isnan(d) ? INFINITY : d;
+    if (fabs((double)ref[i]) > den) den = fabs((double)ref[i]);
+  }
+  return den > 0 ? num / den : num;
+}
+
+/* One kernel's state: the output buffer it writes and its arguments. */
+typedef struct Run {
+  mixc_kernel *k;
+  float *out;
+  mixc_named_tensor in[MAX_TENSORS], outs[1];
+  int nin;
+  mixc_args args;
+} Run;
+
+static void make_args(const MixerSpec *m, Bufs *b, float *out, Run *r) {
+  r->nin = 0;
+  for (int i = 0; i < m->nt; i++) {
+    const Tensor *t = &m->t[i];
+    mixc_tensor ten = mixc_tensor_contiguous(t->kind == 2 ? out : b->data[i], MIXC_F32, b->ndim[i],
+                                             b->shape[i]);
+    if (t->kind == 2) {
+      r->outs[0].name = t->name;
+      r->outs[0].tensor = ten;
+    } else {
+      r->in[r->nin].name = t->name;
+      r->in[r->nin].tensor = ten;
+      r->nin++;
+    }
+  }
+  memset(&r->args, 0, sizeof r->args);
+  r->args.inputs = r->in;
+  r->args.ninputs = r->nin;
+  r->args.outputs = r->outs;
+  r->args.noutputs = 1;
+}
+
+static void result_na(const MixerSpec *m, const Opts *o, const char *impl, const char *why) {
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", why);
+  for (char *p = msg; *p; p++)
+    if (*p == '\t' || *p == '\n') *p = ' ';
+  printf("RESULT\timpl=%s\tmixer=%s\tB=%lld\tH=%lld\tT=%lld\tstatus=na\tmsg=%s\n", impl, m->name,
+         (long long)o->B, (long long)o->H, (long long)o->T, msg);
+}
+
+/* Time full forwards: one warm-up, then at least `runs` timed calls (more while the timed
+ * calls total under 0.4 s, at most 51). Returns the median in ms, or -1 on failure. */
+static double time_forward(Run *r, int runs, int *nruns, double *min_ms, mixc_error *err) {
+  if (mixc_forward(r->k, &r->args, err) != MIXC_OK) return -1;
+  double t[51], total = 0;
+  int n = 0;
+  while (n < 51 && (n < runs || total < 400.0)) {
+    double t0 = now_ms();
+    if (mixc_forward(r->k, &r->args, err) != MIXC_OK) return -1;
+    t[n] = now_ms() - t0;
+    total += t[n++];
+  }
+  qsort(t, (size_t)n, sizeof t[0], cmp_double);
+  *nruns = n;
+  *min_ms = t[0];
+  return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+static double chunk_flops(const Opts *o) {
+  double C = CHUNK_FOR_FLOPS, K = (double)o->K, V = (double)o->V;
+  return (double)o->B * (double)o->T * (double)o->H * (2 * C * (K + V) + 4 * K * V);
+}
+
+static int bench_mixer(mixc_context *ctx, const MixerSpec *m, const Opts *o) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s.mix", o->examples, m->name);
+  size_t len = 0;
+  char *src = read_file(path, &len);
+  if (!src) {
+    fprintf(stderr, "cpu_bench: cannot read %s (pass --examples DIR)\n", path);
+    return 1;
+  }
+  mixc_error err;
+  mixc_module *mod = NULL;
+  int rc = 1;
+  Bufs b;
+  memset(&b, 0, sizeof b);
+  Run runs[2];
+  memset(runs, 0, sizeof runs);
+  const char *impl[2] = {"mixc_recurrent", "mixc_chunk"};
+  const mixc_strategy strat[2] = {MIXC_STRATEGY_RECURRENT, MIXC_STRATEGY_CHUNK};
+  int have[2] = {0, 0};
+
+  printf("\n== %s (%s): B=%lld T=%lld H=%lld %s=%lld %s=%lld, f32 ==\n", m->title, m->name,
+         (long long)o->B, (long long)o->T, (long long)o->H, m->kdim, (long long)o->K, m->vdim,
+         (long long)o->V);
+  double t0 = now_ms();
+  if (mixc_module_compile(ctx, src, len, path, &mod, &err) != MIXC_OK) {
+    fprintf(stderr, "cpu_bench: %s: %s\n", path, err.message);
+    goto out;
+  }
+  printf("  module compile (front end): %.1f ms\n", now_ms() - t0);
+  if (make_buffers(m, o, &b, 20260801u)) {
+    fprintf(stderr, "cpu_bench: out of memory\n");
+    goto out;
+  }
+  int oi = m->nt - 1; /* the output is the last tensor */
+  mixc_dim dims[2] = {{m->kdim, o->K}, {m->vdim, o->V}};
+  double first_ms[2] = {0, 0}, compile_ms[2] = {0, 0};
+
+  for (int s = 0; s < 2; s++) {
+    mixc_kernel_options opt;
+    memset(&opt, 0, sizeof opt);
+    opt.mixer = m->name;
+    opt.dims = dims;
+    opt.ndims = 2;
+    opt.device = MIXC_CPU;
+    opt.strategy = strat[s];
+    opt.chunk_size = s == 1 ? o->chunk : 0;
+    Run *r = &runs[s];
+    if (mixc_kernel_create(mod, &opt, &r->k, &err) != MIXC_OK) {
+      printf("  %s: not available (%s: %s)\n", s ? "chunk" : "recurrent",
+             mixc_status_name(err.status), err.message);
+      result_na(m, o, impl[s], err.message);
+      continue;
+    }
+    r->out = malloc(b.numel[oi] * sizeof(float));
+    if (!r->out) goto out;
+    for (size_t j = 0; j < b.numel[oi]; j++) r->out[j] = NAN;
+    make_args(m, &b, r->out, r);
+    double c0 = now_ms();
+    if (mixc_forward(r->k, &r->args, &err) != MIXC_OK) {
+      printf("  %s: not available (first call: %s: %s)\n", s ? "chunk" : "recurrent",
+             mixc_status_name(err.status), err.message);
+      result_na(m, o, impl[s], err.message);
+      continue;
+    }
+    first_ms[s] = now_ms() - c0;
+    int nv = 0;
+    compile_ms[s] = mixc_kernel_compile_ms(r->k, &nv);
+    printf("  %-9s first call %.1f ms, of which compiling %.1f ms (%d variant%s)\n",
+           s ? "chunk" : "recurrent", first_ms[s], compile_ms[s], nv, nv == 1 ? "" : "s");
+    have[s] = 1;
+  }
+  if (!have[0]) {
+    printf("  no recurrent kernel: nothing to check against, no timings reported\n");
+    result_na(m, o, impl[1], "no recurrent reference to check against");
+    rc = 0;
+    goto out;
+  }
+  /* The recurrent result must be finite; the chunk result must match it. */
+  double rec_bad = rel_err(runs[0].out, runs[0].out, b.numel[oi]);
+  if (!(rec_bad == 0)) {
+    printf("  recurrent output is not finite: no timings reported\n");
+    goto out;
+  }
+  double err_chunk = -1;
+  if (have[1]) {
+    err_chunk = rel_err(runs[1].out, runs[0].out, b.numel[oi]);
+    int ok = err_chunk <= o->tol;
+    printf("  check: chunk vs recurrent, rel. error max|x-y|/max|y| = %.3g (tolerance %.0e): %s\n",
+           err_chunk, o->tol, ok ? "ok" : "FAILED");
+    if (!ok) {
+      char why[128];
+      snprintf(why, sizeof why, "chunk output differs from the recurrent one: rel. error %.3g",
+               err_chunk);
+      result_na(m, o, impl[1], why);
+      have[1] = 0;
+    }
+  }
+  double flops = chunk_flops(o);
+  for (int s = 0; s < 2; s++) {
+    if (!have[s]) continue;
+    int n = 0;
+    double mn = 0, ms = time_forward(&runs[s], o->runs, &n, &mn, &err);
+    if (ms < 0) {
+      printf("  %s: forward failed: %s\n", impl[s], err.message);
+      result_na(m, o, impl[s], err.message);
+      continue;
+    }
+    printf("  %-9s median %8.2f ms (min %.2f, %d runs)  %7.2f GFLOP/s (chunk FLOPs, C=64)\n",
+           s ? "chunk" : "recurrent", ms, mn, n, flops / ms * 1e-6);
+    printf("RESULT\timpl=%s\tmixer=%s\tB=%lld\tH=%lld\tT=%lld\tstatus=ok\tms=%.4f\tmin_ms=%.4f"
+           "\truns=%d\tgflops=%.3f\tcompile_ms=%.2f\tfirst_call_ms=%.2f\trelerr=%.3g\n",
+           impl[s], m->name, (long long)o->B, (long long)o->H, (long long)o->T, ms, mn, n,
+           flops / ms * 1e-6, compile_ms[s], first_ms[s], s ? err_chunk : 0.0);
+  }
+  if (o->out) {
+    for (int i = 0; i < m->nt; i++) {
+      char p[1200];
+      const float *x = b.data[i];
+      if (m->t[i].kind == 2) x = runs[0].out;
+      snprintf(p, sizeof p, "%s/%s_%s.npy", o->out, m->name, m->t[i].name);
+      if (write_npy(p, x, b.ndim[i], b.shape[i])) {
+        fprintf(stderr, "cpu_bench: cannot write %s\n", p);
+        goto out;
+      }
+    }
+    if (have[1]) {
+      char p[1200];
+      snprintf(p, sizeof p, "%s/%s_%s_chunk.npy", o->out, m->name, m->t[oi].name);
+      if (write_npy(p, runs[1].out, b.ndim[oi], b.shape[oi])) goto out;
+    }
+  }
+  rc = 0;
+out:
+  for (int s = 0; s < 2; s++) {
+    mixc_kernel_destroy(runs[s].k);
+    free(runs[s].out);
+  }
+  free_buffers(m, &b);
+  mixc_module_destroy(mod);
+  free(src);
+  return rc;
+}
+
+static int parse_i64(const char *s, int64_t *v) {
+  char *end;
+  long long x = strtoll(s, &end, 10);
+  if (!*s || *end || x < 0) return 1;
+  *v = x;
+  return 0;
+}
+
+static void usage(void) {
+  fprintf(stderr, "usage: cpu_bench [--examples DIR] [--out DIR] [--B n] [--T n] [--H n] "
+                  "[--D n] [--runs n] [--chunk C] [--mixers a,b,...] [--tol x]\n");
+}
+
+int main(int argc, char **argv) {
+  Opts o = {"examples", NULL, "gla,gated_delta,mamba2", 1, 4096, 4, 128, 128, 0, 5, 1e-3};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    int64_t x = 0;
+    if (!v) {
+      usage();
+      return 2;
+    }
+    i++;
+    if (!strcmp(a, "--examples")) o.examples = v;
+    else if (!strcmp(a, "--out")) o.out = v;
+    else if (!strcmp(a, "--mixers")) o.mixers = v;
+    else if (!strcmp(a, "--tol")) o.tol = atof(v);
+    else if (parse_i64(v, &x)) {
+      usage();
+      return 2;
+    } else if (!strcmp(a, "--B")) o.B = x;
+    else if (!strcmp(a, "--T")) o.T = x;
+    else if (!strcmp(a, "--H")) o.H = x;
+    else if (!strcmp(a, "--D")) o.K = o.V = x;
+    else if (!strcmp(a, "--runs")) o.runs = (int)x;
+    else if (!strcmp(a, "--chunk")) o.chunk = x;
+    else {
+      usage();
+      return 2;
+    }
+  }
+  if (o.B < 1 || o.T < 1 || o.H < 1 || o.K < 1 || o.runs < 1) {
+    usage();
+    return 2;
+  }
+  mixc_error err;
+  mixc_context *ctx = NULL;
+  if (mixc_context_create(0, &ctx, &err) != MIXC_OK) {
+    fprintf(stderr, "cpu_bench: context: %s\n", err.message);
+    return 1;
+  }
+  const char *env = getenv("MIXC_NUM_THREADS");
+  printf("mixc %s, MIXC_NUM_THREADS=%s, chunk size %s%lld\n", mixc_version(), env ? env : "(unset: every core)",
+         o.chunk ? "" : "the schedule's choice; FLOPs counted at C = ", (long long)(o.chunk ? o.chunk : 64));
+  int rc = 0;
+  char list[256], key[64];
+  snprintf(list, sizeof list, ",%s,", o.mixers);
+  for (int i = 0; i < NMIXERS; i++) {
+    snprintf(key, sizeof key, ",%s,", MIXERS[i].name);
+    if (strstr(list, key)) rc |= bench_mixer(ctx, &MIXERS[i], &o);
+  }
+  mixc_context_destroy(ctx);
+  return rc;
+}
