@@ -223,7 +223,7 @@ def svg(cell, na, Hs, sgemm, flops_per, meta):
                 out.append(f'<line x1="{x(v):.1f}" y1="{top - 6}" x2="{x(v):.1f}" y2="{bottom}" '
                            f'stroke="#c00" stroke-width="1.5"'
                            f'{f" stroke-dasharray={chr(34)}{dash}{chr(34)}" if dash else ""}/>')
-                out.append(f'<text x="{x(v) + 3:.1f}" y="{top - 10 if not dash else top + 4}" '
+                out.append(f'<text x="{x(v) + 3:.1f}" y="{top - 10 if not dash else bottom - 6}" '
                            f'fill="#c00" font-size="11">{e(label)}</text>')
     # legend
     ly = top

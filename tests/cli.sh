@@ -35,7 +35,17 @@ expect 0 'usage: mixc' "$MIXC" help
 expect 2 "unknown option '--frob'" "$MIXC" run examples/gla.mix --frob
 expect 2 '--dtype f64: use f32, bf16 or f16' "$MIXC" run examples/gla.mix --dtype f64
 expect 2 '--backend tpu' "$MIXC" run examples/gla.mix --backend tpu
-expect 2 'CUDA backend is not built yet' "$MIXC" run examples/gla.mix --backend cuda
+# the compiled CPU backend, where this build has it (the sanitizer build leaves LLVM out)
+if "$MIXC" version | grep -q 'cpu (LLVM'; then
+  expect 0 'check o +rel err .* ok' "$MIXC" run examples/gated_delta.mix --backend cpu --check \
+    --seed 5 --dtype bf16 --shape B=2,T=70,H=3 --dims K=24,V=20
+  expect 0 'strategy recurrent' "$MIXC" run examples/gla.mix --backend cpu --check \
+    --strategy recurrent --shape T=9
+  expect 2 'does not apply' "$MIXC" run examples/mamba1.mix --backend cpu --strategy chunk
+else
+  expect 2 'no CPU backend' "$MIXC" run examples/gla.mix --backend cpu
+fi
+expect 2 '--strategy fast: use auto, recurrent or chunk' "$MIXC" run examples/gla.mix --strategy fast
 expect 2 'nothing to compare' "$MIXC" run examples/gla.mix --backend ref --check
 expect 2 '--stage lowered: use ast, typed or rec' "$MIXC" ir examples/gla.mix --stage lowered
 expect 2 '--seed -3' "$MIXC" run examples/gla.mix --seed -3

@@ -21,9 +21,9 @@ static const char usage[] =
     "                                  and their transition classes\n"
     "  ir FILE [--mixer M] [--stage ast|typed|rec]\n"
     "                                  print an intermediate form (default: rec)\n"
-    "  run FILE [--mixer M] [--backend ref|cpu|cuda] [--dtype f32|bf16|f16]\n"
+    "  run FILE [--mixer M] [--backend ref|ir|cpu|cuda] [--dtype f32|bf16|f16]\n"
     "           [--in NAME=FILE.npy]... [--dims K=..,V=..] [--shape B=..,T=..,H=..]\n"
-    "           [--seed N] [--out DIR] [--check] [--time]\n"
+    "           [--seed N] [--out DIR] [--check] [--time] [--strategy auto|recurrent|chunk]\n"
     "                                  run a mixer on .npy or random inputs\n"
     "  emit FILE --dims K=..,V=.. [--mixer M] [--target c|llvm|kir] [--dtype f32|bf16|f16]\n"
     "           [--strategy S] [-o OUT]    print a mixer's kernels: a standalone C file,\n"
@@ -176,16 +176,16 @@ static int cmd_ir(int argc, char **argv) {
 
 static int cmd_version(void) {
   printf("mixc %s\n", MIXC_VERSION_STRING);
-  printf("backends: ref (fp64 reference)");
+  printf("backends: ref (fp64 reference), ir (fp64 recurrence IR)");
 #ifdef MIXC_HAVE_LLVM
   char llvm[160];
   mixc_llvm_describe(llvm, sizeof llvm);
-  printf(", cpu (%s; kernels not built yet)", llvm);
+  printf(", cpu (%s)", llvm);
 #endif
 #ifdef MIXC_HAVE_CUDA
-  printf(", cuda (kernels not built yet)");
+  printf(", cuda (NVRTC and the driver loaded at first use)");
 #endif
-  printf("\n");
+  printf("; emit: c, llvm, kir\n");
   return 0;
 }
 

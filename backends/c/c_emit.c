@@ -187,6 +187,63 @@ void mixc_emit_c_prelude(FILE *out) {
     fputs(prelude_lines[i], out);
 }
 
+/* MIXC_C_CUDA: what NVRTC lacks without host headers (it has no <stdint.h>, <math.h> or
+ * <string.h>; expf, logf, log1pf, expm1f, tanhf, sqrtf, fabsf and isnan are its built-in
+ * device math), the helpers' linkage, and the block-cooperative matmul. */
+static const char *const cuda_prelude_lines[] = {
+    "/* mixc CUDA kernels (compiled by NVRTC: no host headers). */\n",
+    "#ifndef MIXC__CUDA_PRELUDE\n",
+    "#define MIXC__CUDA_PRELUDE 1\n",
+    "typedef long long int64_t;\n",
+    "typedef int int32_t;\n",
+    "typedef unsigned short uint16_t;\n",
+    "typedef unsigned int uint32_t;\n",
+    "#ifndef NULL\n",
+    "#define NULL 0\n",
+    "#endif\n",
+    "#define UINT32_C(x) (x##u)\n",
+    "#define INT64_MIN (-9223372036854775807LL - 1)\n",
+    "#define INFINITY __int_as_float(0x7f800000)\n",
+    "#define NAN __int_as_float(0x7fc00000)\n",
+    "#define MIXC__IVDEP\n",
+    "#define MIXC__HELPER static __device__ __forceinline__\n",
+    "#pragma nv_diag_suppress 177 /* a helper declared but never referenced */\n",
+    "/* KS_MATMUL outside KF_BLOCK loops: all threads of the block, thread x computing the\n",
+    " * elements e = x, x + blockDim.x, ... of C (row e / N, column e % N), each sum in fp32 over\n",
+    " * k in order from 0. The caller puts __syncthreads() after it. */\n",
+    "MIXC__HELPER void mixc__matmul_block(int64_t M, int64_t N, int64_t K, const float *A,\n",
+    "                                     int64_t lda, const float *B, int64_t ldb, float *C,\n",
+    "                                     int64_t ldc, int acc) {\n",
+    "  for (int64_t e = threadIdx.x; e < M * N; e += blockDim.x) {\n",
+    "    int64_t i = e / N, j = e % N, k;\n",
+    "    float s = 0.0f;\n",
+    "    for (k = 0; k < K; k++) s += A[i * lda + k] * B[k * ldb + j];\n",
+    "    C[i * ldc + j] = acc ? C[i * ldc + j] + s : s;\n",
+    "  }\n",
+    "}\n",
+    "#endif /* MIXC__CUDA_PRELUDE */\n",
+};
+
+/* The prelude for NVRTC: the CUDA lines, then the C prelude without its #includes and its
+ * definitions of MIXC__IVDEP and MIXC__HELPER (given above), the bit casts CUDA's. */
+static void put_cuda_prelude(FILE *out) {
+  for (size_t i = 0; i < sizeof cuda_prelude_lines / sizeof *cuda_prelude_lines; i++)
+    fputs(cuda_prelude_lines[i], out);
+  int skip = 0, endifs = 0;
+  for (size_t i = 0; i < sizeof prelude_lines / sizeof *prelude_lines; i++) {
+    const char *l = prelude_lines[i];
+    if (!strncmp(l, "#include ", 9)) continue;
+    if (!strncmp(l, "/* KF_VECTORIZE loops", 21)) skip = 1;
+    if (skip) {
+      if (!strcmp(l, "#endif\n") && ++endifs == 2) skip = 0;
+      continue;
+    }
+    if (!strcmp(l, "  memcpy(&u, &f, sizeof u);\n")) l = "  u = __float_as_uint(f);\n";
+    if (!strcmp(l, "  memcpy(&f, &u, sizeof f);\n")) l = "  f = __uint_as_float(u);\n";
+    fputs(l, out);
+  }
+}
+
 /* ---- names ---- */
 
 static const char *const reserved_names[] = {
@@ -218,6 +275,25 @@ static int is_reserved(const char *s) {
     if (*p == '_') under = 1;
   }
   return !lower && under; /* INT64_MIN, HUGE_VALF, FP_NAN, ... */
+}
+
+/* MIXC_C_CUDA: what a variable may not be called in CUDA C++ beyond C's reserved names. */
+static const char *const cuda_reserved_names[] = {
+    "alignas", "and", "and_eq", "asm", "bitand", "bitor", "bool", "catch", "char16_t",
+    "char32_t", "char8_t", "class", "co_await", "co_return", "co_yield", "compl", "concept",
+    "const_cast", "consteval", "constinit", "decltype", "delete", "dynamic_cast", "explicit",
+    "export", "friend", "mutable", "namespace", "new", "noexcept", "not", "not_eq", "operator",
+    "or", "or_eq", "private", "protected", "public", "reinterpret_cast", "requires",
+    "static_cast", "template", "this", "throw", "try", "typeid", "typename", "using", "virtual",
+    "wchar_t", "xor", "xor_eq", "args", "threadIdx", "blockIdx", "blockDim", "gridDim",
+    "warpSize", "std", "min", "max", "abs", "fabs", "exp", "log", "sqrt", "tanh", "log1p",
+    "expm1", "signed", "unsigned", "float", "double", "int", "long", "short", "char"};
+
+static int cuda_reserved(const char *s) {
+  if (!strncmp(s, "MixcArgs_", 9)) return 1; /* the argument structs */
+  for (size_t i = 0; i < sizeof cuda_reserved_names / sizeof *cuda_reserved_names; i++)
+    if (!strcmp(s, cuda_reserved_names[i])) return 1;
+  return 0;
 }
 
 static int ident_char(char c) {
@@ -274,6 +350,12 @@ typedef struct Emit {
   char *err;
   size_t errlen;
   int bad;
+  /* MIXC_C_CUDA */
+  int cuda;
+  int blk;   /* depth of KF_BLOCK loops around the statement being printed */
+  int par;   /* inside the work-item (KF_PARALLEL) loop */
+  int dirty; /* since the last barrier, a thread may have read data memory outside KF_BLOCK
+                loops (so one is needed before a write another thread may make) */
 } Emit;
 
 #if defined(__GNUC__)
@@ -443,7 +525,11 @@ static void check_var_target(Emit *E, int var, KType want, const char *what) {
 
 /* ---- constants ---- */
 
-/* Whether e (i64) is a constant, folded with wrapping (and 0 && x, 1 || x); its value in *v. */
+static int expr_equal(const KExpr *x, const KExpr *y);
+
+/* Whether e (i64) is a constant, folded with wrapping; its value in *v. Besides constant
+ * operands, what C compilers fold anyway (so that they never fold an overflow of ours):
+ * c ? k : k, x - x, x * 0, x % 1, x == x, 0 && x, 1 || x. */
 static int const_i64(const KExpr *e, int64_t *v) {
   int64_t x, y;
   switch (e->kind) {
@@ -453,11 +539,33 @@ static int const_i64(const KExpr *e, int64_t *v) {
     *v = (int64_t)(0u - (uint64_t)x);
     return 1;
   case KE_SELECT:
-    if (e->type != KT_I64 || !const_i64(e->a[0], &x)) return 0;
-    return const_i64(e->a[x ? 1 : 2], v);
+    if (e->type != KT_I64) return 0;
+    if (const_i64(e->a[0], &x)) return const_i64(e->a[x ? 1 : 2], v);
+    return const_i64(e->a[1], &x) && const_i64(e->a[2], &y) && x == y && (*v = x, 1);
   case KE_BIN: {
     if (e->a[0]->type != KT_I64) return 0;
     int cx = const_i64(e->a[0], &x), cy = const_i64(e->a[1], &y);
+    if (!cx || !cy) {
+      int same = expr_equal(e->a[0], e->a[1]);
+      switch (e->op) {
+      case KO_SUB:
+      case KO_LT:
+      case KO_NE:
+        if (same) return *v = 0, 1;
+        break;
+      case KO_LE:
+      case KO_EQ:
+        if (same) return *v = 1, 1;
+        break;
+      case KO_MUL:
+        if ((cx && x == 0) || (cy && y == 0)) return *v = 0, 1;
+        break;
+      case KO_REM:
+        if (cy && (y == 1 || y == -1)) return *v = 0, 1;
+        break;
+      default: break;
+      }
+    }
     if (is_logic(e->op)) { /* a constant side may decide it alone */
       int absorb = e->op == KO_OR;
       if ((cx && (x != 0) == absorb) || (cy && (y != 0) == absorb)) {
@@ -1053,6 +1161,72 @@ static int simple_bound(const KExpr *e) {
 
 static void put_stmt(Emit *E, const KStmt *s, int depth);
 
+/* ---- MIXC_C_CUDA: the threads of a block ----
+ *
+ * The barrier invariant: __syncthreads() is printed only outside KF_BLOCK loops (E->blk == 0),
+ * where every value, condition and loop bound is block-uniform (every thread computes it from
+ * uniform values: the work item, the argument tables, memory all threads read after the
+ * barrier that follows each write), so every thread of a block reaches every barrier, in the
+ * same order. Inside the outermost KF_BLOCK loops, values may differ from thread to thread;
+ * nothing there is a barrier, and loops nested there run sequentially on their thread.
+ *
+ * Writes: a KF_BLOCK loop (spread over the threads), a store (thread 0) or a matmul (all
+ * threads) outside KF_BLOCK loops is followed by __syncthreads(), so what comes after sees
+ * its stores; and it is preceded by one when, since the last barrier, the threads may have
+ * read data memory outside KF_BLOCK loops (E->dirty), so no thread overwrites what another
+ * has yet to read. */
+
+/* Whether e reads memory other than the argument tables (memory a kernel may write). */
+static int data_load(const KExpr *e) {
+  if (is_const(e)) return 0;
+  if (e->kind == KE_LOAD &&
+      !(e->a[0]->kind == KE_ARG && (e->a[0]->arg == 0 || e->a[0]->arg == 1)))
+    return 1;
+  int n = expr_arity(e->kind);
+  for (int i = 0; i < n; i++)
+    if (data_load(e->a[i])) return 1;
+  return 0;
+}
+
+/* Whether statements outside KF_BLOCK loops read data memory on every thread. */
+static int uniform_reads(KStmt *const *s, int n) {
+  for (int i = 0; i < n; i++) {
+    const KStmt *st = s[i];
+    switch (st->kind) {
+    case KS_SET:
+      if (data_load(st->a)) return 1;
+      break;
+    case KS_IF:
+      if (data_load(st->a) || uniform_reads(st->body, st->nbody) ||
+          uniform_reads(st->orelse, st->norelse))
+        return 1;
+      break;
+    case KS_FOR:
+      if (data_load(st->a) || data_load(st->b)) return 1;
+      if ((!(st->flags & KF_BLOCK) || (st->flags & KF_PARALLEL)) &&
+          uniform_reads(st->body, st->nbody))
+        return 1;
+      break;
+    case KS_BLOCK:
+      if (uniform_reads(st->body, st->nbody)) return 1;
+      break;
+    default: break; /* stores and matmuls: followed by a barrier */
+    }
+  }
+  return 0;
+}
+
+static void put_barrier(Emit *E, int depth) {
+  indent(E, depth);
+  fputs("__syncthreads();\n", E->out);
+  E->dirty = 0;
+}
+
+/* Before a write outside KF_BLOCK loops. */
+static void barrier_before_write(Emit *E, int depth) {
+  if (E->dirty) put_barrier(E, depth);
+}
+
 static void put_stmts(Emit *E, KStmt *const *s, int n, int depth) {
   for (int i = 0; i < n; i++) put_stmt(E, s[i], depth);
 }
@@ -1087,7 +1261,7 @@ static void put_store(Emit *E, const KStmt *s) {
 
 static void put_matmul(Emit *E, const KStmt *s) {
   FILE *o = E->out;
-  fputs("mixc__matmul(", o);
+  fputs(E->cuda && !E->blk ? "mixc__matmul_block(" : "mixc__matmul(", o);
   for (int i = 0; i < KM__COUNT; i++) {
     if (i) fputs(", ", o);
     if (i == KM_A || i == KM_B || i == KM_C) {
@@ -1106,6 +1280,17 @@ static void put_for(Emit *E, const KStmt *s, int depth) {
   const char *hi = NULL; /* the bound's temporary */
   if (E->hat < E->nh && bound_needs_temp(E, s)) hi = E->hnames[E->hat++];
   int self_init = s->a->kind == KE_VAR && s->a->var == s->var; /* v = v */
+  /* MIXC_C_CUDA: an outermost KF_BLOCK loop runs its iterations on the block's threads */
+  int threads = E->cuda && !E->blk && (s->flags & KF_BLOCK);
+  int uniform_entry = 0;
+  if (E->cuda && !E->blk && !threads) { /* a uniform loop: its body may follow its end */
+    E->dirty |= data_load(s->a) || data_load(s->b);
+    uniform_entry = E->dirty |= uniform_reads(s->body, s->nbody);
+  }
+  if (threads) {
+    barrier_before_write(E, depth);
+    self_init = 0;
+  }
   if ((s->flags & KF_VECTORIZE) && (hi || simple_bound(s->b))) {
     indent(E, depth);
     fputs("MIXC__IVDEP\n", o);
@@ -1119,22 +1304,91 @@ static void put_for(Emit *E, const KStmt *s, int depth) {
   }
   if (!self_init) {
     fprintf(o, "%s = ", v);
-    put_expr(E, s->a, 0);
+    put_expr(E, s->a, threads);
+    if (threads) fputs(" + (int64_t)threadIdx.x", o);
   }
   fprintf(o, "; %s < ", v);
   if (hi)
     fputs(hi, o);
   else
     put_expr(E, s->b, 1);
-  fprintf(o, "; %s++) {\n", v);
+  if (threads)
+    fprintf(o, "; %s += (int64_t)blockDim.x) {\n", v);
+  else
+    fprintf(o, "; %s++) {\n", v);
+  if (E->cuda && (s->flags & KF_BLOCK)) E->blk++;
   put_stmts(E, s->body, s->nbody, depth + 1);
+  if (E->cuda && (s->flags & KF_BLOCK)) E->blk--;
   indent(E, depth);
   fputs("}\n", o);
+  if (threads) put_barrier(E, depth);
+  if (E->cuda && !E->blk && !threads) E->dirty |= uniform_entry;
+}
+
+/* MIXC_C_CUDA: the work-item loop `for v in [lo, hi)`: block b of the grid runs v = lo + b. */
+static void put_cuda_item_loop(Emit *E, const KStmt *s, int depth) {
+  FILE *o = E->out;
+  const char *v = E->vnames[s->var];
+  const char *hi = NULL;
+  if (E->hat < E->nh && bound_needs_temp(E, s)) hi = E->hnames[E->hat++];
+  E->dirty |= data_load(s->a) || data_load(s->b);
+  int entry = E->dirty;
+  if (hi) { /* the bound first: it may read the variable */
+    indent(E, depth);
+    fprintf(o, "%s = ", hi);
+    put_expr(E, s->b, 0);
+    fputs(";\n", o);
+  }
+  indent(E, depth);
+  fprintf(o, "%s = ", v);
+  put_expr(E, s->a, 1);
+  fputs(" + (int64_t)blockIdx.x;\n", o);
+  indent(E, depth);
+  fprintf(o, "if (%s < ", v);
+  if (hi)
+    fputs(hi, o);
+  else
+    put_expr(E, s->b, 1);
+  fputs(") {\n", o);
+  E->par = 1;
+  put_stmts(E, s->body, s->nbody, depth + 1);
+  E->par = 0;
+  indent(E, depth);
+  fputs("}\n", o);
+  E->dirty |= entry;
 }
 
 static void put_stmt(Emit *E, const KStmt *s, int depth) {
   FILE *o = E->out;
   if (s->comment) put_comment(E, s->comment, depth);
+  if (E->cuda && !E->blk) { /* MIXC_C_CUDA, outside KF_BLOCK loops: see put_barrier */
+    switch (s->kind) {
+    case KS_SET: E->dirty |= data_load(s->a); break;
+    case KS_STORE:
+      barrier_before_write(E, depth);
+      indent(E, depth);
+      fputs("if (threadIdx.x == 0) {\n", o);
+      indent(E, depth + 1);
+      put_store(E, s);
+      indent(E, depth);
+      fputs("}\n", o);
+      put_barrier(E, depth);
+      return;
+    case KS_MATMUL:
+      barrier_before_write(E, depth);
+      indent(E, depth);
+      put_matmul(E, s);
+      put_barrier(E, depth);
+      return;
+    case KS_FOR:
+      if ((s->flags & KF_PARALLEL) && !E->par) {
+        put_cuda_item_loop(E, s, depth);
+        return;
+      }
+      break;
+    default: break;
+    }
+  }
   switch (s->kind) {
   case KS_SET:
     if (s->a->kind == KE_VAR && s->a->var == s->var) return; /* x = x */
@@ -1155,11 +1409,17 @@ static void put_stmt(Emit *E, const KStmt *s, int depth) {
   case KS_IF: {
     indent(E, depth);
     const KStmt *st = s;
+    int uni = E->cuda && !E->blk, d_in = 0, d_out = 0; /* MIXC_C_CUDA: E->dirty of branches */
     for (;;) {
+      if (uni) d_in = E->dirty |= data_load(st->a);
       fputs("if (", o);
       put_cond(E, st->a, 0);
       fputs(") {\n", o);
       put_stmts(E, st->body, st->nbody, depth + 1);
+      if (uni) {
+        d_out |= E->dirty;
+        E->dirty = d_in;
+      }
       indent(E, depth);
       if (st->norelse == 1 && st->orelse[0]->kind == KS_IF && !st->orelse[0]->comment) {
         fputs("} else ", o);
@@ -1171,6 +1431,7 @@ static void put_stmt(Emit *E, const KStmt *s, int depth) {
         put_stmts(E, st->orelse, st->norelse, depth + 1);
         indent(E, depth);
       }
+      if (uni) E->dirty |= d_out;
       fputs("}\n", o);
       return;
     }
@@ -1217,7 +1478,14 @@ static int name_vars(Emit *E) {
   const KFunc *f = E->f;
   for (int i = 0; i < f->nvars; i++) {
     if (!E->reads[i] && !E->writes[i]) continue;
-    E->vnames[i] = unique_name(E, c_ident(f->vars[i].name, "v_"));
+    char *base = c_ident(f->vars[i].name, "v_");
+    if (E->cuda && base && cuda_reserved(base)) { /* MIXC_C_CUDA: C++ and CUDA names */
+      char *p = malloc(strlen(base) + 3);
+      if (p) snprintf(p, strlen(base) + 3, "v_%s", base);
+      free(base);
+      base = p;
+    }
+    E->vnames[i] = unique_name(E, base);
     if (!E->vnames[i]) return 1;
   }
   for (int k = 0; k < E->nh; k++) {
@@ -1259,6 +1527,41 @@ static void put_func(Emit *E, const char *cname, int is_static) {
   fputs("}\n", o);
 }
 
+/* MIXC_C_CUDA: the function as a kernel, one block a work item (c_emit.h). */
+static void put_cuda_func(Emit *E, const char *cname) {
+  FILE *o = E->out;
+  const KFunc *f = E->f;
+  int np = E->m->nptrs > 0 ? E->m->nptrs : 1, ni = E->m->nints > 0 ? E->m->nints : 1;
+  fputs("\n/* ", o);
+  put_comment_text(E, f->name ? f->name : "", 0);
+  if (f->items) {
+    fputs(": one work item (one block) is ", o);
+    put_comment_text(E, f->items, 0);
+  }
+  fprintf(o, "; scratch: %" PRId64 " floats per work item */\n", f->scratch_floats);
+  fprintf(o, "struct MixcArgs_%s {\n  void *ptrs[%d];\n  int64_t ints[%d];\n};\n", cname, np, ni);
+  fprintf(o,
+          "extern \"C\" __global__ void __launch_bounds__(256)\n%s(const MixcArgs_%s args, "
+          "int64_t begin, int64_t end, float *scratch) {\n",
+          cname, cname);
+  fputs("  void *const *ptrs = args.ptrs;\n  const int64_t *ints = args.ints;\n", o);
+  for (int i = 0; i < f->nvars; i++)
+    if (E->vnames[i])
+      fprintf(o, "  %s%s = %s;\n", var_ctype(f->vars[i].type), E->vnames[i],
+              f->vars[i].type == KT_I64 ? "0" : f->vars[i].type == KT_F32 ? "0.0f" : "NULL");
+  for (int k = 0; k < E->nh; k++) fprintf(o, "  int64_t %s = 0;\n", E->hnames[k]);
+  for (int a = 0; a < 5; a++)
+    if (!(E->args_used & (1 << a))) fprintf(o, "  (void)%s;\n", arg_names[a]);
+  if (E->args_used & (1 << 4))
+    fprintf(o, "  scratch += (int64_t)blockIdx.x * %" PRId64 ";\n", f->scratch_floats);
+  for (int i = 0; i < f->nvars; i++)
+    if (E->vnames[i] && !E->reads[i]) fprintf(o, "  (void)%s;\n", E->vnames[i]);
+  E->hat = 0;
+  E->blk = E->par = E->dirty = 0;
+  put_stmt(E, f->body, 1);
+  fputs("}\n", o);
+}
+
 static void free_names(char **v, int n) {
   if (!v) return;
   for (int i = 0; i < n; i++) free(v[i]);
@@ -1283,7 +1586,10 @@ static void emit_func(Emit *E, int i, int is_static) {
   else
     check_stmt(E, f->body);
   if (!E->bad && name_vars(E)) efail(E, "out of memory");
-  if (!E->bad) put_func(E, E->fnames[i], is_static);
+  if (!E->bad && E->cuda)
+    put_cuda_func(E, E->fnames[i]);
+  else if (!E->bad)
+    put_func(E, E->fnames[i], is_static);
   free_names(E->vnames, f->nvars);
   free_names(E->hnames, E->nh);
   free(E->reads);
@@ -1301,6 +1607,7 @@ int mixc_emit_c_module(FILE *out, const KModule *m, int flags, char *err, size_t
   E.m = m;
   E.err = err;
   E.errlen = errlen;
+  E.cuda = (flags & MIXC_C_CUDA) != 0;
   if (err && errlen) err[0] = 0;
   if (!m || !m->arena || m->nfuncs < 0 || (m->nfuncs && !m->funcs)) {
     efail(&E, "no module");
@@ -1333,7 +1640,8 @@ int mixc_emit_c_module(FILE *out, const KModule *m, int flags, char *err, size_t
               m->funcs[i]->name, E.fnames[i]);
   }
   /* pass 3 and the printing, function by function */
-  if (!E.bad && !(flags & MIXC_C_NO_PRELUDE)) mixc_emit_c_prelude(out);
+  if (!E.bad && !(flags & MIXC_C_NO_PRELUDE) && E.cuda) put_cuda_prelude(out);
+  if (!E.bad && !(flags & MIXC_C_NO_PRELUDE) && !E.cuda) mixc_emit_c_prelude(out);
   if (!E.bad) {
     fprintf(out, "\n/* kernel arguments: %d pointers, %d integers", m->nptrs, m->nints);
     for (int i = 0; i < m->nslots && m->slots; i++) {

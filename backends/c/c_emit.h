@@ -39,7 +39,23 @@ void mixc_emit_c_prelude(FILE *out);
 enum {
   MIXC_C_STATIC = 1,     /* functions with static linkage */
   MIXC_C_NO_PRELUDE = 2, /* leave the prelude out (the caller printed mixc_emit_c_prelude) */
+  MIXC_C_CUDA = 4,       /* CUDA C++ for NVRTC instead of C11: see below */
 };
+
+/* MIXC_C_CUDA: the module as one CUDA source for NVRTC (no host headers; the prelude's helpers
+ * `static __device__ __forceinline__`, with typedefs of the integer types and CUDA's device
+ * math). Every KFunc becomes
+ *   struct MixcArgs_NAME { void *ptrs[NP]; int64_t ints[NI]; };   (NP, NI >= 1)
+ *   extern "C" __global__ void __launch_bounds__(256)
+ *   NAME(const MixcArgs_NAME args, int64_t begin, int64_t end, float *scratch)
+ * with the argument tables passed by value. One GPU block runs one work item: launch
+ * end - begin blocks (of at most 256 threads; any number from 1 works) with scratch pointing
+ * at (end - begin) * scratch_floats floats (16-byte aligned); block b runs item begin + b on
+ * scratch + b * scratch_floats. Inside a block, the iterations of KF_BLOCK loops (the
+ * outermost ones) are spread over the threads, each followed by __syncthreads(); stores and
+ * matmuls outside them run on thread 0 (a matmul: on all threads, cooperatively), each
+ * followed by __syncthreads(); everything else runs on every thread with block-uniform
+ * values. */
 
 /* mixc_emit_c_funcs with flags: mixc_emit_c_funcs(out, m, s, ...) is
  * mixc_emit_c_module(out, m, s ? MIXC_C_STATIC : 0, ...). */

@@ -1213,7 +1213,9 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KModule *m, const Ho
   return e.mod;
 }
 
-/* default<O3> for the host CPU. */
+/* default<O3> for the host CPU, without the generic loop unroller and interleaver: the
+ * matmul micro-kernel is register-blocked by hand, and on the chunk kernels unrolling doubled
+ * the JIT time (GLA 405 -> 227 ms, Gated DeltaNet 204 -> 125 ms) for no measurable speed. */
 static int optimize_module(LLVMModuleRef mod, LLVMTargetMachineRef tm, char *err, size_t errlen) {
   LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
   LLVMSetModuleDataLayout(mod, dl);
@@ -1221,8 +1223,8 @@ static int optimize_module(LLVMModuleRef mod, LLVMTargetMachineRef tm, char *err
   LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
   LLVMPassBuilderOptionsSetLoopVectorization(opts, 1);
   LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
-  LLVMPassBuilderOptionsSetLoopUnrolling(opts, 1);
-  LLVMPassBuilderOptionsSetLoopInterleaving(opts, 1);
+  LLVMPassBuilderOptionsSetLoopUnrolling(opts, 0);
+  LLVMPassBuilderOptionsSetLoopInterleaving(opts, 0);
   LLVMErrorRef e = LLVMRunPasses(mod, "default<O3>", tm, opts);
   LLVMDisposePassBuilderOptions(opts);
   return take_error(e, "optimisation", err, errlen);
