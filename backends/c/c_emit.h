@@ -2,10 +2,12 @@
  *
  * Every KFunc becomes
  *   void NAME(void *const *ptrs, const int64_t *ints, int64_t begin, int64_t end, float *scratch)
- * with its variables as locals (int64_t, float, unsigned char * for KT_PTR), its loops as
- * `for (v = lo; v < hi; v++)` (hi evaluated before every iteration, as in C), its loads and
+ * with its variables as locals starting at 0 (int64_t, float, unsigned char * for KT_PTR), its
+ * loops as `for (v = lo; v < hi; v++)` (hi evaluated once, as KIR says: where the body could
+ * change it, into a temporary v_hi first), and / or as && / ||, selects as ?:, its loads and
  * stores as casts of the byte pointers, bf16/f16 through bit-exact helpers (round to nearest
- * even, NaN kept quiet), and all arithmetic on data in float.
+ * even, NaN kept quiet), KS_MATMUL through a 4 x 16 register-tiled helper, and all arithmetic
+ * on data in float.
  *
  * The output needs <math.h>, <stdint.h> and <string.h> only (link with -lm), and compiles
  * without a warning under `cc -std=c11 -O3 -Wall -Wextra -Werror -pedantic` (gcc and clang).
