@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing mixc needs on Debian 12 (or a close relative), only
 # what is missing: a C compiler, CMake, re2c, Lemon, LLVM 19, clang with libFuzzer's
-# runtime (for the fuzzing test), and Python's numpy (for the command-line tests).
+# runtime (for the fuzzing test), Python's numpy (for the command-line tests) and OpenBLAS
+# under it (the CPU benchmark compares against numpy on OpenBLAS).
 set -eu
-pkgs=(build-essential cmake re2c lemon llvm-19-dev clang libclang-rt-14-dev python3 python3-numpy)
+pkgs=(build-essential cmake re2c lemon llvm-19-dev clang libclang-rt-14-dev python3 python3-numpy
+  libopenblas0-pthread)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

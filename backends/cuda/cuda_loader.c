@@ -370,7 +370,7 @@ int mixc_nvrtc_open(int prefer_major, MixcNvrtc **out, char *err, size_t n) {
   const char *dirs[5] = {"", getenv("CUDA_HOME"), getenv("CUDA_PATH"), "/usr/local/cuda",
                          "/usr/local/cuda"};
   const char *subdirs[5] = {"", "/lib64", "/lib64", "/lib64", "/lib"};
-  char too_old[600] = "", bad[600] = "";
+  char too_old[1100] = "", bad[1100] = ""; /* a path (up to 1024) and a few words */
   MixcNvrtc *r = calloc(1, sizeof *r);
   if (!r) return fail(err, n, "out of memory");
   for (int d = 0; d < 5 && !r->lib; d++) {
