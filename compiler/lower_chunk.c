@@ -37,6 +37,9 @@ typedef struct Chunk {
   int64_t C;
   int *diag;                  /* per state slot: the decay differs per row (b is [C, rows]) */
   int64_t *S, *g, *b, *U, *W, *UT; /* per state slot: scratch offsets */
+  int64_t *bT;                /* per diagonal state: b transposed, [rows, C], so loops over
+                                 tokens read it contiguously */
+  int64_t *dvec;              /* per scalar state: e^{b_C - b_u} for the state pass, [C] */
   int64_t Qs, A, Kp;          /* shared: [C, rows], [C, C], [rows, C] */
   int64_t sub;                /* sub-chunk length of the diagonal-decay rebasing */
   Readout ro[MAX_READOUTS];
@@ -214,6 +217,7 @@ static void cumulate(L *l, Chunk *ck) {
     KExpr *idx = at(l, V(l, ck->v_tc), n, V(l, i));
     lw_set(l, acc, lw_fadd(l, V(l, acc), ld(l, ck->g[s], idx)));
     st(l, ck->b[s], idx, V(l, acc));
+    if (ck->diag[s]) st(l, ck->bT[s], at(l, V(l, i), ck->C, V(l, ck->v_tc)), V(l, acc));
     lw_close_for(l, outer);
   }
 }
@@ -261,11 +265,19 @@ static void decayed_queries(L *l, Chunk *ck, const Readout *r, KExpr *t_lo, KExp
   int64_t R = rows(l, s);
   int t = lw_var(l, KT_I64, "t"), i = lw_var(l, KT_I64, "i");
   KStmt *outer = lw_open_for(l, t, t_lo, t_hi, KF_BLOCK);
+  KExpr *decay = NULL;
+  if (!ck->diag[s]) { /* one decay per token: computed once, not once per channel */
+    int d = lw_var(l, KT_F32, "decay");
+    lw_set(l, d, fexp(l, b_read(l, ck, r, V(l, t), NULL)));
+    decay = V(l, d);
+  }
   loop(l, i, I(l, R), KF_VECTORIZE);
-  KExpr *e = b_read(l, ck, r, V(l, t), V(l, i));
-  if (pivot) e = fsub(l, e, ld(l, ck->b[s], bidx(l, ck, s, pivot, V(l, i))));
-  st(l, ck->Qs, at(l, V(l, t), R, V(l, i)),
-     lw_fmul(l, fexp(l, e), ld(l, r->q, at(l, V(l, t), R, V(l, i)))));
+  if (ck->diag[s]) {
+    KExpr *e = b_read(l, ck, r, V(l, t), V(l, i));
+    if (pivot) e = fsub(l, e, ld(l, ck->b[s], bidx(l, ck, s, pivot, V(l, i))));
+    decay = fexp(l, e);
+  }
+  st(l, ck->Qs, at(l, V(l, t), R, V(l, i)), lw_fmul(l, decay, ld(l, r->q, at(l, V(l, t), R, V(l, i)))));
   lw_close_for(l, outer);
 }
 
@@ -342,8 +354,8 @@ static void diag_attention(L *l, Chunk *ck, const Readout *r) {
   loop(l, u, V(l, r0), KF_VECTORIZE);
   st(l, ck->Kp, at(l, V(l, i), ck->C, V(l, u)),
      lw_fmul(l, ld(l, ck->UT[s], at(l, V(l, i), ck->C, V(l, u))),
-             fexp(l, fsub(l, ld(l, ck->b[s], bidx(l, ck, s, V(l, p), V(l, i))),
-                          ld(l, ck->b[s], bidx(l, ck, s, V(l, u), V(l, i)))))));
+             fexp(l, fsub(l, ld(l, ck->bT[s], at(l, V(l, i), ck->C, V(l, p))),
+                          ld(l, ck->bT[s], at(l, V(l, i), ck->C, V(l, u)))))));
   lw_close_for(l, pl);
   decayed_queries(l, ck, r, V(l, r0), V(l, r1), V(l, p));
   lw_emit(l, ks_matmul(l->m, ke_bin(l->m, KO_SUB, V(l, r1), V(l, r0)), V(l, r0), I(l, R),
@@ -377,6 +389,12 @@ static void pass_state(L *l, Chunk *ck) {
     int i = lw_var(l, KT_I64, "i"), j = lw_var(l, KT_I64, "j"), u = lw_var(l, KT_I64, "u");
     int a = lw_var(l, KT_F32, "a");
     KExpr *last = ke_bin(l->m, KO_SUB, V(l, ck->v_len), I(l, 1));
+    if (!ck->diag[s]) { /* e^{b_C - b_u}, once per token rather than once per row */
+      KStmt *dl = loop(l, u, V(l, ck->v_len), KF_VECTORIZE | KF_BLOCK);
+      st(l, ck->dvec[s], V(l, u),
+         fexp(l, fsub(l, ld(l, ck->b[s], last), ld(l, ck->b[s], V(l, u)))));
+      lw_close_for(l, dl);
+    }
     KStmt *outer = loop(l, i, I(l, R), KF_BLOCK);
     lw_set(l, a, fexp(l, ld(l, ck->b[s], bidx(l, ck, s, last, V(l, i)))));
     KStmt *jl = loop(l, j, I(l, Cc), KF_VECTORIZE);
@@ -385,10 +403,11 @@ static void pass_state(L *l, Chunk *ck) {
     lw_close_for(l, jl);
     loop(l, u, V(l, ck->v_len), KF_VECTORIZE);
     idx = at(l, V(l, i), ck->C, V(l, u));
-    st(l, ck->UT[s], idx,
-       lw_fmul(l, ld(l, ck->UT[s], idx),
-               fexp(l, fsub(l, ld(l, ck->b[s], bidx(l, ck, s, last, V(l, i))),
-                            ld(l, ck->b[s], bidx(l, ck, s, V(l, u), V(l, i)))))));
+    KExpr *decay = ck->diag[s]
+                       ? fexp(l, fsub(l, ld(l, ck->bT[s], at(l, V(l, i), ck->C, last)),
+                                      ld(l, ck->bT[s], idx)))
+                       : ld(l, ck->dvec[s], V(l, u));
+    st(l, ck->UT[s], idx, lw_fmul(l, ld(l, ck->UT[s], idx), decay));
     lw_close_for(l, outer);
     mm(l, I(l, R), I(l, Cc), V(l, ck->v_len), ck->UT[s], ck->C, ck->W[s], Cc, ck->S[s], Cc, 1);
   }
@@ -439,6 +458,8 @@ static int setup(L *l, Chunk *ck) {
   ck->U = offsets(l, ns);
   ck->W = offsets(l, ns);
   ck->UT = offsets(l, ns);
+  ck->bT = offsets(l, ns);
+  ck->dvec = offsets(l, ns);
   ck->diag = lw_int_array(l, ns, 0);
   if (l->failed || !l->ver || !ck->diag) return lw_lfail(l, "out of memory");
   l->v_scr = lw_var(l, KT_PTR, "scr");
@@ -466,6 +487,10 @@ static int setup(L *l, Chunk *ck) {
     off += C * l->C[s];
     ck->UT[s] = off;
     off += C * l->R[s];
+    ck->bT[s] = off;
+    off += ck->diag[s] ? C * l->R[s] : 0;
+    ck->dvec[s] = off;
+    off += C;
   }
   int64_t maxr = 1;
   for (int s = 0; s < ns; s++)

@@ -12,6 +12,7 @@ const char *mixc_role_name(InputRole r) {
   case ROLE_UNIT: return "unit vector";
   case ROLE_UNIFORM01: return "in (0, 1)";
   case ROLE_UNIT_POSITIVE: return "non-negative unit vector";
+  case ROLE_NONNEG: return "non-negative";
   }
   return "?";
 }
@@ -112,8 +113,10 @@ void mixc_input_roles(const Mixer *m, InputRole *roles) {
       changed = 0;
       feeds(m->stmts, m->nstmts, mark, &changed);
     }
-    for (int i = 0; i < m->nsyms; i++)
+    for (int i = 0; i < m->nsyms; i++) {
       if (mark[i] && m->syms[i].kind == SYM_INPUT && m->syms[i].rank) roles[i] = ROLE_UNIT_POSITIVE;
+      if (mark[i] && m->syms[i].kind == SYM_STATE) roles[i] = ROLE_NONNEG;
+    }
   }
   walk_stmts(m->stmts, m->nstmts, roles);
 }
@@ -164,6 +167,7 @@ void mixc_fill(MixcRng *r, InputRole role, double *x, int64_t n, int64_t last) {
     case ROLE_NEG_LOG_GATE: x[i] = -logsigmoid(z); break;
     case ROLE_UNIT: x[i] = z; break;
     case ROLE_UNIT_POSITIVE: x[i] = fabs(z); break;
+    case ROLE_NONNEG: x[i] = 0.5 * fabs(z); break;
     case ROLE_UNIFORM01: x[i] = 1.0 / (1.0 + exp(-z)); break;
     }
   }

@@ -8,7 +8,8 @@
  * step sizes); anything else is normal with standard deviation 1/2. A per-token vector
  * that reaches the denominator of an output (directly, or through a state the denominator
  * reads) is drawn non-negative, as feature maps make it in linear attention with a
- * normaliser: random signs would put the denominator near zero. */
+ * normaliser, and so is the initial value of such a state: random signs would put the
+ * denominator near zero. */
 #ifndef MIXC_INPUTS_H
 #define MIXC_INPUTS_H
 #include <stdint.h>
@@ -22,6 +23,7 @@ typedef enum InputRole {
   ROLE_UNIT,        /* N(0, 1), each last-dim row scaled to unit L2 norm */
   ROLE_UNIFORM01,   /* sigmoid(N(0, 1)): in (0, 1) */
   ROLE_UNIT_POSITIVE, /* |N(0, 1)| rows of unit L2 norm: feature-mapped q, k of a normaliser */
+  ROLE_NONNEG,      /* |N(0, 1/4)|: a state a denominator reads (a sum of feature-mapped keys) */
 } InputRole;
 
 /* Roles of every symbol (indexed by symbol; only inputs and params are meaningful). */

@@ -790,7 +790,7 @@ static int data_make(const Ex *x, const Cfg *c, MixcRng *rng, Data *d) {
     if (give) {
       d->in[s] = malloc(bytes);
       if (!d->in[s]) return 0;
-      mixc_fill(rng, y->kind == SYM_STATE ? ROLE_NORMAL : x->roles[s], d->in[s], n, last);
+      mixc_fill(rng, x->roles[s], d->in[s], n, last); /* states: normal, or non-negative */
     }
     if (y->kind == SYM_OUTPUT || (y->kind == SYM_STATE && c->fin)) {
       d->out[s] = malloc(bytes);

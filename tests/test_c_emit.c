@@ -720,7 +720,9 @@ static KExpr *gen_ptr(Gen *g, int depth) {
   case 2: return ke_ptradd(m, gen_ptr(g, depth - 1), gen_index(g, depth - 1));
   case 3: return ke_select(m, gen_expr(g, KT_I64, depth - 1), gen_ptr(g, depth - 1),
                            gen_ptr(g, depth - 1));
-  default: return LD(KT_PTR, gen_ptr(g, depth - 1), gen_index(g, depth - 1));
+  default: /* pointers are loaded from the ptrs table only: one loaded from memory the
+              module stores to could be a stored integer, and gcc rightly objects */
+    return LD(KT_PTR, ke_arg(m, 0), gen_index(g, depth - 1));
   }
 }
 

@@ -224,7 +224,7 @@ static void run_case(Case *c, const char *file, int64_t T, MixcRng *rng, const c
       t->ref = calloc((size_t)t->numel, sizeof(double));
       bad |= !t->ref || make_storage(t, 0);
       if (bad) break;
-      mixc_fill(rng, ROLE_NORMAL, t->ref, t->numel, 1);
+      mixc_fill(rng, roles[s], t->ref, t->numel, 1); /* normal, or non-negative for a normaliser */
       fill_storage(t);
       refin[s] = t->ref;
       ptrs[c->pl.state_in[s]] = t->data;
