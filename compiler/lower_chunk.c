@@ -148,17 +148,11 @@ static int64_t cols(const L *l, int s) { return l->C[s]; }
 static KStmt *loop(L *l, int v, KExpr *n, int flags) { return lw_open_for(l, v, I(l, 0), n, flags); }
 
 /* The token within the chunk: set t, the token bases and the prelude lets. */
-static void at_token(L *l, Chunk *ck) {
-  lw_set(l, l->v_t, add(l, V(l, ck->v_c0), V(l, ck->v_tc)));
-  lw_set_token_bases(l, NULL, NULL);
-  lw_lower_prelude(l);
-}
-
 /* Per token of the chunk: the log decay, the outer product's u (scaled) and w, and every
  * readout's coefficient vector. */
 static void gather(L *l, Chunk *ck) {
   KStmt *outer = loop(l, ck->v_tc, V(l, ck->v_len), 0);
-  at_token(l, ck);
+  lw_at_token(l, ck->v_c0, ck->v_tc);
   KExpr *tc = V(l, ck->v_tc);
   for (int s = 0; s < l->rm->nstates; s++) {
     const RecStep *p = &l->rm->states[s].steps[0];
@@ -431,35 +425,28 @@ static KExpr *chunk_readout(L *l, const RecOutput *o, const RecOut *n) {
 
 static void outputs(L *l, Chunk *ck) {
   KStmt *outer = loop(l, ck->v_tc, V(l, ck->v_len), 0);
-  at_token(l, ck);
-  for (int k = 0; k < l->rm->nevents; k++)
-    if (l->rm->events[k].kind == RE_OUTPUT) lw_lower_output(l, &l->rm->outputs[l->rm->events[k].a], 0, 0);
+  lw_at_token(l, ck->v_c0, ck->v_tc);
+  lw_lower_outputs(l);
   lw_close_for(l, outer);
 }
 
 /* ---- scratch and the kernel ---- */
 
-static int64_t *offsets(L *l, int n) {
-  int64_t *a = arena_array(l->arena, (size_t)(n > 0 ? n : 1), sizeof *a);
-  if (!a) lw_lfail(l, "out of memory");
-  return a;
-}
-
 static int setup(L *l, Chunk *ck) {
   const RecMixer *rm = l->rm;
   int ns = rm->nstates;
   l->ver = arena_array(l->arena, (size_t)ns + 1, sizeof *l->ver);
-  l->R = offsets(l, ns);
-  l->C = offsets(l, ns);
-  l->let_off = offsets(l, rm->nlets);
-  ck->S = offsets(l, ns);
-  ck->g = offsets(l, ns);
-  ck->b = offsets(l, ns);
-  ck->U = offsets(l, ns);
-  ck->W = offsets(l, ns);
-  ck->UT = offsets(l, ns);
-  ck->bT = offsets(l, ns);
-  ck->dvec = offsets(l, ns);
+  l->R = lw_offsets(l, ns);
+  l->C = lw_offsets(l, ns);
+  l->let_off = lw_offsets(l, rm->nlets);
+  ck->S = lw_offsets(l, ns);
+  ck->g = lw_offsets(l, ns);
+  ck->b = lw_offsets(l, ns);
+  ck->U = lw_offsets(l, ns);
+  ck->W = lw_offsets(l, ns);
+  ck->UT = lw_offsets(l, ns);
+  ck->bT = lw_offsets(l, ns);
+  ck->dvec = lw_offsets(l, ns);
   ck->diag = lw_int_array(l, ns, 0);
   if (l->failed || !l->ver || !ck->diag) return lw_lfail(l, "out of memory");
   l->v_scr = lw_var(l, KT_PTR, "scr");
@@ -519,20 +506,8 @@ static int setup(L *l, Chunk *ck) {
 }
 
 static void body(L *l, Chunk *ck) {
-  KernelPlan *pl = l->pl;
-  int t0 = lw_var(l, KT_I64, "t0"), t1 = lw_var(l, KT_I64, "t1");
-  if (l->sp->varlen) {
-    int cu = lw_var(l, KT_PTR, "cu");
-    lw_set(l, cu, ke_ptr_slot(l->m, pl->cu_seqlens));
-    lw_set(l, t0, ke_load(l->m, l->sp->cu_type, V(l, cu), V(l, l->v_n)));
-    lw_set(l, t1, ke_load(l->m, l->sp->cu_type, V(l, cu), add(l, V(l, l->v_n), I(l, 1))));
-    lw_set(l, l->v_b, I(l, 0));
-  } else {
-    lw_set(l, t0, I(l, 0));
-    lw_set(l, t1, ke_int_slot(l->m, pl->size_T));
-    lw_set(l, l->v_b, V(l, l->v_n));
-  }
-  lw_state_io(l, 0);
+  int t0, t1;
+  lw_sequence(l, &t0, &t1);
   /* for (c0 = t0; c0 < t1; c0 += C): KIR counts by one, so count chunks */
   int k = lw_var(l, KT_I64, "chunk"), nk = lw_var(l, KT_I64, "nchunks");
   lw_set(l, nk, ke_bin(l->m, KO_DIV, add(l, ke_bin(l->m, KO_SUB, V(l, t1), V(l, t0)), I(l, ck->C - 1)),
@@ -586,18 +561,10 @@ int lower_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, s
   l.f->items = "(sequence, head)";
   l.blk = l.f->body;
   if (lw_setup_tables(&l) || setup(&l, &ck)) return 1;
-  l.v_b = lw_var(&l, KT_I64, "b");
-  l.v_h = lw_var(&l, KT_I64, "h");
-  l.v_n = lw_var(&l, KT_I64, "n");
-  l.v_t = lw_var(&l, KT_I64, "t");
   ck.v_c0 = lw_var(&l, KT_I64, "c0");
   ck.v_len = lw_var(&l, KT_I64, "len");
   ck.v_tc = lw_var(&l, KT_I64, "tc");
-  int item = lw_var(&l, KT_I64, "item"), H = lw_var(&l, KT_I64, "H");
-  lw_set(&l, H, ke_int_slot(l.m, plan->size_H));
-  KStmt *outer = lw_open_for(&l, item, ke_arg(l.m, 2), ke_arg(l.m, 3), KF_PARALLEL);
-  lw_set(&l, l.v_n, ke_bin(l.m, KO_DIV, V(&l, item), V(&l, H)));
-  lw_set(&l, l.v_h, ke_bin(l.m, KO_REM, V(&l, item), V(&l, H)));
+  KStmt *outer = lw_open_items(&l);
   body(&l, &ck);
   lw_close_for(&l, outer);
   if (l.failed) return 1;

@@ -327,12 +327,6 @@ static KExpr *gp_at(L *l, const DState *d, KExpr *s, KExpr *i) {
 /* ---- the chunk's pieces ---- */
 
 /* The token within the chunk: set t, the token bases and the prelude lets. */
-static void at_token(L *l, Chunk *ck) {
-  lw_set(l, l->v_t, add(l, V(l, ck->v_c0), V(l, ck->v_tc)));
-  lw_set_token_bases(l, NULL, NULL);
-  lw_lower_prelude(l);
-}
-
 /* dst[base + g] = gacc[g] for g in [0, GW). */
 static void copy_g(L *l, const DState *d, int64_t dst, KExpr *base_fn_tc, int64_t mult, int64_t plus) {
   int g = ivar(l, "g");
@@ -415,7 +409,7 @@ static void gather(L *l, Chunk *ck) {
     lw_close_for(l, outer);
   }
   KStmt *outer = loop(l, ck->v_tc, V(l, ck->v_len), 0);
-  at_token(l, ck);
+  lw_at_token(l, ck->v_c0, ck->v_tc);
   KExpr *tc = V(l, ck->v_tc);
   for (int s = 0; s < l->rm->nstates; s++) gather_state(l, ck, s);
   for (int k = 0; k < ck->nro; k++) {
@@ -574,28 +568,21 @@ static KExpr *dplr_readout(L *l, const RecOutput *o, const RecOut *n) {
 
 static void outputs(L *l, Chunk *ck) {
   KStmt *outer = loop(l, ck->v_tc, V(l, ck->v_len), 0);
-  at_token(l, ck);
-  for (int k = 0; k < l->rm->nevents; k++)
-    if (l->rm->events[k].kind == RE_OUTPUT) lw_lower_output(l, &l->rm->outputs[l->rm->events[k].a], 0, 0);
+  lw_at_token(l, ck->v_c0, ck->v_tc);
+  lw_lower_outputs(l);
   lw_close_for(l, outer);
 }
 
 /* ---- scratch and the kernel ---- */
-
-static int64_t *offsets(L *l, int n) {
-  int64_t *a = arena_array(l->arena, (size_t)(n > 0 ? n : 1), sizeof *a);
-  if (!a) lw_lfail(l, "out of memory");
-  return a;
-}
 
 /* Plan the events of every state and lay out scratch. */
 static int setup(L *l, Chunk *ck) {
   const RecMixer *rm = l->rm;
   int ns = rm->nstates;
   l->ver = arena_array(l->arena, (size_t)ns + 1, sizeof *l->ver);
-  l->R = offsets(l, ns);
-  l->C = offsets(l, ns);
-  l->let_off = offsets(l, rm->nlets);
+  l->R = lw_offsets(l, ns);
+  l->C = lw_offsets(l, ns);
+  l->let_off = lw_offsets(l, rm->nlets);
   ck->ds = arena_array(l->arena, (size_t)ns + 1, sizeof *ck->ds);
   if (l->failed || !l->ver || !ck->ds) return lw_lfail(l, "out of memory");
   int any_diag = 0;
@@ -661,20 +648,8 @@ static int setup(L *l, Chunk *ck) {
 }
 
 static void body(L *l, Chunk *ck) {
-  KernelPlan *pl = l->pl;
-  int t0 = ivar(l, "t0"), t1 = ivar(l, "t1");
-  if (l->sp->varlen) {
-    int cu = lw_var(l, KT_PTR, "cu");
-    lw_set(l, cu, ke_ptr_slot(l->m, pl->cu_seqlens));
-    lw_set(l, t0, ke_load(l->m, l->sp->cu_type, V(l, cu), V(l, l->v_n)));
-    lw_set(l, t1, ke_load(l->m, l->sp->cu_type, V(l, cu), add(l, V(l, l->v_n), I(l, 1))));
-    lw_set(l, l->v_b, I(l, 0));
-  } else {
-    lw_set(l, t0, I(l, 0));
-    lw_set(l, t1, ke_int_slot(l->m, pl->size_T));
-    lw_set(l, l->v_b, V(l, l->v_n));
-  }
-  lw_state_io(l, 0);
+  int t0, t1;
+  lw_sequence(l, &t0, &t1);
   int k = ivar(l, "chunk"), nk = ivar(l, "nchunks");
   lw_set(l, nk, ke_bin(l->m, KO_DIV, add(l, isub(l, V(l, t1), V(l, t0)), I(l, ck->C - 1)), I(l, ck->C)));
   KStmt *outer = loop(l, k, V(l, nk), 0);
@@ -728,18 +703,10 @@ int lower_chunk_dplr(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *e
   l.f->items = "(sequence, head)";
   l.blk = l.f->body;
   if (lw_setup_tables(&l) || setup(&l, ck)) return 1;
-  l.v_b = ivar(&l, "b");
-  l.v_h = ivar(&l, "h");
-  l.v_n = ivar(&l, "n");
-  l.v_t = ivar(&l, "t");
   ck->v_c0 = ivar(&l, "c0");
   ck->v_len = ivar(&l, "len");
   ck->v_tc = ivar(&l, "tc");
-  int item = ivar(&l, "item"), H = ivar(&l, "H");
-  lw_set(&l, H, ke_int_slot(l.m, plan->size_H));
-  KStmt *outer = lw_open_for(&l, item, ke_arg(l.m, 2), ke_arg(l.m, 3), KF_PARALLEL);
-  lw_set(&l, l.v_n, ke_bin(l.m, KO_DIV, V(&l, item), V(&l, H)));
-  lw_set(&l, l.v_h, ke_bin(l.m, KO_REM, V(&l, item), V(&l, H)));
+  KStmt *outer = lw_open_items(&l);
   body(&l, ck);
   lw_close_for(&l, outer);
   if (l.failed) return 1;

@@ -444,3 +444,54 @@ int64_t lw_feat_of_scope(const L *l, const RecScope *sc) {
   for (int v = 0; v < sc->nlhs; v++) n *= l->sp->dims[sc->ivars[v].dim];
   return n;
 }
+
+/* ---- scaffolding every strategy's kernel shares ---- */
+
+KStmt *lw_open_items(L *l) {
+  l->v_b = lw_var(l, KT_I64, "b");
+  l->v_h = lw_var(l, KT_I64, "h");
+  l->v_n = lw_var(l, KT_I64, "n");
+  l->v_t = lw_var(l, KT_I64, "t");
+  int item = lw_var(l, KT_I64, "item"), H = lw_var(l, KT_I64, "H");
+  lw_set(l, H, ke_int_slot(l->m, l->pl->size_H));
+  KStmt *outer = lw_open_for(l, item, ke_arg(l->m, 2), ke_arg(l->m, 3), KF_PARALLEL);
+  lw_set(l, l->v_n, ke_bin(l->m, KO_DIV, lw_V(l, item), lw_V(l, H)));
+  lw_set(l, l->v_h, ke_bin(l->m, KO_REM, lw_V(l, item), lw_V(l, H)));
+  return outer;
+}
+
+void lw_sequence(L *l, int *t0, int *t1) {
+  *t0 = lw_var(l, KT_I64, "t0");
+  *t1 = lw_var(l, KT_I64, "t1");
+  if (l->sp->varlen) {
+    int cu = lw_var(l, KT_PTR, "cu");
+    lw_set(l, cu, ke_ptr_slot(l->m, l->pl->cu_seqlens));
+    lw_set(l, *t0, ke_load(l->m, l->sp->cu_type, lw_V(l, cu), lw_V(l, l->v_n)));
+    lw_set(l, *t1, ke_load(l->m, l->sp->cu_type, lw_V(l, cu),
+                           ke_add(l->m, lw_V(l, l->v_n), lw_I(l, 1))));
+    lw_set(l, l->v_b, lw_I(l, 0));
+  } else {
+    lw_set(l, *t0, lw_I(l, 0));
+    lw_set(l, *t1, ke_int_slot(l->m, l->pl->size_T));
+    lw_set(l, l->v_b, lw_V(l, l->v_n));
+  }
+  lw_state_io(l, 0);
+}
+
+int64_t *lw_offsets(L *l, int n) {
+  int64_t *a = arena_array(l->arena, (size_t)(n > 0 ? n : 1), sizeof *a);
+  if (!a) lw_lfail(l, "out of memory");
+  return a;
+}
+
+void lw_at_token(L *l, int c0, int tc) {
+  lw_set(l, l->v_t, ke_add(l->m, lw_V(l, c0), lw_V(l, tc)));
+  lw_set_token_bases(l, NULL, NULL);
+  lw_lower_prelude(l);
+}
+
+void lw_lower_outputs(L *l) {
+  for (int k = 0; k < l->rm->nevents; k++)
+    if (l->rm->events[k].kind == RE_OUTPUT)
+      lw_lower_output(l, &l->rm->outputs[l->rm->events[k].a], 0, 0);
+}

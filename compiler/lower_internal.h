@@ -82,6 +82,18 @@ void lw_state_io(L *l, int store);
 int *lw_int_array(L *l, int n, int fill);
 int lw_tensor_slots(L *l, int sym, const char *role, int state_array, int *ptr_slot, int *stride_slot, int *ptrvar, int **stridevars);
 int lw_setup_tables(L *l);
+/* The work-item loop: item -> (sequence n, head h), with b, h, n, t made; close with
+ * lw_close_for. */
+KStmt *lw_open_items(L *l);
+/* Sequence n's tokens [t0, t1) (all of T with b = n, or its cu_seqlens segment with b = 0),
+ * then its initial states loaded. */
+void lw_sequence(L *l, int *t0, int *t1);
+/* A table of n scratch offsets (or NULL, the failure recorded). */
+int64_t *lw_offsets(L *l, int n);
+/* Token c0 + tc: t, the token bases and the prelude lets. */
+void lw_at_token(L *l, int c0, int tc);
+/* Every output of the current token, in textual order. */
+void lw_lower_outputs(L *l);
 /* The strategies. */
 int lower_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, size_t errlen);
 /* Whether the chunk strategy applies; if not, why (for messages). */

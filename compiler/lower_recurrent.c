@@ -206,20 +206,8 @@ static int setup_scratch(L *l) {
 /* ---- the kernel ---- */
 
 static void causal_body(L *l) {
-  KernelPlan *pl = l->pl;
-  int t0 = lw_var(l, KT_I64, "t0"), t1 = lw_var(l, KT_I64, "t1");
-  if (l->sp->varlen) {
-    KExpr *cu = lw_V(l, lw_var(l, KT_PTR, "cu"));
-    lw_set(l, cu->var, ke_ptr_slot(l->m, pl->cu_seqlens));
-    lw_set(l, t0, ke_load(l->m, l->sp->cu_type, cu, lw_V(l, l->v_n)));
-    lw_set(l, t1, ke_load(l->m, l->sp->cu_type, cu, ke_add(l->m, lw_V(l, l->v_n), lw_I(l, 1))));
-    lw_set(l, l->v_b, lw_I(l, 0));
-  } else {
-    lw_set(l, t0, lw_I(l, 0));
-    lw_set(l, t1, ke_int_slot(l->m, pl->size_T));
-    lw_set(l, l->v_b, lw_V(l, l->v_n));
-  }
-  lw_state_io(l, 0);
+  int t0, t1;
+  lw_sequence(l, &t0, &t1);
   KStmt *outer = lw_open_for(l, l->v_t, lw_V(l, t0), lw_V(l, t1), 0);
   lw_set_token_bases(l, NULL, NULL);
   lower_token(l, 1, 1, 0, 0);
@@ -300,15 +288,7 @@ int lower_recurrent(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *er
   l.f->items = l.mx->ngrid ? "(batch, head)" : "(sequence, head)";
   l.blk = l.f->body;
   if (lw_setup_tables(&l) || setup_scratch(&l)) return 1;
-  l.v_b = lw_var(&l, KT_I64, "b");
-  l.v_h = lw_var(&l, KT_I64, "h");
-  l.v_n = lw_var(&l, KT_I64, "n");
-  l.v_t = lw_var(&l, KT_I64, "t");
-  int item = lw_var(&l, KT_I64, "item"), H = lw_var(&l, KT_I64, "H");
-  lw_set(&l, H, ke_int_slot(l.m, plan->size_H));
-  KStmt *outer = lw_open_for(&l, item, ke_arg(l.m, 2), ke_arg(l.m, 3), KF_PARALLEL);
-  lw_set(&l, l.v_n, ke_bin(l.m, KO_DIV, lw_V(&l, item), lw_V(&l, H)));
-  lw_set(&l, l.v_h, ke_bin(l.m, KO_REM, lw_V(&l, item), lw_V(&l, H)));
+  KStmt *outer = lw_open_items(&l);
   if (l.mx->ngrid)
     grid_body(&l);
   else

@@ -896,6 +896,18 @@ static void put_index(Emit *E, const KExpr *i) {
   }
 }
 
+/* A pointer as the operand of a cast to a typed pointer: ptrs[k] as it is (a void *), not as
+ * the unsigned char * it is as a value. */
+static void put_base(Emit *E, const KExpr *p) {
+  if (p->kind == KE_LOAD && p->elem == KT_PTR && p->a[0]->kind == KE_ARG && p->a[0]->arg == 0) {
+    fputs("ptrs[", E->out);
+    put_index(E, p->a[1]);
+    fputc(']', E->out);
+  } else {
+    put_expr(E, p, 1);
+  }
+}
+
 static void put_load(Emit *E, const KExpr *e, int paren) {
   const KExpr *p = e->a[0], *i = e->a[1];
   FILE *o = E->out;
@@ -930,7 +942,7 @@ static void put_load(Emit *E, const KExpr *e, int paren) {
     fputs("((void *const *)", o);
   else
     fprintf(o, "((const %s *)", elem_ctype(e->elem));
-  put_expr(E, p, 1);
+  put_base(E, p);
   fputs(")[", o);
   put_index(E, i);
   fputc(']', o);
@@ -1238,7 +1250,7 @@ static void put_store(Emit *E, const KStmt *s) {
     fputs("scratch[", o);
   } else {
     fprintf(o, s->elem == KT_PTR ? "((void **)" : "((%s *)", elem_ctype(s->elem));
-    put_expr(E, p, 1);
+    put_base(E, p);
     fputs(")[", o);
   }
   put_index(E, s->b);
@@ -1266,7 +1278,7 @@ static void put_matmul(Emit *E, const KStmt *s) {
     if (i) fputs(", ", o);
     if (i == KM_A || i == KM_B || i == KM_C) {
       fputs(i == KM_C ? "(float *)" : "(const float *)", o);
-      put_expr(E, s->mm[i], 1);
+      put_base(E, s->mm[i]);
     } else {
       put_expr(E, s->mm[i], 0);
     }
