@@ -38,7 +38,7 @@ typedef struct KernelSpec {
   int varlen;            /* cu_seqlens given (B = 1, one state per sequence) */
   KType cu_type;         /* KT_I32 or KT_I64 */
   Strategy strategy;
-  int64_t chunk;         /* chunk length of the chunk strategy; 0: 64 */
+  int64_t chunk;         /* chunk length of the chunk strategy; 0: per class (lower_chunk*.c) */
 } KernelSpec;
 
 /* Where each tensor goes in the argument tables. -1: not used. */

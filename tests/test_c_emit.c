@@ -6,9 +6,11 @@
  * dlopen'ed, run on the sample's argument tables and checked. Then the emitter's own cases:
  * names and comments that need sanitizing, constants (inf, NaN, -0, subnormals, INT64_MIN,
  * folded overflow, division by a constant 0 that never runs), NaN-propagating min/max and
- * activations, i64 division and remainder, self comparisons, exhaustive bf16/f16 loads and
- * stores against runtime/half.h, random modules that must compile without a warning, and the
- * errors (a module kir_verify rejects, two functions with one C name).
+ * activations, i64 division and remainder, logical and / or, self comparisons, loop bounds
+ * evaluated once and variables starting at 0, KS_MATMUL's tiles and edges, exhaustive bf16/f16
+ * loads and stores against runtime/half.h, 40 random functions (every statement and
+ * expression kind) that must compile without a warning, and the errors (a module kir_verify
+ * rejects, two functions with one C name). A failure keeps its C file (*.kept).
  *
  *   test_c_emit [SEED]     (fresh seed on every run, printed; no compiler: a skip line)
  *
@@ -227,7 +229,8 @@ static void case_names(Ctx *t) {
   KStmt *s;
   for (int i = 0; i < NN; i++) {
     ADD(f->body, s = ks_set(m, v[i], F((double)(i + 1))));
-    s->comment = i == 0 ? "*/ closes /* opens ?\?= trigraph\tand \x01 control \xc3\xa9 utf-8 *" : NULL;
+    s->comment =
+        i == 0 ? "*/ closes /* opens ?\?= trigraph\tand \x01 control \xc3\xa9 utf-8 *" : NULL;
   }
   ADD(f->body, ks_set(m, same, F(100)));
   ADD(f->body, ks_set(m, v[0], V(v[0]))); /* x = x */
@@ -264,7 +267,8 @@ static void case_constants(Ctx *t) {
   int io = kir_slot(m, KSL_PTR, "i64 out");
   KFunc *f = kir_func(m, "constants");
   int i = kir_var(m, f, KT_I64, "i");
-  static const double fv[] = {0.0, -0.0, 1.0, -1.5, 0.1, 1e-45, 1.17549435e-38, 3.4028234663852886e38,
+  static const double fv[] = {0.0, -0.0, 1.0, -1.5, 0.1, 1e-45, 1.17549435e-38,
+                              3.4028234663852886e38,
                               -3.4028234663852886e38, 1e39, -1e39, INFINITY, -INFINITY, NAN,
                               16777217.0, 1e30, 123456789.0, 2.5e-40};
   enum { NF = sizeof fv / sizeof *fv };
@@ -414,7 +418,8 @@ static void case_ops(Ctx *t) {
                     (float)((X == X) & (Y <= Y))};
       for (int c = 0; c < 8 && ok; c++) {
         float g = out[k * 8 + c];
-        int same = isnan(w[c]) ? isnan(g) : fbits(g) == fbits(w[c]) || fabsf(g - w[c]) <= 1e-6f * fabsf(w[c]);
+        int same = isnan(w[c]) ? isnan(g)
+                               : fbits(g) == fbits(w[c]) || fabsf(g - w[c]) <= 1e-6f * fabsf(w[c]);
         if (!same) {
           ok = 0;
           snprintf(msg, sizeof msg, "op %d of x = %g, y = %g: %.9g, expected %.9g", c,
@@ -656,7 +661,8 @@ static void case_halves(Ctx *t, uint64_t seed) {
       float wl = mixc_bf16_to_f32((uint16_t)k), wh = mixc_f16_to_f32((uint16_t)k);
       if (fbits(ol[k]) != fbits(wl) || fbits(oh[k]) != fbits(wh)) {
         ok = 0;
-        snprintf(msg, sizeof msg, "load of 0x%04x: bf16 0x%08x (want 0x%08x), f16 0x%08x (want 0x%08x)",
+        snprintf(msg, sizeof msg,
+                 "load of 0x%04x: bf16 0x%08x (want 0x%08x), f16 0x%08x (want 0x%08x)",
                  k, fbits(ol[k]), fbits(wl), fbits(oh[k]), fbits(wh));
       }
     }
@@ -664,7 +670,8 @@ static void case_halves(Ctx *t, uint64_t seed) {
       uint16_t wb = mixc_f32_to_bf16(fin[k]), wh = mixc_f32_to_f16(fin[k]);
       if (sb[k] != wb || sh[k] != wh) {
         ok = 0;
-        snprintf(msg, sizeof msg, "store of 0x%08x: bf16 0x%04x (want 0x%04x), f16 0x%04x (want 0x%04x)",
+        snprintf(msg, sizeof msg,
+                 "store of 0x%08x: bf16 0x%04x (want 0x%04x), f16 0x%04x (want 0x%04x)",
                  fbits(fin[k]), sb[k], wb, sh[k], wh);
       }
     }
