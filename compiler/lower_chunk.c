@@ -130,11 +130,6 @@ int chunk_applies(const RecMixer *rm, const char **why) {
 
 /* ---- pieces of the kernel ---- */
 
-static KExpr *V(L *l, int v) { return lw_V(l, v); }
-static KExpr *I(L *l, int64_t v) { return lw_I(l, v); }
-static KExpr *F(L *l, double v) { return lw_F(l, v); }
-static KExpr *add(L *l, KExpr *x, KExpr *y) { return ke_add(l->m, x, y); }
-static KExpr *mul(L *l, KExpr *x, KExpr *y) { return ke_mul(l->m, x, y); }
 static KExpr *fsub(L *l, KExpr *x, KExpr *y) { return ke_bin(l->m, KO_SUB, x, y); }
 static KExpr *fexp(L *l, KExpr *x) { return ke_un(l->m, KO_EXP, x); }
 static KExpr *ld(L *l, int64_t off, KExpr *idx) { return lw_scr_load(l, off, idx); }
@@ -533,7 +528,6 @@ int lower_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, s
     return 1;
   }
   L l;
-  memset(&l, 0, sizeof l);
   Chunk ck;
   memset(&ck, 0, sizeof ck);
   /* Default chunk lengths, measured on this project's AVX-512 machine (K = V = 128, T = 4096,
@@ -548,32 +542,16 @@ int lower_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, s
     w.output = o;
     walk_out(&w, spec->rm->outputs[o].root);
   }
-  l.arena = a;
-  l.sp = spec;
-  l.rm = spec->rm;
-  l.mx = spec->rm->mixer;
-  l.pl = plan;
-  l.err = err;
-  l.errlen = errlen;
+  if (lw_begin(&l, a, spec, plan, STRAT_CHUNK, "chunk", "(sequence, head)", err, errlen))
+    return 1;
   l.readout = chunk_readout;
   l.strategy = &ck;
-  memset(plan, 0, sizeof *plan);
-  plan->strategy = STRAT_CHUNK;
-  l.m = kir_module(a);
-  if (!l.m) return lw_lfail(&l, "out of memory");
-  plan->mod = l.m;
-  l.f = kir_func(l.m, arena_printf(a, "%s_chunk", l.rm->name));
-  if (!l.f) return lw_lfail(&l, "out of memory");
-  l.f->items = "(sequence, head)";
-  l.blk = l.f->body;
-  if (lw_setup_tables(&l) || setup(&l, &ck)) return 1;
+  if (setup(&l, &ck)) return 1;
   ck.v_c0 = lw_var(&l, KT_I64, "c0");
   ck.v_len = lw_var(&l, KT_I64, "len");
   ck.v_tc = lw_var(&l, KT_I64, "tc");
   KStmt *outer = lw_open_items(&l);
   body(&l, &ck);
   lw_close_for(&l, outer);
-  if (l.failed) return 1;
-  if (a->failed) return lw_lfail(&l, "out of memory while lowering");
-  return kir_verify(l.m, err, errlen);
+  return lw_finish(&l);
 }

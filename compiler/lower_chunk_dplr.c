@@ -286,11 +286,6 @@ int chunk_dplr_applies(const RecMixer *rm, const char **why) {
 
 /* ---- small builders ---- */
 
-static KExpr *V(L *l, int v) { return lw_V(l, v); }
-static KExpr *I(L *l, int64_t v) { return lw_I(l, v); }
-static KExpr *F(L *l, double v) { return lw_F(l, v); }
-static KExpr *add(L *l, KExpr *x, KExpr *y) { return ke_add(l->m, x, y); }
-static KExpr *mul(L *l, KExpr *x, KExpr *y) { return ke_mul(l->m, x, y); }
 static KExpr *isub(L *l, KExpr *x, KExpr *y) { return ke_bin(l->m, KO_SUB, x, y); }
 static KExpr *fmul(L *l, KExpr *x, KExpr *y) { return lw_fmul(l, x, y); }
 static KExpr *fadd(L *l, KExpr *x, KExpr *y) { return lw_fadd(l, x, y); }
@@ -672,44 +667,26 @@ int lower_chunk_dplr(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *e
     return 1;
   }
   L l;
-  memset(&l, 0, sizeof l);
-  Chunk *ck = arena_array(a, 1, sizeof *ck);
+  Chunk *ck = arena_array(a, 1, sizeof *ck); /* zeroed */
   if (!ck) {
     snprintf(err, errlen, "out of memory");
     return 1;
   }
-  memset(ck, 0, sizeof *ck);
   Walk w = {spec->rm, ck, 0, NULL};
   for (int o = 0; o < spec->rm->noutputs; o++) {
     w.output = o;
     walk_out(&w, spec->rm->outputs[o].root);
   }
-  l.arena = a;
-  l.sp = spec;
-  l.rm = spec->rm;
-  l.mx = spec->rm->mixer;
-  l.pl = plan;
-  l.err = err;
-  l.errlen = errlen;
+  if (lw_begin(&l, a, spec, plan, STRAT_CHUNK, "chunk", "(sequence, head)", err, errlen))
+    return 1;
   l.readout = dplr_readout;
   l.strategy = ck;
-  memset(plan, 0, sizeof *plan);
-  plan->strategy = STRAT_CHUNK;
-  l.m = kir_module(a);
-  if (!l.m) return lw_lfail(&l, "out of memory");
-  plan->mod = l.m;
-  l.f = kir_func(l.m, arena_printf(a, "%s_chunk", l.rm->name));
-  if (!l.f) return lw_lfail(&l, "out of memory");
-  l.f->items = "(sequence, head)";
-  l.blk = l.f->body;
-  if (lw_setup_tables(&l) || setup(&l, ck)) return 1;
+  if (setup(&l, ck)) return 1;
   ck->v_c0 = ivar(&l, "c0");
   ck->v_len = ivar(&l, "len");
   ck->v_tc = ivar(&l, "tc");
   KStmt *outer = lw_open_items(&l);
   body(&l, ck);
   lw_close_for(&l, outer);
-  if (l.failed) return 1;
-  if (a->failed) return lw_lfail(&l, "out of memory while lowering");
-  return kir_verify(l.m, err, errlen);
+  return lw_finish(&l);
 }

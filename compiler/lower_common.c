@@ -495,3 +495,31 @@ void lw_lower_outputs(L *l) {
     if (l->rm->events[k].kind == RE_OUTPUT)
       lw_lower_output(l, &l->rm->outputs[l->rm->events[k].a], 0, 0);
 }
+
+int lw_begin(L *l, Arena *a, const KernelSpec *spec, KernelPlan *plan, Strategy strategy,
+             const char *suffix, const char *items, char *err, size_t errlen) {
+  memset(l, 0, sizeof *l);
+  l->arena = a;
+  l->sp = spec;
+  l->rm = spec->rm;
+  l->mx = spec->rm->mixer;
+  l->pl = plan;
+  l->err = err;
+  l->errlen = errlen;
+  memset(plan, 0, sizeof *plan);
+  plan->strategy = strategy;
+  l->m = kir_module(a);
+  if (!l->m) return lw_lfail(l, "out of memory");
+  plan->mod = l->m;
+  l->f = kir_func(l->m, arena_printf(a, "%s_%s", l->rm->name, suffix));
+  if (!l->f) return lw_lfail(l, "out of memory");
+  l->f->items = items;
+  l->blk = l->f->body;
+  return lw_setup_tables(l);
+}
+
+int lw_finish(L *l) {
+  if (l->failed) return 1;
+  if (l->arena->failed) return lw_lfail(l, "out of memory while lowering");
+  return kir_verify(l->m, l->err, l->errlen);
+}

@@ -82,6 +82,18 @@ void lw_state_io(L *l, int store);
 int *lw_int_array(L *l, int n, int fill);
 int lw_tensor_slots(L *l, int sym, const char *role, int state_array, int *ptr_slot, int *stride_slot, int *ptrvar, int **stridevars);
 int lw_setup_tables(L *l);
+/* Start a strategy's kernel: the context, a module with the one function NAME_suffix whose
+ * work item is `items`, and its argument tables. Returns 0, or 1 with the message set. */
+int lw_begin(L *l, Arena *a, const KernelSpec *spec, KernelPlan *plan, Strategy strategy,
+             const char *suffix, const char *items, char *err, size_t errlen);
+/* After lowering: a recorded failure, out of memory, or what kir_verify finds. */
+int lw_finish(L *l);
+/* Shorthands the strategies' files use. */
+static inline KExpr *V(L *l, int v) { return lw_V(l, v); }
+static inline KExpr *I(L *l, int64_t v) { return lw_I(l, v); }
+static inline KExpr *F(L *l, double v) { return lw_F(l, v); }
+static inline KExpr *add(L *l, KExpr *x, KExpr *y) { return ke_add(l->m, x, y); }
+static inline KExpr *mul(L *l, KExpr *x, KExpr *y) { return ke_mul(l->m, x, y); }
 /* The work-item loop: item -> (sequence n, head h), with b, h, n, t made; close with
  * lw_close_for. */
 KStmt *lw_open_items(L *l);

@@ -270,31 +270,15 @@ static void grid_body(L *l) {
 int lower_recurrent(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err,
                     size_t errlen) {
   L l;
-  memset(&l, 0, sizeof l);
-  l.arena = a;
-  l.sp = spec;
-  l.rm = spec->rm;
-  l.mx = spec->rm->mixer;
-  l.pl = plan;
-  l.err = err;
-  l.errlen = errlen;
-  memset(plan, 0, sizeof *plan);
-  plan->strategy = STRAT_RECURRENT;
-  l.m = kir_module(a);
-  if (!l.m) return lw_lfail(&l, "out of memory");
-  plan->mod = l.m;
-  l.f = kir_func(l.m, arena_printf(a, "%s_recurrent", l.rm->name));
-  if (!l.f) return lw_lfail(&l, "out of memory");
-  l.f->items = l.mx->ngrid ? "(batch, head)" : "(sequence, head)";
-  l.blk = l.f->body;
-  if (lw_setup_tables(&l) || setup_scratch(&l)) return 1;
+  const char *items = spec->rm->mixer->ngrid ? "(batch, head)" : "(sequence, head)";
+  if (lw_begin(&l, a, spec, plan, STRAT_RECURRENT, "recurrent", items, err, errlen) ||
+      setup_scratch(&l))
+    return 1;
   KStmt *outer = lw_open_items(&l);
   if (l.mx->ngrid)
     grid_body(&l);
   else
     causal_body(&l);
   lw_close_for(&l, outer);
-  if (l.failed) return 1;
-  if (a->failed) return lw_lfail(&l, "out of memory while lowering");
-  return kir_verify(l.m, err, errlen);
+  return lw_finish(&l);
 }
