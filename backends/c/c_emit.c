@@ -1681,3 +1681,16 @@ int mixc_emit_c_module(FILE *out, const KModule *m, int flags, char *err, size_t
 int mixc_emit_c_funcs(FILE *out, const KModule *m, int is_static, char *err, size_t errlen) {
   return mixc_emit_c_module(out, m, is_static ? MIXC_C_STATIC : 0, err, errlen);
 }
+
+int mixc_emit_cuda_module(FILE *out, const KModule *m, const MixcCudaTarget *t, int extra_flags,
+                          MixcCudaLaunch *launch, char *err, size_t errlen) {
+  (void)t;
+  int rc = mixc_emit_c_module(out, m, MIXC_C_CUDA | extra_flags, err, errlen);
+  if (!rc && launch)
+    for (int i = 0; i < m->nfuncs; i++) {
+      launch[i].threads = 256;
+      launch[i].smem_bytes = 0;
+      launch[i].global_scratch_floats = m->funcs[i]->scratch_floats;
+    }
+  return rc;
+}

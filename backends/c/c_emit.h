@@ -63,6 +63,24 @@ enum {
  * mixc_emit_c_module(out, m, s ? MIXC_C_STATIC : 0, ...). */
 int mixc_emit_c_module(FILE *out, const KModule *m, int flags, char *err, size_t errlen);
 
+/* MIXC_C_CUDA for one device: what the printer may assume about the GPU, and how to launch
+ * each kernel it printed. */
+typedef struct MixcCudaTarget {
+  int arch;           /* compute capability major*10 + minor (90: Hopper); 0: any */
+  int max_smem_optin; /* dynamic shared memory a block may opt into, bytes; 0: none */
+} MixcCudaTarget;
+typedef struct MixcCudaLaunch {
+  unsigned threads;              /* threads per block */
+  unsigned smem_bytes;           /* dynamic shared memory per block, bytes */
+  int64_t global_scratch_floats; /* floats of the `scratch` argument per block (0: the kernel
+                                    does not read it; pass NULL) */
+} MixcCudaLaunch;
+/* mixc_emit_c_module(out, m, MIXC_C_CUDA | extra_flags, ...) for target t (NULL: any GPU,
+ * no shared memory beyond the default), and launch[i] for m->funcs[i] (launch has
+ * m->nfuncs entries; may be NULL). Returns 0, or 1 with a message in err. */
+int mixc_emit_cuda_module(FILE *out, const KModule *m, const MixcCudaTarget *t, int extra_flags,
+                          MixcCudaLaunch *launch, char *err, size_t errlen);
+
 /* The C name of function f (what the emitted file defines). Writes it into buf (truncated to
  * n - 1 characters) and returns its full length. */
 size_t mixc_emit_c_func_name(const KFunc *f, char *buf, size_t n);
