@@ -377,6 +377,11 @@ class Kernel:
 
     def _prepare(self, tensors, outputs, cu_seqlens, stream):
         items = self._order(tensors)
+        for n, x in items:
+            if not (isinstance(x, numbers.Number) or _is_torch(x) or
+                    (hasattr(x, '__array_interface__') and hasattr(x, 'strides'))):
+                raise TypeError(f"mixc: input '{n}' must be a numpy array or a torch tensor "
+                                f"(a number for a scalar param), not {type(x).__name__}")
         first = next(((n, x) for n, x in items if not isinstance(x, numbers.Number)), None)
         if first is None:
             raise _arg_error(f"mixer '{self.mixer}': no input tensor given")

@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""Tests of the Python package (python/mixc) on the CPU backend, and of the GPU benchmark's
+fp64 reference (bench/gpu/reference.py) against mixc's own (`mixc run --backend ref`).
+
+    MIXC_LIB=build/libmixc.so MIXC_CLI=build/bin/mixc python3 tests/python/test_mixc.py
+
+Every run draws fresh random inputs (the seed is printed; MIXC_TEST_SEED=N replays it).
+Outputs and final states are poisoned with NaN before each run; NaN never passes.
+Tolerances, max|x - ref| / max|ref| against fp64: 2e-4 f32 outputs and every (fp32) state,
+2e-3 f16 outputs, 1e-2 bf16 outputs (the CLI's, docs/cli.md). torch parts are skipped
+when torch is not installed.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, 'python'))
+sys.path.insert(0, os.path.join(ROOT, 'bench', 'gpu'))
+import mixc  # noqa: E402
+import reference  # noqa: E402
+
+try:
+    import torch
+except ImportError:
+    torch = None
+
+SEED = int(os.environ.get('MIXC_TEST_SEED') or int.from_bytes(os.urandom(4), 'little'))
+print(f'test_mixc.py: seed {SEED} (MIXC_TEST_SEED={SEED} replays it)', flush=True)
+MIXERS_MIX = os.path.join(ROOT, 'bench', 'gpu', 'mixers.mix')
+TOL = {'float32': 2e-4, 'float16': 2e-3, 'bfloat16': 1e-2}
+STATE_TOL = 2e-4
+
+
+def inputs(rng, mixer, B, T, H, K, V, dtype='float32'):
+    """Fresh inputs in the benchmark's ranges, rounded to dtype; returns (rounded, float64)."""
+    logsig = lambda x: -np.logaddexp(0, -x)
+    d = {'q': rng.standard_normal((B, T, H, K)), 'k': rng.standard_normal((B, T, H, K)),
+         'v': rng.standard_normal((B, T, H, V))}
+    if mixer in ('delta', 'gated_delta'):  # the delta rule needs unit keys (fla: the caller's)
+        for n in ('q', 'k'):
+            d[n] /= np.linalg.norm(d[n], axis=-1, keepdims=True)
+    for n, per_key in reference.GATES[mixer].items():
+        shape = (B, T, H, K) if per_key else (B, T, H)
+        x = rng.standard_normal(shape)
+        d[n] = (logsig(x) / (16 if per_key else 1)) if n == 'g' else 1 / (1 + np.exp(-x))
+    low = {n: x.astype(dtype) for n, x in d.items()}
+    return low, {n: x.astype(np.float64) for n, x in low.items()}
+
+
+def ref(mixer, d64, S0=None, scale=None):
+    return reference.recurrent(np, mixer, d64['q'], d64['k'], d64['v'], d64.get('g'),
+                               d64.get('beta'), scale=scale, S0=S0)
+
+
+def poisoned(shape, dtype='float32'):
+    return np.full(shape, np.nan, dtype=dtype)
+
+
+class Base(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.ctx = mixc.Context(2)
+        cls.mod = cls.ctx.load(MIXERS_MIX)
+        cls.rng = np.random.default_rng(SEED + hash(cls.__name__) % 1000)
+
+    def close(self, x, r, tol, what):
+        x = np.asarray(x, dtype=np.float64)
+        self.assertFalse(np.isnan(x).any(), f'{what}: NaN (an element left unwritten?)')
+        e = reference.relerr(x, r)
+        self.assertLessEqual(e, tol, f'{what}: relative error {e:.3g} > {tol:g} (seed {SEED})')
+        return e
+
+
+class TestReference(Base):
+    """bench/gpu/reference.py (numpy) against mixc's fp64 reference, through the CLI."""
+
+    def test_against_mixc_ref(self):
+        cli = os.environ.get('MIXC_CLI')
+        if not cli or not os.path.exists(cli):
+            self.skipTest('MIXC_CLI (the mixc binary) is not set')
+        B, T, H, K, V = 2, 9, 2, 8, 4
+        for m in reference.MIXERS:
+            low, d64 = inputs(self.rng, m, B, T, H, K, V, 'float64')
+            S0 = self.rng.standard_normal((B, H, K, V)) * 0.5
+            with tempfile.TemporaryDirectory() as tmp:
+                args = [cli, 'run', MIXERS_MIX, '--mixer', m, '--backend', 'ref', '--out', tmp]
+                for n, x in list(d64.items()) + [('S', S0)]:
+                    np.save(os.path.join(tmp, f'in_{n}.npy'), x)
+                    args += ['--in', f'{n}={os.path.join(tmp, f"in_{n}.npy")}']
+                p = subprocess.run(args, capture_output=True, text=True)
+                self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+                o_ref = np.load(os.path.join(tmp, 'o.npy')).astype(np.float64)
+                S_ref = np.load(os.path.join(tmp, 'S.npy')).astype(np.float64)
+            o, S = ref(m, d64, S0)
+            # mixc writes float32 .npy: agreement to float32 rounding
+            self.assertLessEqual(reference.relerr(o, o_ref), 1e-6, m)
+            self.assertLessEqual(reference.relerr(S, S_ref), 1e-6, m)
+
+
+class TestForward(Base):
+    def test_mixers_f32_f16(self):
+        B, T, H, K, V = 2, 70, 3, 16, 8
+        for m in reference.MIXERS:
+            kern = self.mod.kernel(m, dims={'K': K, 'V': V})
+            for dt in ('float32', 'float16'):
+                low, d64 = inputs(self.rng, m, B, T, H, K, V, dt)
+                S0 = (self.rng.standard_normal((B, H, K, V)) * 0.5).astype('float32')
+                o_buf, S_buf = poisoned((B, T, H, V), dt), poisoned((B, H, K, V))
+                res = kern.forward(**low, outputs={'o': o_buf}, initial_states={'S': S0},
+                                   final_states={'S': S_buf})
+                self.assertIs(res['o'], o_buf)
+                self.assertIs(res['S'], S_buf)
+                o, S = ref(m, d64, S0.astype(np.float64))
+                self.close(o_buf, o, TOL[dt], f'{m} {dt} o')
+                self.close(S_buf, S, STATE_TOL, f'{m} {dt} S')
+
+    def test_allocated_outputs_and_zero_state(self):
+        B, T, H, K, V = 1, 33, 2, 16, 16
+        kern = self.mod.kernel('gla', K=K, V=V, strategy='recurrent')
+        low, d64 = inputs(self.rng, 'gla', B, T, H, K, V)
+        res = kern(**low, final_states=True)
+        self.assertEqual(sorted(res), ['S', 'o'])
+        self.assertEqual(res['o'].shape, (B, T, H, V))
+        self.assertEqual(res['o'].dtype, np.float32)
+        self.assertEqual(res['S'].shape, (B, H, K, V))
+        o, S = ref('gla', d64)
+        self.close(res['o'], o, TOL['float32'], 'o')
+        self.close(res['S'], S, STATE_TOL, 'S')
+        ms, n = kern.compile_ms()
+        self.assertGreaterEqual(n, 1)
+
+    def test_scalar_param(self):
+        B, T, H, K, V = 2, 20, 2, 8, 8
+        kern = self.mod.kernel('simple_gla', dims={'K': K, 'V': V})
+        low, d64 = inputs(self.rng, 'simple_gla', B, T, H, K, V)
+        o = kern(**low, scale=0.25)['o']
+        self.close(o, ref('simple_gla', d64, scale=0.25)[0], TOL['float32'], 'o, scale 0.25')
+
+    def test_strided_views(self):
+        B, T, H, K, V = 2, 40, 3, 16, 8
+        kern = self.mod.kernel('gated_delta', dims={'K': K, 'V': V})
+        low, d64 = inputs(self.rng, 'gated_delta', B, T, H, K, V)
+        # [B, H, T, ...] buffers viewed as [B, T, H, ...]: no copy
+        views = {n: np.ascontiguousarray(np.swapaxes(x, 1, 2)).swapaxes(1, 2)
+                 for n, x in low.items()}
+        self.assertFalse(views['q'].flags['C_CONTIGUOUS'])
+        o_buf = np.swapaxes(poisoned((B, H, T, V)), 1, 2)
+        kern(**views, outputs={'o': o_buf})
+        self.close(o_buf, ref('gated_delta', d64)[0], TOL['float32'], 'strided o')
+
+    def test_step_continues_forward(self):
+        B, T1, T2, H, K, V = 2, 37, 5, 2, 16, 8
+        kern = self.mod.kernel('delta', dims={'K': K, 'V': V})
+        low, d64 = inputs(self.rng, 'delta', B, T1 + T2, H, K, V)
+        first = {n: x[:, :T1] for n, x in low.items()}
+        S = kern(**first, final_states=True)['S']
+        outs = []
+        for t in range(T1, T1 + T2):  # one token at a time
+            o_buf = poisoned((B, 1, H, V))
+            kern.step({'S': S}, **{n: x[:, t:t + 1] for n, x in low.items()},
+                      outputs={'o': o_buf})
+            outs.append(o_buf)
+        o, S_ref = ref('delta', d64)
+        self.close(np.concatenate(outs, 1), o[:, T1:], TOL['float32'], 'step o')
+        self.close(S, S_ref, STATE_TOL, 'step S')
+
+    def test_varlen(self):
+        lens = [5, 0, 12, 13]
+        cu = np.cumsum([0] + lens).astype('int32')
+        T, H, K, V = int(cu[-1]), 2, 16, 8
+        kern = self.mod.kernel('simple_gla', dims={'K': K, 'V': V})
+        low, d64 = inputs(self.rng, 'simple_gla', 1, T, H, K, V)
+        S0 = (self.rng.standard_normal((len(lens), H, K, V)) * 0.5).astype('float32')
+        res = kern(**low, cu_seqlens=cu, initial_states={'S': S0}, final_states=True)
+        self.assertEqual(res['S'].shape, (len(lens), H, K, V))
+        for i in range(len(lens)):
+            a, b = cu[i], cu[i + 1]
+            o, S = ref('simple_gla', {n: x[:, a:b] for n, x in d64.items()},
+                       S0[i:i + 1].astype(np.float64))
+            if b > a:
+                self.close(res['o'][:, a:b], o, TOL['float32'], f'varlen o, sequence {i}')
+            self.close(res['S'][i:i + 1], S, STATE_TOL, f'varlen S, sequence {i}')
+
+
+class TestErrors(Base):
+    def test_bad_arguments(self):
+        kern = self.mod.kernel('gla', dims={'K': 16, 'V': 8})
+        low, _ = inputs(self.rng, 'gla', 2, 8, 2, 16, 8)
+        bad = dict(low, k=low['k'][..., :8])
+        with self.assertRaises(mixc.ArgumentError) as cm:
+            kern(**bad)
+        e = cm.exception
+        self.assertEqual(e.status, 2)
+        self.assertIn("input 'k'", e.message)
+        self.assertIn('[2, 8, 2, 8]', e.message)
+        with self.assertRaises(mixc.ArgumentError) as cm:
+            kern(**low, qq=low['q'])
+        self.assertIn("'qq'", str(cm.exception))
+        missing = dict(low)
+        del missing['g']
+        with self.assertRaises(mixc.ArgumentError) as cm:
+            kern(**missing)
+        self.assertIn("input 'g' is missing", str(cm.exception))
+        with self.assertRaises(mixc.ArgumentError) as cm:
+            kern(**dict(low, v=low['v'].astype(np.float64)))
+        self.assertIn("input 'v'", str(cm.exception))
+        with self.assertRaises(TypeError):
+            kern(**dict(low, q=low['q'].tolist()))
+        with self.assertRaises(mixc.ArgumentError):
+            self.mod.kernel('gla', dims={'K': 16, 'V': 8}, device='gpu')
+        with self.assertRaises(mixc.ArgumentError) as cm:
+            self.mod.kernel('gla', dims={'K': 16})
+        self.assertIn("dim 'V' is missing", str(cm.exception))
+
+    def test_source_error(self):
+        with self.assertRaises(mixc.SourceError) as cm:
+            self.ctx.compile('mixer m {\n  dim K\n  input q[K]\n  output o = sum(i, qq[i])\n}\n',
+                             'bad.mix')
+        self.assertEqual(cm.exception.status, 1)
+        self.assertIn('bad.mix:4:', cm.exception.message)
+
+    def test_missing_library(self):
+        code = 'import mixc\ntry:\n    mixc.Context()\nexcept OSError as e:\n    print(e)\n'
+        env = dict(os.environ, MIXC_LIB='/nonexistent/libmixc.so',
+                   PYTHONPATH=os.path.join(ROOT, 'python'))
+        p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn('/nonexistent/libmixc.so', p.stdout)
+
+
+@unittest.skipIf(torch is None, 'torch is not installed')
+class TestTorch(Base):
+    def test_bf16_cpu_and_autograd(self):
+        B, T, H, K, V = 2, 50, 2, 16, 8
+        kern = self.mod.kernel('gla', dims={'K': K, 'V': V})
+        low, _ = inputs(self.rng, 'gla', B, T, H, K, V)
+        t = {n: torch.from_numpy(x).to(torch.bfloat16) for n, x in low.items()}
+        d64 = {n: x.double().numpy() for n, x in t.items()}
+        o_ref = ref('gla', d64)[0]
+        o = kern(**t, outputs={'o': torch.full((B, T, H, V), float('nan'),
+                                              dtype=torch.bfloat16)})['o']
+        self.close(o.float().numpy(), o_ref, TOL['bfloat16'], 'torch bf16 o')
+        req = {n: x.clone().requires_grad_(True) for n, x in t.items()}
+        out = mixc.apply(kern, **req)
+        self.close(out['o'].detach().float().numpy(), o_ref, TOL['bfloat16'], 'autograd o')
+        self.assertTrue(out['o'].requires_grad)
+        with self.assertRaises(NotImplementedError) as cm:
+            out['o'].float().sum().backward()
+        self.assertIn('backward', str(cm.exception))
+
+    def test_device_mismatch(self):
+        kern = self.mod.kernel('gla', dims={'K': 16, 'V': 8}, device='cuda')
+        low, _ = inputs(self.rng, 'gla', 1, 4, 1, 16, 8)
+        with self.assertRaises(mixc.ArgumentError) as cm:
+            kern(**{n: torch.from_numpy(x) for n, x in low.items()})
+        self.assertIn('CUDA', str(cm.exception))
+
+
+if __name__ == '__main__':
+    unittest.main(verbosity=2)
