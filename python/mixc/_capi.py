@@ -39,7 +39,9 @@ class Dim(ctypes.Structure):
 class KernelOptions(ctypes.Structure):
     _fields_ = [('mixer', ctypes.c_char_p), ('dims', ctypes.POINTER(Dim)), ('ndims', ctypes.c_int),
                 ('device', ctypes.c_int), ('strategy', ctypes.c_int),
-                ('chunk_size', ctypes.c_int64)]
+                ('chunk_size', ctypes.c_int64),
+                # added since 0.1 (zero keeps the old meaning)
+                ('device_index', ctypes.c_int), ('check_cu_seqlens', ctypes.c_int)]
 
 
 class Args(ctypes.Structure):

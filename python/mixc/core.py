@@ -204,10 +204,12 @@ class Module:
             self._decls = {}
 
     def kernel(self, mixer=None, dims=None, device='cpu', strategy='auto', chunk_size=0,
-               **dim_sizes):
+               check_cu_seqlens=False, **dim_sizes):
         """A Kernel of one mixer: dims by name (dims={'K': 64} or K=64), device 'cpu', 'cuda' or
-        'cuda:N', strategy 'auto', 'recurrent', 'chunk' or 'parallel'."""
-        return Kernel(self, mixer, dict(dims or {}, **dim_sizes), device, strategy, chunk_size)
+        'cuda:N' (or a torch.device), strategy 'auto', 'recurrent', 'chunk' or 'parallel'.
+        check_cu_seqlens (CUDA): copy cu_seqlens to the host on every call and check it."""
+        return Kernel(self, mixer, dict(dims or {}, **dim_sizes), device, strategy, chunk_size,
+                      check_cu_seqlens)
 
     def close(self):
         if getattr(self, '_h', None):
@@ -234,6 +236,15 @@ def _parse_device(device):
     raise _arg_error(f"device {device!r}: expected 'cpu', 'cuda' or 'cuda:N'")
 
 
+def _torch_current_device():
+    import sys
+    torch = sys.modules.get('torch')
+    try:
+        return torch.cuda.current_device() if torch is not None and torch.cuda.is_available() else 0
+    except Exception:
+        return 0
+
+
 def _is_torch_device(d):
     return type(d).__module__.startswith('torch') and hasattr(d, 'type')
 
@@ -242,7 +253,7 @@ class Kernel:
     """mixc_kernel: one mixer with fixed dims on one device. Call forward() (or the kernel
     itself) and step()."""
 
-    def __init__(self, module, mixer, dims, device, strategy, chunk_size):
+    def __init__(self, module, mixer, dims, device, strategy, chunk_size, check_cu_seqlens=False):
         self.module = module
         self._lib = module._lib
         self.device, self.device_index = _parse_device(device)
@@ -264,8 +275,11 @@ class Kernel:
         opt.dims = dim_arr
         opt.ndims = len(dims)
         opt.device = _capi.CUDA if self.device == 'cuda' else _capi.CPU
-        if self.device_index is not None and hasattr(opt, 'device_index'):
+        if self.device == 'cuda':
+            if self.device_index is None:  # 'cuda': torch's current device, else the first
+                self.device_index = _torch_current_device()
             opt.device_index = self.device_index
+            opt.check_cu_seqlens = 1 if check_cu_seqlens else 0
         opt.strategy = _capi.STRATEGIES[strategy]
         opt.chunk_size = int(chunk_size)
         self._h = ctypes.c_void_p()
