@@ -29,6 +29,7 @@
 #include "../compiler/lower.h"
 #include "../compiler/print.h"
 #include "../compiler/rec.h"
+#include "cuda_exec.h"
 #include "kcache.h"
 #include "pool.h"
 #ifdef MIXC_HAVE_LLVM
@@ -59,6 +60,9 @@ struct mixc_context {
 #ifdef MIXC_HAVE_LLVM
   MixcJit *jit;
 #endif
+#ifdef MIXC_HAVE_CUDA
+  CudaDevices *cuda; /* the CUDA devices, opened at their first kernel (cuda_exec.h) */
+#endif
 };
 
 struct mixc_module {
@@ -82,6 +86,11 @@ struct mixc_kernel {
   mixc_device_kind device;
   Strategy strategy;
   int64_t chunk_size;
+  int device_index, check_cu; /* MIXC_CUDA: options.device_index, options.check_cu_seqlens */
+#ifdef MIXC_HAVE_CUDA
+  MixcCuda *cuda;    /* the device (owned by the context's CudaDevices) */
+  CudaWorkspace *ws; /* its scratch and cu_seqlens copies */
+#endif
   char *base_key; /* everything of the key but the variant's part */
   size_t base_len;
   pthread_mutex_t mu; /* the fields below */
@@ -205,6 +214,16 @@ mixc_status mixc_context_create(int threads, mixc_context **out, mixc_error *err
     return fail(err, MIXC_ERROR_OUT_OF_MEMORY, "out of memory creating the context");
   }
   c->threads = pool_threads(c->pool);
+#ifdef MIXC_HAVE_CUDA
+  c->cuda = cuda_devices_create();
+  if (!c->cuda) {
+    pool_destroy(c->pool);
+    kcache_destroy(c->cache);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+    return fail(err, MIXC_ERROR_OUT_OF_MEMORY, "out of memory creating the context");
+  }
+#endif
 #ifdef MIXC_HAVE_LLVM
   char desc[200];
   mixc_llvm_describe(desc, sizeof desc);
@@ -218,7 +237,10 @@ mixc_status mixc_context_create(int threads, mixc_context **out, mixc_error *err
 
 static void context_free(mixc_context *c) {
   pool_destroy(c->pool);
-  kcache_destroy(c->cache);
+  kcache_destroy(c->cache); /* before the devices: CUDA entries free their modules */
+#ifdef MIXC_HAVE_CUDA
+  cuda_devices_destroy(c->cuda);
+#endif
 #ifdef MIXC_HAVE_LLVM
   mixc_jit_free(c->jit);
 #endif
@@ -375,8 +397,16 @@ static int build_base_key(mixc_kernel *k) {
   FILE *f = open_memstream(&buf, &len);
   if (!f) return 1;
   const Mixer *mx = k->mx;
+  const char *target = k->mod->ctx->target;
+#ifdef MIXC_HAVE_CUDA
+  char dev[512];
+  if (k->device == MIXC_CUDA) {
+    cuda_device_describe(k->cuda, dev, sizeof dev); /* ordinal, name, arch, NVRTC */
+    target = dev;
+  }
+#endif
   fprintf(f, "mixc %s\ntarget %s\ndevice %d\nstrategy %s chunk %lld\ndims", MIXC_VERSION_STRING,
-          k->mod->ctx->target, (int)k->device, strategy_name(k->strategy), ll(k->chunk_size));
+          target, (int)k->device, strategy_name(k->strategy), ll(k->chunk_size));
   for (int s = 0; s < mx->nsyms; s++)
     if (mx->syms[s].kind == SYM_DIM) fprintf(f, " %s=%lld", mx->syms[s].name, ll(k->dims[s]));
   fputc('\n', f);
@@ -395,6 +425,9 @@ static int build_base_key(mixc_kernel *k) {
 
 static void kernel_free(mixc_kernel *k) {
   if (!k) return;
+#ifdef MIXC_HAVE_CUDA
+  cuda_workspace_destroy(k->ws); /* waits for the device when it holds memory */
+#endif
   for (int i = 0; i < k->nvariants; i++) free(k->variants[i].suffix);
   free(k->variants);
   free(k->base_key);
@@ -527,6 +560,28 @@ static mixc_status kernel_dims(mixc_kernel *k, const mixc_kernel_options *opt, m
   return MIXC_OK;
 }
 
+/* MIXC_CUDA: the device, opened at the context's first kernel for it, and the workspace. */
+static mixc_status kernel_device(mixc_kernel *k, const mixc_kernel_options *opt, mixc_error *err) {
+#ifdef MIXC_HAVE_CUDA
+  if (opt->device_index < 0 || opt->device_index >= CUDA_MAX_DEVICES)
+    return fail(err, MIXC_ERROR_ARGUMENT, "options.device_index = %d is out of range [0, %d]",
+                opt->device_index, CUDA_MAX_DEVICES - 1);
+  k->device_index = opt->device_index;
+  k->check_cu = opt->check_cu_seqlens != 0;
+  char msg[1024];
+  mixc_status st = cuda_device_get(k->mod->ctx->cuda, opt->device_index, &k->cuda, msg, sizeof msg);
+  if (st != MIXC_OK) return fail(err, st, "device MIXC_CUDA %d: %s", opt->device_index, msg);
+  k->ws = cuda_workspace_create(k->cuda);
+  if (!k->ws) return fail(err, MIXC_ERROR_OUT_OF_MEMORY, "out of memory creating the kernel");
+  return MIXC_OK;
+#else
+  (void)k;
+  (void)opt;
+  return fail(err, MIXC_ERROR_UNSUPPORTED,
+              "device MIXC_CUDA: this build has no CUDA backend (configured with -DMIXC_CUDA=OFF)");
+#endif
+}
+
 mixc_status mixc_kernel_create(mixc_module *mod, const mixc_kernel_options *opt, mixc_kernel **out,
                                mixc_error *err) {
   if (!out) return fail(err, MIXC_ERROR_ARGUMENT, "mixc_kernel_create: out is NULL");
@@ -587,10 +642,7 @@ mixc_status mixc_kernel_create(mixc_module *mod, const mixc_kernel_options *opt,
     goto bad;
   }
   if ((st = kernel_dims(k, opt, err)) != MIXC_OK) goto bad;
-  if (opt->device == MIXC_CUDA) {
-    st = fail(err, MIXC_ERROR_UNSUPPORTED, "device MIXC_CUDA: the CUDA backend is not built yet");
-    goto bad;
-  }
+  if (opt->device == MIXC_CUDA && (st = kernel_device(k, opt, err)) != MIXC_OK) goto bad;
   if ((st = check_ranks(k->mx, rm, err)) != MIXC_OK) goto bad;
   if ((st = trial_lowering(k, err)) != MIXC_OK) goto bad;
   if (build_base_key(k)) {
@@ -636,6 +688,9 @@ typedef struct Call {
   KType cu_type;
   const void *cu_data; /* contiguous: the caller's, or cu_copy */
   void *cu_copy;
+  int cuda;            /* MIXC_CUDA: data are device addresses */
+  void *stream;        /* MIXC_CUDA: args.stream */
+  size_t cu_bytes;     /* MIXC_CUDA: cu_copy (host) goes to the device before the launch */
 } Call;
 
 /* What a tensor of symbol s is expected to look like. */
@@ -758,6 +813,12 @@ static mixc_status check_tensor(const Call *c, mixc_error *err, const char *role
     off += e * t->stride[d];
   }
   if (!t->data) return fail(err, MIXC_ERROR_ARGUMENT, "%s '%s': data is NULL", role, name);
+  size_t es = t->dtype == MIXC_F32 ? 4 : 2;
+  if (c->cuda && (uintptr_t)t->data % es)
+    return fail(err, MIXC_ERROR_ARGUMENT,
+                "%s '%s': data = %p is not aligned to its element size (%zu bytes), which the "
+                "GPU needs",
+                role, name, t->data, es);
   return MIXC_OK;
 }
 
@@ -822,6 +883,10 @@ static mixc_status bind_list(Call *c, mixc_error *err, const mixc_named_tensor *
   return MIXC_OK;
 }
 
+static mixc_status check_offsets(const Call *c, mixc_error *err, const void *data, int64_t stride,
+                                 size_t es, int64_t n1);
+static mixc_status bind_cu_device(Call *c, mixc_error *err, size_t es);
+
 /* cu_seqlens: type, shape, B = 1, offsets in order and ending at T; a contiguous copy when
  * strided. */
 static mixc_status bind_cu(Call *c, mixc_error *err) {
@@ -861,10 +926,32 @@ static mixc_status bind_cu(Call *c, mixc_error *err) {
                 ll(c->B), c->ref_role, c->ref_name);
   int i64 = t->dtype == MIXC_I64;
   size_t es = i64 ? 8 : 4;
+  c->N = n1 - 1;
+  c->cu_type = i64 ? KT_I64 : KT_I32;
+  if (c->cuda) return bind_cu_device(c, err, es);
+  mixc_status st = check_offsets(c, err, t->data, t->stride[0], es, n1);
+  if (st != MIXC_OK) return st;
+  if (t->stride[0] == 1 || n1 == 1) {
+    c->cu_data = t->data;
+    return MIXC_OK;
+  }
+  c->cu_copy = malloc((size_t)n1 * es);
+  if (!c->cu_copy) return fail(err, MIXC_ERROR_OUT_OF_MEMORY, "out of memory copying cu_seqlens");
   const char *base = t->data;
+  for (int64_t i = 0; i < n1; i++)
+    memcpy((char *)c->cu_copy + (size_t)i * es, base + (size_t)(i * t->stride[0]) * es, es);
+  c->cu_data = c->cu_copy;
+  return MIXC_OK;
+}
+
+/* The offsets of cu_seqlens (host memory): first 0, non-decreasing, last T. */
+static mixc_status check_offsets(const Call *c, mixc_error *err, const void *data, int64_t stride,
+                                 size_t es, int64_t n1) {
+  int i64 = es == 8;
+  const char *base = data;
   int64_t prev = 0;
   for (int64_t i = 0; i < n1; i++) {
-    const char *p = base + (size_t)(i * t->stride[0]) * es;
+    const char *p = base + (size_t)(i * stride) * es;
     int64_t v;
     if (i64) {
       memcpy(&v, p, 8);
@@ -886,18 +973,43 @@ static mixc_status bind_cu(Call *c, mixc_error *err) {
                   ll(i), ll(v), ll(c->T), c->ref_role, c->ref_name);
     prev = v;
   }
-  c->N = n1 - 1;
-  c->cu_type = i64 ? KT_I64 : KT_I32;
-  if (t->stride[0] == 1 || n1 == 1) {
+  return MIXC_OK;
+}
+
+/* MIXC_CUDA: a contiguous cu_seqlens is used in place and, unless the kernel checks it,
+ * trusted (N is its extent). A checked or strided one is read to the host (waiting for the
+ * stream), checked as on the CPU, and a strided one goes back contiguous before the launch. */
+static mixc_status bind_cu_device(Call *c, mixc_error *err, size_t es) {
+  const mixc_tensor *t = c->cu;
+  int64_t n1 = t->shape[0];
+  int contiguous = t->stride[0] == 1 || n1 == 1;
+  if ((uintptr_t)t->data % es)
+    return fail(err, MIXC_ERROR_ARGUMENT,
+                "cu_seqlens: data = %p is not aligned to its element size (%zu bytes)", t->data,
+                es);
+  if (contiguous && !c->k->check_cu) {
     c->cu_data = t->data;
     return MIXC_OK;
   }
-  c->cu_copy = malloc((size_t)n1 * es);
-  if (!c->cu_copy) return fail(err, MIXC_ERROR_OUT_OF_MEMORY, "out of memory copying cu_seqlens");
-  for (int64_t i = 0; i < n1; i++)
-    memcpy((char *)c->cu_copy + (size_t)i * es, base + (size_t)(i * t->stride[0]) * es, es);
-  c->cu_data = c->cu_copy;
+#ifdef MIXC_HAVE_CUDA
+  if ((uint64_t)n1 > SIZE_MAX / es || !(c->cu_copy = malloc((size_t)n1 * es)))
+    return fail(err, MIXC_ERROR_OUT_OF_MEMORY, "out of memory copying cu_seqlens");
+  char msg[1024];
+  mixc_status st =
+      cuda_read_offsets(c->k->cuda, c->stream, t->data, t->stride[0], es, n1, c->cu_copy, msg,
+                        sizeof msg);
+  if (st != MIXC_OK) return fail(err, st, "cu_seqlens: reading it from the device: %s", msg);
+  if ((st = check_offsets(c, err, c->cu_copy, 1, es, n1)) != MIXC_OK) return st;
+  if (contiguous) {
+    c->cu_data = t->data;
+  } else {
+    c->cu_data = NULL; /* the launch points it at the workspace's copy */
+    c->cu_bytes = (size_t)n1 * es;
+  }
   return MIXC_OK;
+#else
+  return fail(err, MIXC_ERROR_UNSUPPORTED, "this build has no CUDA backend");
+#endif
 }
 
 static void call_free(Call *c) {
@@ -955,6 +1067,8 @@ static mixc_status bind_call(Call *c, const mixc_kernel *k, const mixc_args *a,
   c->step = step;
   c->mx = k->mx;
   c->grid = k->mx->ngrid > 0;
+  c->cuda = k->device == MIXC_CUDA;
+  c->stream = a->stream;
   const Mixer *mx = c->mx;
   const char *mname = k->rm->name;
   size_t ns = (size_t)mx->nsyms + 1;
@@ -1166,6 +1280,11 @@ static mixc_status get_variant(mixc_kernel *k, const Call *c, const Spec *sp,
     ks.cu_type = c->cu ? c->cu_type : KT_I32;
     ks.strategy = k->strategy;
     ks.chunk = k->chunk_size;
+    ks.bh = c->N * c->H; /* the schedule's hint (the variant runs for any N, H) */
+    if (k->device == MIXC_CPU) ks.target_items = ctx->threads; /* one item per thread */
+#ifdef MIXC_HAVE_CUDA
+    if (k->device == MIXC_CUDA) ks.target_items = cuda_target_items(k->cuda); /* 2 x SMs */
+#endif
     char msg[1024];
     mixc_status st = MIXC_OK;
     if (lower_mixer(&ne->arena, &ks, &ne->plan, msg, sizeof msg)) {
@@ -1183,6 +1302,13 @@ static mixc_status get_variant(mixc_kernel *k, const Call *c, const Spec *sp,
           ne->scratch_floats = m->funcs[i]->scratch_floats;
       if (!ne->fns) st = fail(err, MIXC_ERROR_OUT_OF_MEMORY, "out of memory compiling a variant");
     }
+#ifdef MIXC_HAVE_CUDA
+    if (st == MIXC_OK && k->device == MIXC_CUDA) {
+      double nvrtc_ms = 0;
+      st = cuda_variant_build(k->cuda, ne, k->rm->name, &nvrtc_ms, msg, sizeof msg);
+      if (st != MIXC_OK) st = fail(err, st, "mixer '%s': compiling a CUDA variant: %s", k->rm->name, msg);
+    } else
+#endif
 #ifdef MIXC_HAVE_LLVM
     if (st == MIXC_OK) {
       pthread_mutex_lock(&ctx->mu);
@@ -1255,18 +1381,13 @@ static int put_int(int64_t *ints, const KModule *m, int slot, int64_t v) {
   return 0;
 }
 
-static mixc_status launch(mixc_context *ctx, const Call *c, const KCacheEntry *e, mixc_error *err) {
+/* The argument tables of a call from the variant's plan: a pointer and one stride per layout
+ * dim for each tensor, the sizes, cu_seqlens. Shared by the CPU and the CUDA launches. */
+static mixc_status fill_tables(const Call *c, const KCacheEntry *e, void **ptrs, int64_t *ints,
+                               mixc_error *err) {
   const KernelPlan *pl = &e->plan;
   const KModule *m = pl->mod;
   const Mixer *mx = c->mx;
-  void **ptrs = calloc((size_t)m->nptrs + 1, sizeof *ptrs);
-  int64_t *ints = calloc((size_t)m->nints + 1, sizeof *ints);
-  float *scratch = NULL;
-  mixc_status st = MIXC_OK;
-  if (!ptrs || !ints) {
-    st = fail(err, MIXC_ERROR_OUT_OF_MEMORY, "out of memory launching the kernel");
-    goto done;
-  }
   int bad = 0;
   const char *what = "";
   for (int s = 0; s < mx->nsyms && !bad; s++) {
@@ -1294,12 +1415,24 @@ static mixc_status launch(mixc_context *ctx, const Call *c, const KCacheEntry *e
         ptrs[pl->cu_seqlens] = (void *)c->cu_data;
     }
   }
-  if (bad) {
-    st = fail(err, MIXC_ERROR_INTERNAL, "mixer '%s': the kernel plan has no valid slot for '%s'",
-              c->k->rm->name, what);
+  if (bad)
+    return fail(err, MIXC_ERROR_INTERNAL, "mixer '%s': the kernel plan has no valid slot for '%s'",
+                c->k->rm->name, what);
+  return MIXC_OK;
+}
+
+static mixc_status launch(mixc_context *ctx, const Call *c, const KCacheEntry *e, mixc_error *err) {
+  const KModule *m = e->plan.mod;
+  void **ptrs = calloc((size_t)m->nptrs + 1, sizeof *ptrs);
+  int64_t *ints = calloc((size_t)m->nints + 1, sizeof *ints);
+  float *scratch = NULL;
+  mixc_status st = MIXC_OK;
+  if (!ptrs || !ints) {
+    st = fail(err, MIXC_ERROR_OUT_OF_MEMORY, "out of memory launching the kernel");
     goto done;
   }
-  int64_t items = c->N * c->H;
+  if ((st = fill_tables(c, e, ptrs, ints, err)) != MIXC_OK) goto done;
+  int64_t items = plan_items(&e->plan, c->N, c->H); /* (sequence, head, value tile) */
   int nr = pool_ranges(ctx->pool, items);
   if (nr == 0) goto done;
   int64_t per = 0;
@@ -1328,6 +1461,34 @@ done:
   return st;
 }
 
+#ifdef MIXC_HAVE_CUDA
+/* MIXC_CUDA: the tables as the kernels' argument struct (NP pointers, then NI int64_t, each
+ * at least 1), then cuda_run: asynchronous on args.stream (cuda_exec.h). */
+static mixc_status launch_cuda(mixc_kernel *k, const Call *c, const KCacheEntry *e,
+                               mixc_error *err) {
+  const KernelPlan *pl = &e->plan;
+  const KModule *m = pl->mod;
+  size_t np = m->nptrs > 0 ? (size_t)m->nptrs : 1, ni = m->nints > 0 ? (size_t)m->nints : 1;
+  uint64_t *argbuf = calloc(np + ni, sizeof *argbuf);
+  if (!argbuf) return fail(err, MIXC_ERROR_OUT_OF_MEMORY, "out of memory launching the kernel");
+  mixc_status st = fill_tables(c, e, (void **)argbuf, (int64_t *)(argbuf + np), err);
+  /* work items: (sequence, head) pairs, times the value tiles of the plan */
+  int64_t items = c->N * c->H, tiles = pl->vtiles > 1 ? pl->vtiles : 1;
+  if (st == MIXC_OK && items > INT64_MAX / tiles)
+    st = fail(err, MIXC_ERROR_ARGUMENT, "%lld x %lld work items overflow", ll(items), ll(tiles));
+  items *= tiles;
+  if (st == MIXC_OK) {
+    char msg[1024];
+    st = cuda_run(k->ws, e, argbuf, pl->cu_seqlens, c->cu_bytes ? c->cu_copy : NULL, c->cu_bytes,
+                  items, c->stream, msg, sizeof msg);
+    if (st != MIXC_OK) st = fail(err, st, "mixer '%s' on %s: %s", k->rm->name,
+                                 mixc_cuda_device_name(k->cuda), msg);
+  }
+  free(argbuf);
+  return st;
+}
+#endif
+
 static mixc_status run_call(mixc_kernel *k, const mixc_args *args, const mixc_named_tensor *states,
                             int nstates, int step, mixc_error *err) {
   if (!k)
@@ -1347,6 +1508,11 @@ static mixc_status run_call(mixc_kernel *k, const mixc_args *args, const mixc_na
       pthread_mutex_lock(&k->mu);
       st = get_variant(k, &c, &sp, &e, err);
       pthread_mutex_unlock(&k->mu);
+#ifdef MIXC_HAVE_CUDA
+      if (st == MIXC_OK && k->device == MIXC_CUDA)
+        st = launch_cuda(k, &c, e, err);
+      else
+#endif
       if (st == MIXC_OK) st = launch(k->mod->ctx, &c, e, err);
     }
     spec_free(&sp);

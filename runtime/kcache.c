@@ -37,6 +37,7 @@ KCache *kcache_create(void) {
 
 void kcache_entry_free(KCacheEntry *e) {
   if (!e) return;
+  if (e->gpu_free) e->gpu_free(e->gpu);
   arena_free(&e->arena);
   free(e->key);
   free(e);

@@ -10,7 +10,10 @@
  * An entry owns an arena holding its KernelPlan and KModule (the lowering writes into it
  * in place, so an entry is allocated before its lowering), the compiled functions and
  * their scratch size. Entries live until the cache is destroyed (with its context); the
- * machine code itself belongs to the JIT, which the context also owns.
+ * machine code itself belongs to the JIT, which the context also owns. A CUDA entry holds its
+ * loaded module instead (gpu), freed with the entry: the cache must go before the devices.
+ * The key of a CUDA variant names the device (ordinal, name, architecture, NVRTC), since a
+ * loaded module belongs to one device's context.
  *
  * Thread-safe: find and insert take the cache's mutex; a value, once inserted, is never
  * changed or moved, so callers keep pointers to it without a lock. No global state. */
@@ -36,6 +39,10 @@ typedef struct KCacheEntry {
   int nfns;
   int64_t scratch_floats; /* the largest KFunc.scratch_floats */
   double compile_ms;      /* lowering + code generation */
+  /* CUDA variants (runtime/cuda_exec.c): the module loaded for the device named in the key,
+   * its kernels and their launch settings; freed with the entry by gpu_free. NULL on the CPU. */
+  void *gpu;
+  void (*gpu_free)(void *gpu);
   struct KCacheEntry *next;
 } KCacheEntry;
 

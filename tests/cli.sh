@@ -45,6 +45,21 @@ if "$MIXC" version | grep -q 'cpu (LLVM'; then
 else
   expect 2 'no CPU backend' "$MIXC" run examples/gla.mix --backend cpu
 fi
+# --backend cuda without a usable GPU (hidden from the driver where there is one): one plain
+# line, exit 1; a build without the CUDA backend says so, exit 2
+if "$MIXC" version | grep -q 'cuda ('; then
+  out=$(CUDA_VISIBLE_DEVICES= "$MIXC" run examples/gla.mix --backend cuda 2>&1)
+  rc=$?
+  if [ "$rc" -ne 1 ] || [ "$(printf '%s\n' "$out" | wc -l)" -ne 1 ] ||
+    ! grep -Eq '^mixc: run: (no CUDA driver|the CUDA driver found no device)' <<<"$out"; then
+    bad "run --backend cuda without a GPU -> exit $rc, expected 1 and one line"$'\n'"$out"
+  else
+    ok
+  fi
+else
+  expect 2 'no CUDA backend' "$MIXC" run examples/gla.mix --backend cuda
+fi
+expect 2 '--chunk 0: give a positive integer' "$MIXC" run examples/gla.mix --chunk 0
 expect 2 '--strategy fast: use auto, recurrent or chunk' "$MIXC" run examples/gla.mix --strategy fast
 expect 2 'nothing to compare' "$MIXC" run examples/gla.mix --backend ref --check
 expect 2 '--stage lowered: use ast, typed or rec' "$MIXC" ir examples/gla.mix --stage lowered

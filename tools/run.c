@@ -15,6 +15,9 @@
 #include "../runtime/include/mixc.h"
 #include "../runtime/rec_eval.h"
 #include "../runtime/reference.h"
+#ifdef MIXC_HAVE_CUDA
+#include "../backends/cuda/cuda_loader.h"
+#endif
 #include "cli.h"
 
 enum { MAX_IN = 64 };
@@ -27,6 +30,7 @@ typedef struct Opts {
   int nin;
   unsigned long long seed;
   int seed_given, check, time;
+  long long chunk; /* --chunk: options.chunk_size (0: the schedule's) */
 } Opts;
 
 /* What a run binds: sizes (with where each came from) and one array per symbol. */
@@ -48,6 +52,14 @@ typedef struct Run {
   mixc_kernel *k;
   void **buf;            /* per symbol: the tensor in its storage type */
   void **fbuf;           /* per state symbol: its final value */
+  double last_ms;        /* cuda: the kernel's time in the last run (CUDA events) */
+#ifdef MIXC_HAVE_CUDA
+  /* --backend cuda: the device (for memory, copies and events; the kernels run through the
+   * C API) and a device copy of every buffer above */
+  MixcCuda *cu;
+  MixcDevPtr *dbuf, *dfbuf;
+  MixcCudaEvent *ev[2];
+#endif
 } Run;
 
 /* A copy of "OPT TEXT" that lives as long as the run, for messages. */
@@ -95,6 +107,14 @@ static int parse_opts(int argc, char **argv, Opts *o) {
       if (*end || errno || argv[i][0] == '-')
         return cli_usage_error("--seed %s: give a non-negative integer", argv[i]);
       o->seed_given = 1;
+    } else if (!strcmp(a, "--chunk")) {
+      if (i + 1 >= argc) return cli_usage_error("--chunk needs a number");
+      char *end;
+      errno = 0;
+      o->chunk = strtoll(argv[++i], &end, 10);
+      if (*end || errno || !argv[i][0] || o->chunk < 1 || o->chunk > (1 << 20))
+        return cli_usage_error("--chunk %s: give a positive integer (at most %d)", argv[i],
+                               1 << 20);
     } else if (!strcmp(a, "--check")) {
       o->check = 1;
     } else if (!strcmp(a, "--time")) {
@@ -487,6 +507,101 @@ static char *slurp(const char *path, size_t *n) {
   return b;
 }
 
+#ifdef MIXC_HAVE_CUDA
+static size_t api_bytes(const Run *r, int s) {
+  size_t n = (size_t)(r->numel[s] ? r->numel[s] : 1) * (api_dtype(r, s) == MIXC_F32 ? 4 : 2);
+  return (n + 3) / 4 * 4; /* whole 32-bit words, for the NaN poison */
+}
+
+/* Device buffers for every host buffer; inputs and initial states copied over. */
+static int cuda_setup(Run *r) {
+  char err[1024];
+  int ns = r->m->nsyms;
+  r->dbuf = calloc((size_t)ns, sizeof *r->dbuf);
+  r->dfbuf = calloc((size_t)ns, sizeof *r->dfbuf);
+  if (!r->dbuf || !r->dfbuf) return 1;
+  int rc = mixc_cuda_event_create(r->cu, &r->ev[0], err, sizeof err) ||
+           mixc_cuda_event_create(r->cu, &r->ev[1], err, sizeof err);
+  for (int s = 0; !rc && s < ns; s++) {
+    SymKind k = r->m->syms[s].kind;
+    size_t bytes = api_bytes(r, s);
+    if (r->buf[s]) {
+      rc = mixc_cuda_alloc(r->cu, bytes, &r->dbuf[s], err, sizeof err);
+      if (!rc && k != SYM_OUTPUT)
+        rc = mixc_cuda_memcpy_htod(r->cu, r->dbuf[s], r->buf[s],
+                                   (size_t)(r->numel[s] ? r->numel[s] : 1) *
+                                       (api_dtype(r, s) == MIXC_F32 ? 4 : 2),
+                                   err, sizeof err);
+    }
+    if (!rc && r->fbuf[s]) rc = mixc_cuda_alloc(r->cu, bytes, &r->dfbuf[s], err, sizeof err);
+  }
+  if (rc) fprintf(stderr, "mixc: --backend cuda: %s\n", err);
+  return rc ? EXIT_INPUT : 0;
+}
+
+static void cuda_teardown(Run *r) {
+  if (!r->cu) return;
+  char err[256];
+  for (int s = 0; r->dbuf && s < r->m->nsyms; s++) {
+    mixc_cuda_free(r->cu, r->dbuf[s], err, sizeof err);
+    mixc_cuda_free(r->cu, r->dfbuf[s], err, sizeof err);
+  }
+  for (int i = 0; i < 2; i++)
+    if (r->ev[i]) mixc_cuda_event_destroy(r->cu, r->ev[i]);
+  free(r->dbuf);
+  free(r->dfbuf);
+  mixc_cuda_close(r->cu);
+}
+
+/* Poison the outputs and final states (NaN), run through the C API between two events on the
+ * legacy default stream, copy the results back to the host buffers. */
+static int cuda_forward(Run *r, const mixc_args *a0) {
+  char err[1024];
+  mixc_args a = *a0;
+  a.stream = NULL;
+  int ns = r->m->nsyms, rc = 0;
+  for (int s = 0; !rc && s < ns; s++) {
+    if (r->m->syms[s].kind == SYM_OUTPUT && r->dbuf[s]) {
+      uint32_t nan = api_dtype(r, s) == MIXC_F32 ? 0x7fc00000u : api_dtype(r, s) == MIXC_BF16
+                                                                     ? 0x7fc07fc0u
+                                                                     : 0x7e007e00u;
+      rc = mixc_cuda_memset32(r->cu, r->dbuf[s], nan, api_bytes(r, s) / 4, err, sizeof err);
+    }
+    if (!rc && r->dfbuf[s])
+      rc = mixc_cuda_memset32(r->cu, r->dfbuf[s], 0x7fc00000u, api_bytes(r, s) / 4, err,
+                              sizeof err);
+  }
+  if (rc) {
+    fprintf(stderr, "mixc: --backend cuda: %s\n", err);
+    return EXIT_INPUT;
+  }
+  mixc_error e;
+  rc = mixc_cuda_event_record(r->cu, r->ev[0], NULL, err, sizeof err);
+  int st = rc ? MIXC_OK : mixc_forward(r->k, &a, &e);
+  if (st) {
+    fprintf(stderr, "mixc: --backend cuda: %s\n", e.message);
+    return st == MIXC_ERROR_UNSUPPORTED ? EXIT_USAGE : EXIT_INPUT;
+  }
+  float ms = 0;
+  if (!rc) rc = mixc_cuda_event_record(r->cu, r->ev[1], NULL, err, sizeof err) ||
+                mixc_cuda_event_elapsed(r->cu, r->ev[0], r->ev[1], &ms, err, sizeof err) ||
+                mixc_cuda_synchronize(r->cu, err, sizeof err); /* a kernel's fault shows here */
+  r->last_ms = ms;
+  for (int s = 0; !rc && s < ns; s++) {
+    size_t bytes = (size_t)(r->numel[s] ? r->numel[s] : 1) * (api_dtype(r, s) == MIXC_F32 ? 4 : 2);
+    if (r->m->syms[s].kind == SYM_OUTPUT && r->dbuf[s])
+      rc = mixc_cuda_memcpy_dtoh(r->cu, r->buf[s], r->dbuf[s], bytes, err, sizeof err);
+    if (!rc && r->dfbuf[s])
+      rc = mixc_cuda_memcpy_dtoh(r->cu, r->fbuf[s], r->dfbuf[s], bytes, err, sizeof err);
+  }
+  if (rc) {
+    fprintf(stderr, "mixc: --backend cuda: %s\n", err);
+    return EXIT_INPUT;
+  }
+  return 0;
+}
+#endif
+
 /* The context, module and kernel, and the tensors in their storage types, once per run. */
 static int api_setup(Run *r) {
   mixc_error err;
@@ -513,6 +628,7 @@ static int api_setup(Run *r) {
   opt.strategy = !strcmp(r->o->strategy, "recurrent") ? MIXC_STRATEGY_RECURRENT
                  : !strcmp(r->o->strategy, "chunk")   ? MIXC_STRATEGY_CHUNK
                                                       : MIXC_STRATEGY_AUTO;
+  opt.chunk_size = r->o->chunk;
   if (!rc) rc = mixc_kernel_create(r->mod, &opt, &r->k, &err);
   if (rc) {
     fprintf(stderr, "mixc: --backend %s: %s\n", r->o->backend, err.message);
@@ -528,10 +644,16 @@ static int api_setup(Run *r) {
     if (k == SYM_OUTPUT) r->buf[s] = api_alloc(r, s, NULL);
     if (k == SYM_STATE && !r->m->ngrid) r->fbuf[s] = api_alloc(r, s, NULL);
   }
+#ifdef MIXC_HAVE_CUDA
+  if (r->cu) return cuda_setup(r);
+#endif
   return 0;
 }
 
 static void api_teardown(Run *r) {
+#ifdef MIXC_HAVE_CUDA
+  cuda_teardown(r);
+#endif
   for (int s = 0; r->buf && s < r->m->nsyms; s++) {
     free(r->buf[s]);
     free(r->fbuf[s]);
@@ -554,13 +676,20 @@ static int api_run(Run *r, double **outs) {
   mixc_named_tensor *in = t, *out = t + ns, *init = t + 2 * ns, *fin = t + 3 * ns;
   for (int s = 0; s < ns; s++) {
     const Sym *y = &r->m->syms[s];
+    void *data = r->buf[s], *fdata = r->fbuf[s];
+#ifdef MIXC_HAVE_CUDA
+    if (r->cu) { /* device addresses */
+      data = (void *)(uintptr_t)r->dbuf[s];
+      fdata = (void *)(uintptr_t)r->dfbuf[s];
+    }
+#endif
     if ((y->kind == SYM_INPUT || y->kind == SYM_PARAM) && r->buf[s])
-      in[nin++] = (mixc_named_tensor){y->name, api_tensor(r, s, r->buf[s], 0)};
-    if (y->kind == SYM_OUTPUT) out[nout++] = (mixc_named_tensor){y->name, api_tensor(r, s, r->buf[s], 0)};
+      in[nin++] = (mixc_named_tensor){y->name, api_tensor(r, s, data, 0)};
+    if (y->kind == SYM_OUTPUT) out[nout++] = (mixc_named_tensor){y->name, api_tensor(r, s, data, 0)};
     if (y->kind == SYM_STATE && r->buf[s])
-      init[ninit++] = (mixc_named_tensor){y->name, api_tensor(r, s, r->buf[s], 1)};
+      init[ninit++] = (mixc_named_tensor){y->name, api_tensor(r, s, data, 1)};
     if (y->kind == SYM_STATE && r->fbuf[s])
-      fin[nfin++] = (mixc_named_tensor){y->name, api_tensor(r, s, r->fbuf[s], 1)};
+      fin[nfin++] = (mixc_named_tensor){y->name, api_tensor(r, s, fdata, 1)};
   }
   mixc_args a;
   memset(&a, 0, sizeof a);
@@ -573,12 +702,23 @@ static int api_run(Run *r, double **outs) {
   a.final_states = fin;
   a.nfinal = nfin;
   mixc_error err;
+#ifdef MIXC_HAVE_CUDA
+  if (r->cu) {
+    int crc = cuda_forward(r, &a);
+    free(t);
+    if (crc) return crc;
+    goto results;
+  }
+#endif
   int rc = mixc_forward(r->k, &a, &err);
   free(t);
   if (rc) {
     fprintf(stderr, "mixc: --backend %s: %s\n", r->o->backend, err.message);
     return rc == MIXC_ERROR_UNSUPPORTED ? EXIT_USAGE : EXIT_INPUT;
   }
+#ifdef MIXC_HAVE_CUDA
+results:
+#endif
   for (int s = 0; s < ns; s++) {
     const void *p = r->m->syms[s].kind == SYM_OUTPUT ? r->buf[s] : r->fbuf[s];
     if (!p || !outs[s]) continue;
@@ -609,13 +749,15 @@ static int time_backend(Run *r, double **outs) {
     int rc = run_backend(r, outs, 0);
     if (rc) return rc;
     times[i] = now_ms() - t0;
+    if (!strcmp(r->o->backend, "cuda")) times[i] = r->last_ms; /* CUDA events: the kernels */
   }
   if (r->o->time) {
     /* The first run warms caches and page tables; the median of the rest is quoted. */
     qsort(times + 1, (size_t)reps - 1, sizeof times[0], cmp_double);
     int compiled = strcmp(r->o->backend, "ref") && strcmp(r->o->backend, "ir");
-    printf("  time: median %.3f ms over %d runs after a warm-up (backend %s, %s)\n",
-           times[reps / 2], reps - 1, r->o->backend, compiled ? "fp32" : "fp64");
+    printf("  time: median %.3f ms over %d runs after a warm-up (backend %s, %s%s)\n",
+           times[reps / 2], reps - 1, r->o->backend, compiled ? "fp32" : "fp64",
+           !strcmp(r->o->backend, "cuda") ? ", CUDA events around mixc_forward" : "");
   }
   return 0;
 }
@@ -667,6 +809,16 @@ static int execute(Run *r) {
     return EXIT_INPUT;
   }
   if (check_fixed_dims(r)) return EXIT_INPUT;
+#ifdef MIXC_HAVE_CUDA
+  if (!strcmp(o->backend, "cuda")) { /* the device first: without one, one line and exit 1 */
+    char cerr[1024];
+    if (mixc_cuda_open(0, &r->cu, cerr, sizeof cerr)) {
+      r->cu = NULL;
+      fprintf(stderr, "mixc: run: %s\n", cerr);
+      return EXIT_INPUT;
+    }
+  }
+#endif
   r->b.B = r->size[SZ_B];
   r->b.T = r->size[SZ_T];
   r->b.H = r->size[SZ_H];

@@ -3,7 +3,8 @@
  *   mixc_context   one per process (or per thread pool): the JIT, the worker threads and
  *                  the cache of compiled kernels. Thread-safe.
  *   mixc_module    a compiled .mix source: its mixers, checked and analysed.
- *   mixc_kernel    one mixer of a module for fixed dims, on one device, with options.
+ *   mixc_kernel    one mixer of a module for fixed dims, on one device (the CPU, or a CUDA
+ *                  GPU opened at the context's first kernel for it), with options.
  *                  Its first call with a new combination of tensor dtypes and optional
  *                  tensors compiles a specialised variant; later calls reuse it.
  *
@@ -101,6 +102,12 @@ typedef struct mixc_kernel_options {
   mixc_device_kind device;
   mixc_strategy strategy;
   int64_t chunk_size;      /* 0: the schedule's choice */
+  /* Fields added since 0.1 (zero keeps the old meaning): */
+  int device_index;        /* MIXC_CUDA: the device's ordinal, as the driver numbers them
+                              (CUDA_VISIBLE_DEVICES applies); 0: the first */
+  int check_cu_seqlens;    /* MIXC_CUDA: nonzero: every call copies cu_seqlens to the host
+                              (waiting for args.stream) and checks it as on the CPU; 0: a
+                              device cu_seqlens is trusted, as in FlashAttention */
 } mixc_kernel_options;
 
 mixc_status mixc_kernel_create(mixc_module *mod, const mixc_kernel_options *opt,
@@ -121,9 +128,14 @@ typedef struct mixc_args {
   const mixc_named_tensor *final_states;
   int nfinal;
   const mixc_tensor *cu_seqlens; /* NULL, or [N + 1] int32/int64 with B = 1 */
-  void *stream;                  /* CUDA: the stream (CUstream); ignored on the CPU */
+  void *stream;                  /* CUDA: the stream (CUstream; NULL: the legacy default
+                                    stream); ignored on the CPU */
 } mixc_args;
 
+/* On MIXC_CUDA every tensor's data (cu_seqlens included) is a device address (a CUdeviceptr
+ * cast to void *) in the device's primary context, and the call is asynchronous: it checks
+ * the arguments, compiles on a new variant, enqueues the kernels on args->stream and
+ * returns; errors inside a kernel surface at the next synchronisation (docs/api.md). */
 mixc_status mixc_forward(mixc_kernel *k, const mixc_args *args, mixc_error *err);
 
 /* A decode step: T tokens (usually 1) continuing from `states`, which are read as the

@@ -1,0 +1,1082 @@
+/* test_api_cuda: the C API on MIXC_CUDA (device pointers, streams), against the fp64
+ * reference.
+ *
+ * Always: a CUDA kernel without a usable GPU fails plainly (MIXC_ERROR_DEVICE with the
+ * loader's message; MIXC_ERROR_UNSUPPORTED in a build without the CUDA backend), and nothing
+ * leaks. Without a GPU the test then exits 77 (ctest: skipped), or fails when
+ * MIXC_TEST_REQUIRE_GPU=1.
+ *
+ * With a GPU: every examples/NAME.mix, strategies recurrent and chunk (where it applies), on
+ * random inputs drawn by role (runtime/inputs.h), compared with mixc_ref_run:
+ *   f32 with initial and final states, T in {1, 7, 64, 65, 1000} (T = 7 broadcasts inputs
+ *   over B, T = 65 has transposed inputs and padded outputs and states, T = 64 and 1000 run
+ *   on a user stream); bf16 with every param given, T in {7, 65}; f16 on some examples;
+ *   varlen batches (cu_seqlens {5, 0, 9, 50}, i32 or i64; a strided one on gla); decode steps
+ *   (1, 1, 1, 5 tokens, states in place, outputs into slices) against the reference and a
+ *   forward; grid mixers at (Y, X) in {(1, 1), (3, 5), (8, 8)}. Dims are drawn from
+ *   {16, 24, 32}, and 100 for the last dim on every fourth example.
+ * Outputs and final states are poisoned with NaN before each run; NaN never passes.
+ * Tolerances, max|x - ref| / max|ref|: f32 1e-4 (outputs and states, as test_cuda_kernels);
+ * bf16 outputs 1e-2, f16 outputs 5e-3, their (fp32) states 2e-3 (the kernels' matmuls run in
+ * single TF32 when they load 16-bit data).
+ * Also: argument errors on CUDA tensors (NULL data, a wrong shape, a misaligned pointer, a
+ * bad device index) name the argument; options.check_cu_seqlens catches a bad device
+ * cu_seqlens. Examples run on 8 threads sharing one context, each with its own stream.
+ * `test_api_cuda SEED` replays a run. One summary line: passed, failed. */
+#define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../compiler/compile.h"
+#include "../runtime/half.h"
+#include "../runtime/inputs.h"
+#include "../runtime/reference.h"
+#include "mixc.h"
+#ifdef MIXC_HAVE_CUDA
+#include "../backends/cuda/cuda_loader.h"
+#endif
+
+enum { MAXSYM = 64, MAXD = MIXC_MAX_DIMS, SKIP = 77, WORKERS = 8 };
+
+static int passed, failed;
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void result(FILE *out, int ok, const char *name, const char *detail) {
+  pthread_mutex_lock(&g_mu);
+  if (ok)
+    passed++;
+  else
+    failed++;
+  pthread_mutex_unlock(&g_mu);
+  fprintf(out, "%s %s%s%s\n", ok ? "ok  " : "FAIL", name, detail && *detail ? ": " : "",
+          detail ? detail : "");
+}
+
+static char *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  char *b = NULL;
+  if (!fseek(f, 0, SEEK_END)) {
+    long n = ftell(f);
+    if (n >= 0 && !fseek(f, 0, SEEK_SET) && (b = malloc((size_t)n + 1))) {
+      *len = fread(b, 1, (size_t)n, f);
+      b[*len] = 0;
+    }
+  }
+  fclose(f);
+  return b;
+}
+
+/* ---- without a GPU (and before using one) ---- */
+
+/* A CUDA kernel of gla: OK with a GPU (*k set), else the failure is checked. Returns 1 when
+ * the GPU is usable. */
+static int probe(mixc_context *ctx, mixc_module *mod, mixc_kernel **k) {
+  mixc_dim dims[] = {{"K", 16}, {"V", 16}};
+  mixc_kernel_options o;
+  memset(&o, 0, sizeof o);
+  o.dims = dims;
+  o.ndims = 2;
+  o.device = MIXC_CUDA;
+  mixc_error e;
+  *k = NULL;
+  mixc_status s = mixc_kernel_create(mod, &o, k, &e);
+  if (s == MIXC_OK) {
+    result(stdout, *k != NULL, "CUDA kernel created", "");
+    return *k != NULL;
+  }
+#ifdef MIXC_HAVE_CUDA
+  mixc_status want = MIXC_ERROR_DEVICE;
+#else
+  mixc_status want = MIXC_ERROR_UNSUPPORTED;
+#endif
+  char d[4400];
+  snprintf(d, sizeof d, "%s: %s", mixc_status_name(s), e.message);
+  result(stdout, s == want && e.message[0] && !*k && e.status == s,
+         "CUDA kernel without a usable GPU fails plainly", d);
+  /* a second try answers the same (nothing cached in a bad state) */
+  mixc_kernel *k2 = NULL;
+  mixc_status s2 = mixc_kernel_create(mod, &o, &k2, &e);
+  result(stdout, s2 == s && !k2, "and again", e.message);
+  mixc_kernel_destroy(k2);
+  mixc_args a;
+  memset(&a, 0, sizeof a);
+  s2 = mixc_forward(NULL, &a, &e);
+  result(stdout, s2 == MIXC_ERROR_ARGUMENT && strstr(e.message, "NULL"),
+         "mixc_forward without a kernel", e.message);
+  return 0;
+}
+
+#ifdef MIXC_HAVE_CUDA
+/* ---- tensors on the device ---- */
+
+static MixcCuda *g_cu;
+
+typedef struct Buf {
+  void *mem; /* host image of the device storage */
+  size_t bytes;
+  MixcDevPtr d;
+  mixc_tensor t; /* data: the device address */
+} Buf;
+
+enum { L_CONTIG, L_TRANSPOSE, L_BROADCAST_B };
+
+static size_t esize(mixc_dtype d) { return d == MIXC_F32 ? 4 : 2; }
+
+static int buf_make(Buf *b, mixc_dtype dt, int ndim, const int64_t *shape, int layout, int lead,
+                    int pad, char *err, size_t n) {
+  memset(b, 0, sizeof *b);
+  b->t.dtype = dt;
+  b->t.ndim = ndim;
+  int perm[MAXD];
+  for (int d = 0; d < ndim; d++) perm[d] = d;
+  if (layout == L_TRANSPOSE && lead >= 3) {
+    int h = lead - 1;
+    for (int d = h; d > 1; d--) perm[d] = perm[d - 1];
+    perm[1] = h;
+  }
+  int64_t st = 1;
+  for (int i = ndim - 1; i >= 0; i--) {
+    int d = perm[i];
+    b->t.shape[d] = shape[d];
+    if (layout == L_BROADCAST_B && d == 0 && lead) {
+      b->t.stride[d] = 0;
+      continue;
+    }
+    b->t.stride[d] = st;
+    st *= shape[d] + (i == ndim - 1 ? pad : 0);
+  }
+  b->bytes = (size_t)(st > 0 ? st : 1) * esize(dt);
+  b->mem = calloc(1, b->bytes);
+  if (!b->mem) return snprintf(err, n, "out of memory"), 0;
+  if (mixc_cuda_alloc(g_cu, b->bytes, &b->d, err, n)) return 0;
+  b->t.data = (void *)(uintptr_t)b->d;
+  return 1;
+}
+
+static void buf_free(Buf *b) {
+  char e[256];
+  free(b->mem);
+  if (b->d) mixc_cuda_free(g_cu, b->d, e, sizeof e);
+  memset(b, 0, sizeof *b);
+}
+
+static int buf_upload(Buf *b, char *err, size_t n) {
+  return !mixc_cuda_memcpy_htod(g_cu, b->d, b->mem, b->bytes, err, n);
+}
+
+static int buf_download(Buf *b, char *err, size_t n) {
+  return !mixc_cuda_memcpy_dtoh(g_cu, b->mem, b->d, b->bytes, err, n);
+}
+
+static int buf_poison(Buf *b, char *err, size_t n) {
+  size_t k = b->bytes / esize(b->t.dtype);
+  for (size_t i = 0; i < k; i++) {
+    if (b->t.dtype == MIXC_F32) {
+      float f = NAN;
+      memcpy((char *)b->mem + 4 * i, &f, 4);
+    } else {
+      uint16_t h = b->t.dtype == MIXC_BF16 ? 0x7fc0 : 0x7e00;
+      memcpy((char *)b->mem + 2 * i, &h, 2);
+    }
+  }
+  return buf_upload(b, err, n);
+}
+
+static int64_t buf_numel(const Buf *b) {
+  int64_t n = 1;
+  for (int d = 0; d < b->t.ndim; d++) n *= b->t.shape[d];
+  return n;
+}
+
+static int64_t buf_offset(const Buf *b, int64_t flat) {
+  int64_t off = 0;
+  for (int d = b->t.ndim - 1; d >= 0; d--) {
+    off += (flat % b->t.shape[d]) * b->t.stride[d];
+    flat /= b->t.shape[d];
+  }
+  return off;
+}
+
+static void buf_put(Buf *b, const double *src) {
+  int64_t n = buf_numel(b);
+  for (int64_t i = 0; i < n; i++) {
+    char *p = (char *)b->mem + (size_t)buf_offset(b, i) * esize(b->t.dtype);
+    if (b->t.dtype == MIXC_F32) {
+      float f = (float)src[i];
+      memcpy(p, &f, 4);
+    } else {
+      uint16_t h = b->t.dtype == MIXC_BF16 ? mixc_f32_to_bf16((float)src[i])
+                                           : mixc_f32_to_f16((float)src[i]);
+      memcpy(p, &h, 2);
+    }
+  }
+}
+
+static void buf_get(const Buf *b, double *dst) {
+  int64_t n = buf_numel(b);
+  for (int64_t i = 0; i < n; i++) {
+    const char *p = (const char *)b->mem + (size_t)buf_offset(b, i) * esize(b->t.dtype);
+    if (b->t.dtype == MIXC_F32) {
+      float f;
+      memcpy(&f, p, 4);
+      dst[i] = f;
+    } else {
+      uint16_t h;
+      memcpy(&h, p, 2);
+      dst[i] = b->t.dtype == MIXC_BF16 ? mixc_bf16_to_f32(h) : mixc_f16_to_f32(h);
+    }
+  }
+}
+
+/* ---- examples and data ---- */
+
+typedef struct Ex {
+  char name[64];
+  int index;
+  Compilation comp;
+  const Mixer *m;
+  InputRole roles[MAXSYM];
+  int64_t dims[MAXSYM];
+  mixc_dim kdims[MAXSYM];
+  int nkdims;
+  mixc_module *mod;
+  int grid, ndir;
+} Ex;
+
+typedef struct Data {
+  int64_t B, T, H, Y, X, N;
+  int64_t numel[MAXSYM];
+  double *in[MAXSYM];
+  double *out[MAXSYM];
+  int64_t *cu;
+} Data;
+
+static void data_free(Data *d) {
+  for (int s = 0; s < MAXSYM; s++) {
+    free(d->in[s]);
+    free(d->out[s]);
+  }
+  free(d->cu);
+  memset(d, 0, sizeof *d);
+}
+
+static int64_t feat(const Ex *x, int s) {
+  const Sym *y = &x->m->syms[s];
+  int64_t n = 1;
+  for (int p = 0; p < y->rank; p++) n *= x->dims[y->shape[p]];
+  return n;
+}
+
+static int tshape(const Ex *x, const Data *d, int s, int state, int64_t *sh, int *lead) {
+  const Sym *y = &x->m->syms[s];
+  int r = 0;
+  *lead = 0;
+  if (state) {
+    sh[r++] = d->N;
+    sh[r++] = d->H;
+  } else if (y->kind == SYM_PARAM) {
+    sh[r++] = d->H;
+  } else {
+    sh[r++] = d->B;
+    if (x->grid) {
+      sh[r++] = d->Y;
+      sh[r++] = d->X;
+    } else {
+      sh[r++] = d->T;
+    }
+    sh[r++] = d->H;
+    *lead = r;
+    if (y->kind == SYM_INPUT && y->per_direction) sh[r++] = x->ndir;
+  }
+  for (int p = 0; p < y->rank; p++) sh[r++] = x->dims[y->shape[p]];
+  return r;
+}
+
+static double round_to(mixc_dtype dt, double v) {
+  return dt == MIXC_BF16 ? mixc_round_bf16(v) : dt == MIXC_F16 ? mixc_round_f16(v) : mixc_round_f32(v);
+}
+
+typedef struct Cfg {
+  int64_t B, T, Y, X;
+  mixc_dtype dt;
+  int layout_in, layout_out;
+  int init, fin, params;
+  const int64_t *seqlens;
+  int nseq, cu_i32, cu_stride;
+  int user_stream;
+} Cfg;
+
+/* Draw one call's data (examples/README.md ranges), rounded to what the kernel reads. */
+static int data_make(const Ex *x, const Cfg *c, MixcRng *rng, Data *d) {
+  memset(d, 0, sizeof *d);
+  const Mixer *m = x->m;
+  d->B = c->B;
+  d->H = 3;
+  d->Y = c->Y;
+  d->X = c->X;
+  d->T = x->grid ? c->Y * c->X : c->T;
+  d->N = d->B;
+  if (c->seqlens) {
+    d->cu = malloc(sizeof(int64_t) * (size_t)(c->nseq + 1));
+    if (!d->cu) return 0;
+    d->cu[0] = 0;
+    for (int i = 0; i < c->nseq; i++) d->cu[i + 1] = d->cu[i] + c->seqlens[i];
+    d->T = d->cu[c->nseq];
+    d->N = c->nseq;
+  }
+  for (int s = 0; s < m->nsyms; s++) {
+    const Sym *y = &m->syms[s];
+    int64_t last = y->rank ? x->dims[y->shape[y->rank - 1]] : 1, n = feat(x, s);
+    int nd = y->per_direction ? x->ndir : 1;
+    if (y->kind == SYM_INPUT)
+      n *= d->B * d->T * d->H * nd;
+    else if (y->kind == SYM_PARAM)
+      n *= d->H;
+    else if (y->kind == SYM_OUTPUT)
+      n *= d->B * d->T * d->H;
+    else if (y->kind == SYM_STATE)
+      n *= d->N * d->H;
+    else
+      continue;
+    d->numel[s] = n;
+    size_t bytes = sizeof(double) * (size_t)(n > 0 ? n : 1);
+    int give = y->kind == SYM_INPUT || (y->kind == SYM_PARAM && (c->params || !y->init)) ||
+               (y->kind == SYM_STATE && c->init);
+    if (give) {
+      if (!(d->in[s] = malloc(bytes))) return 0;
+      mixc_fill(rng, x->roles[s], d->in[s], n, last);
+    }
+    if (y->kind == SYM_OUTPUT || (y->kind == SYM_STATE && c->fin))
+      if (!(d->out[s] = malloc(bytes))) return 0;
+  }
+  const char *nonneg[] = {"linear_attn_norm", "q", "linear_attn_norm", "k",
+                          "lightnet",         "q", "lightnet2d",       "q"};
+  for (int i = 0; i < 8; i += 2) {
+    int s = mixer_find(m, nonneg[i + 1]);
+    if (strcmp(m->name.name, nonneg[i]) || s < 0 || !d->in[s]) continue;
+    for (int64_t j = 0; j < d->numel[s]; j++) d->in[s][j] = fabs(d->in[s][j]);
+  }
+  if (!strcmp(m->name.name, "rwkv7")) {
+    int sa = mixer_find(m, "a"), sb = mixer_find(m, "b");
+    int64_t K = feat(x, sa);
+    for (int64_t r = 0; r * K < d->numel[sa]; r++) {
+      double alpha = mixc_rng_uniform(rng);
+      for (int64_t i = 0; i < K; i++) d->in[sb][r * K + i] = -d->in[sa][r * K + i] * alpha;
+    }
+  }
+  if (c->layout_in == L_BROADCAST_B)
+    for (int s = 0; s < m->nsyms; s++) {
+      if (m->syms[s].kind != SYM_INPUT || !d->in[s] || d->B < 2) continue;
+      int64_t row = d->numel[s] / d->B;
+      for (int64_t b = 1; b < d->B; b++)
+        memcpy(d->in[s] + b * row, d->in[s], sizeof(double) * (size_t)row);
+    }
+  for (int s = 0; s < m->nsyms; s++) {
+    if (!d->in[s]) continue;
+    mixc_dtype dt = m->syms[s].kind == SYM_STATE ? MIXC_F32 : c->dt;
+    for (int64_t j = 0; j < d->numel[s]; j++) d->in[s][j] = round_to(dt, d->in[s][j]);
+  }
+  return 1;
+}
+
+static int run_reference(const Ex *x, Data *d, char *err, size_t n) {
+  RefBinding b;
+  memset(&b, 0, sizeof b);
+  b.B = d->B;
+  b.T = d->T;
+  b.H = d->H;
+  b.Y = d->Y;
+  b.X = d->X;
+  b.dims = x->dims;
+  b.in = (const double *const *)d->in;
+  b.out = d->out;
+  b.cu_seqlens = d->cu;
+  b.nseq = d->cu ? d->N : 0;
+  return mixc_ref_run(x->m, &b, err, n);
+}
+
+/* The device tensors of one call. */
+typedef struct Call {
+  Buf buf[MAXSYM], sin[MAXSYM], sout[MAXSYM], cub;
+  mixc_named_tensor in[MAXSYM], out[MAXSYM], init[MAXSYM], fin[MAXSYM];
+  int nin, nout, ninit, nfin, has_cu;
+} Call;
+
+static void call_free(Call *k) {
+  for (int s = 0; s < MAXSYM; s++) {
+    buf_free(&k->buf[s]);
+    buf_free(&k->sin[s]);
+    buf_free(&k->sout[s]);
+  }
+  buf_free(&k->cub);
+}
+
+static int call_make(const Ex *x, const Cfg *c, const Data *d, Call *k, char *err, size_t n) {
+  memset(k, 0, sizeof *k);
+  const Mixer *m = x->m;
+  int64_t sh[MAXD + 2];
+  int lead;
+  for (int s = 0; s < m->nsyms; s++) {
+    const Sym *y = &m->syms[s];
+    if (y->kind == SYM_INPUT || (y->kind == SYM_PARAM && d->in[s])) {
+      int r = tshape(x, d, s, 0, sh, &lead);
+      int lay = y->kind == SYM_PARAM ? L_CONTIG : c->layout_in;
+      if (!buf_make(&k->buf[s], c->dt, r, sh, lay, lead, 0, err, n)) return 0;
+      buf_put(&k->buf[s], d->in[s]);
+      if (!buf_upload(&k->buf[s], err, n)) return 0;
+      k->in[k->nin].name = y->name;
+      k->in[k->nin++].tensor = k->buf[s].t;
+    } else if (y->kind == SYM_OUTPUT) {
+      int r = tshape(x, d, s, 0, sh, &lead);
+      if (!buf_make(&k->buf[s], c->dt, r, sh, c->layout_out, lead, c->layout_out ? 3 : 0, err, n) ||
+          !buf_poison(&k->buf[s], err, n))
+        return 0;
+      k->out[k->nout].name = y->name;
+      k->out[k->nout++].tensor = k->buf[s].t;
+    } else if (y->kind == SYM_STATE) {
+      int r = tshape(x, d, s, 1, sh, &lead);
+      if (d->in[s]) {
+        if (!buf_make(&k->sin[s], MIXC_F32, r, sh, L_CONTIG, 0, 0, err, n)) return 0;
+        buf_put(&k->sin[s], d->in[s]);
+        if (!buf_upload(&k->sin[s], err, n)) return 0;
+        k->init[k->ninit].name = y->name;
+        k->init[k->ninit++].tensor = k->sin[s].t;
+      }
+      if (d->out[s]) {
+        if (!buf_make(&k->sout[s], MIXC_F32, r, sh, c->layout_out ? L_TRANSPOSE : L_CONTIG, 0,
+                      c->layout_out ? 1 : 0, err, n) ||
+            !buf_poison(&k->sout[s], err, n))
+          return 0;
+        k->fin[k->nfin].name = y->name;
+        k->fin[k->nfin++].tensor = k->sout[s].t;
+      }
+    }
+  }
+  if (d->cu) {
+    int64_t n1 = d->N + 1, st = c->cu_stride > 0 ? c->cu_stride : 1, len = (n1 - 1) * st + 1;
+    mixc_dtype dt = c->cu_i32 ? MIXC_I32 : MIXC_I64;
+    memset(&k->cub, 0, sizeof k->cub);
+    k->cub.bytes = (size_t)len * (c->cu_i32 ? 4 : 8);
+    k->cub.mem = calloc(1, k->cub.bytes);
+    if (!k->cub.mem) return snprintf(err, n, "out of memory"), 0;
+    for (int64_t i = 0; i < n1; i++) {
+      if (c->cu_i32)
+        ((int32_t *)k->cub.mem)[i * st] = (int32_t)d->cu[i];
+      else
+        ((int64_t *)k->cub.mem)[i * st] = d->cu[i];
+    }
+    if (mixc_cuda_alloc(g_cu, k->cub.bytes, &k->cub.d, err, n) || !buf_upload(&k->cub, err, n))
+      return 0;
+    k->cub.t = mixc_tensor_contiguous((void *)(uintptr_t)k->cub.d, dt, 1, &n1);
+    k->cub.t.stride[0] = st;
+    k->has_cu = 1;
+  }
+  return 1;
+}
+
+static mixc_args call_args(Call *k, void *stream) {
+  mixc_args a;
+  memset(&a, 0, sizeof a);
+  a.inputs = k->in;
+  a.ninputs = k->nin;
+  a.outputs = k->out;
+  a.noutputs = k->nout;
+  a.initial_states = k->init;
+  a.ninitial = k->ninit;
+  a.final_states = k->fin;
+  a.nfinal = k->nfin;
+  a.cu_seqlens = k->has_cu ? &k->cub.t : NULL;
+  a.stream = stream;
+  return a;
+}
+
+/* Download the results into got (allocated like d->out). */
+static int call_results(const Ex *x, const Data *d, Call *k, Data *got, char *err, size_t n) {
+  memset(got, 0, sizeof *got);
+  for (int s = 0; s < x->m->nsyms; s++) {
+    if (!d->out[s]) continue;
+    Buf *b = x->m->syms[s].kind == SYM_STATE ? &k->sout[s] : &k->buf[s];
+    if (!buf_download(b, err, n)) return 0;
+    got->numel[s] = d->numel[s];
+    got->out[s] = malloc(sizeof(double) * (size_t)(d->numel[s] > 0 ? d->numel[s] : 1));
+    if (!got->out[s]) return snprintf(err, n, "out of memory"), 0;
+    buf_get(b, got->out[s]);
+  }
+  return 1;
+}
+
+static int compare(const Ex *x, const Data *ref, const Data *got, double tol_out, double tol_state,
+                   char *detail, size_t n, double *worst) {
+  int ok = 1;
+  size_t used = strlen(detail);
+  for (int s = 0; s < x->m->nsyms; s++) {
+    if (!ref->out[s] || !got->out[s]) continue;
+    double mx = 0, err = 0;
+    int64_t at = -1;
+    for (int64_t i = 0; i < ref->numel[s]; i++) {
+      double r = ref->out[s][i], g = got->out[s][i];
+      if (fabs(r) > mx) mx = fabs(r);
+      double e = fabs(g - r);
+      if (!(e <= err)) {
+        err = isnan(e) ? INFINITY : e;
+        at = i;
+      }
+    }
+    double rel = err / (mx > 0 ? mx : 1);
+    if (rel > *worst) *worst = rel;
+    double tol = x->m->syms[s].kind == SYM_STATE ? tol_state : tol_out;
+    if (!(rel <= tol)) {
+      ok = 0;
+      if (used < n)
+        used += (size_t)snprintf(detail + used, n - used,
+                                 "%s %s: rel err %.3g at [%" PRId64 "] (got %.6g, ref %.6g) > %.0e; ",
+                                 x->m->syms[s].kind == SYM_STATE ? "final state" : "output",
+                                 x->m->syms[s].name, rel, at, got->out[s][at], ref->out[s][at], tol);
+    }
+  }
+  return ok;
+}
+
+static double tol_out(mixc_dtype dt) { return dt == MIXC_BF16 ? 1e-2 : dt == MIXC_F16 ? 5e-3 : 1e-4; }
+static double tol_state(mixc_dtype dt) { return dt == MIXC_F32 ? 1e-4 : 2e-3; }
+
+typedef struct Worker {
+  mixc_context *ctx;
+  void *stream;
+  FILE *out;
+} Worker;
+
+static void cfg_name(const Ex *x, const char *strat, const Cfg *c, const char *what, char *buf,
+                     size_t n) {
+  if (x->grid)
+    snprintf(buf, n, "%s %s %s Y=%" PRId64 " X=%" PRId64 " %s%s", x->name, strat, what, c->Y, c->X,
+             mixc_dtype_name(c->dt), c->user_stream ? " stream" : "");
+  else
+    snprintf(buf, n, "%s %s %s T=%" PRId64 " %s%s%s%s%s%s%s", x->name, strat, what, c->T,
+             mixc_dtype_name(c->dt),
+             c->layout_in == L_TRANSPOSE ? " strided-in" : c->layout_in == L_BROADCAST_B ? " bcast-B" : "",
+             c->layout_out ? " strided-out" : "", c->init ? " init" : "", c->fin ? " final" : "",
+             c->params ? " params" : "", c->user_stream ? " stream" : "");
+}
+
+static int sync_all(char *err, size_t n) { return !mixc_cuda_synchronize(g_cu, err, n); }
+
+/* One forward through the kernel on the device and the reference; compare. */
+static int run_case(Worker *w, const Ex *x, mixc_kernel *k, const char *strat, const Cfg *c,
+                    uint64_t seed, const char *what) {
+  char name[300], detail[4800] = "";
+  cfg_name(x, strat, c, what, name, sizeof name);
+  MixcRng rng;
+  mixc_rng_seed(&rng, seed);
+  Data d, got;
+  Call call;
+  memset(&got, 0, sizeof got);
+  memset(&call, 0, sizeof call);
+  int ok = data_make(x, c, &rng, &d);
+  if (!ok) snprintf(detail, sizeof detail, "out of memory");
+  if (ok) ok = call_make(x, c, &d, &call, detail, sizeof detail);
+  if (ok) {
+    mixc_args a = call_args(&call, c->user_stream ? w->stream : NULL);
+    mixc_error e;
+    mixc_status s = mixc_forward(k, &a, &e);
+    if (s != MIXC_OK) {
+      ok = 0;
+      snprintf(detail, sizeof detail, "mixc_forward: %s: %s", mixc_status_name(s), e.message);
+    }
+  }
+  if (ok) ok = sync_all(detail, sizeof detail) && call_results(x, &d, &call, &got, detail, sizeof detail);
+  if (ok && run_reference(x, &d, detail, sizeof detail)) ok = 0;
+  double worst = 0;
+  if (ok) ok = compare(x, &d, &got, tol_out(c->dt), tol_state(c->dt), detail, sizeof detail, &worst);
+  if (ok) snprintf(detail, sizeof detail, "rel err %.2e", worst);
+  result(w->out, ok, name, detail);
+  call_free(&call);
+  data_free(&d);
+  data_free(&got);
+  return ok;
+}
+
+/* Decode steps of 1, 1, 1, 5 tokens (states in place, outputs into slices of one buffer)
+ * against the reference and against one forward of the 8 tokens. */
+static void step_case(Worker *w, const Ex *x, mixc_kernel *k, const char *strat, uint64_t seed) {
+  static const int64_t steps[4] = {1, 1, 1, 5};
+  Cfg c;
+  memset(&c, 0, sizeof c);
+  c.B = 2;
+  c.T = 8;
+  c.dt = MIXC_F32;
+  c.init = c.fin = 1;
+  char name[300], detail[4800] = "";
+  snprintf(name, sizeof name, "%s %s steps 1+1+1+5 vs reference and forward", x->name, strat);
+  MixcRng rng;
+  mixc_rng_seed(&rng, seed);
+  Data d, got, fwd;
+  Call call, call2;
+  memset(&got, 0, sizeof got);
+  memset(&fwd, 0, sizeof fwd);
+  memset(&call, 0, sizeof call);
+  memset(&call2, 0, sizeof call2);
+  int ok = data_make(x, &c, &rng, &d);
+  if (!ok) snprintf(detail, sizeof detail, "out of memory");
+  for (int s = 0; ok && s < x->m->nsyms; s++)
+    if (x->m->syms[s].kind == SYM_STATE && !d.in[s]) ok = 0, snprintf(detail, sizeof detail, "no state");
+  /* the forward */
+  if (ok) ok = call_make(x, &c, &d, &call2, detail, sizeof detail);
+  if (ok) {
+    mixc_args a = call_args(&call2, w->stream);
+    mixc_error e;
+    mixc_status s = mixc_forward(k, &a, &e);
+    if (s != MIXC_OK)
+      ok = 0, snprintf(detail, sizeof detail, "mixc_forward: %s", e.message);
+  }
+  /* the steps: states start as the initial ones and are updated in place */
+  if (ok) ok = call_make(x, &c, &d, &call, detail, sizeof detail);
+  mixc_named_tensor st[MAXSYM];
+  int nst = 0;
+  for (int s = 0; ok && s < x->m->nsyms; s++) {
+    if (x->m->syms[s].kind != SYM_STATE) continue;
+    st[nst].name = x->m->syms[s].name;
+    st[nst++].tensor = call.sin[s].t;
+  }
+  int64_t at = 0;
+  for (int i = 0; ok && i < 4; i++) {
+    mixc_named_tensor in[MAXSYM], out[MAXSYM];
+    for (int j = 0; j < call.nin; j++) {
+      in[j] = call.in[j];
+      int s = mixer_find(x->m, in[j].name);
+      if (x->m->syms[s].kind != SYM_INPUT) continue;
+      in[j].tensor.shape[1] = steps[i];
+      in[j].tensor.data = (char *)in[j].tensor.data +
+                          at * in[j].tensor.stride[1] * (int64_t)esize(in[j].tensor.dtype);
+    }
+    for (int j = 0; j < call.nout; j++) {
+      out[j] = call.out[j];
+      out[j].tensor.shape[1] = steps[i];
+      out[j].tensor.data = (char *)out[j].tensor.data +
+                           at * out[j].tensor.stride[1] * (int64_t)esize(out[j].tensor.dtype);
+    }
+    mixc_args a;
+    memset(&a, 0, sizeof a);
+    a.inputs = in;
+    a.ninputs = call.nin;
+    a.outputs = out;
+    a.noutputs = call.nout;
+    a.stream = i % 2 ? w->stream : NULL; /* the workspace follows the stream */
+    mixc_error e;
+    mixc_status s = mixc_step(k, &a, st, nst, &e);
+    if (s != MIXC_OK) ok = 0, snprintf(detail, sizeof detail, "mixc_step %d: %s", i, e.message);
+    at += steps[i];
+  }
+  if (ok) ok = sync_all(detail, sizeof detail);
+  /* the steps' final states are in call.sin: read them as the results */
+  for (int s = 0; ok && s < x->m->nsyms; s++)
+    if (x->m->syms[s].kind == SYM_STATE) {
+      Buf tmp = call.sout[s];
+      call.sout[s] = call.sin[s];
+      call.sin[s] = tmp;
+    }
+  if (ok) ok = call_results(x, &d, &call, &got, detail, sizeof detail) &&
+               call_results(x, &d, &call2, &fwd, detail, sizeof detail);
+  if (ok && run_reference(x, &d, detail, sizeof detail)) ok = 0;
+  double worst = 0;
+  if (ok) ok = compare(x, &d, &got, 1e-4, 1e-4, detail, sizeof detail, &worst);
+  if (ok) ok = compare(x, &fwd, &got, 1e-4, 1e-4, detail, sizeof detail, &worst);
+  if (ok) snprintf(detail, sizeof detail, "rel err %.2e", worst);
+  result(w->out, ok, name, detail);
+  call_free(&call);
+  call_free(&call2);
+  data_free(&d);
+  data_free(&got);
+  data_free(&fwd);
+}
+
+static int ex_open(Ex *x, mixc_context *ctx, const char *path, int index, MixcRng *rng, char *err,
+                   size_t n) {
+  memset(x, 0, sizeof *x);
+  x->index = index;
+  size_t len = 0;
+  char *src = read_file(path, &len);
+  if (!src) return snprintf(err, n, "cannot read %s", path), 0;
+  int nerr = compile_source(&x->comp, path, src, len, STAGE_REC);
+  mixc_error e;
+  mixc_status st = nerr ? MIXC_ERROR_SOURCE : mixc_module_compile(ctx, src, len, path, &x->mod, &e);
+  free(src);
+  if (nerr || st != MIXC_OK || !x->comp.prog || x->comp.prog->nmixers != 1)
+    return snprintf(err, n, "%s does not compile: %.1000s", path, nerr ? "(source errors)" : e.message), 0;
+  x->m = x->comp.prog->mixers[0];
+  if (x->m->nsyms > MAXSYM) return snprintf(err, n, "too many symbols"), 0;
+  snprintf(x->name, sizeof x->name, "%s", x->m->name.name);
+  x->grid = x->m->ngrid > 0;
+  x->ndir = x->grid && x->m->ndirs > 0 ? x->m->ndirs : 1;
+  mixc_input_roles(x->m, x->roles);
+  static const int64_t sizes[3] = {16, 24, 32};
+  int last = -1;
+  for (int s = 0; s < x->m->nsyms; s++) {
+    const Sym *y = &x->m->syms[s];
+    if (y->kind != SYM_DIM) continue;
+    x->dims[s] = y->fixed ? y->fixed : sizes[(int)(mixc_rng_uniform(rng) * 3) % 3];
+    if (!y->fixed) last = s;
+  }
+  if (index % 4 == 1 && last >= 0 && !x->grid) x->dims[last] = 100; /* not a power of two */
+  for (int s = 0; s < x->m->nsyms; s++)
+    if (x->m->syms[s].kind == SYM_DIM && !x->m->syms[s].fixed) {
+      x->kdims[x->nkdims].name = x->m->syms[s].name;
+      x->kdims[x->nkdims++].size = x->dims[s];
+    }
+  return 1;
+}
+
+static mixc_status kernel_of(const Ex *x, mixc_strategy strat, int check_cu, mixc_kernel **k,
+                             mixc_error *e) {
+  mixc_kernel_options o;
+  memset(&o, 0, sizeof o);
+  o.dims = x->kdims;
+  o.ndims = x->nkdims;
+  o.device = MIXC_CUDA;
+  o.strategy = strat;
+  o.check_cu_seqlens = check_cu;
+  return mixc_kernel_create(x->mod, &o, k, e);
+}
+
+/* Argument errors on device tensors, cu_seqlens checks, the device index (on gla). */
+static void gla_extras(Worker *w, const Ex *x, mixc_kernel *k, uint64_t seed) {
+  Cfg c;
+  memset(&c, 0, sizeof c);
+  c.B = 2;
+  c.T = 9;
+  c.dt = MIXC_F32;
+  MixcRng rng;
+  mixc_rng_seed(&rng, seed);
+  Data d;
+  Call call;
+  char detail[4800] = "";
+  memset(&call, 0, sizeof call);
+  if (!data_make(x, &c, &rng, &d) || !call_make(x, &c, &d, &call, detail, sizeof detail)) {
+    result(w->out, 0, "gla argument errors: setup", detail);
+    call_free(&call);
+    data_free(&d);
+    return;
+  }
+  mixc_error e;
+  struct {
+    const char *what, *input, *needle;
+    int mode; /* 0 NULL data, 1 wrong shape, 2 misaligned */
+  } cases[] = {{"NULL data", "q", "'q': data is NULL", 0},
+               {"wrong shape", "k", "input 'k': shape", 1},
+               {"misaligned pointer", "v", "'v': data", 2}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    mixc_named_tensor in[MAXSYM];
+    memcpy(in, call.in, sizeof in);
+    for (int j = 0; j < call.nin; j++) {
+      if (strcmp(in[j].name, cases[i].input)) continue;
+      if (cases[i].mode == 0) in[j].tensor.data = NULL;
+      if (cases[i].mode == 1) in[j].tensor.shape[3] += 1;
+      if (cases[i].mode == 2) in[j].tensor.data = (char *)in[j].tensor.data + 2;
+    }
+    mixc_args a = call_args(&call, NULL);
+    a.inputs = in;
+    mixc_status s = mixc_forward(k, &a, &e);
+    char name[128];
+    snprintf(name, sizeof name, "gla cuda argument error: %s", cases[i].what);
+    result(w->out, s == MIXC_ERROR_ARGUMENT && strstr(e.message, cases[i].needle), name, e.message);
+  }
+  /* a bad device index */
+  mixc_kernel_options o;
+  memset(&o, 0, sizeof o);
+  o.dims = x->kdims;
+  o.ndims = x->nkdims;
+  o.device = MIXC_CUDA;
+  o.device_index = -1;
+  mixc_kernel *bad = NULL;
+  mixc_status s = mixc_kernel_create(x->mod, &o, &bad, &e);
+  result(w->out, s == MIXC_ERROR_ARGUMENT && strstr(e.message, "device_index") && !bad,
+         "gla cuda device_index -1", e.message);
+  o.device_index = 63;
+  s = mixc_kernel_create(x->mod, &o, &bad, &e);
+  result(w->out, (s == MIXC_ERROR_DEVICE && strstr(e.message, "does not exist") && !bad) || s == MIXC_OK,
+         "gla cuda device_index 63", e.message);
+  mixc_kernel_destroy(bad);
+  call_free(&call);
+  data_free(&d);
+  /* options.check_cu_seqlens: a bad device cu_seqlens is an argument error */
+  mixc_kernel *kc = NULL;
+  s = kernel_of(x, MIXC_STRATEGY_RECURRENT, 1, &kc, &e);
+  if (s != MIXC_OK) {
+    result(w->out, 0, "gla cuda check_cu_seqlens kernel", e.message);
+    return;
+  }
+  static const int64_t lens[3] = {4, 0, 7};
+  Cfg v;
+  memset(&v, 0, sizeof v);
+  v.B = 1;
+  v.dt = MIXC_F32;
+  v.seqlens = lens;
+  v.nseq = 3;
+  v.cu_i32 = 1;
+  v.fin = 1;
+  run_case(w, x, kc, "recurrent", &v, seed + 1, "checked varlen i32");
+  v.cu_stride = 3;
+  run_case(w, x, kc, "recurrent", &v, seed + 2, "checked varlen i32 stride 3");
+  v.cu_stride = 1;
+  mixc_rng_seed(&rng, seed + 3);
+  memset(&call, 0, sizeof call);
+  if (data_make(x, &v, &rng, &d) && call_make(x, &v, &d, &call, detail, sizeof detail)) {
+    int32_t bad_last = 10; /* T = 11 */
+    char err[256];
+    int up = !mixc_cuda_memcpy_htod(g_cu, call.cub.d + 3 * 4, &bad_last, 4, err, sizeof err);
+    mixc_args a = call_args(&call, w->stream);
+    s = mixc_forward(kc, &a, &e);
+    result(w->out, up && s == MIXC_ERROR_ARGUMENT && strstr(e.message, "the last offset must equal T"),
+           "gla cuda checked cu_seqlens catches a bad last offset", e.message);
+  } else {
+    result(w->out, 0, "gla cuda checked cu_seqlens: setup", detail);
+  }
+  call_free(&call);
+  data_free(&d);
+  mixc_kernel_destroy(kc);
+}
+
+static void run_example(Worker *w, const char *path, int index, uint64_t seed) {
+  Ex x;
+  char err[2048];
+  MixcRng rng;
+  mixc_rng_seed(&rng, seed);
+  if (!ex_open(&x, w->ctx, path, index, &rng, err, sizeof err)) {
+    result(w->out, 0, path, err);
+    mixc_module_destroy(x.mod);
+    compilation_free(&x.comp);
+    return;
+  }
+  static const mixc_strategy strats[2] = {MIXC_STRATEGY_RECURRENT, MIXC_STRATEGY_CHUNK};
+  static const char *const snames[2] = {"recurrent", "chunk"};
+  for (int si = 0; si < 2; si++) {
+    mixc_kernel *k = NULL;
+    mixc_error e;
+    mixc_status s = kernel_of(&x, strats[si], 0, &k, &e);
+    char name[300];
+    snprintf(name, sizeof name, "%s %s kernel", x.name, snames[si]);
+    if (s == MIXC_ERROR_UNSUPPORTED && si == 1) {
+      fprintf(w->out, "skip %s: %s\n", name, e.message); /* no chunk form for these classes */
+      continue;
+    }
+    if (s != MIXC_OK) {
+      result(w->out, 0, name, e.message);
+      continue;
+    }
+    uint64_t cs = seed * 31 + (uint64_t)si * 1000;
+    Cfg c;
+    memset(&c, 0, sizeof c);
+    c.B = 2;
+    c.dt = MIXC_F32;
+    if (x.grid) {
+      static const int64_t yx[3][2] = {{1, 1}, {3, 5}, {8, 8}};
+      for (int i = 0; i < 3; i++) {
+        c.Y = yx[i][0];
+        c.X = yx[i][1];
+        c.user_stream = i == 2;
+        c.layout_in = i == 1 ? L_TRANSPOSE : L_CONTIG;
+        c.layout_out = i == 1;
+        run_case(w, &x, k, snames[si], &c, cs + (uint64_t)i, "forward");
+      }
+      c.dt = MIXC_BF16;
+      c.params = 1;
+      c.Y = 3;
+      c.X = 5;
+      run_case(w, &x, k, snames[si], &c, cs + 7, "forward");
+      mixc_kernel_destroy(k);
+      continue;
+    }
+    /* f32, initial and final states */
+    static const int64_t Ts[5] = {1, 7, 64, 65, 1000};
+    c.init = c.fin = 1;
+    for (int i = 0; i < 5; i++) {
+      c.T = Ts[i];
+      c.layout_in = Ts[i] == 65 ? L_TRANSPOSE : Ts[i] == 7 ? L_BROADCAST_B : L_CONTIG;
+      c.layout_out = Ts[i] == 65;
+      c.user_stream = Ts[i] == 64 || Ts[i] == 1000;
+      run_case(w, &x, k, snames[si], &c, cs + 10 + (uint64_t)i, "forward");
+    }
+    /* bf16, every param given, final states only */
+    c.dt = MIXC_BF16;
+    c.init = 0;
+    c.params = 1;
+    c.user_stream = 1;
+    c.T = 7;
+    c.layout_in = L_CONTIG;
+    c.layout_out = 0;
+    run_case(w, &x, k, snames[si], &c, cs + 20, "forward");
+    c.T = 65;
+    c.layout_in = L_TRANSPOSE;
+    c.layout_out = 1;
+    run_case(w, &x, k, snames[si], &c, cs + 21, "forward");
+    if (index % 6 == 0) {
+      c.dt = MIXC_F16;
+      c.T = 65;
+      run_case(w, &x, k, snames[si], &c, cs + 22, "forward");
+    }
+    /* varlen: i64 on even examples, i32 on odd ones, both on gla */
+    static const int64_t lens[4] = {5, 0, 9, 50};
+    Cfg v;
+    memset(&v, 0, sizeof v);
+    v.B = 1;
+    v.dt = MIXC_F32;
+    v.init = v.fin = 1;
+    v.seqlens = lens;
+    v.nseq = 4;
+    v.user_stream = 1;
+    int gla = !strcmp(x.name, "gla");
+    for (int i32 = 0; i32 < 2; i32++) {
+      if (!gla && i32 != index % 2) continue;
+      v.cu_i32 = i32;
+      run_case(w, &x, k, snames[si], &v, cs + 30 + (uint64_t)i32, i32 ? "varlen i32" : "varlen i64");
+    }
+    if (gla) { /* strided: read back, checked and copied through the workspace */
+      v.cu_i32 = 1;
+      v.cu_stride = 2;
+      run_case(w, &x, k, snames[si], &v, cs + 32, "varlen i32 stride 2");
+    }
+    step_case(w, &x, k, snames[si], cs + 40);
+    if (gla && si == 0) gla_extras(w, &x, k, cs + 50);
+    mixc_kernel_destroy(k);
+  }
+  mixc_module_destroy(x.mod);
+  compilation_free(&x.comp);
+}
+
+typedef struct Pool {
+  mixc_context *ctx;
+  char **files;
+  int nfiles, next;
+  uint64_t seed;
+} Pool;
+
+static void *worker_main(void *p) {
+  Pool *pool = p;
+  Worker w;
+  memset(&w, 0, sizeof w);
+  w.ctx = pool->ctx;
+  char err[512];
+  if (mixc_cuda_stream_create(g_cu, &w.stream, err, sizeof err)) {
+    result(stdout, 0, "a user stream", err);
+    return NULL;
+  }
+  for (;;) {
+    pthread_mutex_lock(&g_mu);
+    int i = pool->next++;
+    pthread_mutex_unlock(&g_mu);
+    if (i >= pool->nfiles) break;
+    char *buf = NULL;
+    size_t len = 0;
+    w.out = open_memstream(&buf, &len);
+    if (!w.out) {
+      w.out = stdout;
+      run_example(&w, pool->files[i], i, pool->seed + (uint64_t)i * 7919);
+      continue;
+    }
+    run_example(&w, pool->files[i], i, pool->seed + (uint64_t)i * 7919);
+    fclose(w.out);
+    pthread_mutex_lock(&g_mu);
+    fputs(buf, stdout);
+    fflush(stdout);
+    pthread_mutex_unlock(&g_mu);
+    free(buf);
+  }
+  mixc_cuda_stream_synchronize(g_cu, w.stream, err, sizeof err);
+  mixc_cuda_stream_destroy(g_cu, w.stream);
+  return NULL;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void run_gpu(mixc_context *ctx, uint64_t seed) {
+  DIR *dir = opendir("examples");
+  char *files[256];
+  int nf = 0;
+  struct dirent *de;
+  while (dir && (de = readdir(dir)) && nf < 256) {
+    size_t l = strlen(de->d_name);
+    if (l > 4 && !strcmp(de->d_name + l - 4, ".mix") && (files[nf] = malloc(l + 16)))
+      snprintf(files[nf++], l + 16, "examples/%s", de->d_name);
+  }
+  if (dir) closedir(dir);
+  qsort(files, (size_t)nf, sizeof files[0], cmp_str);
+  if (nf == 0) result(stdout, 0, "examples", "none found (run from the repository root)");
+  Pool pool = {ctx, files, nf, 0, seed};
+  pthread_t th[WORKERS];
+  int nt = 0;
+  for (int i = 0; i < WORKERS; i++)
+    if (!pthread_create(&th[nt], NULL, worker_main, &pool)) nt++;
+  if (nt == 0) worker_main(&pool);
+  for (int i = 0; i < nt; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < nf; i++) free(files[i]);
+}
+#endif
+
+int main(int argc, char **argv) {
+  uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 10)
+                           : (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 16);
+  printf("test_api_cuda: seed %" PRIu64 "\n", seed);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  mixc_context *ctx = NULL;
+  mixc_module *mod = NULL;
+  mixc_kernel *k = NULL;
+  mixc_error e;
+  size_t len = 0;
+  char *src = read_file("examples/gla.mix", &len);
+  int gpu = 0;
+  if (!src || mixc_context_create(2, &ctx, &e) ||
+      mixc_module_compile(ctx, src, len, "examples/gla.mix", &mod, &e)) {
+    result(stdout, 0, "setup", src ? e.message : "cannot read examples/gla.mix");
+  } else {
+    gpu = probe(ctx, mod, &k);
+  }
+  free(src);
+  mixc_kernel_destroy(k);
+  mixc_module_destroy(mod);
+  const char *req = getenv("MIXC_TEST_REQUIRE_GPU");
+  int require = req && *req && strcmp(req, "0");
+  int skipped = 0;
+#ifdef MIXC_HAVE_CUDA
+  char err[1024];
+  if (gpu && mixc_cuda_open(0, &g_cu, err, sizeof err)) {
+    result(stdout, 0, "the test's own device handle", err);
+    gpu = 0;
+    g_cu = NULL;
+  }
+  if (gpu) {
+    const MixcCudaInfo *in = mixc_cuda_info(g_cu);
+    printf("GPU: %s (%s, %d SMs), NVRTC %d.%d\n", in->name, in->target, in->sm_count,
+           in->nvrtc_major, in->nvrtc_minor);
+    run_gpu(ctx, seed);
+  }
+#endif
+  if (!gpu && failed == 0) {
+    if (require) {
+      printf("FAIL: no usable GPU, and MIXC_TEST_REQUIRE_GPU is set\n");
+      failed++;
+    } else {
+      skipped = 1;
+    }
+  }
+  mixc_context_destroy(ctx);
+#ifdef MIXC_HAVE_CUDA
+  if (g_cu) mixc_cuda_close(g_cu);
+#endif
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+  printf("test_api_cuda: %d passed, %d failed%s (%.1f s)\n", passed, failed,
+         skipped ? ", GPU part skipped (no usable GPU)" : "", s);
+  if (failed) return 1;
+  return skipped ? SKIP : 0;
+}
