@@ -125,21 +125,25 @@ def short(e):
 
 
 def time_calls(torch, fn, sets, runs, warmup):
-    """Median ms per call: CUDA events around one pass over every input set, --runs passes."""
+    """Median ms per call: CUDA events around one pass over every input set, --runs passes.
+    Also the host's time to issue a call (median, ms): when it nears the device time, the
+    timing is bound by the launch, not by the kernels."""
     for i in range(warmup):
         fn(sets[i % len(sets)])
     torch.cuda.synchronize()
-    evs = []
+    evs, host = [], []
     for _ in range(runs):
         s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         s.record()
+        t0 = time.perf_counter()
         for x in sets:
             fn(x)
+        host.append((time.perf_counter() - t0) * 1e3 / len(sets))
         e.record()
         evs.append((s, e))
     torch.cuda.synchronize()
     ms = [s.elapsed_time(e) / len(sets) for s, e in evs]
-    return statistics.median(ms), min(ms), max(ms)
+    return statistics.median(ms), min(ms), max(ms), statistics.median(host)
 
 
 # ---- the parts of a run ----
@@ -236,8 +240,8 @@ def bench_shape(torch, log, mixer, kernel, fla, B, T, runs, warmup):
             if impl == 'fla' and 'mixc' in res:
                 extra['agree'] = f'{reference.relerr(res["mixc"].double(), res["fla"].double()):.3g}'
             emit(log, 'RESULT', kind='time', impl=impl, status='ok', ms=f'{ms[0]:.4g}',
-                 ms_min=f'{ms[1]:.4g}', ms_max=f'{ms[2]:.4g}', first_s=f'{first:.3g}',
-                 **common, **extra)
+                 ms_min=f'{ms[1]:.4g}', ms_max=f'{ms[2]:.4g}', host_ms=f'{ms[3]:.3g}',
+                 first_s=f'{first:.3g}', **common, **extra)
         except Exception as ex:
             emit(log, 'RESULT', kind='time', impl=impl, status='error', msg=short(ex), **common)
         torch.cuda.synchronize()
@@ -253,7 +257,8 @@ def bench_sdpa(torch, log, B, T, runs, warmup):
     try:
         ms = time_calls(torch, lambda d: sdpa(torch, d), sets, runs, warmup)
         emit(log, 'RESULT', kind='time', impl='sdpa', mixer='sdpa', B=B, T=T, H=H, status='ok',
-             ms=f'{ms[0]:.4g}', ms_min=f'{ms[1]:.4g}', ms_max=f'{ms[2]:.4g}', sets=nsets)
+             ms=f'{ms[0]:.4g}', ms_min=f'{ms[1]:.4g}', ms_max=f'{ms[2]:.4g}',
+             host_ms=f'{ms[3]:.3g}', sets=nsets)
     except Exception as ex:
         emit(log, 'RESULT', kind='time', impl='sdpa', mixer='sdpa', B=B, T=T, H=H,
              status='error', msg=short(ex))
@@ -370,8 +375,8 @@ def report(meta, res, outdir):
               f'{BANDWIDTH / 1e12:.1f} TB/s. SDPA: torch causal scaled_dot_product_attention, '
               f'same q, k, v.\n')
     md.append('| mixer | B, T | mixc ms | fla ms | SDPA ms | fla / mixc | floor ms | mixc / floor '
-              '| mixc vs fla rel. diff |')
-    md.append('|---|---|---|---|---|---|---|---|---|')
+              '| mixc vs fla rel. diff | host ms per call, mixc / fla |')
+    md.append('|---|---|---|---|---|---|---|---|---|---|')
     errors = []
     for m in mixers:
         for B, T in shapes:
@@ -386,9 +391,12 @@ def report(meta, res, outdir):
             md.append(f'| {TITLES.get(m, m)} | {B}, {T} | {cell(rm)} | {cell(rf)} | {cell(rs)} | '
                       f'{f"{b / a:.2f}x" if a and b else "n/a"} | {fnum(floor)} | '
                       f'{f"{a / floor:.2f}x" if a and floor == floor else "n/a"} | '
-                      f'{(rf or {}).get("agree", "n/a")} |')
+                      f'{(rf or {}).get("agree", "n/a")} | {(rm or {}).get("host_ms", "n/a")} / '
+                      f'{(rf or {}).get("host_ms", "n/a")} |')
     md.append('\n"fla / mixc" above 1: mixc is faster. "rel. diff": max|mixc - fla| / max|fla| '
-              'on the first input set of the timed shape (a sanity check; accuracy is below).\n')
+              'on the first input set of the timed shape (a sanity check; accuracy is below). '
+              '"host ms": the median time Python took to issue one call; where it nears the '
+              'device time, the timing measures the launch path, not the kernels.\n')
 
     B, T, Hh = CHECK
     md.append(f'## Accuracy (B={B}, T={T}, H={Hh}, bf16 inputs; max|x - ref| / max|ref| against '
