@@ -700,14 +700,14 @@ def main():
             try:
                 if args.no_fla:
                     raise RuntimeError('not run (--no-fla)')
-                fla = fla_op(m)
+                fla_fn = fla_op(m)
             except Exception as ex:
-                fla = ex
+                fla_fn = ex
             if not args.no_check:
-                check_accuracy(torch, log, m, kernel, fla)
+                check_accuracy(torch, log, m, kernel, fla_fn)
             for B, T in shapes:
-                bench_shape(torch, log, m, kernel, fla, B, T, args.runs, args.warmup)
-            del kernel, fla
+                bench_shape(torch, log, m, kernel, fla_fn, B, T, args.runs, args.warmup)
+            del kernel, fla_fn
         for B, T in shapes:
             bench_sdpa(torch, log, B, T, args.runs, args.warmup)
     if not args.no_cold:

@@ -3,7 +3,10 @@
 # wheels of .whl/ (bench/gpu/fetch_fla.sh) into a temporary folder, points the Python package at
 # the carried GPU-only build, and runs bench/gpu/fla_bench.py.
 #
-#   bash bench/gpu/run.sh [--build DIR] [fla_bench.py options...]
+#   bash bench/gpu/run.sh [--build DIR] [--no-test] [fla_bench.py options...]
+#
+# First runs tests/python/test_mixc.py (the Python package on CUDA against the fp64 reference,
+# a few seconds; --no-test skips it; its log goes next to the results), then the benchmark.
 #
 #   --build DIR   a build of mixc with libmixc.so and bin/mixc (default: $MIXC_BUILD, else the
 #                 first of build-gpu-E, build-gpu, build that has libmixc.so), e.g. made with
@@ -14,10 +17,12 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 build=${MIXC_BUILD:-}
+no_test=0
 args=()
 while [ $# -gt 0 ]; do
   case $1 in
     --build) build=$2; shift 2 ;;
+    --no-test) no_test=1; shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
@@ -53,10 +58,21 @@ export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$site/triton-cache}
 results=$root/bench/results
 [ -n "${OUT:-}" ] && results=$OUT/gpu
 have_results=0
-for a in ${args[@]+"${args[@]}"}; do [ "$a" = --results ] && have_results=1; done
+prev=
+for a in ${args[@]+"${args[@]}"}; do
+  [ "$prev" = --results ] && { have_results=1; results=$a; }
+  prev=$a
+done
 [ $have_results = 1 ] || args=(--results "$results" ${args[@]+"${args[@]}"})
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader \
   2>/dev/null || echo "bench/gpu/run.sh: nvidia-smi not found" >&2
 echo "bench/gpu/run.sh: mixc from $build; fla from $site ($(ls "$site" | tr '\n' ' '))"
+if [ $no_test = 0 ]; then
+  mkdir -p "$results"
+  echo "== tests/python/test_mixc.py (log: $results/python-tests.log) =="
+  "$py" "$root/tests/python/test_mixc.py" > "$results/python-tests.log" 2>&1 &&
+    tail -n 3 "$results/python-tests.log" ||
+    { echo "bench/gpu/run.sh: the Python tests FAILED:"; tail -n 40 "$results/python-tests.log"; }
+fi
 "$py" "$root/bench/gpu/fla_bench.py" ${args[@]+"${args[@]}"}

@@ -98,7 +98,7 @@ def read(text):
         lets = {}
         for line in body.splitlines():
             line = line.strip()
-            m = re.match(rf'(dim|input|param|state|let|output)\s+(.*)$', line)
+            m = re.match(r'(dim|input|param|state|let|output)\s+(.*)$', line)
             if not m:
                 continue
             kw, rest = m.groups()

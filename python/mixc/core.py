@@ -109,7 +109,6 @@ def _describe(role, name, x):
                              f"float32, bfloat16 or float16; int32 or int64 for cu_seqlens)")
         shape, strides, ptr = tuple(x.shape), tuple(x.stride()), x.data_ptr()
     elif hasattr(x, '__array_interface__') and hasattr(x, 'strides'):
-        np = _np()
         dt = _NP_DTYPES.get(str(x.dtype))
         if dt is None:
             raise _arg_error(f"{role} '{name}': dtype {x.dtype} is not supported (expected "
@@ -121,7 +120,6 @@ def _describe(role, name, x):
                              f"of the element size {x.itemsize}")
         strides = tuple(s // x.itemsize for s in x.strides)
         ptr = x.__array_interface__['data'][0]
-        del np
     else:
         raise TypeError(f"mixc: {role} '{name}' must be a numpy array or a torch tensor, "
                         f"not {type(x).__name__}")
@@ -130,9 +128,8 @@ def _describe(role, name, x):
     t.data = ptr or None
     t.dtype = dt
     t.ndim = len(shape)
-    for i, (s, st) in enumerate(zip(shape, strides)):
-        t.shape[i] = s
-        t.stride[i] = st
+    t.shape[:len(shape)] = shape
+    t.stride[:len(shape)] = strides
     return t
 
 
@@ -325,6 +322,7 @@ class Kernel:
         args.initial_states, args.ninitial = ini_arr, len(ini)
         args.final_states, args.nfinal = fin_arr, len(fin)
         err = _capi.Error()
+        self._keep = call['keep']  # temporaries (a broadcast param) outlive an async call
         _raise(self._lib.mixc_forward(self._h, ctypes.byref(args), ctypes.byref(err)), err)
         res = dict(call['outputs'])
         res.update(fin)
@@ -337,6 +335,7 @@ class Kernel:
         self._check_devices(list(states.items()), 'state')
         st_arr = _named([('state', n, x) for n, x in states.items()])
         err = _capi.Error()
+        self._keep = call['keep']
         _raise(self._lib.mixc_step(self._h, ctypes.byref(call['args']), st_arr, len(states),
                                    ctypes.byref(err)), err)
         return dict(call['outputs'])

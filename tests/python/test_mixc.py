@@ -61,6 +61,31 @@ def poisoned(shape, dtype='float32'):
     return np.full(shape, np.nan, dtype=dtype)
 
 
+_CPU = []
+
+
+def cpu_backend(mod):
+    """None if this libmixc.so runs kernels on the CPU, else why not (-DMIXC_LLVM=OFF)."""
+    if not _CPU:
+        k = mod.kernel('gla', dims={'K': 4, 'V': 4})
+        d = {n: np.zeros((1, 1, 1, 4), dtype='float32') for n in ('q', 'k', 'v', 'g')}
+        try:
+            k(**d)
+            _CPU.append(None)
+        except mixc.UnsupportedError as e:
+            _CPU.append(str(e))
+    return _CPU[0]
+
+
+def cuda_device():
+    """None if torch sees a CUDA device, else why not."""
+    if torch is None:
+        return 'torch is not installed'
+    if not torch.cuda.is_available():
+        return 'torch sees no CUDA device'
+    return None
+
+
 class Base(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -103,6 +128,10 @@ class TestReference(Base):
 
 
 class TestForward(Base):
+    def setUp(self):
+        if cpu_backend(self.mod):
+            self.skipTest(cpu_backend(self.mod))
+
     def test_mixers_f32_f16(self):
         B, T, H, K, V = 2, 70, 3, 16, 8
         for m in reference.MIXERS:
@@ -236,6 +265,8 @@ class TestErrors(Base):
 @unittest.skipIf(torch is None, 'torch is not installed')
 class TestTorch(Base):
     def test_bf16_cpu_and_autograd(self):
+        if cpu_backend(self.mod):
+            self.skipTest(cpu_backend(self.mod))
         B, T, H, K, V = 2, 50, 2, 16, 8
         kern = self.mod.kernel('gla', dims={'K': K, 'V': V})
         low, _ = inputs(self.rng, 'gla', B, T, H, K, V)
@@ -254,13 +285,76 @@ class TestTorch(Base):
         self.assertIn('backward', str(cm.exception))
 
     def test_device_mismatch(self):
-        try:
-            kern = self.mod.kernel('gla', dims={'K': 16, 'V': 8}, device='cuda')
-        except mixc.MixcError as e:  # no CUDA backend or device here
-            self.skipTest(str(e))
+        if cuda_device():
+            self.skipTest(cuda_device())
+        kern = self.mod.kernel('gla', dims={'K': 16, 'V': 8}, device='cuda')
         low, _ = inputs(self.rng, 'gla', 1, 4, 1, 16, 8)
         with self.assertRaises(mixc.ArgumentError) as cm:
             kern(**{n: torch.from_numpy(x) for n, x in low.items()})
+        self.assertIn('CUDA', str(cm.exception))
+
+
+@unittest.skipIf(cuda_device() is not None, cuda_device() or '')
+class TestCuda(Base):
+    """The CUDA path: torch CUDA tensors, device pointers, torch's current stream."""
+
+    def to_cuda(self, low):
+        t = {n: torch.from_numpy(x).to('cuda', torch.bfloat16) for n, x in low.items()}
+        return t, {n: x.double().cpu().numpy() for n, x in t.items()}
+
+    def test_mixers_bf16(self):
+        B, T, H, K, V = 2, 100, 2, 32, 32
+        for m in reference.MIXERS:
+            kern = self.mod.kernel(m, dims={'K': K, 'V': V}, device='cuda')
+            low, _ = inputs(self.rng, m, B, T, H, K, V)
+            t, d64 = self.to_cuda(low)
+            S0 = torch.from_numpy(self.rng.standard_normal((B, H, K, V)) * 0.5).float().cuda()
+            o = torch.full((B, T, H, V), float('nan'), dtype=torch.bfloat16, device='cuda')
+            S = torch.full((B, H, K, V), float('nan'), device='cuda')
+            kern(**t, outputs={'o': o}, initial_states={'S': S0}, final_states={'S': S})
+            torch.cuda.synchronize()
+            o_ref, S_ref = ref(m, d64, S0.double().cpu().numpy())
+            self.close(o.float().cpu().numpy(), o_ref, TOL['bfloat16'], f'cuda {m} o')
+            self.close(S.cpu().numpy(), S_ref, STATE_TOL, f'cuda {m} S')
+
+    def test_varlen_and_step(self):
+        lens = [7, 0, 40, 21]
+        H, K, V = 2, 32, 16
+        cu = torch.tensor(np.cumsum([0] + lens), dtype=torch.int32, device='cuda')
+        T = sum(lens)
+        kern = self.mod.kernel('gated_delta', dims={'K': K, 'V': V}, device='cuda')
+        low, _ = inputs(self.rng, 'gated_delta', 1, T, H, K, V)
+        t, d64 = self.to_cuda(low)
+        res = kern(**t, cu_seqlens=cu, final_states=True)
+        torch.cuda.synchronize()
+        offs = [0] + list(np.cumsum(lens))
+        for i in range(len(lens)):
+            a, b = offs[i], offs[i + 1]
+            o_ref, S_ref = ref('gated_delta', {n: x[:, a:b] for n, x in d64.items()})
+            if b > a:
+                self.close(res['o'][:, a:b].float().cpu().numpy(), o_ref, TOL['bfloat16'],
+                           f'cuda varlen o {i}')
+            self.close(res['S'][i:i + 1].cpu().numpy(), S_ref, STATE_TOL, f'cuda varlen S {i}')
+        # decode: one token more for every sequence, from the final states
+        one = {n: x[:, :len(lens)].transpose(0, 1).contiguous() for n, x in t.items()}
+        S = res['S']
+        o_step = kern.step({'S': S}, **one)['o']
+        torch.cuda.synchronize()
+        one64 = {n: x.double().cpu().numpy() for n, x in one.items()}
+        for i in range(len(lens)):
+            a, b = offs[i], offs[i + 1]
+            seq = {n: np.concatenate([x[:, a:b], one64[n][i:i + 1]], 1) for n, x in d64.items()}
+            o_ref, S_ref = ref('gated_delta', seq)
+            self.close(o_step[i:i + 1].float().cpu().numpy(), o_ref[:, -1:], TOL['bfloat16'],
+                       f'cuda step o {i}')
+            self.close(S[i:i + 1].cpu().numpy(), S_ref, STATE_TOL, f'cuda step S {i}')
+        with self.assertRaises(mixc.ArgumentError):
+            bad = torch.tensor([0, 9, 3, T], dtype=torch.int32, device='cuda')
+            k2 = self.mod.kernel('gated_delta', dims={'K': K, 'V': V}, device='cuda',
+                                 check_cu_seqlens=True)
+            k2(**t, cu_seqlens=bad)
+        with self.assertRaises(mixc.ArgumentError) as cm:
+            kern(**{n: x.cpu() for n, x in t.items()})
         self.assertIn('CUDA', str(cm.exception))
 
 
