@@ -683,8 +683,11 @@ def main():
         fv = getattr(fla, '__version__', '?')
     except Exception as ex:
         fv = f'not importable ({short(ex)})'
-    commit = subprocess.run(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'],
-                            capture_output=True, text=True).stdout.strip() or 'unknown'
+    try:
+        commit = subprocess.run(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'],
+                                capture_output=True, text=True).stdout.strip() or 'unknown'
+    except OSError:
+        commit = 'unknown (no git)'
     emit(log, 'META', date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), commit=commit,
          gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=tv, fla=fv,
          cuda=torch.version.cuda, mixc_lib=os.environ.get('MIXC_LIB', '?'))
