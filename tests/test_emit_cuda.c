@@ -4,9 +4,10 @@
  * Without nvcc (looked for on PATH, then /usr/local/cuda/bin): exit 77, a skip. Otherwise, for
  * several examples x strategies x dtypes (a grid mixer, cu_seqlens, a kernel over 48 KiB of
  * shared memory among them), the file is printed as `mixc emit` prints it and compiled with
- * `nvcc -O3 -arch=sm_90a` (the device's own arch on a GPU), two at a time; any compiler
+ * `nvcc -O3 -arch=sm_90a` (the device's own arch on a GPU), in parallel; any compiler
  * output (a warning) is a failure. One file is linked into a shared object (-shared) and its
- * argument checks are called without a GPU. With MIXC_BIN set (ctest sets it), the CLI's
+ * argument checks are called without a GPU, and a call that passes them says plainly that
+ * there is no CUDA driver. With MIXC_BIN set (ctest sets it), the CLI's
  * --chunk / --varlen checks are run and one file it writes is compiled too.
  *
  * On a GPU (MIXC_TEST_REQUIRE_GPU=1 makes its absence a failure), every file is built as a
@@ -254,7 +255,7 @@ static void put_ptr(Words *a, const void *p) {
 
 /* ---- without a GPU: the launcher's argument checks ---- */
 
-static void check_arguments(Case *c) {
+static void check_arguments(Case *c, int gpu) {
   char err[512] = "";
   /* a NULL args struct */
   int rc = c->forward(NULL, NULL, err, sizeof err);
@@ -311,8 +312,13 @@ static void check_arguments(Case *c) {
   rc = c->forward(a.w, NULL, err, sizeof err);
   CHECK(rc == 1 && strstr(err, "is not aligned"), "%s: misaligned pointer: rc %d, '%s'", c->name,
         rc, err);
-  /* a workspace too small: NULL initial states need zeros there */
+  /* a workspace too small: NULL initial states need zeros there (without states the call
+   * would go on to launch on these host pointers) */
   void *p = dummy;
+  if (nstate_words == 0) {
+    printf("ok   %s: argument checks without a GPU\n", c->name);
+    return;
+  }
   memcpy(&a.w[0], &p, sizeof p);
   size_t need = c->workspace_size(a.w);
   int nw = 2 * ndata + nstate_words + 3 + (m->ngrid ? 1 : 0);
@@ -320,9 +326,16 @@ static void check_arguments(Case *c) {
   a.w[nw + 1] = 16;
   err[0] = 0;
   rc = c->forward(a.w, NULL, err, sizeof err);
-  if (need > 16)
-    CHECK(rc == 1 && strstr(err, "workspace_bytes = 16"), "%s: workspace of 16 bytes (%zu "
+  CHECK(rc == 1 && strstr(err, "workspace_bytes = 16"), "%s: workspace of 16 bytes (%zu "
           "needed): rc %d, '%s'", c->name, need, rc, err);
+  if (!gpu) { /* the arguments pass: the allocation meets the missing driver */
+    a.w[nw] = a.w[nw + 1] = 0;
+    err[0] = 0;
+    rc = c->forward(a.w, NULL, err, sizeof err);
+    CHECK(rc != 0 && strstr(err, "cudaMallocAsync of") && strstr(err, "driver"),
+          "%s: no driver: rc %d, '%s'", c->name, rc, err);
+    printf("     without a driver: %s\n", err);
+  }
   printf("ok   %s: argument checks without a GPU (workspace_size %zu bytes for batch 1, seqlen "
          "5, heads 2)\n", c->name, need);
 }
@@ -676,8 +689,8 @@ static void check_cli(const char *mixc, char *cli_cu, size_t n) {
   free(text);
 }
 
-/* Compiles every file in jobs[] with nvcc, two at a time (xargs -P 2), into an object (-c) or
- * a shared object; any output from nvcc is a failure. */
+/* Compiles every file with nvcc, as many at a time as there are cores (at most 8), into an
+ * object (-c) or a shared object; any output from nvcc is a failure. */
 static void compile_all(Case *cases, int ncases, const char *extra_cu, const char *arch, int so,
                         int so_case) {
   char list[512], cmd[4096];
@@ -689,11 +702,13 @@ static void compile_all(Case *cases, int ncases, const char *extra_cu, const cha
   if (extra_cu && *extra_cu) fprintf(f, "%.*s\n", (int)(strlen(extra_cu) - 3), extra_cu);
   fclose(f);
   const char *so_name = so_case >= 0 ? cases[so_case].name : "-";
+  long jobs = sysconf(_SC_NPROCESSORS_ONLN);
+  jobs = jobs < 1 ? 1 : jobs > 8 ? 8 : jobs;
   snprintf(cmd, sizeof cmd,
-           "xargs -P 2 -I{} sh -c 'if [ %d = 1 ] || [ {} = %s/%s ]; then "
+           "xargs -P %ld -I{} sh -c 'if [ %d = 1 ] || [ {} = %s/%s ]; then "
            "\"%s\" -O3 -arch=%s -shared -Xcompiler -fPIC -o {}.so {}.cu > {}.log 2>&1; "
            "else \"%s\" -O3 -arch=%s -c -o {}.o {}.cu > {}.log 2>&1; fi; echo $? > {}.rc' < %s",
-           so, tmpdir, so_name, nvcc, arch, nvcc, arch, list);
+           jobs, so, tmpdir, so_name, nvcc, arch, nvcc, arch, list);
   if (system(cmd)) printf("note: xargs returned nonzero\n");
 }
 
@@ -798,7 +813,7 @@ int main(int argc, char **argv) {
     }
     memcpy(&c->forward, &f1, sizeof f1);
     memcpy(&c->workspace_size, &f2, sizeof f2);
-    check_arguments(c);
+    check_arguments(c, gpu);
   }
 #ifdef MIXC_HAVE_CUDA
   if (gpu) {
@@ -811,10 +826,12 @@ int main(int argc, char **argv) {
           if ((k + way) % 2 == 0 || grid_or_varlen) /* half the grid of T x ways, all for one T */
             if (!grid_or_varlen || k == 3) run_gpu(&cases[i], Ts[k], way, &rng);
     }
-    mixc_cuda_close(g_cuda);
   }
 #endif
-  for (int i = 0; i < NDEFS; i++) free_case(&cases[i]);
+  for (int i = 0; i < NDEFS; i++) free_case(&cases[i]); /* the shared objects first */
+#ifdef MIXC_HAVE_CUDA
+  if (g_cuda) mixc_cuda_close(g_cuda);
+#endif
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
   if (system(cmd)) printf("warning: could not remove %s\n", tmpdir);

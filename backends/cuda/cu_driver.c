@@ -329,13 +329,21 @@ static void helpers(const Drv *d) {
           "    vsnprintf(err, errlen, fmt, ap);\n    va_end(ap);\n  }\n  return e;\n}\n\n",
           N);
   fprintf(f,
+          "/* A CUDA error in words, with what to do for the two that mean \"no GPU here\". */\n"
+          "static const char *%s_why(cudaError_t e) {\n"
+          "  if (e == cudaErrorInsufficientDriver)\n"
+          "    return \"no CUDA driver, or one older than this file's CUDA runtime (is this a "
+          "machine with an NVIDIA GPU and its driver?)\";\n"
+          "  if (e == cudaErrorNoDevice)\n"
+          "    return \"no CUDA device (none present, or hidden by CUDA_VISIBLE_DEVICES)\";\n"
+          "  return cudaGetErrorString(e);\n}\n\n"
           "/* A tensor's strides into ints: the given ones, or contiguous C order. */\n"
           "static void %s_strides(int64_t *ints, const int64_t *given, const int64_t *ext, int "
           "rank) {\n"
           "  int64_t st = 1;\n"
           "  for (int i = rank - 1; i >= 0; i--) {\n"
           "    ints[i] = given ? given[i] : st;\n    st *= ext[i];\n  }\n}\n\n",
-          N);
+          N, N);
 }
 
 static void launcher(const Drv *d) {
@@ -386,8 +394,8 @@ static void launcher(const Drv *d) {
               "      return %s_fail(err, errlen, e,\n"
               "                     \"%s_launch: kernel %s needs %u bytes of shared memory a block: "
               "%%s\",\n"
-              "                     cudaGetErrorString(e));\n",
-              L->smem_bytes, N, N, k, L->smem_bytes);
+              "                     %s_why(e));\n",
+              L->smem_bytes, N, N, k, L->smem_bytes, N);
     fprintf(f,
             "    for (int64_t b = 0; b < items; b += step) {\n"
             "      long long begin = b, end = items - b < step ? items : b + step;\n"
@@ -398,10 +406,10 @@ static void launcher(const Drv *d) {
             "      if (e != cudaSuccess)\n"
             "        return %s_fail(err, errlen, e, \"%s_launch: launching kernel %s (%%lld blocks "
             "of %u threads, %u bytes of shared memory): %%s\",\n"
-            "                       end - begin, cudaGetErrorString(e));\n"
+            "                       end - begin, %s_why(e));\n"
             "    }\n  }\n",
             L->global_scratch_floats > 0 ? "scratch" : "NULL", L->threads, L->smem_bytes, N, N,
-            k, L->threads, L->smem_bytes);
+            k, L->threads, L->smem_bytes, N);
   }
   fprintf(f, "  (void)e;\n  return cudaSuccess;\n}\n");
 }
@@ -555,9 +563,9 @@ static void forward(const Drv *d) {
           "    if (e != cudaSuccess)\n"
           "      return %s_fail(err, errlen, e, \"%s_forward: cudaMallocAsync of %%zu bytes "
           "(the workspace) failed: %%s\",\n"
-          "                     need, cudaGetErrorString(e));\n"
+          "                     need, %s_why(e));\n"
           "    ws = (char *)p;\n    ws_bytes = need;\n    own = 1;\n  }\n",
-          N, N, N, N, N, N, N);
+          N, N, N, N, N, N, N, N);
   int k = 0;
   for (int s = 0; s < d->mx->nsyms; s++) {
     char nb[160], ext[24][32];
@@ -579,10 +587,10 @@ static void forward(const Drv *d) {
               "sizeof(float), stream);\n"
               "      if (e != cudaSuccess)\n"
               "        %s_fail(err, errlen, e, \"%s_forward: zeroing %s's initial state: %%s\", "
-              "cudaGetErrorString(e));\n"
+              "%s_why(e));\n"
               "    }\n",
               nb, nb, N, N, nb, pl->state_in[s], nb, nb, 2 * k, N, pl->state_in_stride[s], nb,
-              nb, r, nb, 2 * k, (long long)state_feat(d, s), N, N, nb);
+              nb, r, nb, 2 * k, (long long)state_feat(d, s), N, N, nb, N);
     }
     if (pl->state_out[s] >= 0)
       fprintf(f,
@@ -609,10 +617,10 @@ static void forward(const Drv *d) {
           "    cudaError_t e2 = cudaFreeAsync(ws, stream);\n"
           "    if (e == cudaSuccess && e2 != cudaSuccess)\n"
           "      e = %s_fail(err, errlen, e2, \"%s_forward: cudaFreeAsync of the workspace: %%s\", "
-          "cudaGetErrorString(e2));\n"
+          "%s_why(e2));\n"
           "  }\n"
           "  return e;\n}\n",
-          N, (long long)d->items_per, N, N);
+          N, (long long)d->items_per, N, N, N);
 }
 
 int mixc_emit_cuda_file(FILE *out, const char *source, const KernelSpec *spec,
