@@ -38,7 +38,14 @@ typedef struct KernelSpec {
   int varlen;            /* cu_seqlens given (B = 1, one state per sequence) */
   KType cu_type;         /* KT_I32 or KT_I64 */
   Strategy strategy;
-  int64_t chunk;         /* chunk length of the chunk strategy; 0: per class (lower_chunk*.c) */
+  int64_t chunk;         /* chunk length of the chunk strategy; 0: per class (schedule.h) */
+  int64_t target_items;  /* work items the device runs at once (CPU threads, 2x GPU SMs); the
+                            schedule splits the value dim into tiles to reach it; 0: no
+                            preference (no split unless vtile asks) */
+  int64_t bh;            /* sequences x heads of the call the kernel is built for: a hint for
+                            the split (the kernel runs for any); 0: unknown */
+  int64_t vtile;         /* value-tile width (columns of the states per work item); 0: chosen
+                            by the schedule (schedule.h); >= the value dim: no split */
 } KernelSpec;
 
 /* Where each tensor goes in the argument tables. -1: not used. */
@@ -54,7 +61,15 @@ typedef struct KernelPlan {
   int cu_seqlens;  /* ptrs[] slot, or -1 */
   int size_B, size_T, size_H, size_N; /* ints[] slots (N: sequences) */
   int size_Y, size_X;                 /* grid mixers */
+  /* The schedule chosen (schedule.h), for the runtime and for tools to print. A call has
+   * N * H * vtiles work items: item = (n * H + h) * vtiles + tile. */
+  int64_t chunk;   /* chunk length (chunk strategy), else 0 */
+  int64_t vtile;   /* columns of the states per work item (the value dim when not split) */
+  int64_t vtiles;  /* value tiles per (sequence, head), >= 1 */
 } KernelPlan;
+
+/* Work items of a call with N sequences and H heads (0 on overflow). */
+int64_t plan_items(const KernelPlan *plan, int64_t N, int64_t H);
 
 /* Number of layout dims of symbol s's run-time array (B, T, H, ndir, dims...), matching
  * the strides the runtime passes. */

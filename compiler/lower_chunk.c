@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "lower_internal.h"
+#include "schedule.h"
 
 enum { MAX_READOUTS = 64 };
 
@@ -167,9 +168,10 @@ static void gather(L *l, Chunk *ck) {
     KStmt *in = loop(l, iv, I(l, rows(l, s)), KF_BLOCK);
     st(l, ck->U[s], at(l, tc, rows(l, s), V(l, iv)), lw_fmul(l, V(l, cv), lw_lx(l, o->u)));
     lw_close_for(l, in);
-    int jv = lw_lhs_var(l, 1);
-    in = loop(l, jv, I(l, cols(l, s)), KF_BLOCK);
-    st(l, ck->W[s], at(l, tc, cols(l, s), V(l, jv)), p->scope.nlhs > 1 ? lw_lx(l, o->w) : F(l, 1));
+    int jv = lw_lhs_var(l, 1), jt = lw_var(l, KT_I64, "jt");
+    in = loop(l, jt, lw_ncols(l, s), KF_BLOCK);
+    lw_set(l, jv, lw_gcol(l, V(l, jt)));
+    st(l, ck->W[s], at(l, tc, cols(l, s), V(l, jt)), p->scope.nlhs > 1 ? lw_lx(l, o->w) : F(l, 1));
     lw_close_for(l, in);
   }
   for (int k = 0; k < ck->nro; k++) {
@@ -361,13 +363,13 @@ static void readout_chunk(L *l, Chunk *ck, const Readout *r) {
   int s = r->state;
   KExpr *len = V(l, ck->v_len);
   decayed_queries(l, ck, r, I(l, 0), len, NULL);
-  mm(l, len, I(l, cols(l, s)), I(l, rows(l, s)), ck->Qs, rows(l, s), ck->S[s], cols(l, s), r->r,
+  mm(l, len, lw_ncols(l, s), I(l, rows(l, s)), ck->Qs, rows(l, s), ck->S[s], cols(l, s), r->r,
      cols(l, s), 0);
   if (ck->diag[s])
     diag_attention(l, ck, r);
   else
     scalar_attention(l, ck, r);
-  mm(l, len, I(l, cols(l, s)), len, ck->A, ck->C, ck->W[s], cols(l, s), r->r, cols(l, s), 1);
+  mm(l, len, lw_ncols(l, s), len, ck->A, ck->C, ck->W[s], cols(l, s), r->r, cols(l, s), 1);
 }
 
 /* S = e^{b_C} S + (UT * e^{b_C - b})  W, per state (per row for a diagonal decay). UT is
@@ -386,7 +388,7 @@ static void pass_state(L *l, Chunk *ck) {
     }
     KStmt *outer = loop(l, i, I(l, R), KF_BLOCK);
     lw_set(l, a, fexp(l, ld(l, ck->b[s], bidx(l, ck, s, last, V(l, i)))));
-    KStmt *jl = loop(l, j, I(l, Cc), KF_VECTORIZE);
+    KStmt *jl = loop(l, j, lw_ncols(l, s), KF_VECTORIZE);
     KExpr *idx = at(l, V(l, i), Cc, V(l, j));
     st(l, ck->S[s], idx, lw_fmul(l, V(l, a), ld(l, ck->S[s], idx)));
     lw_close_for(l, jl);
@@ -398,7 +400,7 @@ static void pass_state(L *l, Chunk *ck) {
                        : ld(l, ck->dvec[s], V(l, u));
     st(l, ck->UT[s], idx, lw_fmul(l, ld(l, ck->UT[s], idx), decay));
     lw_close_for(l, outer);
-    mm(l, I(l, R), I(l, Cc), V(l, ck->v_len), ck->UT[s], ck->C, ck->W[s], Cc, ck->S[s], Cc, 1);
+    mm(l, I(l, R), lw_ncols(l, s), V(l, ck->v_len), ck->UT[s], ck->C, ck->W[s], Cc, ck->S[s], Cc, 1);
   }
 }
 
@@ -410,6 +412,7 @@ static KExpr *chunk_readout(L *l, const RecOutput *o, const RecOut *n) {
     if (r->node != n) continue;
     const RecState *rs = &l->rm->states[r->state];
     KExpr *col = rs->ndim == 2 ? V(l, lw_ivar_of(l, n->terms[0].read.idx[1].v)) : I(l, 0);
+    if (l->split) col = ke_bin(l->m, KO_SUB, col, V(l, l->v_j0));
     KExpr *v = ld(l, r->r, at(l, V(l, ck->v_tc), cols(l, r->state), col));
     return n->konst ? lw_fadd(l, v, lw_lx(l, n->konst)) : v;
   }
@@ -450,7 +453,7 @@ static int setup(L *l, Chunk *ck) {
   for (int s = 0; s < ns; s++) {
     const RecState *rs = &rm->states[s];
     l->R[s] = rs->ndim > 0 ? l->sp->dims[rs->shape[0]] : 1;
-    l->C[s] = rs->ndim > 1 ? l->sp->dims[rs->shape[1]] : 1;
+    l->C[s] = l->split ? l->vt : rs->ndim > 1 ? l->sp->dims[rs->shape[1]] : 1;
     l->ver[s] = lw_int_array(l, 2, -1);
     if (!l->ver[s]) return lw_lfail(l, "out of memory");
     ck->S[s] = off;
@@ -530,13 +533,17 @@ int lower_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, s
   L l;
   Chunk ck;
   memset(&ck, 0, sizeof ck);
-  /* Default chunk lengths, measured on this project's AVX-512 machine (K = V = 128, T = 4096,
-   * docs/benchmarks.md): 16 for diagonal decay (its element-wise diagonal blocks grow with
-   * C; GLA 19.7 ms at 16 against 29.7 at 64), 32 otherwise (Mamba2 9.3 against 12.0). */
+  /* The chunk length: schedule.h (16 for diagonal decay, 32 otherwise, measured). */
   int any_diag = 0;
-  for (int s = 0; s < spec->rm->nstates; s++)
-    any_diag |= spec->rm->states[s].nsteps == 1 && spec->rm->states[s].steps[0].cls == RC_DIAG;
-  ck.C = spec->chunk > 0 ? spec->chunk : any_diag ? 16 : 32;
+  int64_t maxr = 1, maxc = 1;
+  for (int s = 0; s < spec->rm->nstates; s++) {
+    const RecState *rs = &spec->rm->states[s];
+    any_diag |= rs->nsteps == 1 && rs->steps[0].cls == RC_DIAG;
+    int64_t R = rs->ndim > 0 ? spec->dims[rs->shape[0]] : 1;
+    int64_t Cc = rs->ndim > 1 ? spec->dims[rs->shape[1]] : 1;
+    if (R > maxr) maxr = R;
+    if (Cc > maxc) maxc = Cc;
+  }
   Walk w = {spec->rm, &ck, 0, NULL};
   for (int o = 0; o < spec->rm->noutputs; o++) {
     w.output = o;
@@ -546,6 +553,13 @@ int lower_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, s
     return 1;
   l.readout = chunk_readout;
   l.strategy = &ck;
+  lw_plan_split(&l, 1);
+  if (l.split) {
+    l.f->items = "(sequence, head, value tile)";
+    maxc = l.vt;
+  }
+  ck.C = sched_chunk(any_diag ? SC_DIAG : SC_SCALAR, spec->chunk, 1, maxr, maxc);
+  plan->chunk = ck.C;
   if (setup(&l, &ck)) return 1;
   ck.v_c0 = lw_var(&l, KT_I64, "c0");
   ck.v_len = lw_var(&l, KT_I64, "len");

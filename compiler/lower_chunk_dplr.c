@@ -17,21 +17,31 @@
  *   S(point P) = e^{G_P} S0 + sum_{s < P} diag(e^{G_P - Gp_s}) x_s delta_s^T,
  * so, with f_n the first event of n's step,
  *   delta_n = c_n (y_n * e^{Gr_n})^T S0 + sum_{s < f_n} c_n (y_n^T diag(e^{Gr_n - Gp_s}) x_s) delta_s + W_n
- * a unit lower-triangular system (the UT transform), solved by forward substitution row by
- * row in fp32 (the right-hand side's S0 product and W_n first, then the earlier rows).
- * For the delta rule (c = -beta, y = x = k, W = beta v) this is fla's D = U - W S0 with
- * T = (I + strict_lower(diag(beta) K K^T .* Gamma))^{-1}, without forming T.
+ * a unit lower-triangular system (the UT transform). In matrix form, per chunk and state,
+ * with the N = C NE events as rows (fla's chunk form of the delta rule, ALGORITHMS.md 3):
+ *   M  = (Y X^T) .* c e^{Gr - Gp} .* strict mask        one matmul (per-row decays: the
+ *                                                       dot products with the exponential
+ *                                                       per element, never e^{-G})
+ *   T  = (I - M)^{-1}                                   forward substitution, N x N only
+ *   D  = T (W + (c Y * e^{Gr}) S0)                      two matmuls (D: the deltas)
+ *   R  = (Q * e^{G_P}) S0 + ((Q X^T) .* e^{G_P - Gp} .* mask) D    three matmuls
+ *   S' = e^{G_end} S0 + (X^T .* e^{G_end - Gp}) D       one matmul
+ * For the delta rule (c = -beta, y = x = k, W = beta v) this is fla's U - W S0 with
+ * T = (I + strict_lower(diag(beta) K K^T .* Gamma))^{-1}.
  * A readout q^T S at version v of token t is the same sum at the point before the first
  * event of step v (after the last event for the final version: mask with its diagonal;
  * version 0: the strict mask), and the next chunk's state is the sum at the chunk's end.
- * Every exponent is a difference G_later - G_earlier, or G itself, so none is positive when
- * the log decays are <= 0; per-row decays take the exponential per element (no e^{-G}
- * factors, so no overflow at any chunk size; the default chunk is 16 there, 64 otherwise).
+ * Every exponent kept is a difference G_later - G_earlier, or G itself, so none is positive
+ * when the log decays are <= 0 (masked entries are selected away, never multiplied).
  *
  * The events of a token are unrolled in the kernel (DeltaProduct's NH steps are NH events
- * per token, the gate moving G before the first). Cost per chunk and state, R x Cc, with
- * N = C NE events: ~ (2N + C) R Cc + (N^2 + C N)(R + Cc) / 2 multiply-adds, plus, for
- * per-row decays, one exponential per multiply-add of the (N^2 + C N) R / 2 dot products.
+ * per token, the gate moving G before the first). Cost per chunk and state, R x VT, with
+ * N = C NE events: ~ N^2 R + N R VT + N^2 VT (M, Ye S0, T DI) + C R VT + C N (R + VT)
+ * (readouts) + N R VT (state) multiply-adds, all but N^3 / 6 of the solve in matmuls; per-row
+ * decays add one exponential per multiply-add of the (N^2 + C N) R / 2 dot products.
+ * The columns of the state (the value dim) are independent: with a value-tile split
+ * (lw_plan_split) each work item runs the whole algorithm on its columns [j0, j0 + vw),
+ * repeating the column-free parts (M, T, the masked products).
  *
  * It applies when every state's steps are identity, scalar decay exp(E) (or a positive
  * constant), left diagonal decay exp(E[i]), or DPLR-left with D = 1, exp(E) or exp(E[i]) and
@@ -44,6 +54,7 @@
 #include <string.h>
 
 #include "lower_internal.h"
+#include "schedule.h"
 
 enum { DP_MAX_READOUTS = 64, DP_MAX_EVENTS = 64, DP_MAX_OUTERS = 64 };
 
@@ -68,9 +79,12 @@ typedef struct DState {
   Dec *dec;       /* per step */
   int diag;       /* per-row log decays (GW = rows), else one (GW = 1) */
   int64_t GW;
-  /* scratch offsets: state [R, Cc]; G per token and version [C, NS + 1, GW]; per event
-   * (n = token * NE + e): Gp [GW], x [R], y [R], c, delta [Cc]; the running G [GW] */
-  int64_t S, Gv, GP, X, Y, CV, D, gacc;
+  int64_t N;      /* events per chunk, C NE (the row length of the event matrices) */
+  /* scratch offsets: state [R, VT]; G per token and version [C, NS + 1, GW]; per event
+   * (n = token * NE + e): Gp [N, GW], x [N, R] and transposed [R, N], c y [N, R], c [N],
+   * the inputs W (then W + Ye S0) [N, VT], the deltas D [N, VT], e^{G_end - Gp} [N]; the
+   * running G [GW] */
+  int64_t S, Gv, GP, X, XT, Y, CV, DI, D, dvec, gacc;
 } DState;
 
 typedef struct Readout {
@@ -84,6 +98,8 @@ typedef struct Readout {
 typedef struct Chunk {
   int64_t C;
   DState *ds;
+  int64_t Mx, Tm, Ye, Aq, Qe; /* shared: M and T [N, N], c y e^G [N, R], the readouts'
+                                 masked products [C, N] and decayed queries [C, R] */
   Readout ro[DP_MAX_READOUTS];
   int nro;
   int v_c0, v_len, v_tc;
@@ -298,16 +314,7 @@ static KExpr *at(L *l, KExpr *row, int64_t width, KExpr *col) { return add(l, mu
 static KStmt *loop(L *l, int v, KExpr *n, int flags) { return lw_open_for(l, v, I(l, 0), n, flags); }
 static int ivar(L *l, const char *name) { return lw_var(l, KT_I64, name); }
 static int fvar(L *l, const char *name) { return lw_var(l, KT_F32, name); }
-
-/* off[row * width + j] += a * src[srow * width + j] for j in [0, width), vectorised. */
-static void axpy_row(L *l, int64_t off, KExpr *row, int a, int64_t width, int64_t src, KExpr *srow) {
-  int j = ivar(l, "j");
-  KStmt *outer = loop(l, j, I(l, width), KF_VECTORIZE);
-  KExpr *idx = at(l, row, width, V(l, j));
-  st(l, off, idx, fadd(l, ld(l, off, at(l, row, width, V(l, j))),
-                       fmul(l, V(l, a), ld(l, src, at(l, srow, width, V(l, j))))));
-  lw_close_for(l, outer);
-}
+static KExpr *lt(L *l, KExpr *x, KExpr *y) { return ke_bin(l->m, KO_LT, x, y); }
 
 /* The G entry of token tc at version v, element i (0 for a scalar G). */
 static KExpr *g_at(L *l, const DState *d, int ns, KExpr *tc, int v, KExpr *i) {
@@ -319,9 +326,21 @@ static KExpr *gp_at(L *l, const DState *d, KExpr *s, KExpr *i) {
   return ld(l, d->GP, add(l, mul(l, s, I(l, d->GW)), d->diag ? i : I(l, 0)));
 }
 
+/* A scratch buffer as a pointer, for KS_MATMUL. */
+static KExpr *sp(L *l, int64_t off) { return ke_ptradd(l->m, V(l, l->v_scr), I(l, off * 4)); }
+
+/* C[M, N] (+)= A[M, K] B[K, N] on scratch buffers with their row lengths. */
+static void mm(L *l, KExpr *M, KExpr *N, KExpr *K, int64_t a, int64_t lda, int64_t b,
+               int64_t ldb, int64_t c, int64_t ldc, int acc) {
+  lw_emit(l, ks_matmul(l->m, M, N, K, sp(l, a), I(l, lda), sp(l, b), I(l, ldb), sp(l, c),
+                       I(l, ldc), acc));
+}
+
+/* The chunk's events of state d: len * NE. */
+static KExpr *nev(L *l, Chunk *ck, const DState *d) { return mul(l, V(l, ck->v_len), I(l, d->nev)); }
+
 /* ---- the chunk's pieces ---- */
 
-/* The token within the chunk: set t, the token bases and the prelude lets. */
 /* dst[base + g] = gacc[g] for g in [0, GW). */
 static void copy_g(L *l, const DState *d, int64_t dst, KExpr *base_fn_tc, int64_t mult, int64_t plus) {
   int g = ivar(l, "g");
@@ -331,11 +350,12 @@ static void copy_g(L *l, const DState *d, int64_t dst, KExpr *base_fn_tc, int64_
   lw_close_for(l, outer);
 }
 
-/* One token's events of state s (the token is ck->v_tc). */
+/* One token's events of state s (the token is ck->v_tc): G, x (X and its transpose XT),
+ * c y (Y, zero for an input-only event), and the inputs W into DI. */
 static void gather_state(L *l, Chunk *ck, int s) {
   const RecState *rs = &l->rm->states[s];
   DState *d = &ck->ds[s];
-  int64_t R = l->R[s], Cc = l->C[s];
+  int64_t R = l->R[s], VT = l->C[s], N = d->N;
   int ns = rs->nsteps, NE = d->nev;
   for (int k = 0; k < ns; k++) {
     const RecStep *p = &rs->steps[k];
@@ -360,9 +380,11 @@ static void gather_state(L *l, Chunk *ck, int s) {
       int n = ivar(l, "ev");
       lw_set(l, n, add(l, mul(l, V(l, ck->v_tc), I(l, NE)), I(l, e)));
       copy_g(l, d, d->GP, V(l, n), 1, 0);
-      int iv = lw_lhs_var(l, 0);
+      int iv = lw_lhs_var(l, 0), xv = fvar(l, "x");
       KStmt *outer = loop(l, iv, I(l, R), 0);
-      st(l, d->X, at(l, V(l, n), R, V(l, iv)), lw_lx(l, ev_x(rs, E)));
+      lw_set(l, xv, lw_lx(l, ev_x(rs, E)));
+      st(l, d->X, at(l, V(l, n), R, V(l, iv)), V(l, xv));
+      st(l, d->XT, at(l, V(l, iv), N, V(l, n)), V(l, xv));
       lw_close_for(l, outer);
       if (E->lr >= 0) {
         const RecRankOne *r = &p->lr[E->lr];
@@ -370,6 +392,12 @@ static void gather_state(L *l, Chunk *ck, int s) {
         int mv = lw_ivar_of(l, r->m);
         outer = loop(l, mv, I(l, R), 0);
         st(l, d->Y, at(l, V(l, n), R, V(l, mv)), lw_lx(l, r->y));
+        lw_close_for(l, outer);
+      } else {
+        st(l, d->CV, V(l, n), F(l, 0));
+        int i = ivar(l, "i");
+        outer = loop(l, i, I(l, R), KF_VECTORIZE);
+        st(l, d->Y, at(l, V(l, n), R, V(l, i)), F(l, 0));
         lw_close_for(l, outer);
       }
       int cvars[DP_MAX_OUTERS], nc = 0;
@@ -379,15 +407,16 @@ static void gather_state(L *l, Chunk *ck, int s) {
         lw_set(l, cvars[nc], fmul(l, F(l, p->outer[o].scale), lw_lx(l, p->outer[o].c)));
         nc++;
       }
-      int jv = lw_lhs_var(l, 1);
-      outer = loop(l, jv, I(l, Cc), 0);
+      int jv = lw_lhs_var(l, 1), jt = ivar(l, "jt");
+      outer = loop(l, jt, lw_ncols(l, s), 0);
+      lw_set(l, jv, lw_gcol(l, V(l, jt)));
       KExpr *w = F(l, 0);
       for (int o = 0, c = 0; o < p->nouter; o++) {
         if (!(E->outs >> o & 1)) continue;
         KExpr *wv = p->scope.nlhs > 1 ? lw_lx(l, p->outer[o].w) : F(l, 1);
         w = fadd(l, w, fmul(l, V(l, cvars[c++]), wv));
       }
-      st(l, d->D, at(l, V(l, n), Cc, V(l, jv)), w);
+      st(l, d->DI, at(l, V(l, n), VT, V(l, jt)), w);
       lw_close_for(l, outer);
     }
   }
@@ -430,113 +459,180 @@ static void gather(L *l, Chunk *ck) {
   lw_close_for(l, outer);
 }
 
-/* delta_n = W_n + c_n (y_n * e^{Gr_n})^T S0 + sum_{s < f_n} c_n (y_n^T e^{Gr_n - Gp_s} x_s) delta_s,
- * row by row (forward substitution); input-only events keep delta_n = W_n. */
-static void solve(L *l, Chunk *ck, int s) {
-  const RecState *rs = &l->rm->states[s];
-  DState *d = &ck->ds[s];
-  int64_t R = l->R[s], Cc = l->C[s];
-  int ns = rs->nsteps, NE = d->nev, any = 0;
-  for (int e = 0; e < NE; e++) any |= d->ev[e].lr >= 0;
-  if (!any) return;
-  int tc = ivar(l, "tc"), n = ivar(l, "ev"), i = ivar(l, "i"), sv = ivar(l, "s");
-  int cv = fvar(l, "c"), a = fvar(l, "a"), acc = fvar(l, "dot");
-  KStmt *outer = loop(l, tc, V(l, ck->v_len), 0);
-  for (int e = 0; e < NE; e++) {
-    const Ev *E = &d->ev[e];
-    if (E->lr < 0) continue;
-    int k = E->step;
-    lw_set(l, n, add(l, mul(l, V(l, tc), I(l, NE)), I(l, e)));
-    lw_set(l, cv, ld(l, d->CV, V(l, n)));
-    /* the right-hand side: c_n (y_n * e^{Gr_n})^T S0 */
-    KStmt *il = loop(l, i, I(l, R), 0);
-    lw_set(l, a, fmul(l, fmul(l, V(l, cv), ld(l, d->Y, at(l, V(l, n), R, V(l, i)))),
-                      fexp(l, g_at(l, d, ns, V(l, tc), k, V(l, i)))));
-    axpy_row(l, d->D, V(l, n), a, Cc, d->S, V(l, i));
-    lw_close_for(l, il);
-    /* the earlier events' rows */
-    KStmt *sl = loop(l, sv, add(l, mul(l, V(l, tc), I(l, NE)), I(l, d->evb[k])), 0);
-    lw_set(l, acc, F(l, 0));
-    il = loop(l, i, I(l, R), KF_VECTORIZE);
-    KExpr *yx = fmul(l, ld(l, d->Y, at(l, V(l, n), R, V(l, i))), ld(l, d->X, at(l, V(l, sv), R, V(l, i))));
-    if (d->diag)
-      yx = fmul(l, yx, fexp(l, fsub(l, g_at(l, d, ns, V(l, tc), k, V(l, i)), gp_at(l, d, V(l, sv), V(l, i)))));
-    lw_accumulate(l, acc, yx);
-    lw_close_for(l, il);
-    KExpr *m = fmul(l, V(l, cv), V(l, acc));
-    if (!d->diag)
-      m = fmul(l, m, fexp(l, fsub(l, g_at(l, d, ns, V(l, tc), k, I(l, 0)), gp_at(l, d, V(l, sv), I(l, 0)))));
-    lw_set(l, a, m);
-    axpy_row(l, d->D, V(l, n), a, Cc, d->D, V(l, sv));
-    lw_close_for(l, sl);
+/* A[row, s] for s in [0, nN) of a decayed, masked product of row vector src[row] (width R)
+ * with the events' x: for s < lim, scale * sum_i src[i] x_s[i] e^{G(i) - Gp_s[i]}, else 0.
+ * Scalar G: the product is already in A (a matmul), scaled here by e^{G - Gp_s}; per-row G:
+ * the dot product is formed here with the exponential per element. Every exponent kept is
+ * <= 0 (s before the point G belongs to). */
+static void masked_row(L *l, const DState *d, int64_t a, int64_t lda, KExpr *row, int64_t src,
+                       int64_t R, KExpr *nN, KExpr *lim, int ns, KExpr *tc, int v, KExpr *scale) {
+  int s = ivar(l, "s");
+  if (!d->diag) {
+    int g = fvar(l, "gr");
+    lw_set(l, g, g_at(l, d, ns, tc, v, I(l, 0)));
+    KStmt *outer = loop(l, s, nN, KF_VECTORIZE);
+    KExpr *idx = at(l, row, lda, V(l, s));
+    KExpr *x = fmul(l, ld(l, a, at(l, row, lda, V(l, s))),
+                    fexp(l, fsub(l, V(l, g), gp_at(l, d, V(l, s), I(l, 0)))));
+    if (scale) x = fmul(l, scale, x);
+    st(l, a, idx, ke_select(l->m, lt(l, V(l, s), lim), x, F(l, 0)));
+    lw_close_for(l, outer);
+    return;
   }
+  int i = ivar(l, "i"), acc = fvar(l, "dot");
+  KStmt *outer = loop(l, s, lim, 0);
+  lw_set(l, acc, F(l, 0));
+  KStmt *il = loop(l, i, I(l, R), KF_VECTORIZE);
+  lw_accumulate(l, acc, fmul(l, fmul(l, ld(l, src, at(l, row, R, V(l, i))),
+                                     ld(l, d->X, at(l, V(l, s), R, V(l, i)))),
+                             fexp(l, fsub(l, g_at(l, d, ns, tc, v, V(l, i)),
+                                          gp_at(l, d, V(l, s), V(l, i))))));
+  lw_close_for(l, il);
+  st(l, a, at(l, row, lda, V(l, s)), scale ? fmul(l, scale, V(l, acc)) : V(l, acc));
+  lw_close_for(l, outer);
+  int s2 = ivar(l, "s");
+  outer = lw_open_for(l, s2, lim, nN, KF_VECTORIZE);
+  st(l, a, at(l, row, lda, V(l, s2)), F(l, 0));
   lw_close_for(l, outer);
 }
 
-/* R[t, :] = (q_t * e^{G_P})^T S0 + sum_{s < P} (q_t^T e^{G_P - Gp_s} x_s) delta_s, P the
- * readout's point in token t. */
+/* The UT transform of state s (the events are n = tc NE + e, nN of them):
+ *   M[n, s] = c_n y_n^T diag(e^{Gr_n - Gp_s}) x_s for s before n's step, else 0,
+ *   T = (I - M)^{-1} (forward substitution on the nN x nN matrix only),
+ *   D = T (W + (c y * e^{Gr}) S0)   (two matmuls)
+ * so D's rows are the deltas: what each event adds to the state. */
+static void solve(L *l, Chunk *ck, int s) {
+  const RecState *rs = &l->rm->states[s];
+  DState *d = &ck->ds[s];
+  int64_t R = l->R[s], VT = l->C[s], N = d->N;
+  int ns = rs->nsteps, NE = d->nev;
+  KExpr *nN = nev(l, ck, d);
+  int nv = ivar(l, "nN");
+  lw_set(l, nv, nN);
+  nN = V(l, nv);
+  /* M: Y X^T (scalar decays), then decayed and masked row by row */
+  if (!d->diag) mm(l, nN, nN, I(l, R), d->Y, R, d->XT, N, ck->Mx, N, 0);
+  int tc = ivar(l, "tc"), n = ivar(l, "ev"), i = ivar(l, "i");
+  KStmt *outer = loop(l, tc, V(l, ck->v_len), KF_BLOCK);
+  for (int e = 0; e < NE; e++) {
+    const Ev *E = &d->ev[e];
+    lw_set(l, n, add(l, mul(l, V(l, tc), I(l, NE)), I(l, e)));
+    if (E->lr < 0) {
+      int z = ivar(l, "s");
+      KStmt *zl = loop(l, z, nN, KF_VECTORIZE);
+      st(l, ck->Mx, at(l, V(l, n), N, V(l, z)), F(l, 0));
+      lw_close_for(l, zl);
+    } else {
+      KExpr *lim = add(l, mul(l, V(l, tc), I(l, NE)), I(l, d->evb[E->step]));
+      int cv = fvar(l, "c");
+      lw_set(l, cv, ld(l, d->CV, V(l, n)));
+      masked_row(l, d, ck->Mx, N, V(l, n), d->Y, R, nN, lim, ns, V(l, tc), E->step, V(l, cv));
+    }
+    /* Ye[n, :] = c_n y_n * e^{Gr_n} (zero for an input-only event: its y is zero) */
+    KExpr *gs = NULL;
+    if (!d->diag) {
+      int gv = fvar(l, "eg");
+      lw_set(l, gv, fexp(l, g_at(l, d, ns, V(l, tc), E->step, I(l, 0))));
+      gs = V(l, gv);
+    }
+    KStmt *il = loop(l, i, I(l, R), KF_VECTORIZE);
+    KExpr *eg = gs ? gs : fexp(l, g_at(l, d, ns, V(l, tc), E->step, V(l, i)));
+    st(l, ck->Ye, at(l, V(l, n), R, V(l, i)),
+       fmul(l, fmul(l, ld(l, d->CV, V(l, n)), ld(l, d->Y, at(l, V(l, n), R, V(l, i)))), eg));
+    lw_close_for(l, il);
+  }
+  lw_close_for(l, outer);
+  /* T = (I - M)^{-1}: row r is e_r + sum_{u < r} M[r, u] T[u, :]; T[u, j] = 0 for j > u */
+  int r = ivar(l, "r"), u = ivar(l, "u"), j = ivar(l, "j"), a = fvar(l, "a");
+  outer = loop(l, r, nN, 0);
+  KStmt *jl = loop(l, j, nN, KF_VECTORIZE);
+  st(l, ck->Tm, at(l, V(l, r), N, V(l, j)),
+     ke_select(l->m, ke_bin(l->m, KO_EQ, V(l, j), V(l, r)), F(l, 1), F(l, 0)));
+  lw_close_for(l, jl);
+  loop(l, u, V(l, r), 0);
+  lw_set(l, a, ld(l, ck->Mx, at(l, V(l, r), N, V(l, u))));
+  loop(l, j, add(l, V(l, u), I(l, 1)), KF_VECTORIZE);
+  KExpr *idx = at(l, V(l, r), N, V(l, j));
+  st(l, ck->Tm, idx, fadd(l, ld(l, ck->Tm, at(l, V(l, r), N, V(l, j))),
+                          fmul(l, V(l, a), ld(l, ck->Tm, at(l, V(l, u), N, V(l, j))))));
+  lw_close_for(l, outer);
+  /* DI += Ye S0; D = T DI */
+  mm(l, nN, lw_ncols(l, s), I(l, R), ck->Ye, R, d->S, VT, d->DI, VT, 1);
+  mm(l, nN, lw_ncols(l, s), nN, ck->Tm, N, d->DI, VT, d->D, VT, 0);
+}
+
+/* R[t, :] = (q_t * e^{G_P})^T S0 + sum_{s < P} (q_t^T diag(e^{G_P - Gp_s}) x_s) delta_s, P the
+ * readout's point in token t: Qe S0 + A D, two matmuls (A: Q X^T decayed and masked). */
 static void readout_chunk(L *l, Chunk *ck, const Readout *r) {
   int s = r->state, v = r->version;
   const RecState *rs = &l->rm->states[s];
   DState *d = &ck->ds[s];
-  int64_t R = l->R[s], Cc = l->C[s];
+  int64_t R = l->R[s], VT = l->C[s], N = d->N;
   int ns = rs->nsteps, NE = d->nev;
-  int t = ivar(l, "t"), i = ivar(l, "i"), j = ivar(l, "j"), sv = ivar(l, "s");
-  int a = fvar(l, "a"), acc = fvar(l, "dot");
-  KStmt *outer = loop(l, t, V(l, ck->v_len), 0);
-  KStmt *jl = loop(l, j, I(l, Cc), KF_VECTORIZE);
-  st(l, r->r, at(l, V(l, t), Cc, V(l, j)), F(l, 0));
-  lw_close_for(l, jl);
-  KStmt *il = loop(l, i, I(l, R), 0);
-  lw_set(l, a, fmul(l, ld(l, r->q, at(l, V(l, t), R, V(l, i))), fexp(l, g_at(l, d, ns, V(l, t), v, V(l, i)))));
-  axpy_row(l, r->r, V(l, t), a, Cc, d->S, V(l, i));
-  lw_close_for(l, il);
-  if (NE > 0) {
-    KStmt *sl = loop(l, sv, add(l, mul(l, V(l, t), I(l, NE)), I(l, d->evb[v])), 0);
-    lw_set(l, acc, F(l, 0));
-    il = loop(l, i, I(l, R), KF_VECTORIZE);
-    KExpr *qx = fmul(l, ld(l, r->q, at(l, V(l, t), R, V(l, i))), ld(l, d->X, at(l, V(l, sv), R, V(l, i))));
-    if (d->diag)
-      qx = fmul(l, qx, fexp(l, fsub(l, g_at(l, d, ns, V(l, t), v, V(l, i)), gp_at(l, d, V(l, sv), V(l, i)))));
-    lw_accumulate(l, acc, qx);
-    lw_close_for(l, il);
-    KExpr *m = V(l, acc);
-    if (!d->diag)
-      m = fmul(l, m, fexp(l, fsub(l, g_at(l, d, ns, V(l, t), v, I(l, 0)), gp_at(l, d, V(l, sv), I(l, 0)))));
-    lw_set(l, a, m);
-    axpy_row(l, r->r, V(l, t), a, Cc, d->D, V(l, sv));
-    lw_close_for(l, sl);
+  KExpr *len = V(l, ck->v_len);
+  int t = ivar(l, "t"), i = ivar(l, "i");
+  KStmt *outer = loop(l, t, len, KF_BLOCK);
+  KExpr *gs = NULL;
+  if (!d->diag) {
+    int gv = fvar(l, "eg");
+    lw_set(l, gv, fexp(l, g_at(l, d, ns, V(l, t), v, I(l, 0))));
+    gs = V(l, gv);
   }
+  loop(l, i, I(l, R), KF_VECTORIZE);
+  KExpr *eg = gs ? gs : fexp(l, g_at(l, d, ns, V(l, t), v, V(l, i)));
+  st(l, ck->Qe, at(l, V(l, t), R, V(l, i)), fmul(l, ld(l, r->q, at(l, V(l, t), R, V(l, i))), eg));
   lw_close_for(l, outer);
+  mm(l, len, lw_ncols(l, s), I(l, R), ck->Qe, R, d->S, VT, r->r, VT, 0);
+  if (NE == 0) return;
+  int nv = ivar(l, "nN");
+  lw_set(l, nv, nev(l, ck, d));
+  KExpr *nN = V(l, nv);
+  if (!d->diag) mm(l, len, nN, I(l, R), r->q, R, d->XT, N, ck->Aq, N, 0);
+  outer = loop(l, t, len, KF_BLOCK);
+  KExpr *lim = add(l, mul(l, V(l, t), I(l, NE)), I(l, d->evb[v]));
+  masked_row(l, d, ck->Aq, N, V(l, t), r->q, R, nN, lim, ns, V(l, t), v, NULL);
+  lw_close_for(l, outer);
+  mm(l, len, lw_ncols(l, s), nN, ck->Aq, N, d->D, VT, r->r, VT, 1);
 }
 
-/* S = diag(e^{G_end}) S + sum_s diag(e^{G_end - Gp_s}) x_s delta_s^T. */
+/* S = diag(e^{G_end}) S + (X^T .* e^{G_end - Gp})  D: the keys decayed to the chunk's end
+ * (XT scaled in place: its last use in the chunk), one matmul. */
 static void pass_state(L *l, Chunk *ck, int s) {
   const RecState *rs = &l->rm->states[s];
   DState *d = &ck->ds[s];
-  int64_t R = l->R[s], Cc = l->C[s];
+  int64_t R = l->R[s], VT = l->C[s], N = d->N;
   int ns = rs->nsteps, NE = d->nev;
   int i = ivar(l, "i"), j = ivar(l, "j"), sv = ivar(l, "s"), last = ivar(l, "last");
   int a = fvar(l, "a");
   lw_set(l, last, isub(l, V(l, ck->v_len), I(l, 1)));
-  KStmt *outer = loop(l, i, I(l, R), 0);
+  int nv = ivar(l, "nN");
+  lw_set(l, nv, nev(l, ck, d));
+  if (NE > 0 && !d->diag) { /* e^{G_end - Gp_s}, once per event */
+    KStmt *dl = loop(l, sv, V(l, nv), KF_VECTORIZE | KF_BLOCK);
+    st(l, d->dvec, V(l, sv), fexp(l, fsub(l, g_at(l, d, ns, V(l, last), ns, I(l, 0)),
+                                          gp_at(l, d, V(l, sv), I(l, 0)))));
+    lw_close_for(l, dl);
+  }
+  KStmt *outer = loop(l, i, I(l, R), KF_BLOCK);
   lw_set(l, a, fexp(l, g_at(l, d, ns, V(l, last), ns, V(l, i))));
-  KStmt *jl = loop(l, j, I(l, Cc), KF_VECTORIZE);
-  KExpr *idx = at(l, V(l, i), Cc, V(l, j));
-  st(l, d->S, idx, fmul(l, V(l, a), ld(l, d->S, at(l, V(l, i), Cc, V(l, j)))));
+  KStmt *jl = loop(l, j, lw_ncols(l, s), KF_VECTORIZE);
+  KExpr *idx = at(l, V(l, i), VT, V(l, j));
+  st(l, d->S, idx, fmul(l, V(l, a), ld(l, d->S, at(l, V(l, i), VT, V(l, j)))));
   lw_close_for(l, jl);
   if (NE > 0) {
-    loop(l, sv, mul(l, V(l, ck->v_len), I(l, NE)), 0);
-    lw_set(l, a, fmul(l, ld(l, d->X, at(l, V(l, sv), R, V(l, i))),
-                      fexp(l, fsub(l, g_at(l, d, ns, V(l, last), ns, V(l, i)),
-                                   gp_at(l, d, V(l, sv), V(l, i))))));
-    axpy_row(l, d->S, V(l, i), a, Cc, d->D, V(l, sv));
+    loop(l, sv, V(l, nv), KF_VECTORIZE);
+    KExpr *decay = d->diag ? fexp(l, fsub(l, g_at(l, d, ns, V(l, last), ns, V(l, i)),
+                                          gp_at(l, d, V(l, sv), V(l, i))))
+                           : ld(l, d->dvec, V(l, sv));
+    KExpr *x = at(l, V(l, i), N, V(l, sv));
+    st(l, d->XT, x, fmul(l, ld(l, d->XT, at(l, V(l, i), N, V(l, sv))), decay));
   }
   lw_close_for(l, outer);
+  if (NE > 0) mm(l, I(l, R), lw_ncols(l, s), V(l, nv), d->XT, N, d->D, VT, d->S, VT, 1);
 }
 
 /* Readouts answered from the chunk's results: the sum over the node's (state, version)
- * groups of R[tc, column]. */
+ * groups of R[tc, column] (the column within the item's value tile). */
 static KExpr *dplr_readout(L *l, const RecOutput *o, const RecOut *n) {
   Chunk *ck = l->strategy;
   KExpr *v = NULL;
@@ -551,6 +647,7 @@ static KExpr *dplr_readout(L *l, const RecOutput *o, const RecOut *n) {
         col = V(l, lw_ivar_of(l, n->terms[t].read.idx[1].v));
         break;
       }
+    if (l->split) col = isub(l, col, V(l, l->v_j0));
     KExpr *x = ld(l, r->r, at(l, V(l, ck->v_tc), l->C[r->state], col));
     v = v ? fadd(l, v, x) : x;
   }
@@ -570,7 +667,7 @@ static void outputs(L *l, Chunk *ck) {
 
 /* ---- scratch and the kernel ---- */
 
-/* Plan the events of every state and lay out scratch. */
+/* Plan the events of every state, the chunk length and the value tile; lay out scratch. */
 static int setup(L *l, Chunk *ck) {
   const RecMixer *rm = l->rm;
   int ns = rm->nstates;
@@ -581,6 +678,7 @@ static int setup(L *l, Chunk *ck) {
   ck->ds = arena_array(l->arena, (size_t)ns + 1, sizeof *ck->ds);
   if (l->failed || !l->ver || !ck->ds) return lw_lfail(l, "out of memory");
   int any_diag = 0;
+  int64_t maxne = 1, maxr = 1, maxc = 1;
   for (int s = 0; s < ns; s++) {
     const RecState *rs = &rm->states[s];
     DState *d = &ck->ds[s];
@@ -592,19 +690,25 @@ static int setup(L *l, Chunk *ck) {
     if (why) return lw_lfail(l, "internal: %s", why);
     for (int k = 0; k < rs->nsteps; k++) d->diag |= d->dec[k].kind == 1 && d->dec[k].e->free != 0;
     any_diag |= d->diag;
+    if (d->nev > maxne) maxne = d->nev;
+    int64_t R = rs->ndim > 0 ? l->sp->dims[rs->shape[0]] : 1;
+    int64_t Cc = rs->ndim > 1 ? l->sp->dims[rs->shape[1]] : 1;
+    l->R[s] = R;
+    l->C[s] = l->split ? l->vt : Cc;
+    if (R > maxr) maxr = R;
+    if (l->C[s] > maxc) maxc = l->C[s];
   }
-  ck->C = l->sp->chunk > 0 ? l->sp->chunk : any_diag ? 16 : 64;
+  ck->C = sched_chunk(any_diag ? SC_DELTA_DIAG : SC_DELTA, l->sp->chunk, maxne, maxr, maxc);
+  l->pl->chunk = ck->C;
   l->v_scr = lw_var(l, KT_PTR, "scr");
   lw_set(l, l->v_scr, ke_arg(l->m, 4));
-  int64_t off = 0, C = ck->C;
+  int64_t off = 0, C = ck->C, maxn = 1;
   for (int s = 0; s < ns; s++) {
     const RecState *rs = &rm->states[s];
     DState *d = &ck->ds[s];
-    int64_t R = rs->ndim > 0 ? l->sp->dims[rs->shape[0]] : 1;
-    int64_t Cc = rs->ndim > 1 ? l->sp->dims[rs->shape[1]] : 1;
-    int64_t NE = d->nev;
-    l->R[s] = R;
-    l->C[s] = Cc;
+    int64_t R = l->R[s], VT = l->C[s], NE = d->nev;
+    d->N = C * (NE > 0 ? NE : 1);
+    if (d->N > maxn) maxn = d->N;
     d->GW = d->diag ? R : 1;
     l->ver[s] = lw_int_array(l, rs->nsteps + 1, -1);
     if (!l->ver[s]) return lw_lfail(l, "out of memory");
@@ -612,22 +716,38 @@ static int setup(L *l, Chunk *ck) {
     for (int v = 0; v <= rs->nsteps; v++) l->ver[s][v] = sv;
     lw_set(l, sv, ke_ptradd(l->m, V(l, l->v_scr), I(l, off * 4)));
     d->S = off;
-    off += R * Cc;
+    off += R * VT;
     d->Gv = off;
     off += C * (rs->nsteps + 1) * d->GW;
     d->gacc = off;
     off += d->GW;
     d->GP = off;
-    off += C * NE * d->GW;
+    off += d->N * d->GW;
     d->X = off;
-    off += C * NE * R;
+    off += d->N * R;
+    d->XT = off;
+    off += d->N * R;
     d->Y = off;
-    off += C * NE * R;
+    off += d->N * R;
     d->CV = off;
-    off += C * NE;
+    off += d->N;
+    d->DI = off;
+    off += d->N * VT;
     d->D = off;
-    off += C * NE * Cc;
+    off += d->N * VT;
+    d->dvec = off;
+    off += d->N;
   }
+  ck->Mx = off;
+  off += maxn * maxn;
+  ck->Tm = off;
+  off += maxn * maxn;
+  ck->Ye = off;
+  off += maxn * maxr;
+  ck->Aq = off;
+  off += C * maxn;
+  ck->Qe = off;
+  off += C * maxr;
   for (int k = 0; k < ck->nro; k++) {
     ck->ro[k].q = off;
     off += C * l->R[ck->ro[k].state];
@@ -651,7 +771,13 @@ static void body(L *l, Chunk *ck) {
   lw_set(l, ck->v_c0, add(l, V(l, t0), mul(l, V(l, k), I(l, ck->C))));
   lw_set(l, ck->v_len, ke_bin(l->m, KO_MIN, I(l, ck->C), isub(l, V(l, t1), V(l, ck->v_c0))));
   gather(l, ck);
-  for (int s = 0; s < l->rm->nstates; s++) solve(l, ck, s);
+  for (int s = 0; s < l->rm->nstates; s++) {
+    const DState *d = &ck->ds[s];
+    int any = 0;
+    for (int e = 0; e < d->nev; e++) any |= d->ev[e].lr >= 0;
+    if (any) solve(l, ck, s);
+    else ck->ds[s].D = ck->ds[s].DI; /* no rank-one term: the deltas are the inputs */
+  }
   for (int r = 0; r < ck->nro; r++) readout_chunk(l, ck, &ck->ro[r]);
   outputs(l, ck);
   for (int s = 0; s < l->rm->nstates; s++) pass_state(l, ck, s);
@@ -681,6 +807,8 @@ int lower_chunk_dplr(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *e
     return 1;
   l.readout = dplr_readout;
   l.strategy = ck;
+  lw_plan_split(&l, 1);
+  if (l.split) l.f->items = "(sequence, head, value tile)";
   if (setup(&l, ck)) return 1;
   ck->v_c0 = ivar(&l, "c0");
   ck->v_len = ivar(&l, "len");

@@ -6,6 +6,7 @@
 
 #include "../runtime/reference.h" /* mixc_builtin, for constant folding of defaults */
 #include "lower_internal.h"
+#include "schedule.h"
 
 int lw_lfail(L *l, const char *fmt, ...) {
   if (l->failed) return 1;
@@ -250,7 +251,14 @@ KExpr *lw_open_lhs(L *l, const RecScope *sc, KStmt **outer) {
   for (int v = 0; v < sc->nlhs; v++) {
     int64_t n = l->sp->dims[sc->ivars[v].dim];
     int flags = (v == sc->nlhs - 1 ? KF_VECTORIZE : 0) | (v == 0 ? KF_BLOCK : 0);
-    lw_open_for(l, lw_ivar_of(l, v), lw_I(l, 0), lw_I(l, n), flags);
+    if (l->in_output && l->split && sc->ivars[v].dim == l->split_dim) {
+      /* the item's columns only */
+      int jt = lw_var(l, KT_I64, "jt");
+      lw_open_for(l, jt, lw_I(l, 0), lw_V(l, l->v_vw), flags);
+      lw_set(l, lw_ivar_of(l, v), lw_gcol(l, lw_V(l, jt)));
+    } else {
+      lw_open_for(l, lw_ivar_of(l, v), lw_I(l, 0), lw_I(l, n), flags);
+    }
     flat = ke_add(l->m, ke_mul(l->m, flat, lw_I(l, n)), lw_V(l, lw_ivar_of(l, v)));
   }
   return flat;
@@ -260,7 +268,9 @@ void lw_lower_output(L *l, const RecOutput *o, int accumulate_dirs, int mean_las
   lw_use_scope(l, &o->scope);
   const Sym *s = &l->mx->syms[o->sym];
   KStmt *outer;
+  l->in_output = 1;
   lw_open_lhs(l, &o->scope, &outer);
+  l->in_output = 0;
   KExpr *off = lw_V(l, l->tokbase[o->sym]);
   int first = lw_layout_dims_before_features(l, o->sym);
   for (int v = 0; v < s->rank; v++)
@@ -338,7 +348,7 @@ void lw_state_io(L *l, int store) {
     if (store && ptr < 0) continue;
     int iv = lw_var(l, KT_I64, "si"), jv = lw_var(l, KT_I64, "sj");
     KStmt *outer = lw_open_for(l, iv, lw_I(l, 0), lw_I(l, R), KF_BLOCK);
-    lw_open_for(l, jv, lw_I(l, 0), lw_I(l, C), KF_VECTORIZE);
+    lw_open_for(l, jv, lw_I(l, 0), lw_ncols(l, k), KF_VECTORIZE);
     KExpr *flat = ke_add(l->m, ke_mul(l->m, lw_V(l, iv), lw_I(l, C)), lw_V(l, jv));
     if (ptr < 0) {
       if (!store)
@@ -347,7 +357,7 @@ void lw_state_io(L *l, int store) {
       KExpr *off = ke_add(l->m, ke_mul(l->m, lw_V(l, l->v_n), lw_V(l, st[0])),
                           ke_mul(l->m, lw_V(l, l->v_h), lw_V(l, st[1])));
       if (nd > 0) off = ke_add(l->m, off, ke_mul(l->m, lw_V(l, iv), lw_V(l, st[2])));
-      if (nd > 1) off = ke_add(l->m, off, ke_mul(l->m, lw_V(l, jv), lw_V(l, st[3])));
+      if (nd > 1) off = ke_add(l->m, off, ke_mul(l->m, lw_gcol(l, lw_V(l, jv)), lw_V(l, st[3])));
       if (store)
         lw_emit(l, ks_store(l->m, KT_F32, lw_V(l, ptr), off,
                          ke_load(l->m, KT_F32, lw_V(l, l->ver[k][0]), flat)));
@@ -455,9 +465,105 @@ KStmt *lw_open_items(L *l) {
   int item = lw_var(l, KT_I64, "item"), H = lw_var(l, KT_I64, "H");
   lw_set(l, H, ke_int_slot(l->m, l->pl->size_H));
   KStmt *outer = lw_open_for(l, item, ke_arg(l->m, 2), ke_arg(l->m, 3), KF_PARALLEL);
-  lw_set(l, l->v_n, ke_bin(l->m, KO_DIV, lw_V(l, item), lw_V(l, H)));
-  lw_set(l, l->v_h, ke_bin(l->m, KO_REM, lw_V(l, item), lw_V(l, H)));
+  KExpr *nh = lw_V(l, item);
+  if (l->split) { /* item = (n H + h) ntiles + tile */
+    int pair = lw_var(l, KT_I64, "pair");
+    l->v_j0 = lw_var(l, KT_I64, "j0");
+    l->v_vw = lw_var(l, KT_I64, "vw");
+    lw_set(l, pair, ke_bin(l->m, KO_DIV, lw_V(l, item), lw_I(l, l->ntiles)));
+    lw_set(l, l->v_j0, ke_mul(l->m, ke_bin(l->m, KO_REM, lw_V(l, item), lw_I(l, l->ntiles)),
+                              lw_I(l, l->vt)));
+    lw_set(l, l->v_vw, ke_bin(l->m, KO_MIN, lw_I(l, l->vt),
+                              ke_bin(l->m, KO_SUB, lw_I(l, l->sp->dims[l->split_dim]),
+                                     lw_V(l, l->v_j0))));
+    nh = lw_V(l, pair);
+  }
+  lw_set(l, l->v_n, ke_bin(l->m, KO_DIV, nh, lw_V(l, H)));
+  lw_set(l, l->v_h, ke_bin(l->m, KO_REM, nh, lw_V(l, H)));
   return outer;
+}
+
+KExpr *lw_ncols(L *l, int s) { return l->split ? lw_V(l, l->v_vw) : lw_I(l, l->C[s]); }
+
+KExpr *lw_gcol(L *l, KExpr *jt) { return l->split ? ke_add(l->m, lw_V(l, l->v_j0), jt) : jt; }
+
+/* Every readout term of n reads its state's column through lhs variable v. */
+static const char *split_out_unfit(const RecMixer *rm, const RecOut *n, int v) {
+  if (!n) return NULL;
+  if (n->kind == RO_READOUT) {
+    for (int k = 0; k < n->nterms; k++) {
+      const RecRead *r = &n->terms[k].read;
+      if (r->state < 0) continue;
+      if (rm->states[r->state].ndim != 2 || r->nidx < 2 || r->idx[1].kind != RI_VAR ||
+          r->idx[1].v != v)
+        return "an output reads a state column other than its own value index";
+    }
+    return NULL;
+  }
+  for (int i = 0; i < n->nargs; i++) {
+    const char *why = split_out_unfit(rm, n->args[i], v);
+    if (why) return why;
+  }
+  return NULL;
+}
+
+int lw_split_applies(const RecMixer *rm, int *dim, const char **why) {
+  *why = NULL;
+  *dim = -1;
+  if (rm->mixer->ngrid) *why = "grid scans are not split";
+  if (!*why && rm->nstates < 1) *why = "no state";
+  for (int s = 0; !*why && s < rm->nstates; s++) {
+    const RecState *st = &rm->states[s];
+    if (st->ndim != 2)
+      *why = "a state is not a matrix";
+    else if (*dim >= 0 && st->shape[1] != *dim)
+      *why = "the states' columns are of different dims";
+    else
+      *dim = st->shape[1];
+  }
+  for (int o = 0; !*why && o < rm->noutputs; o++) {
+    const RecOutput *out = &rm->outputs[o];
+    int v = -1, n = 0;
+    for (int k = 0; k < out->scope.nlhs; k++)
+      if (out->scope.ivars[k].dim == *dim) {
+        v = k;
+        n++;
+      }
+    if (n != 1)
+      *why = "an output does not have exactly one index over the states' columns";
+    else
+      *why = split_out_unfit(rm, out->root, v);
+  }
+  return *why == NULL;
+}
+
+void lw_plan_split(L *l, int can_split) {
+  int dim = -1;
+  const char *why;
+  l->split = 0;
+  l->ntiles = 1;
+  l->split_dim = -1;
+  l->pl->vtiles = 1;
+  l->pl->vtile = 0;
+  if (!can_split || !lw_split_applies(l->rm, &dim, &why)) return;
+  int64_t V = l->sp->dims[dim];
+  l->pl->vtile = V;
+  int64_t vt = sched_vtile(V, l->sp->bh, l->sp->target_items, l->sp->vtile);
+  if (vt >= V) return;
+  l->split = 1;
+  l->split_dim = dim;
+  l->vt = vt;
+  l->ntiles = (V + vt - 1) / vt;
+  l->pl->vtile = vt;
+  l->pl->vtiles = l->ntiles;
+}
+
+int64_t plan_items(const KernelPlan *plan, int64_t N, int64_t H) {
+  int64_t t = plan->vtiles > 1 ? plan->vtiles : 1;
+  if (N < 0 || H < 0) return 0;
+  if (H > 0 && N > INT64_MAX / H) return 0;
+  if (N * H > 0 && t > INT64_MAX / (N * H)) return 0;
+  return N * H * t;
 }
 
 void lw_sequence(L *l, int *t0, int *t1) {
@@ -508,6 +614,7 @@ int lw_begin(L *l, Arena *a, const KernelSpec *spec, KernelPlan *plan, Strategy 
   l->errlen = errlen;
   memset(plan, 0, sizeof *plan);
   plan->strategy = strategy;
+  plan->vtiles = 1;
   l->m = kir_module(a);
   if (!l->m) return lw_lfail(l, "out of memory");
   plan->mod = l->m;

@@ -33,6 +33,14 @@ typedef struct L {
   const RecScope *sc;
   int ivar[MIXC_MAX_IVARS]; /* KIR variable of each index variable, or -1 */
   int dir;       /* the scan direction being lowered (grid mixers) */
+  /* the value-tile split (lw_plan_split): each work item owns the state columns
+   * [j0, j0 + vw) of every state, vw <= vt; its outputs are written for those columns only */
+  int split;        /* split in effect (vtiles > 1) */
+  int split_dim;    /* the dim symbol of the states' columns */
+  int64_t vt;       /* tile width: the scratch row length of every state's columns */
+  int64_t ntiles;   /* tiles per (sequence, head) */
+  int v_j0, v_vw;   /* the item's first column and its width (variables; split only) */
+  int in_output;    /* lw_open_lhs is opening an output's loops */
   /* the chunk strategy: readouts answered from buffers instead of state reads */
   KExpr *(*readout)(struct L *l, const RecOutput *o, const RecOut *n);
   void *strategy; /* the strategy's own context */
@@ -94,9 +102,21 @@ static inline KExpr *I(L *l, int64_t v) { return lw_I(l, v); }
 static inline KExpr *F(L *l, double v) { return lw_F(l, v); }
 static inline KExpr *add(L *l, KExpr *x, KExpr *y) { return ke_add(l->m, x, y); }
 static inline KExpr *mul(L *l, KExpr *x, KExpr *y) { return ke_mul(l->m, x, y); }
-/* The work-item loop: item -> (sequence n, head h), with b, h, n, t made; close with
- * lw_close_for. */
+/* The work-item loop: item -> (sequence n, head h) (and value tile), with b, h, n, t made;
+ * close with lw_close_for. */
 KStmt *lw_open_items(L *l);
+/* Whether the states' columns (the value dim) split into independent tiles: every state is
+ * [rows, cols] over one column dim, and every output has one index over that dim, through
+ * which alone it reads the states' columns. *dim: the column dim. If not, why. */
+int lw_split_applies(const RecMixer *rm, int *dim, const char **why);
+/* Choose the value tile (schedule.h) for a strategy whose columns are independent, set
+ * l->split, vt, ntiles and the plan's vtile / vtiles. Call before the scratch layout; l->C
+ * (per state) should then be l->vt for split states. */
+void lw_plan_split(L *l, int can_split);
+/* Loop bound over state s's columns in this item (vw, or the constant column count), and
+ * the state column of the item's local column jt. */
+KExpr *lw_ncols(L *l, int s);
+KExpr *lw_gcol(L *l, KExpr *jt);
 /* Sequence n's tokens [t0, t1) (all of T with b = n, or its cu_seqlens segment with b = 0),
  * then its initial states loaded. */
 void lw_sequence(L *l, int *t0, int *t1);

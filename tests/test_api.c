@@ -1238,8 +1238,9 @@ static void step_case(Tally *t, const Ex *x, uint64_t seed) {
   data_free(&got);
 }
 
-static int ex_open(Ex *x, mixc_context *ctx, const char *path, mixc_strategy strat, char *err,
-                   size_t n) {
+/* sizes: the dims' sizes in declaration order (4 of them, cycled); NULL: 24, 20, 12, 8. */
+static int ex_open_sized(Ex *x, mixc_context *ctx, const char *path, mixc_strategy strat,
+                         const int64_t *sizes, char *err, size_t n) {
   memset(x, 0, sizeof *x);
   x->file = path;
   size_t len = 0;
@@ -1258,7 +1259,8 @@ static int ex_open(Ex *x, mixc_context *ctx, const char *path, mixc_strategy str
   x->grid = x->m->ngrid > 0;
   x->ndir = x->grid && x->m->ndirs > 0 ? x->m->ndirs : 1;
   mixc_input_roles(x->m, x->roles);
-  static const int64_t sizes[4] = {24, 20, 12, 8};
+  static const int64_t default_sizes[4] = {24, 20, 12, 8};
+  if (!sizes) sizes = default_sizes;
   mixc_dim dims[MAXSYM];
   int nd = 0, next = 0;
   for (int s = 0; s < x->m->nsyms; s++) {
@@ -1279,6 +1281,11 @@ static int ex_open(Ex *x, mixc_context *ctx, const char *path, mixc_strategy str
   if (mixc_kernel_create(x->mod, &o, &x->k, &e) != MIXC_OK)
     return snprintf(err, n, "kernel: %s", e.message), 0;
   return 1;
+}
+
+static int ex_open(Ex *x, mixc_context *ctx, const char *path, mixc_strategy strat, char *err,
+                   size_t n) {
+  return ex_open_sized(x, ctx, path, strat, NULL, err, n);
 }
 
 static void ex_close(Ex *x) {
@@ -1500,6 +1507,78 @@ static void *work_main(void *p) {
   return NULL;
 }
 
+/* The plan a CPU call of x with B*H = bh on `threads` threads gets (f32, no optional
+ * tensors): its value tiles per (sequence, head), or -1. */
+static int64_t planned_vtiles(const Ex *x, int64_t bh, int64_t threads) {
+  const RecMixer *rm = x->comp.rec ? rec_find_mixer(x->comp.rec, x->m->name.name) : NULL;
+  if (!rm) return -1;
+  KType dt[MAXSYM];
+  unsigned char present[MAXSYM], want[MAXSYM];
+  for (int s = 0; s < x->m->nsyms; s++) {
+    dt[s] = KT_F32;
+    present[s] = x->m->syms[s].kind == SYM_PARAM;
+    want[s] = 0;
+  }
+  KernelSpec sp;
+  memset(&sp, 0, sizeof sp);
+  sp.rm = rm;
+  sp.dims = x->dims;
+  sp.dtype = dt;
+  sp.present = present;
+  sp.want = want;
+  sp.cu_type = KT_I32;
+  sp.strategy = STRAT_CHUNK;
+  sp.bh = bh;
+  sp.target_items = threads;
+  KernelPlan plan;
+  Arena a;
+  arena_init(&a);
+  char err[512];
+  int64_t v = lower_mixer(&a, &sp, &plan, err, sizeof err) ? -1 : plan.vtiles;
+  arena_free(&a);
+  return v;
+}
+
+/* The value-tile split and the delta family's chunk form: a 16-thread context, B = 1 and
+ * H = 3 (3 (sequence, head) pairs for 16 threads), V = 100: the chunk kernels split V into
+ * tiles of 32 (32, 32, 32 and a remainder of 4 columns), every tile checked against the
+ * fp64 reference over T = 1, 7, 63, 64, 65, 1000 with initial and final states, and a
+ * varlen batch (more pairs than the kernel was built for: the same split). */
+static void split_cases(Tally *t, uint64_t seed) {
+  mixc_context *ctx = NULL;
+  mixc_error e;
+  mixc_status st = mixc_context_create(16, &ctx, &e);
+  expect(t, "split: context (16 threads)", st, &e, MIXC_OK, NULL, NULL);
+  if (st != MIXC_OK) return;
+  static const char *files[] = {"examples/gated_delta.mix", "examples/delta_product.mix",
+                                "examples/kda.mix", "examples/gla.mix", "examples/mamba2.mix"};
+  static const int64_t sizes[4] = {24, 100, 24, 100};
+  static const int64_t Ts[] = {1, 7, 63, 64, 65, 1000};
+  for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+    Ex x;
+    char err[4200], name[160];
+    if (!ex_open_sized(&x, ctx, files[f], MIXC_STRATEGY_CHUNK, sizes, err, sizeof err)) {
+      result(t, 0, files[f], err);
+      ex_close(&x);
+      continue;
+    }
+    snprintf(x.name + strlen(x.name), sizeof x.name - strlen(x.name), " V=100 split");
+    int64_t vt = planned_vtiles(&x, 3, 16);
+    snprintf(name, sizeof name, "%s: 4 value tiles for B*H = 3 on 16 threads", x.name);
+    snprintf(err, sizeof err, "plan.vtiles = %lld", (long long)vt);
+    result(t, vt == 4, name, err);
+    for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
+      /* the first call builds the variant: B = 1 (3 pairs) */
+      Cfg c = {1, Ts[i], 0, 0, MIXC_F32, i % 2 ? L_TRANSPOSE : L_CONTIG, L_CONTIG, 1, 1, 1,
+               NULL, 0, 0, 0};
+      run_case(t, &x, &c, seed + 31 * f + i, "", NULL, NULL);
+    }
+    varlen_case(t, &x, seed + 31 * f + 17, (int)(f % 2));
+    ex_close(&x);
+  }
+  mixc_context_destroy(ctx);
+}
+
 static void test_numerics(Tally *t, mixc_context *ctx, uint64_t seed, const char *only) {
   DIR *dir = opendir("examples");
   if (!dir) {
@@ -1553,6 +1632,7 @@ static void test_numerics(Tally *t, mixc_context *ctx, uint64_t seed, const char
   free(w.len);
   for (int i = 0; i < nf; i++) free(files[i]);
   concurrency_case(t, seed + 11);
+  if (!only || strstr("split", only)) split_cases(t, seed + 13);
   /* A second kernel of the same mixer text finds its variant in the context's cache. */
   {
     char err[4200];

@@ -261,7 +261,7 @@ static void run_case(Case *c, const char *file, int64_t T, MixcRng *rng, const c
   b.dims = c->dims;
   b.in = refin;
   b.out = refout;
-  int rc = bad ? 1 : c->run(ptrs, ints, B * H, 2);
+  int rc = bad ? 1 : c->run(ptrs, ints, plan_items(&c->pl, B, H), 2);
   int rrc = bad ? 1 : mixc_ref_run(m, &b, err, sizeof err);
   double worst = 0;
   int nan = 0, ok = !rc && !rrc;
@@ -384,10 +384,16 @@ static void test_file(const char *dir, const char *path, MixcRng *rng) {
   static const KType types[] = {KT_F32, KT_BF16};
   static const char *names[] = {"f32", "bf16"};
   static const int64_t choices[] = {3, 5, 16};
-  for (int variant = 0; variant < 4; variant++) {
-    int ti = variant & 1, chunked = variant >> 1;
+  /* variants: f32 / bf16 x recurrent / chunk, and (4) the chunk form with the value dim
+   * split into tiles of 2 columns (work items (sequence, head, tile); a remainder tile when
+   * the value dim is odd) where the split applies */
+  for (int variant = 0; variant < 5; variant++) {
+    int ti = variant & 1, chunked = variant >> 1, split = variant == 4;
     const char *why;
+    if (split) ti = 0;
     if (chunked && !chunk_applies(rm, &why) && !chunk_dplr_applies(rm, &why)) continue;
+    int sdim;
+    if (split && !lw_split_applies(rm, &sdim, &why)) continue;
     Case c;
     memset(&c, 0, sizeof c);
     c.rm = rm;
@@ -416,8 +422,10 @@ static void test_file(const char *dir, const char *path, MixcRng *rng) {
     /* 32: T = 70 spans several chunks and a partial one, and each full chunk two
      * sub-chunks of the diagonal-decay rebasing */
     c.sp.chunk = 32;
+    c.sp.vtile = split ? 2 : 0;
     char err[1024], name[256];
-    snprintf(name, sizeof name, "%s_%s_%s", m->name.name, names[ti], chunked ? "chunk" : "rec");
+    snprintf(name, sizeof name, "%s_%s_%s", m->name.name, names[ti],
+             split ? "split" : chunked ? "chunk" : "rec");
     if (lower_mixer(&comp.arena, &c.sp, &c.pl, err, sizeof err)) {
       printf("FAIL %s: lower: %s\n", name, err);
       failed++;
@@ -425,9 +433,14 @@ static void test_file(const char *dir, const char *path, MixcRng *rng) {
       failed++;
     } else {
       static const int64_t Ts[] = {0, 1, 7, 33, 70};
-      for (int k = m->ngrid ? 4 : 0; k < 5; k++)
-        run_case(&c, path, Ts[k], rng, names[ti], strategy_name(c.sp.strategy), 0);
-      if (ti == 0) run_case(&c, path, 70, rng, names[ti], strategy_name(c.sp.strategy), 1);
+      const char *sn = split ? "split" : strategy_name(c.sp.strategy);
+      if (split && c.pl.vtiles < 2 && c.dims[sdim] > 2) {
+        printf("FAIL %s: vtile 2 of %lld columns gave %lld tiles\n", name,
+               (long long)c.dims[sdim], (long long)c.pl.vtiles);
+        failed++;
+      }
+      for (int k = m->ngrid ? 4 : 0; k < 5; k++) run_case(&c, path, Ts[k], rng, names[ti], sn, 0);
+      if (ti == 0) run_case(&c, path, 70, rng, names[ti], sn, 1);
     }
     if (c.so) dlclose(c.so);
     free(c.dims);

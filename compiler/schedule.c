@@ -1,0 +1,45 @@
+/* The schedule heuristic (schedule.h). */
+#include "schedule.h"
+
+/* Scratch budget per work item for the chunk's buffers, in floats: 512 KiB, a quarter of the
+ * 2 MiB L2 of the project's CPUs (Zen 4 and Sapphire Rapids guests), so that the state, the
+ * chunk's keys, values and C x C matrices stay in L2 with room for the inputs streaming
+ * through. At K = V = 128 every default below fits it. */
+enum { SCHED_SCRATCH_FLOATS = 128 * 1024 };
+
+int64_t sched_chunk(SchedClass cls, int64_t requested, int64_t events, int64_t R, int64_t VT) {
+  if (requested > 0) return requested;
+  /* Measured at K = V = 128, T = 4096 on the 2-core Zen 4 (docs/benchmarks.md):
+   * diagonal decay 16 (its element-wise diagonal blocks grow with C: GLA 19.7 ms at 16,
+   * 29.7 at 64), identity and scalar decay 32 (Mamba2 9.3 against 12.0 at 64); the delta
+   * family with matrix products 64 (its C x C solve is cheap next to the products), 16 with
+   * per-row decays (element-wise exponentials per pair of events). */
+  int64_t c = cls == SC_DIAG || cls == SC_DELTA_DIAG ? 16 : cls == SC_SCALAR ? 32 : 64;
+  if (events < 1) events = 1;
+  /* The delta family's C x C (events x events) matrices: keep events per chunk near 64. */
+  if (cls == SC_DELTA && events > 1) {
+    c = 64 / events;
+    if (c < 16) c = 16;
+  }
+  /* Shrink while the chunk's buffers (~ C (3 R + 3 VT) + 2 (C events)^2 floats, the state
+   * apart) overflow the budget; never below 16. */
+  while (c > 16) {
+    int64_t n = c * events;
+    int64_t need = R * VT + c * (3 * R + 3 * VT) + 2 * n * n;
+    if (need <= SCHED_SCRATCH_FLOATS) break;
+    c /= 2;
+  }
+  return c;
+}
+
+int64_t sched_vtile(int64_t V, int64_t bh, int64_t target, int64_t requested) {
+  if (V <= 1) return V < 1 ? 1 : V;
+  if (requested > 0) return requested < V ? requested : V;
+  if (bh < 1) bh = 1;
+  if (target <= bh) return V;
+  int64_t tiles = (target + bh - 1) / bh;
+  int64_t w = (V + tiles - 1) / tiles;
+  w = (w + 15) / 16 * 16;
+  if (w < 16) w = 16;
+  return w < V ? w : V;
+}
