@@ -1,14 +1,21 @@
-/* CUDA kernels (`mixc emit --target cuda`: the C printer's MIXC_C_CUDA mode) against the
- * fp64 reference, on the GPU.
+/* CUDA kernels (mixc_emit_cuda_module: the C printer's MIXC_C_CUDA mode) against the fp64
+ * reference, on the GPU.
  *
  * Without a GPU (any machine with NVRTC): every example's CUDA source, both strategies, f32
- * and bf16, is compiled by NVRTC for sm_90a (each a passed test), so CI checks the printer's
- * output compiles. With a GPU: the same sources are compiled for the device, loaded and run
- * (grid = N * H blocks of 128 threads) on inputs, outputs and states with non-contiguous
- * strides as in test_emit_c, outputs poisoned with NaN, and compared with mixc_ref_run
- * (f32 1e-4, bf16 1e-2 relative to max |ref|); T in {0, 1, 7, 33, 70}, T = 2048 for a few
- * examples, and a gate-stress case. argv[1] replays a seed. The NVRTC cache lives in a fresh
- * temporary XDG_CACHE_HOME. MIXC_TEST_REQUIRE_GPU=1 makes "no GPU" a failure. */
+ * and bf16, printed for an H100 (sm_90, 227 KiB of shared memory), is compiled by NVRTC for
+ * sm_90a (each a passed test), so CI checks the printer's output compiles. With a GPU: the
+ * sources are printed for the device, compiled, loaded and run as mixc_emit_cuda_module's
+ * MixcCudaLaunch says (grid = N * H blocks, its threads, its shared memory or global
+ * scratch) on inputs, outputs and states with non-contiguous strides as in test_emit_c,
+ * outputs poisoned with NaN, and compared with mixc_ref_run relative to max |ref|: outputs
+ * f32 1e-4 (3xTF32 matmuls), bf16 1e-2; final states 1e-4 from f32 inputs, 5e-3 from bf16
+ * (single-TF32 matmuls); T in {0, 1, 7, 33, 70}, T = 2048 for a few examples, and a
+ * gate-stress case. Those few examples also run f32 chunk kernels forced to single TF32
+ * (MIXC_C_CUDA_TF32: outputs and states 5e-3) and printed as the first printer did (fp32
+ * matmul, global scratch, plain loops, 128 threads). The tensor-core matmul helper is tested
+ * alone on random shapes against an fp64 product (test_matmul). argv[1] replays a seed. The
+ * NVRTC cache lives in a fresh temporary XDG_CACHE_HOME. MIXC_TEST_REQUIRE_GPU=1 makes "no
+ * GPU" a failure. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 
@@ -119,6 +126,8 @@ typedef struct Case {
   unsigned char *present, *want;
   MixcCudaModule *mod;
   MixcCudaFunc *fn;
+  int flags;             /* extra MIXC_C_CUDA_* flags */
+  MixcCudaLaunch launch; /* from mixc_emit_cuda_module */
 } Case;
 
 static void layout_shape(const Case *c, int s, int state, int64_t B, int64_t T, int64_t H,
@@ -185,6 +194,13 @@ static int mixer_divides(const Mixer *m) {
   for (int i = 0; i < m->nstmts; i++)
     if (m->stmts[i]->kind == ST_OUTPUT && divides(m->stmts[i]->rhs)) return 1;
   return 0;
+}
+
+/* The printing variants the tests run besides the default. */
+static const char *mode_name(int flags) {
+  if (flags & MIXC_C_CUDA_TF32) return " tf32";
+  if (flags & MIXC_C_CUDA_FP32_MATMUL) return " plain"; /* the first printer's kernel */
+  return "";
 }
 
 /* One problem size through the GPU kernel and the reference. */
@@ -280,17 +296,19 @@ static void run_case(Case *c, int64_t T, MixcRng *rng, const char *dtname, const
     ints[c->pl.size_Y] = Y;
     ints[c->pl.size_X] = X;
   }
-  /* launch: one block of 128 threads per (sequence, head) */
+  /* launch: one block per (sequence, head), as mixc_emit_cuda_module says */
   int64_t begin = 0, end = B * H;
   MixcDevPtr scratch = 0;
   int rc = bad;
-  if (!rc)
-    rc = mixc_cuda_alloc(g_cuda, (size_t)((end - begin) * mod->funcs[0]->scratch_floats) * 4,
+  (void)mod;
+  if (!rc && c->launch.global_scratch_floats > 0)
+    rc = mixc_cuda_alloc(g_cuda, (size_t)((end - begin) * c->launch.global_scratch_floats) * 4,
                          &scratch, err, sizeof err);
   if (!rc && end > begin) {
-    unsigned gridv[3] = {(unsigned)(end - begin), 1, 1}, block[3] = {128, 1, 1};
+    unsigned gridv[3] = {(unsigned)(end - begin), 1, 1}, block[3] = {c->launch.threads, 1, 1};
     void *params[4] = {argbuf, &begin, &end, &scratch};
-    rc = mixc_cuda_launch(g_cuda, c->fn, gridv, block, 0, NULL, params, err, sizeof err) ||
+    rc = mixc_cuda_launch(g_cuda, c->fn, gridv, block, c->launch.smem_bytes, NULL, params, err,
+                          sizeof err) ||
          mixc_cuda_synchronize(g_cuda, err, sizeof err);
   }
   for (int s = 0; s < ns && !rc; s++) {
@@ -315,7 +333,9 @@ static void run_case(Case *c, int64_t T, MixcRng *rng, const char *dtname, const
   int rrc = bad ? 1 : mixc_ref_run(m, &b, rerr, sizeof rerr);
   double worst = 0;
   int nan = 0, ok = !rc && !rrc;
-  double tol = !strcmp(dtname, "f32") ? 1e-4 : 1e-2; /* bf16 outputs carry 8 bits */
+  /* bf16 outputs carry 8 bits; f32 with single-TF32 matmuls (MIXC_C_CUDA_TF32, forced: the
+   * default for f32 is 3xTF32) carries about 10 bits through each product */
+  double tol = !strcmp(dtname, "f32") ? ((c->flags & MIXC_C_CUDA_TF32) ? 5e-3 : 1e-4) : 1e-2;
   if (stress && mixer_divides(m)) tol = INFINITY;     /* finite is all that is asked */
   for (int s = 0; ok && s < ns; s++) {
     int n = 0;
@@ -328,12 +348,16 @@ static void run_case(Case *c, int64_t T, MixcRng *rng, const char *dtname, const
     if (fin[s].data) {
       double e = rel_err(&fin[s], refout[s], &n);
       if (e > worst) worst = e;
-      if (n || !(e <= 1e-4 * (!strcmp(dtname, "f32") ? 1 : 10))) ok = 0;
+      /* final states are f32: 1e-4 from f32 inputs (3xTF32 or fp32 matmuls), 5e-3 where the
+       * matmuls run in single TF32 (bf16 inputs, or forced): the bf16 accuracy target */
+      int tf32 = (c->flags & MIXC_C_CUDA_TF32) || strcmp(dtname, "f32");
+      if (n || !(e <= (tf32 ? 5e-3 : 1e-4))) ok = 0;
       nan |= n;
     }
   }
-  printf("%s gpu %-18s %-9s %-5s T=%-4lld%s rel err %.2e%s%s %s%s\n", ok ? "ok  " : "FAIL",
-         m->name.name, strat, dtname, (long long)T, stress ? " gates -30..-20, -1e-5..0" : "",
+  printf("%s gpu %-18s %-9s %-5s%s T=%-4lld%s rel err %.2e%s%s %s%s\n", ok ? "ok  " : "FAIL",
+         m->name.name, strat, dtname, mode_name(c->flags), (long long)T,
+         stress ? " gates -30..-20, -1e-5..0" : "",
          worst, nan ? " (NaN)" : "", rc ? " (run failed: " : "", rc ? err : "",
          rc ? ")" : rerr);
   if (ok)
@@ -385,7 +409,13 @@ static char *cuda_source(Case *c, char *err, size_t n) {
     snprintf(err, n, "open_memstream failed");
     return NULL;
   }
-  int rc = mixc_emit_c_module(f, c->pl.mod, MIXC_C_CUDA, err, n);
+  /* the device's limits, or an H100's when there is no GPU */
+  MixcCudaTarget t = {90, 232448};
+  if (g_cuda) {
+    t.arch = mixc_cuda_info(g_cuda)->arch;
+    t.max_smem_optin = mixc_cuda_info(g_cuda)->max_smem_per_block_optin;
+  }
+  int rc = mixc_emit_cuda_module(f, c->pl.mod, &t, c->flags, &c->launch, err, n);
   fclose(f);
   if (rc) {
     free(buf);
@@ -419,14 +449,23 @@ static void test_file(const char *path, MixcRng *rng) {
   static const KType types[] = {KT_F32, KT_BF16};
   static const char *names[] = {"f32", "bf16"};
   static const int64_t choices[] = {3, 5, 16};
-  for (int variant = 0; variant < 4; variant++) {
-    int ti = variant & 1, chunked = variant >> 1;
+  /* variants 0..3: {f32, bf16} x {recurrent, chunk} as printed for the device; for the
+   * examples that run long, also f32 chunk with single TF32 (4) and with the first printer's
+   * choices (5: fp32 matmul, global scratch, plain loops, 128 threads) */
+  int nvariants = long_example(m->name.name) ? 6 : 4;
+  for (int variant = 0; variant < nvariants; variant++) {
+    int ti = variant < 4 ? variant & 1 : 0, chunked = variant < 4 ? variant >> 1 : 1;
+    int flags = variant == 4 ? MIXC_C_CUDA_TF32
+                : variant == 5 ? MIXC_C_CUDA_FP32_MATMUL | MIXC_C_CUDA_GLOBAL_SCRATCH |
+                                     MIXC_C_CUDA_PLAIN_LOOPS | MIXC_C_CUDA_THREADS_128
+                               : 0;
     const char *why;
     if (chunked && !chunk_applies(rm, &why) && !chunk_dplr_applies(rm, &why)) continue;
     Case c;
     memset(&c, 0, sizeof c);
     c.rm = rm;
     c.m = m;
+    c.flags = flags;
     size_t ns = (size_t)m->nsyms + 1;
     c.dims = calloc(ns, sizeof *c.dims);
     c.dtype = calloc(ns, sizeof *c.dtype);
@@ -450,7 +489,8 @@ static void test_file(const char *path, MixcRng *rng) {
     c.sp.strategy = chunked ? STRAT_CHUNK : STRAT_RECURRENT;
     c.sp.chunk = 32;
     char err[8192], name[256];
-    snprintf(name, sizeof name, "%s_%s_%s", m->name.name, names[ti], chunked ? "chunk" : "rec");
+    snprintf(name, sizeof name, "%s_%s_%s%s", m->name.name, names[ti], chunked ? "chunk" : "rec",
+             variant == 4 ? "_tf32" : variant == 5 ? "_plain" : "");
     char *cu = NULL;
     if (lower_mixer(&comp.arena, &c.sp, &c.pl, err, sizeof err)) {
       printf("FAIL %s: lower: %s\n", name, err);
@@ -506,6 +546,131 @@ static void test_file(const char *path, MixcRng *rng) {
   compilation_free(&comp);
 }
 
+/* The tensor-core matmul helper alone (mixc__matmul_tc, from the CUDA prelude), on global
+ * memory: random M, N, K (tails of 16 and 8, and 0), leading dimensions with padding,
+ * overwrite and accumulate, single TF32 and 3xTF32, launched with 256 and 96 threads (and 40:
+ * not a multiple of 32, the fp32 fallback). Against an fp64 product; the padding of C (and
+ * rows below M) holds a sentinel that must survive. Errors relative to the largest |C|:
+ * 3xTF32 <= 1e-5 (fp32-like), TF32 <= 4e-3 (10-bit operands, K <= 160). */
+static void test_matmul(MixcRng *rng) {
+  Arena ar;
+  arena_init(&ar);
+  KModule *km = kir_module(&ar);
+  KFunc *kf = km ? kir_func(km, "mixc_empty") : NULL;
+  char *src = NULL, err[4096] = "";
+  size_t len = 0;
+  FILE *f = kf ? open_memstream(&src, &len) : NULL;
+  int rc = !f;
+  if (f) {
+    rc = mixc_emit_cuda_module(f, km, NULL, 0, NULL, err, sizeof err);
+    fputs("\nextern \"C\" __global__ void mm_test(int64_t M, int64_t N, int64_t K, const float *A,"
+          " int64_t lda, const float *B, int64_t ldb, float *C, int64_t ldc, int acc, int split)"
+          " {\n  if (split) mixc__matmul_tc<true>(M, N, K, A, lda, B, ldb, C, ldc, acc);\n"
+          "  else mixc__matmul_tc<false>(M, N, K, A, lda, B, ldb, C, ldc, acc);\n}\n",
+          f);
+    fclose(f);
+  }
+  arena_free(&ar);
+  MixcCudaModule *mod = NULL;
+  MixcCudaFunc *fn = NULL;
+  if (rc || mixc_cuda_compile(g_cuda, src, "mm_test.cu", &mod, NULL, NULL, err, sizeof err) ||
+      mixc_cuda_function(mod, "mm_test", &fn, err, sizeof err)) {
+    printf("FAIL gpu matmul helper: %s\n", err);
+    failed++;
+    free(src);
+    if (mod) mixc_cuda_module_free(mod);
+    return;
+  }
+  free(src);
+  static const int64_t sizes[] = {0, 1, 5, 8, 16, 17, 31, 33, 128, 160};
+  const int nsz = (int)(sizeof sizes / sizeof *sizes);
+  const float sentinel = 12345.0f;
+  int bad = 0, runs = 0;
+  double worst[2] = {0, 0};
+  for (int trial = 0; trial < 60 && !bad; trial++) {
+    int64_t M = sizes[(int)(mixc_rng_uniform(rng) * nsz)],
+            N = sizes[(int)(mixc_rng_uniform(rng) * nsz)],
+            K = sizes[(int)(mixc_rng_uniform(rng) * nsz)];
+    int64_t lda = K + (trial % 3), ldb = N + (trial % 2) * 3, ldc = N + (trial % 4);
+    if (ldc == 0) ldc = 1; /* the host's row / column of C divide by it */
+    int acc = trial & 1, split = (trial >> 1) & 1;
+    unsigned threads = trial % 5 == 4 ? 40 : trial % 5 == 3 ? 96 : 256;
+    int64_t na = (M + 1) * (lda + 1), nb = (K + 1) * (ldb + 1), nc = (M + 2) * (ldc + 1);
+    float *A = calloc((size_t)na, 4), *Bm = calloc((size_t)nb, 4), *C = calloc((size_t)nc, 4),
+          *C0 = calloc((size_t)nc, 4);
+    MixcDevPtr dA = 0, dB = 0, dC = 0;
+    if (!A || !Bm || !C || !C0) {
+      bad = 1;
+      snprintf(err, sizeof err, "out of memory");
+    }
+    for (int64_t i = 0; !bad && i < na; i++) A[i] = (float)mixc_rng_normal(rng);
+    for (int64_t i = 0; !bad && i < nb; i++) Bm[i] = (float)mixc_rng_normal(rng);
+    for (int64_t i = 0; !bad && i < nc; i++) {
+      int64_t r = i / ldc, col = i % ldc;
+      C0[i] = r < M && col < N ? (float)mixc_rng_normal(rng) : sentinel;
+    }
+    if (!bad)
+      bad = mixc_cuda_alloc(g_cuda, (size_t)na * 4, &dA, err, sizeof err) ||
+            mixc_cuda_alloc(g_cuda, (size_t)nb * 4, &dB, err, sizeof err) ||
+            mixc_cuda_alloc(g_cuda, (size_t)nc * 4, &dC, err, sizeof err) ||
+            mixc_cuda_memcpy_htod(g_cuda, dA, A, (size_t)na * 4, err, sizeof err) ||
+            mixc_cuda_memcpy_htod(g_cuda, dB, Bm, (size_t)nb * 4, err, sizeof err) ||
+            mixc_cuda_memcpy_htod(g_cuda, dC, C0, (size_t)nc * 4, err, sizeof err);
+    if (!bad) {
+      unsigned grid[3] = {1, 1, 1}, block[3] = {threads, 1, 1};
+      void *params[11] = {&M, &N, &K, &dA, &lda, &dB, &ldb, &dC, &ldc, &acc, &split};
+      bad = mixc_cuda_launch(g_cuda, fn, grid, block, 0, NULL, params, err, sizeof err) ||
+            mixc_cuda_synchronize(g_cuda, err, sizeof err) ||
+            mixc_cuda_memcpy_dtoh(g_cuda, C, dC, (size_t)nc * 4, err, sizeof err);
+    }
+    double emax = 0, cmax = 0;
+    int outside = 0;
+    for (int64_t i = 0; !bad && i < nc; i++) {
+      int64_t r = i / ldc, col = i % ldc;
+      if (!(r < M && col < N)) {
+        outside |= C[i] != sentinel;
+        continue;
+      }
+      double want = acc ? C0[i] : 0.0;
+      for (int64_t k = 0; k < K; k++) want += (double)A[r * lda + k] * Bm[k * ldb + col];
+      double d = fabs(C[i] - want);
+      if (!(d <= INFINITY)) d = INFINITY;
+      if (d > emax) emax = d;
+      if (fabs(want) > cmax) cmax = fabs(want);
+    }
+    double rel = cmax > 0 ? emax / cmax : emax;
+    double tol = split || threads == 40 ? 1e-5 : 4e-3;
+    if (!bad && (outside || !(rel <= tol))) {
+      bad = 1;
+      snprintf(err, sizeof err,
+               "M=%lld N=%lld K=%lld lda=%lld ldb=%lld ldc=%lld acc=%d split=%d threads=%u: "
+               "rel err %.2e (tol %.0e)%s",
+               (long long)M, (long long)N, (long long)K, (long long)lda, (long long)ldb,
+               (long long)ldc, acc, split, threads, rel, tol,
+               outside ? ", wrote outside M x N" : "");
+    }
+    if (!bad && threads != 40 && rel > worst[split]) worst[split] = rel;
+    runs += !bad;
+    char ferr[256];
+    mixc_cuda_free(g_cuda, dA, ferr, sizeof ferr);
+    mixc_cuda_free(g_cuda, dB, ferr, sizeof ferr);
+    mixc_cuda_free(g_cuda, dC, ferr, sizeof ferr);
+    free(A);
+    free(Bm);
+    free(C);
+    free(C0);
+  }
+  if (bad) {
+    printf("FAIL gpu matmul helper: %s\n", err);
+    failed++;
+  } else {
+    printf("ok   gpu matmul helper: %d shapes, worst rel err TF32 %.2e, 3xTF32 %.2e\n", runs,
+           worst[0], worst[1]);
+    passed++;
+  }
+  mixc_cuda_module_free(mod);
+}
+
 static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -514,6 +679,7 @@ int main(int argc, char **argv) {
   unsigned long long seed = argc > 1 ? strtoull(argv[1], NULL, 10)
                                      : (unsigned long long)time(NULL) ^
                                            ((unsigned long long)getpid() << 16);
+  setvbuf(stdout, NULL, _IOLBF, 0);
   printf("test_cuda_kernels: seed %llu\n", seed);
   MixcRng rng;
   mixc_rng_seed(&rng, seed);
@@ -541,6 +707,7 @@ int main(int argc, char **argv) {
     g_nvrtc = NULL;
     printf("no NVRTC: %s\n", err);
   }
+  if (g_cuda) test_matmul(&rng);
   if (g_nvrtc || g_cuda) {
     DIR *d = opendir("examples");
     char *files[256];

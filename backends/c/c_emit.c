@@ -227,6 +227,102 @@ static const char *const cuda_prelude_lines[] = {
     "    C[i * ldc + j] = acc ? C[i * ldc + j] + s : s;\n",
     "  }\n",
     "}\n",
+    "/* KS_MATMUL on tensor cores (sm_80 and later; earlier: mixc__matmul_block): each warp\n",
+    " * owns 16 x 16 tiles of C (tile w, w + warps, ...) and runs mma.sync m16n8k8 with TF32\n",
+    " * operands and fp32 accumulation over k in steps of 8. Operands are read from A, B (any\n",
+    " * leading dimensions, any alignment) and rounded to TF32 (cvt.rna); rows, columns and k\n",
+    " * beyond M, N, K read as 0, and only elements inside M x N are stored. split = 1 (3xTF32):\n",
+    " * each operand is big + small, both TF32, and a_small b_big + a_big b_small + a_big b_big\n",
+    " * is accumulated, which is about as exact as fp32. Tiles wholly inside M x N take a path\n",
+    " * without the bounds tests. A block whose size is not a multiple of 32 takes\n",
+    " * mixc__matmul_block. The caller puts __syncthreads() after it. */\n",
+    "MIXC__HELPER uint32_t mixc__tf32(float x) {\n",
+    "#if __CUDA_ARCH__ >= 800\n",
+    "  uint32_t r;\n",
+    "  asm(\"cvt.rna.tf32.f32 %0, %1;\" : \"=r\"(r) : \"f\"(x));\n",
+    "  return r;\n",
+    "#else\n",
+    "  return __float_as_uint(x);\n",
+    "#endif\n",
+    "}\n",
+    "MIXC__HELPER void mixc__mma_tf32(float *d, const uint32_t *a, const uint32_t *b) {\n",
+    "#if __CUDA_ARCH__ >= 800\n",
+    "  asm volatile(\"mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, \"\n",
+    "               \"{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\\n\"\n",
+    "               : \"+f\"(d[0]), \"+f\"(d[1]), \"+f\"(d[2]), \"+f\"(d[3])\n",
+    "               : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(b[0]), \"r\"(b[1]));\n",
+    "#endif\n",
+    "}\n",
+    "/* One warp's 16 x 16 tile at (i0, j0); lane = 4 g + q. Fragments (PTX ISA, m16n8k8 .tf32):\n",
+    " * A row g + 8 (r % 2), column q + 4 (r / 2); B row q + 4 r, column g; C row g + 8 (r / 2),\n",
+    " * column 2 q + r % 2. */\n",
+    "template <bool CHECK, bool SPLIT>\n",
+    "MIXC__HELPER void mixc__mma_tile(int M, int N, int K, const float *A, int lda, const float *B,\n",
+    "                                 int ldb, float *C, int ldc, int acc, int i0, int j0, int g,\n",
+    "                                 int q) {\n",
+    "  float d[2][4];\n",
+    "  for (int h = 0; h < 2; h++)\n",
+    "    for (int r = 0; r < 4; r++) {\n",
+    "      int row = i0 + g + 8 * (r >> 1), col = j0 + 8 * h + 2 * q + (r & 1);\n",
+    "      d[h][r] = acc && (!CHECK || (row < M && col < N)) ? C[row * ldc + col] : 0.0f;\n",
+    "    }\n",
+    "  for (int k0 = 0; k0 < K; k0 += 8) {\n",
+    "    float a[4], b[2][2];\n",
+    "    for (int r = 0; r < 4; r++) {\n",
+    "      int row = i0 + g + 8 * (r & 1), k = k0 + q + 4 * (r >> 1);\n",
+    "      a[r] = !CHECK || (row < M && k < K) ? A[row * lda + k] : 0.0f;\n",
+    "    }\n",
+    "    for (int h = 0; h < 2; h++)\n",
+    "      for (int r = 0; r < 2; r++) {\n",
+    "        int k = k0 + q + 4 * r, col = j0 + 8 * h + g;\n",
+    "        b[h][r] = !CHECK || (k < K && col < N) ? B[k * ldb + col] : 0.0f;\n",
+    "      }\n",
+    "    uint32_t ab[4], bb[2][2];\n",
+    "    for (int r = 0; r < 4; r++) ab[r] = mixc__tf32(a[r]);\n",
+    "    for (int h = 0; h < 2; h++)\n",
+    "      for (int r = 0; r < 2; r++) bb[h][r] = mixc__tf32(b[h][r]);\n",
+    "    if (SPLIT) {\n",
+    "      uint32_t as[4], bs[2][2];\n",
+    "      for (int r = 0; r < 4; r++) as[r] = mixc__tf32(a[r] - __uint_as_float(ab[r]));\n",
+    "      for (int h = 0; h < 2; h++)\n",
+    "        for (int r = 0; r < 2; r++) bs[h][r] = mixc__tf32(b[h][r] - __uint_as_float(bb[h][r]));\n",
+    "      for (int h = 0; h < 2; h++) {\n",
+    "        mixc__mma_tf32(d[h], as, bb[h]);\n",
+    "        mixc__mma_tf32(d[h], ab, bs[h]);\n",
+    "      }\n",
+    "    }\n",
+    "    for (int h = 0; h < 2; h++) mixc__mma_tf32(d[h], ab, bb[h]);\n",
+    "  }\n",
+    "  for (int h = 0; h < 2; h++)\n",
+    "    for (int r = 0; r < 4; r++) {\n",
+    "      int row = i0 + g + 8 * (r >> 1), col = j0 + 8 * h + 2 * q + (r & 1);\n",
+    "      if (!CHECK || (row < M && col < N)) C[row * ldc + col] = d[h][r];\n",
+    "    }\n",
+    "}\n",
+    "template <bool SPLIT>\n",
+    "MIXC__HELPER void mixc__matmul_tc(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,\n",
+    "                                  const float *B, int64_t ldb, float *C, int64_t ldc, int acc) {\n",
+    "#if __CUDA_ARCH__ >= 800\n",
+    "  const int64_t lim = 0x7fffffff;\n",
+    "  if ((blockDim.x & 31u) == 0 && lda >= 0 && ldb >= 0 && ldc >= 0 && M < lim && N < lim &&\n",
+    "      K < lim && M * lda + K < lim && K * ldb + N < lim && M * ldc + N < lim) {\n",
+    "    const int lane = (int)(threadIdx.x & 31u), warp = (int)(threadIdx.x >> 5);\n",
+    "    const int nw = (int)(blockDim.x >> 5), g = lane >> 2, q = lane & 3;\n",
+    "    const int m = (int)M, n = (int)N, k = (int)K, mt = (m + 15) / 16, nt = (n + 15) / 16;\n",
+    "    for (int t = warp; t < mt * nt; t += nw) {\n",
+    "      int i0 = t / nt * 16, j0 = t % nt * 16;\n",
+    "      if (i0 + 16 <= m && j0 + 16 <= n && k % 8 == 0)\n",
+    "        mixc__mma_tile<false, SPLIT>(m, n, k, A, (int)lda, B, (int)ldb, C, (int)ldc, acc, i0,\n",
+    "                                     j0, g, q);\n",
+    "      else\n",
+    "        mixc__mma_tile<true, SPLIT>(m, n, k, A, (int)lda, B, (int)ldb, C, (int)ldc, acc, i0,\n",
+    "                                    j0, g, q);\n",
+    "    }\n",
+    "    return;\n",
+    "  }\n",
+    "#endif\n",
+    "  mixc__matmul_block(M, N, K, A, lda, B, ldb, C, ldc, acc);\n",
+    "}\n",
     "#endif /* MIXC__CUDA_PRELUDE */\n",
 };
 
@@ -362,6 +458,13 @@ typedef struct Emit {
   int par;   /* inside the work-item (KF_PARALLEL) loop */
   int dirty; /* since the last barrier, a thread may have read data memory outside KF_BLOCK
                 loops (so one is needed before a write another thread may make) */
+  int flags;        /* the module's MIXC_C_* flags */
+  const MixcCudaTarget *target; /* mixc_emit_cuda_module's target (may be NULL) */
+  MixcCudaLaunch *launch;       /* and its launch settings (may be NULL) */
+  /* per function (cuda_plan) */
+  int smem;         /* the scratch is the block's dynamic shared memory */
+  int mm;           /* KS_MATMUL outside KF_BLOCK loops: 0 fp32, 1 TF32, 2 3xTF32 */
+  unsigned threads; /* __launch_bounds__ */
 } Emit;
 
 #if defined(__GNUC__)
@@ -1279,7 +1382,9 @@ static void put_store(Emit *E, const KStmt *s) {
 
 static void put_matmul(Emit *E, const KStmt *s) {
   FILE *o = E->out;
-  fputs(E->cuda && !E->blk ? "mixc__matmul_block(" : "mixc__matmul(", o);
+  static const char *const cuda_mm[3] = {"mixc__matmul_block(", "mixc__matmul_tc<false>(",
+                                          "mixc__matmul_tc<true>("};
+  fputs(E->cuda && !E->blk ? cuda_mm[E->mm] : "mixc__matmul(", o);
   for (int i = 0; i < KM__COUNT; i++) {
     if (i) fputs(", ", o);
     if (i == KM_A || i == KM_B || i == KM_C) {
@@ -1343,6 +1448,79 @@ static void put_for(Emit *E, const KStmt *s, int depth) {
   if (E->cuda && !E->blk && !threads) E->dirty |= uniform_entry;
 }
 
+/* Whether e reads variable v. */
+static int reads_var(const KExpr *e, int v) {
+  if (e->kind == KE_VAR && e->var == v) return 1;
+  int n = expr_arity(e->kind);
+  for (int i = 0; i < n; i++)
+    if (reads_var(e->a[i], v)) return 1;
+  return 0;
+}
+
+/* MIXC_C_CUDA, outside KF_BLOCK loops: whether s is a KF_BLOCK loop whose body is one
+ * KF_VECTORIZE loop of stores alone, with bounds that do not read the outer variable or data
+ * memory and need no temporary. Its iterations are independent (KF_VECTORIZE with no
+ * variable assigned: nothing reduces), so the (outer, inner) pairs may be spread over the
+ * threads as one range: every thread of the block has work when the outer loop is short,
+ * and neighbouring threads take neighbouring inner indices (coalesced loads and stores,
+ * consecutive shared-memory banks) where one thread per row would take one bank. */
+static int collapsible(Emit *E, const KStmt *s) {
+  if ((E->flags & MIXC_C_CUDA_PLAIN_LOOPS) || !(s->flags & KF_BLOCK) || s->nbody != 1) return 0;
+  const KStmt *in = s->body[0];
+  if (in->kind != KS_FOR || !(in->flags & KF_VECTORIZE) || in->nbody < 1 || in->comment)
+    return 0;
+  for (int i = 0; i < in->nbody; i++)
+    if (in->body[i]->kind != KS_STORE || in->body[i]->comment) return 0;
+  if (reads_var(in->a, s->var) || reads_var(in->b, s->var) || data_load(in->a) ||
+      data_load(in->b) || data_load(s->a) || data_load(s->b))
+    return 0;
+  if (in->a->kind == KE_VAR && in->a->var == in->var) return 0; /* v = v */
+  if (s->a->kind == KE_VAR && s->a->var == s->var) return 0;
+  return !bound_needs_temp(E, s) && !bound_needs_temp(E, in);
+}
+
+static void put_collapsed(Emit *E, const KStmt *s, int depth) {
+  FILE *o = E->out;
+  const KStmt *in = s->body[0];
+  barrier_before_write(E, depth);
+  indent(E, depth);
+  fputs("{ /* the loops over ", o);
+  put_comment_text(E, E->vnames[s->var], 0);
+  fputs(" and ", o);
+  put_comment_text(E, E->vnames[in->var], 0);
+  fputs(", spread over the block's threads as one range */\n", o);
+  indent(E, depth + 1);
+  fprintf(o, "const int64_t mixc__lo0 = ");
+  put_expr(E, s->a, 0);
+  fputs(", mixc__n0 = ", o);
+  put_expr(E, s->b, 1);
+  fputs(" - mixc__lo0;\n", o);
+  indent(E, depth + 1);
+  fprintf(o, "const int64_t mixc__lo1 = ");
+  put_expr(E, in->a, 0);
+  fputs(", mixc__n1 = ", o);
+  put_expr(E, in->b, 1);
+  fputs(" - mixc__lo1;\n", o);
+  indent(E, depth + 1);
+  fputs("if (mixc__n0 > 0 && mixc__n1 > 0)\n", o);
+  indent(E, depth + 2);
+  fputs("for (int64_t mixc__e = threadIdx.x; mixc__e < mixc__n0 * mixc__n1; "
+        "mixc__e += blockDim.x) {\n",
+        o);
+  indent(E, depth + 3);
+  fprintf(o, "%s = mixc__lo0 + mixc__e / mixc__n1;\n", E->vnames[s->var]);
+  indent(E, depth + 3);
+  fprintf(o, "%s = mixc__lo1 + mixc__e %% mixc__n1;\n", E->vnames[in->var]);
+  E->blk += 2;
+  put_stmts(E, in->body, in->nbody, depth + 3);
+  E->blk -= 2;
+  indent(E, depth + 2);
+  fputs("}\n", o);
+  indent(E, depth);
+  fputs("}\n", o);
+  put_barrier(E, depth);
+}
+
 /* MIXC_C_CUDA: the work-item loop `for v in [lo, hi)`: block b of the grid runs v = lo + b. */
 static void put_cuda_item_loop(Emit *E, const KStmt *s, int depth) {
   FILE *o = E->out;
@@ -1401,6 +1579,10 @@ static void put_stmt(Emit *E, const KStmt *s, int depth) {
     case KS_FOR:
       if ((s->flags & KF_PARALLEL) && !E->par) {
         put_cuda_item_loop(E, s, depth);
+        return;
+      }
+      if (collapsible(E, s)) {
+        put_collapsed(E, s, depth);
         return;
       }
       break;
@@ -1556,12 +1738,15 @@ static void put_cuda_func(Emit *E, const char *cname) {
     fputs(": one work item (one block) is ", o);
     put_comment_text(E, f->items, 0);
   }
-  fprintf(o, "; scratch: %" PRId64 " floats per work item */\n", f->scratch_floats);
+  fprintf(o, "; scratch: %" PRId64 " floats per work item, in %s memory", f->scratch_floats,
+          E->smem ? "shared" : "global");
+  fprintf(o, "; launch: %u threads a block; matmul: %s */\n", E->threads,
+          E->mm == 0 ? "fp32" : E->mm == 1 ? "TF32 tensor cores" : "3xTF32 tensor cores");
   fprintf(o, "struct MixcArgs_%s {\n  void *ptrs[%d];\n  int64_t ints[%d];\n};\n", cname, np, ni);
   fprintf(o,
-          "extern \"C\" __global__ void __launch_bounds__(256)\n%s(const MixcArgs_%s args, "
+          "extern \"C\" __global__ void __launch_bounds__(%u)\n%s(const MixcArgs_%s args, "
           "int64_t begin, int64_t end, float *scratch) {\n",
-          cname, cname);
+          E->threads, cname, cname);
   fputs("  void *const *ptrs = args.ptrs;\n  const int64_t *ints = args.ints;\n", o);
   for (int i = 0; i < f->nvars; i++)
     if (E->vnames[i])
@@ -1570,7 +1755,9 @@ static void put_cuda_func(Emit *E, const char *cname) {
   for (int k = 0; k < E->nh; k++) fprintf(o, "  int64_t %s = 0;\n", E->hnames[k]);
   for (int a = 0; a < 5; a++)
     if (!(E->args_used & (1 << a))) fprintf(o, "  (void)%s;\n", arg_names[a]);
-  if (E->args_used & (1 << 4))
+  if ((E->args_used & (1 << 4)) && E->smem)
+    fputs("  extern __shared__ __align__(16) float mixc__smem[];\n  scratch = mixc__smem;\n", o);
+  else if (E->args_used & (1 << 4))
     fprintf(o, "  scratch += (int64_t)blockIdx.x * %" PRId64 ";\n", f->scratch_floats);
   for (int i = 0; i < f->nvars; i++)
     if (E->vnames[i] && !E->reads[i]) fprintf(o, "  (void)%s;\n", E->vnames[i]);
@@ -1584,6 +1771,51 @@ static void free_names(char **v, int n) {
   if (!v) return;
   for (int i = 0; i < n; i++) free(v[i]);
   free(v);
+}
+
+/* Whether statements load a 16-bit element type (bf16, f16 inputs). */
+static int loads_16bit_expr(const KExpr *e) {
+  if (e->kind == KE_LOAD && (e->elem == KT_BF16 || e->elem == KT_F16)) return 1;
+  int n = expr_arity(e->kind);
+  for (int i = 0; i < n; i++)
+    if (loads_16bit_expr(e->a[i])) return 1;
+  return 0;
+}
+
+static int loads_16bit(KStmt *const *s, int n) {
+  for (int i = 0; i < n; i++) {
+    const KStmt *st = s[i];
+    if ((st->a && loads_16bit_expr(st->a)) || (st->b && loads_16bit_expr(st->b)) ||
+        (st->c && loads_16bit_expr(st->c)) || loads_16bit(st->body, st->nbody) ||
+        loads_16bit(st->orelse, st->norelse))
+      return 1;
+  }
+  return 0;
+}
+
+/* MIXC_C_CUDA: how function i is printed and launched (c_emit.h, mixc_emit_cuda_module). */
+static void cuda_plan(Emit *E, int i) {
+  const KFunc *f = E->f;
+  const MixcCudaTarget *t = E->target;
+  int64_t bytes = f->scratch_floats * 4;
+  int uses = (E->args_used & (1 << 4)) && f->scratch_floats > 0;
+  E->threads = (E->flags & MIXC_C_CUDA_THREADS_512)   ? 512
+               : (E->flags & MIXC_C_CUDA_THREADS_128) ? 128
+                                                      : MIXC_CUDA_DEFAULT_THREADS;
+  E->smem = uses && !(E->flags & MIXC_C_CUDA_GLOBAL_SCRATCH) && t &&
+            t->max_smem_optin > MIXC_CUDA_SMEM_HEADROOM &&
+            bytes <= t->max_smem_optin - MIXC_CUDA_SMEM_HEADROOM;
+  if (E->flags & MIXC_C_CUDA_FP32_MATMUL)
+    E->mm = 0;
+  else if (E->flags & MIXC_C_CUDA_TF32)
+    E->mm = 1;
+  else
+    E->mm = loads_16bit(&f->body, 1) ? 1 : 2;
+  if (E->launch) {
+    E->launch[i].threads = E->threads;
+    E->launch[i].smem_bytes = E->smem ? (unsigned)bytes : 0;
+    E->launch[i].global_scratch_floats = uses && !E->smem ? f->scratch_floats : 0;
+  }
 }
 
 /* Checks, names and prints function i of E->m. */
@@ -1604,6 +1836,7 @@ static void emit_func(Emit *E, int i, int is_static) {
   else
     check_stmt(E, f->body);
   if (!E->bad && name_vars(E)) efail(E, "out of memory");
+  if (!E->bad && E->cuda) cuda_plan(E, i);
   if (!E->bad && E->cuda)
     put_cuda_func(E, E->fnames[i]);
   else if (!E->bad)
@@ -1619,9 +1852,13 @@ static void emit_func(Emit *E, int i, int is_static) {
   E->assigned = NULL;
 }
 
-int mixc_emit_c_module(FILE *out, const KModule *m, int flags, char *err, size_t errlen) {
+static int emit_module(FILE *out, const KModule *m, int flags, const MixcCudaTarget *t,
+                       MixcCudaLaunch *launch, char *err, size_t errlen) {
   Emit E = {0};
   E.out = out;
+  E.flags = flags;
+  E.target = t;
+  E.launch = launch;
   E.m = m;
   E.err = err;
   E.errlen = errlen;
@@ -1678,19 +1915,15 @@ int mixc_emit_c_module(FILE *out, const KModule *m, int flags, char *err, size_t
   return E.bad;
 }
 
+int mixc_emit_c_module(FILE *out, const KModule *m, int flags, char *err, size_t errlen) {
+  return emit_module(out, m, flags, NULL, NULL, err, errlen);
+}
+
 int mixc_emit_c_funcs(FILE *out, const KModule *m, int is_static, char *err, size_t errlen) {
   return mixc_emit_c_module(out, m, is_static ? MIXC_C_STATIC : 0, err, errlen);
 }
 
 int mixc_emit_cuda_module(FILE *out, const KModule *m, const MixcCudaTarget *t, int extra_flags,
                           MixcCudaLaunch *launch, char *err, size_t errlen) {
-  (void)t;
-  int rc = mixc_emit_c_module(out, m, MIXC_C_CUDA | extra_flags, err, errlen);
-  if (!rc && launch)
-    for (int i = 0; i < m->nfuncs; i++) {
-      launch[i].threads = 256;
-      launch[i].smem_bytes = 0;
-      launch[i].global_scratch_floats = m->funcs[i]->scratch_floats;
-    }
-  return rc;
+  return emit_module(out, m, MIXC_C_CUDA | extra_flags, t, launch, err, errlen);
 }

@@ -42,7 +42,19 @@ enum {
   MIXC_C_STATIC = 1,     /* functions with static linkage */
   MIXC_C_NO_PRELUDE = 2, /* leave the prelude out (the caller printed mixc_emit_c_prelude) */
   MIXC_C_CUDA = 4,       /* CUDA C++ for NVRTC instead of C11: see below */
+  /* MIXC_C_CUDA only: */
+  MIXC_C_CUDA_FP32_MATMUL = 8,     /* KS_MATMUL exact in fp32 on the CUDA cores, no TF32 */
+  MIXC_C_CUDA_TF32 = 16,           /* KS_MATMUL in single TF32, also for f32 inputs */
+  MIXC_C_CUDA_GLOBAL_SCRATCH = 32, /* scratch in global memory even where shared would fit */
+  MIXC_C_CUDA_PLAIN_LOOPS = 64,    /* spread only the outer KF_BLOCK loop over the threads */
+  MIXC_C_CUDA_THREADS_128 = 128,   /* blocks of 128 threads instead of the printer's choice */
+  MIXC_C_CUDA_THREADS_512 = 256,   /* blocks of 512 threads instead of the printer's choice */
 };
+
+/* Shared memory left unused below the target's opt-in limit, bytes. */
+#define MIXC_CUDA_SMEM_HEADROOM 2048
+/* Threads per block unless a MIXC_C_CUDA_THREADS_* flag says otherwise. */
+#define MIXC_CUDA_DEFAULT_THREADS 256
 
 /* MIXC_C_CUDA: the module as one CUDA source for NVRTC (no host headers; the prelude's helpers
  * `static __device__ __forceinline__`, with typedefs of the integer types and CUDA's device
@@ -51,13 +63,25 @@ enum {
  *   extern "C" __global__ void __launch_bounds__(256)
  *   NAME(const MixcArgs_NAME args, int64_t begin, int64_t end, float *scratch)
  * with the argument tables passed by value. One GPU block runs one work item: launch
- * end - begin blocks (of at most 256 threads; any number from 1 works) with scratch pointing
- * at (end - begin) * scratch_floats floats (16-byte aligned); block b runs item begin + b on
- * scratch + b * scratch_floats. Inside a block, the iterations of KF_BLOCK loops (the
- * outermost ones) are spread over the threads, each followed by __syncthreads(); stores and
- * matmuls outside them run on thread 0 (a matmul: on all threads, cooperatively), each
- * followed by __syncthreads(); everything else runs on every thread with block-uniform
- * values. */
+ * end - begin blocks (of at most 256 threads, or what a MIXC_C_CUDA_THREADS_* flag says;
+ * any number from 1 works, a multiple of 32 uses the tensor cores) with scratch pointing at
+ * (end - begin) * scratch_floats floats (16-byte aligned); block b runs item begin + b on
+ * scratch + b * scratch_floats. mixc_emit_cuda_module may instead put the scratch in dynamic
+ * shared memory (then the `scratch` argument is not read): its MixcCudaLaunch says which.
+ * Inside a block, the iterations of KF_BLOCK loops (the outermost ones) are spread over the
+ * threads, each followed by __syncthreads(); a KF_BLOCK loop whose body is one KF_VECTORIZE
+ * loop of stores is spread as one range of (outer, inner) pairs. Stores outside them run on
+ * thread 0 and matmuls on all threads, cooperatively, each followed by __syncthreads();
+ * everything else runs on every thread with block-uniform values.
+ *
+ * Matmuls (KS_MATMUL outside KF_BLOCK loops) run on the tensor cores from sm_80 on:
+ * mma.sync m16n8k8 with TF32 operands and fp32 accumulation, warps owning 16 x 16 tiles of
+ * C, any M, N, K and leading dimensions (tails read as zero, nothing stored outside M x N).
+ * A function that loads bf16 or f16 data uses single TF32 (operands rounded to 10 mantissa
+ * bits: about 5e-4 relative per product, below bf16's own rounding); one that loads only
+ * f32 uses 3xTF32 (each operand split into two TF32 parts, three products: about fp32's
+ * accuracy at three times the tensor work). MIXC_C_CUDA_TF32 and MIXC_C_CUDA_FP32_MATMUL
+ * force one or the other end; before sm_80 the fp32 path runs. */
 
 /* mixc_emit_c_funcs with flags: mixc_emit_c_funcs(out, m, s, ...) is
  * mixc_emit_c_module(out, m, s ? MIXC_C_STATIC : 0, ...). */
@@ -77,7 +101,13 @@ typedef struct MixcCudaLaunch {
 } MixcCudaLaunch;
 /* mixc_emit_c_module(out, m, MIXC_C_CUDA | extra_flags, ...) for target t (NULL: any GPU,
  * no shared memory beyond the default), and launch[i] for m->funcs[i] (launch has
- * m->nfuncs entries; may be NULL). Returns 0, or 1 with a message in err. */
+ * m->nfuncs entries; may be NULL). A function's scratch goes in dynamic shared memory when
+ * scratch_floats * 4 <= t->max_smem_optin - MIXC_CUDA_SMEM_HEADROOM (launch: smem_bytes =
+ * scratch_floats * 4, global_scratch_floats = 0; the caller raises the function's
+ * CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES above 48 KiB, as mixc_cuda_launch does),
+ * else in global memory (smem_bytes = 0, global_scratch_floats = scratch_floats). Launch
+ * launch[i].threads threads a block (fewer also works). Returns 0, or 1 with a message in
+ * err. */
 int mixc_emit_cuda_module(FILE *out, const KModule *m, const MixcCudaTarget *t, int extra_flags,
                           MixcCudaLaunch *launch, char *err, size_t errlen);
 
