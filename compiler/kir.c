@@ -542,6 +542,10 @@ void kir_print(FILE *f, const KModule *m) {
     const KFunc *fn = m->funcs[i];
     fprintf(f, "func %s(ptrs, ints, begin, end, scratch)  # items: %s; scratch: %lld floats\n",
             fn->name, fn->items ? fn->items : "?", (long long)fn->scratch_floats);
+    if (fn->cuda_src)
+      fprintf(f, "  # a hand-structured CUDA kernel (%zu bytes of source, %u threads, %u bytes "
+              "of shared memory); the body below is not run\n",
+              strlen(fn->cuda_src), fn->cuda_threads, fn->cuda_smem);
     for (int v = 0; v < fn->nvars; v++)
       fprintf(f, "  var %s: %s\n", fn->vars[v].name, kir_type_name(fn->vars[v].type));
     print_stmt(f, fn, fn->body, 1);

@@ -156,6 +156,19 @@ typedef struct KFunc {
   KStmt *body;          /* a KS_BLOCK */
   int64_t scratch_floats; /* per-thread scratch the function needs */
   const char *items;    /* documentation: what one work item is, e.g. "(sequence, head)" */
+  /* A hand-structured CUDA kernel standing for this function (the class-specialised GPU
+   * forms of compiler/lower_cuda*.c), or NULL. When set, the CUDA printer prints
+   *   struct MixcArgs_NAME { void *ptrs[NP]; int64_t ints[NI]; };
+   * then cuda_src verbatim, which must define
+   *   extern "C" __global__ void NAME(const MixcArgs_NAME args, int64_t begin, int64_t end,
+   *                                   float *scratch)
+   * (NAME: mixc_emit_c_func_name of the function; its helpers prefixed with NAME) over the
+   * same argument tables and work items as a lowered body, launched with cuda_threads
+   * threads, cuda_smem bytes of dynamic shared memory and scratch_floats floats of global
+   * scratch per block. The body is then not run (an empty block, or only setup): the CPU
+   * backends refuse such a function. */
+  const char *cuda_src;
+  unsigned cuda_threads, cuda_smem;
 } KFunc;
 
 typedef struct KModule {

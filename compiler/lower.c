@@ -1,5 +1,6 @@
 /* Strategy choice and the parts of lowering every strategy shares (see lower.h). */
 #include "lower_internal.h"
+#include "lower_cuda.h"
 
 #include <stdio.h>
 
@@ -24,6 +25,10 @@ int plan_layout_rank(const RecMixer *rm, int sym, int state_array) {
 
 int lower_mixer(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, size_t errlen) {
   Strategy s = spec->strategy;
+  if (spec->gpu && !spec->no_native && (s == STRAT_AUTO || s == STRAT_CHUNK)) {
+    int rc = lower_cuda_chunk(a, spec, plan, err, errlen);
+    if (rc >= 0) return rc;
+  }
   if (s == STRAT_AUTO || s == STRAT_CHUNK) {
     const char *why, *why_dplr;
     if (chunk_applies(spec->rm, &why)) return lower_chunk(a, spec, plan, err, errlen);

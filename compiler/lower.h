@@ -46,6 +46,12 @@ typedef struct KernelSpec {
                             the split (the kernel runs for any); 0: unknown */
   int64_t vtile;         /* value-tile width (columns of the states per work item); 0: chosen
                             by the schedule (schedule.h); >= the value dim: no split */
+  int gpu;               /* lowering for a CUDA device: the chunk strategy may take a
+                            hand-structured CUDA kernel (KFunc.cuda_src, lower_cuda*.c), which
+                            the CPU backends cannot run */
+  int gpu_arch;          /* gpu: compute capability major*10 + minor (90: Hopper) */
+  int gpu_smem_optin;    /* gpu: dynamic shared memory a block may opt into, bytes */
+  int no_native;         /* gpu: never take a hand-structured kernel (the lowered KIR only) */
 } KernelSpec;
 
 /* Where each tensor goes in the argument tables. -1: not used. */

@@ -1283,7 +1283,13 @@ static mixc_status get_variant(mixc_kernel *k, const Call *c, const Spec *sp,
     ks.bh = c->N * c->H; /* the schedule's hint (the variant runs for any N, H) */
     if (k->device == MIXC_CPU) ks.target_items = ctx->threads; /* one item per thread */
 #ifdef MIXC_HAVE_CUDA
-    if (k->device == MIXC_CUDA) ks.target_items = cuda_target_items(k->cuda); /* 2 x SMs */
+    if (k->device == MIXC_CUDA) {
+      const MixcCudaInfo *gi = mixc_cuda_info(k->cuda);
+      ks.target_items = cuda_target_items(k->cuda); /* 2 x SMs */
+      ks.gpu = 1; /* the hand-structured CUDA forms where they apply */
+      ks.gpu_arch = gi->arch;
+      ks.gpu_smem_optin = gi->max_smem_per_block_optin;
+    }
 #endif
     char msg[1024];
     mixc_status st = MIXC_OK;

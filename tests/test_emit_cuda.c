@@ -704,11 +704,15 @@ static void compile_all(Case *cases, int ncases, const char *extra_cu, const cha
   const char *so_name = so_case >= 0 ? cases[so_case].name : "-";
   long jobs = sysconf(_SC_NPROCESSORS_ONLN);
   jobs = jobs < 1 ? 1 : jobs > 8 ? 8 : jobs;
-  snprintf(cmd, sizeof cmd,
+  int len = snprintf(cmd, sizeof cmd,
            "xargs -P %ld -I{} sh -c 'if [ %d = 1 ] || [ {} = %s/%s ]; then "
            "\"%s\" -O3 -arch=%s -shared -Xcompiler -fPIC -o {}.so {}.cu > {}.log 2>&1; "
            "else \"%s\" -O3 -arch=%s -c -o {}.o {}.cu > {}.log 2>&1; fi; echo $? > {}.rc' < %s",
            jobs, so, tmpdir, so_name, nvcc, arch, nvcc, arch, list);
+  if (len < 0 || (size_t)len >= sizeof cmd) {
+    printf("note: the nvcc command line is too long (%d bytes)\n", len);
+    return;
+  }
   if (system(cmd)) printf("note: xargs returned nonzero\n");
 }
 

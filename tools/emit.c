@@ -137,6 +137,11 @@ static int build_spec(const EmitOpts *o, const RecMixer *rm, KernelSpec *sp, int
                  : !strcmp(o->strategy, "chunk")   ? STRAT_CHUNK
                  : !strcmp(o->strategy, "parallel") ? STRAT_PARALLEL
                                                     : STRAT_AUTO;
+  if (!strcmp(o->target, "cuda")) { /* the hand-structured CUDA forms where they apply */
+    sp->gpu = 1;
+    sp->gpu_arch = MIXC_CU_DEFAULT_ARCH;
+    sp->gpu_smem_optin = MIXC_CU_DEFAULT_SMEM_OPTIN;
+  }
   return 0;
 }
 

@@ -1819,8 +1819,51 @@ static void cuda_plan(Emit *E, int i) {
 }
 
 /* Checks, names and prints function i of E->m. */
+/* MIXC_C_CUDA: a function with a hand-structured CUDA kernel (KFunc.cuda_src), printed as
+ * its argument struct and the source as given. */
+static void put_native_cuda_func(Emit *E, int i) {
+  const KFunc *f = E->m->funcs[i];
+  const char *cname = E->fnames[i];
+  int np = E->m->nptrs > 0 ? E->m->nptrs : 1, ni = E->m->nints > 0 ? E->m->nints : 1;
+  if (!E->cuda) {
+    efail(E, "kernel %s is a CUDA kernel only (a GPU-specialised form): lower without "
+          "KernelSpec.gpu for C", f->name ? f->name : "?");
+    return;
+  }
+  if (f->cuda_threads < 1 || f->cuda_threads > 1024) {
+    efail(E, "kernel %s: %u threads per block", f->name ? f->name : "?", f->cuda_threads);
+    return;
+  }
+  if (E->target && f->cuda_smem > 48 * 1024 &&
+      (int64_t)f->cuda_smem > (int64_t)E->target->max_smem_optin) {
+    efail(E, "kernel %s needs %u bytes of shared memory; the device allows %d",
+          f->name ? f->name : "?", f->cuda_smem, E->target->max_smem_optin);
+    return;
+  }
+  fputs("\n/* ", E->out);
+  put_comment_text(E, f->name ? f->name : "", 0);
+  if (f->items) {
+    fputs(": one work item (one block) is ", E->out);
+    put_comment_text(E, f->items, 0);
+  }
+  fputs(" (hand-structured) */\n", E->out);
+  fprintf(E->out, "struct MixcArgs_%s {\n  void *ptrs[%d];\n  int64_t ints[%d];\n};\n", cname,
+          np, ni);
+  fputs(f->cuda_src, E->out);
+  if (E->launch) {
+    E->launch[i].threads = f->cuda_threads;
+    E->launch[i].smem_bytes = f->cuda_smem;
+    E->launch[i].global_scratch_floats = f->scratch_floats;
+  }
+}
+
 static void emit_func(Emit *E, int i, int is_static) {
   const KFunc *f = E->m->funcs[i];
+  if (f->cuda_src) {
+    E->f = f;
+    put_native_cuda_func(E, i);
+    return;
+  }
   E->f = f;
   E->args_used = 0;
   E->nh = E->caph = E->hat = 0;

@@ -1103,6 +1103,11 @@ static void add_target_attrs(Emit *e, LLVMValueRef fn) {
 
 static void emit_func(Emit *e, const KFunc *kf, const char *symbol) {
   e->kf = kf;
+  if (kf->cuda_src) {
+    efail(e, "kernel %s is a CUDA kernel only (a GPU-specialised form): lower without "
+          "KernelSpec.gpu for the CPU", kf->name ? kf->name : "?");
+    return;
+  }
   LLVMTypeRef params[5] = {e->tptr, e->tptr, e->t64, e->t64, e->tptr};
   LLVMTypeRef fty = LLVMFunctionType(e->tvoid, params, 5, 0);
   e->fn = LLVMAddFunction(e->mod, symbol, fty);

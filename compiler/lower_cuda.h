@@ -1,0 +1,66 @@
+/* Hand-structured CUDA kernels for the chunk strategy on a GPU (KernelSpec.gpu): the forms
+ * the best hand-written kernels of each class use (fla's fused chunk kernels), printed as CUDA
+ * C with the sizes baked in, tensor cores (mma through wmma) for every product, the state on
+ * chip across chunks. They stand in for the lowered KIR body of the chunk kernel
+ * (KFunc.cuda_src) over the same argument tables and work items (sequence, head, value tile),
+ * so the runtime, the standalone .cu printer and the tests launch them like any other kernel.
+ *
+ * lower_cuda.c matches a mixer's recurrence IR against the shapes below and fills a
+ * CudaChunkShape; where nothing matches (prelude lets, expressions of inputs, several states,
+ * a class without a form here, f32 inputs), the lowered KIR kernel is used instead. */
+#ifndef MIXC_LOWER_CUDA_H
+#define MIXC_LOWER_CUDA_H
+#include <stdint.h>
+#include <stdio.h>
+
+#include "lower.h"
+
+typedef enum CudaChunkKind {
+  CCK_SCALAR, /* S' = e^g S + k v^T (g absent: linear attention) */
+  CCK_DIAG,   /* S' = diag(e^g) S + k v^T, g per key channel (GLA) */
+  CCK_DELTA,  /* S' = e^g S; S' = S' + beta k (v - S'^T k)^T (g absent: DeltaNet) */
+} CudaChunkKind;
+
+/* One mixer's chunk kernel: o[j] = scale * sum_i q[i] S_t[i, j] (S_t after token t), every
+ * per-token tensor [B, T, H, (dim)] with any strides, states [N, H, K, V] fp32. Slots are
+ * indices into the kernel's argument tables (KernelPlan): p_* of ptrs[], s_* of ints[] (the
+ * first of the tensor's strides, one per layout dim), -1 where absent. */
+typedef struct CudaChunkShape {
+  CudaChunkKind kind;
+  int64_t K, V;          /* the state's rows and columns */
+  int64_t chunk;         /* tokens per chunk */
+  int64_t vtile, vtiles; /* columns per work item, tiles per (sequence, head) */
+  KType in_type;         /* storage type of q, k, v (KT_BF16 or KT_F16) */
+  KType g_type, beta_type, out_type;
+  int has_g, has_beta;
+  int p_q, p_k, p_v, p_g, p_beta, p_o;
+  int s_q, s_k, s_v, s_g, s_beta, s_o;
+  /* scale: a constant, or a param [H] (p_scale >= 0, its stride over H at s_scale) */
+  double scale;
+  int p_scale, s_scale;
+  KType scale_type;
+  int p_h0, s_h0; /* initial state, or -1 (zeros) */
+  int p_ht, s_ht; /* final state, or -1 (not written) */
+  int p_cu;       /* cu_seqlens, or -1 */
+  KType cu_type;
+  int i_B, i_T, i_H, i_N; /* ints[] slots of the sizes */
+} CudaChunkShape;
+
+/* The kernel NAME for shape s (its text: the `__global__` function and its helpers, see
+ * KFunc.cuda_src), for a device of compute capability `arch` allowing `smem_optin` bytes of
+ * dynamic shared memory. Sets the launch (threads, shared memory bytes, global scratch floats
+ * per block). Returns 0, 1 with a message (an internal error), or -1 when the shape is outside
+ * what the form supports (sizes, shared memory): the caller then lowers the KIR kernel. */
+int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *name, int arch,
+                             int smem_optin, unsigned *threads, unsigned *smem,
+                             int64_t *scratch_floats, char *err, size_t errlen);
+int cuda_chunk_delta_source(FILE *out, const CudaChunkShape *s, const char *name, int arch,
+                            int smem_optin, unsigned *threads, unsigned *smem,
+                            int64_t *scratch_floats, char *err, size_t errlen);
+
+/* lower_mixer's entry for spec->gpu: 0 (plan filled with a hand-structured kernel), 1 with a
+ * message, or -1: no form applies (lower the KIR kernel). */
+int lower_cuda_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err,
+                     size_t errlen);
+
+#endif
