@@ -44,7 +44,14 @@ typedef struct CudaChunkShape {
   int p_cu;       /* cu_seqlens, or -1 */
   KType cu_type;
   int i_B, i_T, i_H, i_N; /* ints[] slots of the sizes */
+  /* Where the gate comes from (SCALAR only may take other than an input): g_mode CCG_INPUT
+   * (p_g, s_g as above; [B, T, H] or, DIAG, [B, T, H, K]), CCG_PARAM (a param [H]: p_g, its
+   * stride over H at s_g), CCG_CONST (the param's default, g_const). */
+  int g_mode;
+  double g_const;
 } CudaChunkShape;
+
+enum { CCG_INPUT = 0, CCG_PARAM = 1, CCG_CONST = 2 };
 
 /* The kernel NAME for shape s (its text: the `__global__` function and its helpers, see
  * KFunc.cuda_src), for a device of compute capability `arch` allowing `smem_optin` bytes of
@@ -62,5 +69,9 @@ int cuda_chunk_delta_source(FILE *out, const CudaChunkShape *s, const char *name
  * message, or -1: no form applies (lower the KIR kernel). */
 int lower_cuda_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err,
                      size_t errlen);
+
+/* Whether spec's mixer, types and dims match a form (before the sizes and shared memory
+ * are checked): 1 with *kind set, else 0. For tests and tools. */
+int lower_cuda_match(const KernelSpec *spec, CudaChunkKind *kind);
 
 #endif
