@@ -1,10 +1,564 @@
-/* The hand-structured CUDA chunk kernel of the delta rule (lower_cuda.h). */
+/* The hand-structured CUDA chunk kernel of the delta rule (lower_cuda.h): DeltaNet
+ * (S' = S + beta k (v - S^T k)^T) and Gated DeltaNet (S' = e^g S first), o = scale S_t^T q_t
+ * read after token t's update.
+ *
+ * One block runs one work item (sequence n, head h, value tile of VT columns): it keeps the
+ * state tile S [K, VT] in shared memory in fp32 across the sequence's chunks of C tokens and
+ * runs every product on the tensor cores (nvcuda::wmma 16x16x16, operands in the input's
+ * 16-bit type, fp32 accumulation). Per chunk, with b_t = the cumulative sum of g inside the
+ * chunk (fp32, 0 without g; tokens past the sequence end read as q = k = v = g = beta = 0):
+ *
+ *   G = K K^T, P = Q K^T                               (tensor cores, fp32)
+ *   A = tril(diag(beta) G * exp(b_t - b_s), -1)        (exponents <= 0; masked entries are
+ *   P = tril(P * exp(b_t - b_s), 0)                     never exponentiated)
+ *   T = (I + A)^-1                                     (fp32, blocked forward substitution)
+ *   W = T (beta exp(b) K)            [C, K]
+ *   D = T (beta V) - W S_prev        [C, VT]            (fla's v_new: the delta values)
+ *   O = scale (exp(b_t) (Q S_prev) + P D)
+ *   S = exp(b_last) S_prev + (K exp(b_last - b_s))^T D
+ *
+ * These follow from the token recurrence: with S'_s = exp(b_s) S_prev + sum_{r<s} exp(b_s -
+ * b_r) k_r d_r^T, d_s = beta_s (v_s - S'_s^T k_s), so (I + A) D = beta V - diag(beta exp(b))
+ * K S_prev; S_t and o_t likewise (ALGORITHMS.md section 3, lower_chunk_dplr.c for the KIR form).
+ * As in fla, the operands of the products are rounded to the 16-bit input type: q, k, v as
+ * given, beta v, beta exp(b) k, k exp(b_last - b), T, -W, D and the copy of S_prev; the sums,
+ * T's solve, the gates and the state are fp32.
+ *
+ * T = (I + A)^-1 (unit lower triangular): the C/16 diagonal 16x16 blocks by forward
+ * substitution, one thread a column (registers); then block row i = 1 .. C/16-1:
+ * X_ij = sum_{k=j}^{i-1} A_ik T_kj, T_ij = -T_ii X_ij for j < i, one element a thread (2
+ * barriers a block row). The diagonal blocks of T and the X's live in Tf, the off-diagonal
+ * blocks of T over A in Gf (A_ij is dead once X_ij is formed); Tb gathers them in 16 bits.
+ *
+ * Threads: NT = 256 (8 warps). Products: warp w owns the 16x16 output tiles w, w + 8, ... of
+ * each product (row-major tile order) and loops over k in steps of 16. Elementwise steps
+ * (loads, masks, conversions) stride over all threads; the gates' scan is warp 0's (C/32
+ * tokens a lane, then a shuffle scan); per-tile epilogues (W -> -W in 16 bits, O's row
+ * scaling and store, S -> its 16-bit copy) are the owning warp's after __syncwarp. About 12
+ * __syncthreads a chunk.
+ *
+ * Shared memory (dynamic, each region 128-byte aligned; sizes for K = V = 128, C = 64):
+ *   Sf  fp32 [K][VT]   the state                                          64 KiB
+ *   Sb  16b  [K][VT]   its 16-bit copy (B operand of Q S and W S)          32 KiB
+ *   Qs  16b  [C][K]    q                                                   16 KiB
+ *   Ks  16b  [C][K]    k; after the products with it, k exp(b_last - b)    16 KiB
+ *   KW  16b  [C][K]    beta exp(b) k                                       16 KiB
+ *   Wn  16b  [C][K]    -W                                                  16 KiB
+ *   Vb  16b  [C][VT]   beta v; then D                                      16 KiB
+ *   Tb, Pb 16b [C][C]  T and the masked, gated P                           2 x 8 KiB
+ *   St  fp32 max(2 C C, C K, C VT): Gf = A / T's off-diagonal blocks and Tf (first 2 C C),
+ *       later the staging of W, D and O tiles                              32 KiB
+ *   bv, ebv, betav fp32 [C]: b, exp(b), beta                               1 KiB
+ * 230400 bytes at K = V = 128, C = 64 (one block an SM on Hopper: 232448 allowed). When that
+ * exceeds smem_optin, C = 32 is tried; then -1.
+ *
+ * Work item begin + blockIdx.x = (n H + h) vtiles + tile, columns [tile VT, min(V, (tile + 1)
+ * VT)); columns past V read as zero (so they stay zero in S and D) and are never stored.
+ * Varlen (p_cu >= 0): B = 1, sequence n is tokens [cu[n], cu[n + 1]). */
+#include <string.h>
+
 #include "lower_cuda.h"
+
+/* A device function `float fn(const void *p, int64_t i)` loading element i of type t. */
+static void put_loader(FILE *out, const char *fn, KType t) {
+  fprintf(out, "__device__ __forceinline__ float %s(const void *p, int64_t i) {\n", fn);
+  if (t == KT_F32)
+    fputs("  return ((const float *)p)[i];\n}\n", out);
+  else
+    fprintf(out, "  return %s(((const u16 *)p)[i]);\n}\n", t == KT_F16 ? "f16_to_f" : "bf16_to_f");
+}
+static int float_type(KType t) { return t == KT_F32 || t == KT_BF16 || t == KT_F16; }
+static int64_t rnd128(int64_t x) { return (x + 127) / 128 * 128; }
+
+typedef struct DeltaLayout {
+  int64_t lq, lv, ls, lc; /* leading dimensions (padded against bank conflicts) */
+  int64_t sf, sb, qs, ks, vb, tb, pb, st, bv, ebv, betav, total;
+} DeltaLayout;
+
+static void delta_layout(int64_t K, int64_t VT, int64_t C, DeltaLayout *L) {
+  int64_t o = 0;
+  L->lq = K + 8, L->lv = VT + 8, L->ls = VT + 8, L->lc = C + 8;
+  int64_t st = 2 * C * C * 4; /* Gf, Tf; later KW, Wn */
+  if (2 * C * L->lq * 2 > st) st = 2 * C * L->lq * 2;
+#define MIXC__REGION(f, bytes) (L->f = o, o += rnd128(bytes))
+  MIXC__REGION(sf, K * L->ls * 4);
+  MIXC__REGION(sb, K * L->lv * 2);
+  MIXC__REGION(qs, C * L->lq * 2);
+  MIXC__REGION(ks, C * L->lq * 2);
+  MIXC__REGION(vb, C * L->lv * 2);
+  MIXC__REGION(tb, C * L->lc * 2);
+  MIXC__REGION(pb, C * L->lc * 2);
+  MIXC__REGION(st, st);
+  MIXC__REGION(bv, C * 4);
+  MIXC__REGION(ebv, C * 4);
+  MIXC__REGION(betav, C * 4);
+#undef MIXC__REGION
+  L->total = o;
+}
+
+/* The device helpers (namespace NAME_ns); MMA_T is replaced by the input type's PTX name. */
+static const char *const delta_helpers[] = {
+    "__host__ __device__ constexpr int slot(int x) { return x < 0 ? 0 : x; }\n",
+    "__device__ __forceinline__ void zero(float d[2][4]) {\n",
+    "#pragma unroll\n",
+    "  for (int hh = 0; hh < 2; hh++)\n",
+    "#pragma unroll\n",
+    "    for (int r = 0; r < 4; r++) d[hh][r] = 0.0f;\n",
+    "}\n",
+    "__device__ __forceinline__ uint32_t pack(u16 lo, u16 hi) {\n",
+    "  return (uint32_t)lo | ((uint32_t)hi << 16);\n",
+    "}\n",
+    "/* d (a 16 x 16 tile: two m16n8 halves) += A B over kdim (a multiple of 16): A's element (r, k)\n",
+    " * at a[r * lda + k] (AT: a[k * lda + r]), B's (k, c) at b[k * ldb + c] (BT: b[c * ldb + k]).\n",
+    " * Fragments of mma.m16n8k16 (PTX ISA), lane = 4 g + q: A register i holds row g + 8 (i % 2),\n",
+    " * columns 2 q + 8 (i / 2) + {0, 1}; B register i rows 2 q + 8 i + {0, 1}, column g; C element\n",
+    " * r row g + 8 (r / 2), column 2 q + r % 2. */\n",
+    "template <bool AT, bool BT>\n",
+    "__device__ __forceinline__ void mma_tile(float d[2][4], const u16 *a, int lda, const u16 *b,\n",
+    "                                         int ldb, int kdim, int g, int q) {\n",
+    "  for (int k0 = 0; k0 < kdim; k0 += 16) {\n",
+    "    uint32_t ra[4], rb[2][2];\n",
+    "#pragma unroll\n",
+    "    for (int i = 0; i < 4; i++) {\n",
+    "      const int r = g + 8 * (i & 1), k = k0 + 2 * q + 8 * (i >> 1);\n",
+    "      if (AT)\n",
+    "        ra[i] = pack(a[k * lda + r], a[(k + 1) * lda + r]);\n",
+    "      else\n",
+    "        ra[i] = *(const uint32_t *)(a + r * lda + k);\n",
+    "    }\n",
+    "#pragma unroll\n",
+    "    for (int hh = 0; hh < 2; hh++)\n",
+    "#pragma unroll\n",
+    "      for (int i = 0; i < 2; i++) {\n",
+    "        const int k = k0 + 2 * q + 8 * i, c = 8 * hh + g;\n",
+    "        if (BT)\n",
+    "          rb[hh][i] = *(const uint32_t *)(b + c * ldb + k);\n",
+    "        else\n",
+    "          rb[hh][i] = pack(b[k * ldb + c], b[(k + 1) * ldb + c]);\n",
+    "      }\n",
+    "#pragma unroll\n",
+    "    for (int hh = 0; hh < 2; hh++)\n",
+    "      asm volatile(\"mma.sync.aligned.m16n8k16.row.col.f32.MMA_T.MMA_T.f32 {%0,%1,%2,%3}, \"\n",
+    "                   \"{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\\n\"\n",
+    "                   : \"+f\"(d[hh][0]), \"+f\"(d[hh][1]), \"+f\"(d[hh][2]), \"+f\"(d[hh][3])\n",
+    "                   : \"r\"(ra[0]), \"r\"(ra[1]), \"r\"(ra[2]), \"r\"(ra[3]), \"r\"(rb[hh][0]),\n",
+    "                     \"r\"(rb[hh][1]));\n",
+    "  }\n",
+    "}\n",
+    "__device__ __forceinline__ void store_f32(const float d[2][4], float *c, int ldc, int g, int q) {\n",
+    "#pragma unroll\n",
+    "  for (int hh = 0; hh < 2; hh++)\n",
+    "#pragma unroll\n",
+    "    for (int r = 0; r < 4; r++) c[(g + 8 * (r >> 1)) * ldc + 8 * hh + 2 * q + (r & 1)] = d[hh][r];\n",
+    "}\n",
+    "__device__ __forceinline__ void store_16(const float d[2][4], u16 *c, int ldc, float m, int g,\n",
+    "                                         int q) {\n",
+    "#pragma unroll\n",
+    "  for (int hh = 0; hh < 2; hh++)\n",
+    "#pragma unroll\n",
+    "    for (int r = 0; r < 4; r += 2)\n",
+    "      *(uint32_t *)(c + (g + 8 * (r >> 1)) * ldc + 8 * hh + 2 * q) =\n",
+    "          pack(to16(m * d[hh][r]), to16(m * d[hh][r + 1]));\n",
+    "}\n",
+};
+
+/* The kernel's body after its constants (namespace NAME_ns, `using`d). */
+static const char *const delta_body[] = {
+    "  const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;\n",
+    "  const int64_t item = begin + (int64_t)blockIdx.x;\n",
+    "  if (item >= end) return;\n",
+    "  const int64_t H = args.ints[I_H], T = args.ints[I_T];\n",
+    "  const int64_t tile = item % VTILES, h = (item / VTILES) % H, n = item / (VTILES * H);\n",
+    "  int64_t bidx = n, t0 = 0, len = T;\n",
+    "  if (P_CU >= 0) {\n",
+    "    bidx = 0;\n",
+    "    t0 = ld_cu(args.ptrs[slot(P_CU)], n);\n",
+    "    len = ld_cu(args.ptrs[slot(P_CU)], n + 1) - t0;\n",
+    "  }\n",
+    "  const int j0 = (int)tile * VT;\n",
+    "  const int ncol = V - j0 < VT ? V - j0 : VT;\n",
+    "  float sc = (float)SCALE;\n",
+    "  if (P_SCALE >= 0) sc = ld_scale(args.ptrs[slot(P_SCALE)], h * args.ints[slot(S_SCALE)]);\n",
+    "  const u16 *qp = (const u16 *)args.ptrs[P_Q], *kp = (const u16 *)args.ptrs[P_K];\n",
+    "  const u16 *vp = (const u16 *)args.ptrs[P_V];\n",
+    "  void *op = args.ptrs[P_O];\n",
+    "  const int64_t q1 = args.ints[S_Q + 1], q3 = args.ints[S_Q + 3];\n",
+    "  const int64_t k1 = args.ints[S_K + 1], k3 = args.ints[S_K + 3];\n",
+    "  const int64_t v1 = args.ints[S_V + 1], v3 = args.ints[S_V + 3];\n",
+    "  const int64_t o1 = args.ints[S_O + 1], o3 = args.ints[S_O + 3];\n",
+    "  qp += bidx * args.ints[S_Q] + h * args.ints[S_Q + 2] + t0 * q1;\n",
+    "  kp += bidx * args.ints[S_K] + h * args.ints[S_K + 2] + t0 * k1;\n",
+    "  vp += bidx * args.ints[S_V] + h * args.ints[S_V + 2] + t0 * v1 + (int64_t)j0 * v3;\n",
+    "  const int64_t ob = bidx * args.ints[S_O] + h * args.ints[S_O + 2] + t0 * o1 + (int64_t)j0 * o3;\n",
+    "  int64_t gb = 0, g1 = 0, beb = 0, be1 = 0;\n",
+    "  if (HAS_G) {\n",
+    "    g1 = args.ints[slot(S_G) + 1];\n",
+    "    gb = bidx * args.ints[slot(S_G)] + h * args.ints[slot(S_G) + 2] + t0 * g1;\n",
+    "  }\n",
+    "  if (HAS_BETA) {\n",
+    "    be1 = args.ints[slot(S_BETA) + 1];\n",
+    "    beb = bidx * args.ints[slot(S_BETA)] + h * args.ints[slot(S_BETA) + 2] + t0 * be1;\n",
+    "  }\n",
+    "  float *Sf = (float *)(SMEM + OFF_SF), *Gf = (float *)(SMEM + OFF_ST), *Tf = Gf + C * C;\n",
+    "  float *bv = (float *)(SMEM + OFF_BV), *ebv = (float *)(SMEM + OFF_EBV);\n",
+    "  float *betav = (float *)(SMEM + OFF_BETAV);\n",
+    "  u16 *Sb = (u16 *)(SMEM + OFF_SB), *Qs = (u16 *)(SMEM + OFF_QS);\n",
+    "  u16 *Ks = (u16 *)(SMEM + OFF_KS), *KW = (u16 *)(SMEM + OFF_ST);\n",
+    "  u16 *Wn = (u16 *)(SMEM + OFF_ST) + C * LQ, *Vb = (u16 *)(SMEM + OFF_VB);\n",
+    "  u16 *Tb = (u16 *)(SMEM + OFF_TB), *Pb = (u16 *)(SMEM + OFF_PB);\n",
+    "  /* the initial state */\n",
+    "  for (int e = tid; e < K * VT; e += NT) {\n",
+    "    const int r = e / VT, c = e % VT;\n",
+    "    float x = 0.0f;\n",
+    "    if (P_H0 >= 0 && c < ncol)\n",
+    "      x = ((const float *)args.ptrs[slot(P_H0)])[n * args.ints[slot(S_H0)] +\n",
+    "          h * args.ints[slot(S_H0) + 1] + r * args.ints[slot(S_H0) + 2] +\n",
+    "          (int64_t)(j0 + c) * args.ints[slot(S_H0) + 3]];\n",
+    "    Sf[r * LS + c] = x;\n",
+    "    Sb[r * LV + c] = to16(x);\n",
+    "  }\n",
+    "  __syncthreads();\n",
+    "  for (int64_t c0 = 0; c0 < len; c0 += C) {\n",
+    "    const int nv = len - c0 < C ? (int)(len - c0) : C;\n",
+    "    /* the gates (warp 0: PER tokens a lane, then a shuffle scan), beta; q, k, v */\n",
+    "    if (warp == 0) {\n",
+    "      float gl[PER], run = 0.0f;\n",
+    "#pragma unroll\n",
+    "      for (int u = 0; u < PER; u++) {\n",
+    "        const int t = lane * PER + u;\n",
+    "        float gv = 0.0f;\n",
+    "        if (HAS_G && t < nv) gv = ld_g(args.ptrs[slot(P_G)], gb + (c0 + t) * g1);\n",
+    "        run += gv;\n",
+    "        gl[u] = run;\n",
+    "        float be = 0.0f;\n",
+    "        if (t < nv) be = HAS_BETA ? ld_beta(args.ptrs[slot(P_BETA)], beb + (c0 + t) * be1) : 1.0f;\n",
+    "        betav[t] = be;\n",
+    "      }\n",
+    "      float incl = run;\n",
+    "#pragma unroll\n",
+    "      for (int d = 1; d < 32; d <<= 1) {\n",
+    "        const float o = __shfl_up_sync(0xffffffffu, incl, d);\n",
+    "        if (lane >= d) incl += o;\n",
+    "      }\n",
+    "      const float excl = incl - run;\n",
+    "#pragma unroll\n",
+    "      for (int u = 0; u < PER; u++) {\n",
+    "        const float b = HAS_G ? excl + gl[u] : 0.0f;\n",
+    "        bv[lane * PER + u] = b;\n",
+    "        ebv[lane * PER + u] = HAS_G ? expf(b) : 1.0f;\n",
+    "      }\n",
+    "    }\n",
+    "    for (int e = tid; e < C * K; e += NT) {\n",
+    "      const int t = e / K, i = e % K;\n",
+    "      u16 qv = 0, kv = 0;\n",
+    "      if (t < nv) {\n",
+    "        qv = qp[(c0 + t) * q1 + i * q3];\n",
+    "        kv = kp[(c0 + t) * k1 + i * k3];\n",
+    "      }\n",
+    "      Qs[t * LQ + i] = qv;\n",
+    "      Ks[t * LQ + i] = kv;\n",
+    "    }\n",
+    "    for (int e = tid; e < C * VT; e += NT) {\n",
+    "      const int t = e / VT, c = e % VT;\n",
+    "      u16 x = 0;\n",
+    "      if (t < nv && c < ncol) x = vp[(c0 + t) * v1 + c * v3];\n",
+    "      Vb[t * LV + c] = x;\n",
+    "    }\n",
+    "    __syncthreads();\n",
+    "    /* G = K K^T into Gf, P = Q K^T into Tf (lower tiles only) */\n",
+    "    for (int w = warp; w < 2 * NB * NB; w += NW) {\n",
+    "      const int which = w / (NB * NB), ti = (w / NB) % NB, tj = w % NB;\n",
+    "      if (tj > ti) continue;\n",
+    "      float d[2][4];\n",
+    "      zero(d);\n",
+    "      mma_tile<false, true>(d, (which ? Qs : Ks) + ti * 16 * LQ, LQ, Ks + tj * 16 * LQ, LQ, K, g,\n",
+    "                            q);\n",
+    "      store_f32(d, (which ? Tf : Gf) + ti * 16 * C + tj * 16, C, g, q);\n",
+    "    }\n",
+    "    __syncthreads();\n",
+    "    /* A (in place), P in 16 bits (strictly upper parts are 0 and never read as data) */\n",
+    "    for (int e = tid; e < C * C; e += NT) {\n",
+    "      const int t = e / C, s = e % C;\n",
+    "      float a = 0.0f, p = 0.0f;\n",
+    "      if (s <= t) {\n",
+    "        const float d = HAS_G ? expf(bv[t] - bv[s]) : 1.0f;\n",
+    "        if (s < t) a = betav[t] * Gf[e] * d;\n",
+    "        p = Tf[e] * d;\n",
+    "      }\n",
+    "      Gf[e] = a;\n",
+    "      Pb[t * LC + s] = to16(p);\n",
+    "    }\n",
+    "    /* beta v */\n",
+    "    if (HAS_BETA)\n",
+    "      for (int e = tid; e < C * VT; e += NT) {\n",
+    "        const int t = e / VT, c = e % VT;\n",
+    "        Vb[t * LV + c] = to16(betav[t] * from16(Vb[t * LV + c]));\n",
+    "      }\n",
+    "    __syncthreads();\n",
+    "    /* T = (I + A)^-1: the diagonal blocks, one thread a column */\n",
+    "    if (tid < C) {\n",
+    "      const int base = tid & ~15, c = tid & 15;\n",
+    "      float x[16];\n",
+    "#pragma unroll\n",
+    "      for (int r = 0; r < 16; r++) {\n",
+    "        float v = r == c ? 1.0f : 0.0f;\n",
+    "#pragma unroll\n",
+    "        for (int m = 0; m < r; m++) v -= Gf[(base + r) * C + base + m] * x[m];\n",
+    "        x[r] = r < c ? 0.0f : v;\n",
+    "        Tf[(base + r) * C + base + c] = x[r];\n",
+    "      }\n",
+    "    }\n",
+    "    __syncthreads();\n",
+    "    /* block rows: X_ij = sum_{k=j}^{i-1} A_ik T_kj into Tf, T_ij = -T_ii X_ij into Gf */\n",
+    "    for (int bi = 1; bi < NB; bi++) {\n",
+    "      for (int e = tid; e < bi * 256; e += NT) {\n",
+    "        const int j = e >> 8, row = bi * 16 + ((e >> 4) & 15), col = j * 16 + (e & 15);\n",
+    "        float acc = 0.0f;\n",
+    "        for (int k = j; k < bi; k++) {\n",
+    "          const float *tk = k == j ? Tf : Gf;\n",
+    "#pragma unroll\n",
+    "          for (int m = 0; m < 16; m++)\n",
+    "            acc += Gf[row * C + k * 16 + m] * tk[(k * 16 + m) * C + col];\n",
+    "        }\n",
+    "        Tf[row * C + col] = acc;\n",
+    "      }\n",
+    "      __syncthreads();\n",
+    "      for (int e = tid; e < bi * 256; e += NT) {\n",
+    "        const int r = (e >> 4) & 15, row = bi * 16 + r, col = (e >> 8) * 16 + (e & 15);\n",
+    "        float acc = 0.0f;\n",
+    "        for (int m = 0; m <= r; m++)\n",
+    "          acc += Tf[row * C + bi * 16 + m] * Tf[(bi * 16 + m) * C + col];\n",
+    "        Gf[row * C + col] = -acc;\n",
+    "      }\n",
+    "      __syncthreads();\n",
+    "    }\n",
+    "    for (int e = tid; e < C * C; e += NT) {\n",
+    "      const int r = e / C, c = e % C;\n",
+    "      const float x = (r >> 4) == (c >> 4) ? Tf[e] : r > c ? Gf[e] : 0.0f;\n",
+    "      Tb[r * LC + c] = to16(x);\n",
+    "    }\n",
+    "    __syncthreads();\n",
+    "    /* beta exp(b) k into KW (over Gf, Tf: dead now) */\n",
+    "    for (int e = tid; e < C * K; e += NT) {\n",
+    "      const int t = e / K, i = e % K;\n",
+    "      KW[t * LQ + i] = to16(betav[t] * ebv[t] * from16(Ks[t * LQ + i]));\n",
+    "    }\n",
+    "    __syncthreads();\n",
+    "    /* -W = -T (beta exp(b) K) in 16 bits (T is lower triangular: k up to the diagonal tile) */\n",
+    "    for (int w = warp; w < NB * KB; w += NW) {\n",
+    "      const int ti = w / KB, tj = w % KB;\n",
+    "      float d[2][4];\n",
+    "      zero(d);\n",
+    "      mma_tile<false, false>(d, Tb + ti * 16 * LC, LC, KW + tj * 16, LQ, (ti + 1) * 16, g, q);\n",
+    "      store_16(d, Wn + ti * 16 * LQ + tj * 16, LQ, -1.0f, g, q);\n",
+    "    }\n",
+    "    __syncthreads();\n",
+    "    /* D = T (beta V) + (-W) S_prev, kept in registers over the barrier, then over Vb */\n",
+    "    {\n",
+    "      float d[DT][2][4];\n",
+    "#pragma unroll\n",
+    "      for (int u = 0; u < DT; u++) {\n",
+    "        const int w = warp + u * NW, ti = w / VB, tj = w % VB;\n",
+    "        zero(d[u]);\n",
+    "        if (w < NB * VB) {\n",
+    "          mma_tile<false, false>(d[u], Tb + ti * 16 * LC, LC, Vb + tj * 16, LV, (ti + 1) * 16, g,\n",
+    "                                 q);\n",
+    "          mma_tile<false, false>(d[u], Wn + ti * 16 * LQ, LQ, Sb + tj * 16, LV, K, g, q);\n",
+    "        }\n",
+    "      }\n",
+    "      __syncthreads();\n",
+    "#pragma unroll\n",
+    "      for (int u = 0; u < DT; u++) {\n",
+    "        const int w = warp + u * NW, ti = w / VB, tj = w % VB;\n",
+    "        if (w < NB * VB) store_16(d[u], Vb + ti * 16 * LV + tj * 16, LV, 1.0f, g, q);\n",
+    "      }\n",
+    "    }\n",
+    "    /* k exp(b_last - b) over Ks (no product reads Ks until the state's) */\n",
+    "    if (HAS_G)\n",
+    "      for (int e = tid; e < C * K; e += NT) {\n",
+    "        const int t = e / K, i = e % K;\n",
+    "        Ks[t * LQ + i] = to16(expf(bv[C - 1] - bv[t]) * from16(Ks[t * LQ + i]));\n",
+    "      }\n",
+    "    __syncthreads();\n",
+    "    /* O = scale (exp(b) (Q S_prev) + P D), stored from the registers */\n",
+    "    for (int w = warp; w < NB * VB; w += NW) {\n",
+    "      const int ti = w / VB, tj = w % VB;\n",
+    "      float d[2][4];\n",
+    "      zero(d);\n",
+    "      mma_tile<false, false>(d, Qs + ti * 16 * LQ, LQ, Sb + tj * 16, LV, K, g, q);\n",
+    "      if (HAS_G) {\n",
+    "        const float e0 = ebv[ti * 16 + g], e1 = ebv[ti * 16 + g + 8];\n",
+    "#pragma unroll\n",
+    "        for (int hh = 0; hh < 2; hh++) {\n",
+    "          d[hh][0] *= e0, d[hh][1] *= e0, d[hh][2] *= e1, d[hh][3] *= e1;\n",
+    "        }\n",
+    "      }\n",
+    "      mma_tile<false, false>(d, Pb + ti * 16 * LC, LC, Vb + tj * 16, LV, (ti + 1) * 16, g, q);\n",
+    "#pragma unroll\n",
+    "      for (int hh = 0; hh < 2; hh++)\n",
+    "#pragma unroll\n",
+    "        for (int r = 0; r < 4; r++) {\n",
+    "          const int row = ti * 16 + g + 8 * (r >> 1), col = tj * 16 + 8 * hh + 2 * q + (r & 1);\n",
+    "          if (row < nv && col < ncol) st_out(op, ob + (c0 + row) * o1 + col * o3, sc * d[hh][r]);\n",
+    "        }\n",
+    "    }\n",
+    "    __syncthreads();\n",
+    "    /* S = exp(b_last) S_prev + (K exp(b_last - b))^T D, and its 16-bit copy */\n",
+    "    {\n",
+    "      const float el = HAS_G ? ebv[C - 1] : 1.0f;\n",
+    "      for (int w = warp; w < KB * VB; w += NW) {\n",
+    "        const int ti = w / VB, tj = w % VB;\n",
+    "        float *sf = Sf + ti * 16 * LS + tj * 16;\n",
+    "        float d[2][4];\n",
+    "#pragma unroll\n",
+    "        for (int hh = 0; hh < 2; hh++)\n",
+    "#pragma unroll\n",
+    "          for (int r = 0; r < 4; r++)\n",
+    "            d[hh][r] = el * sf[(g + 8 * (r >> 1)) * LS + 8 * hh + 2 * q + (r & 1)];\n",
+    "        mma_tile<true, false>(d, Ks + ti * 16, LQ, Vb + tj * 16, LV, C, g, q);\n",
+    "        store_f32(d, sf, LS, g, q);\n",
+    "        store_16(d, Sb + ti * 16 * LV + tj * 16, LV, 1.0f, g, q);\n",
+    "      }\n",
+    "    }\n",
+    "    __syncthreads();\n",
+    "  }\n",
+    "  /* the final state */\n",
+    "  if (P_HT >= 0) {\n",
+    "    float *ht = (float *)args.ptrs[slot(P_HT)] + n * args.ints[slot(S_HT)] +\n",
+    "                h * args.ints[slot(S_HT) + 1];\n",
+    "    for (int e = tid; e < K * VT; e += NT) {\n",
+    "      const int r = e / VT, c = e % VT;\n",
+    "      if (c < ncol)\n",
+    "        ht[r * args.ints[slot(S_HT) + 2] + (int64_t)(j0 + c) * args.ints[slot(S_HT) + 3]] =\n",
+    "            Sf[r * LS + c];\n",
+    "    }\n",
+    "  }\n",
+    "}\n",
+};
 
 int cuda_chunk_delta_source(FILE *out, const CudaChunkShape *s, const char *name, int arch,
                             int smem_optin, unsigned *threads, unsigned *smem,
                             int64_t *scratch_floats, char *err, size_t errlen) {
-  (void)out, (void)s, (void)name, (void)arch, (void)smem_optin, (void)threads, (void)smem;
-  (void)scratch_floats, (void)err, (void)errlen;
-  return -1; /* not written yet */
+  if (err && errlen) err[0] = 0;
+  if (!out || !s || !name || !*name || !threads || !smem || !scratch_floats) {
+    if (err && errlen) snprintf(err, errlen, "cuda_chunk_delta_source: a missing argument");
+    return 1;
+  }
+  if (s->kind != CCK_DELTA || arch < 80) return -1;
+  const int64_t K = s->K, V = s->V, VT = s->vtile;
+  if (K < 16 || K > 256 || K % 16 || V < 1 || VT < 16 || VT > 256 || VT % 16 ||
+      s->vtiles < 1 || (s->vtiles - 1) * VT >= V || s->vtiles * VT < V)
+    return -1;
+  if (s->in_type != KT_BF16 && s->in_type != KT_F16) return -1;
+  if (!float_type(s->out_type) || (s->has_g && !float_type(s->g_type)) ||
+      (s->has_beta && !float_type(s->beta_type)) ||
+      (s->p_scale >= 0 && !float_type(s->scale_type)) ||
+      (s->p_cu >= 0 && s->cu_type != KT_I32 && s->cu_type != KT_I64))
+    return -1;
+  if (s->p_q < 0 || s->p_k < 0 || s->p_v < 0 || s->p_o < 0 || s->s_q < 0 || s->s_k < 0 ||
+      s->s_v < 0 || s->s_o < 0 || s->i_H < 0 || s->i_T < 0 ||
+      (s->has_g && (s->p_g < 0 || s->s_g < 0)) ||
+      (s->has_beta && (s->p_beta < 0 || s->s_beta < 0)) || (s->p_scale >= 0 && s->s_scale < 0) ||
+      (s->p_h0 >= 0 && s->s_h0 < 0) || (s->p_ht >= 0 && s->s_ht < 0)) {
+    if (err && errlen) snprintf(err, errlen, "cuda_chunk_delta_source: a missing slot");
+    return 1;
+  }
+  DeltaLayout L;
+  int64_t C = 64;
+  delta_layout(K, VT, C, &L);
+  if (L.total > smem_optin) {
+    C = 32;
+    delta_layout(K, VT, C, &L);
+  }
+  if (L.total > smem_optin) return -1;
+  const int NT = 256, NW = NT / 32;
+  const int64_t dt = ((C / 16) * (VT / 16) + NW - 1) / NW; /* D tiles a warp */
+  const int f16 = s->in_type == KT_F16;
+
+  fprintf(out,
+          "/* %s: the delta rule's chunk kernel (K %lld, V %lld, value tile %lld x %lld, "
+          "chunk %lld, %s%s, %s operands) */\n",
+          name, (long long)K, (long long)V, (long long)VT, (long long)s->vtiles, (long long)C,
+          s->has_g ? "gated" : "not gated", s->has_beta ? ", beta" : "", f16 ? "f16" : "bf16");
+  fprintf(out, "namespace %s_ns {\ntypedef unsigned short u16;\n", name);
+  fprintf(out,
+          "constexpr int K = %lld, V = %lld, VT = %lld, C = %lld, NT = %d, NW = NT / 32;\n"
+          "constexpr int64_t VTILES = %lld;\n"
+          "constexpr int NB = C / 16, KB = K / 16, VB = VT / 16, PER = C / 32, DT = %lld;\n"
+          "constexpr int LQ = %lld, LV = %lld, LS = %lld, LC = %lld;\n"
+          "constexpr int HAS_G = %d, HAS_BETA = %d;\n"
+          "constexpr double SCALE = %.17g;\n",
+          (long long)K, (long long)V, (long long)VT, (long long)C, NT, (long long)s->vtiles,
+          (long long)dt, (long long)L.lq, (long long)L.lv, (long long)L.ls, (long long)L.lc,
+          s->has_g ? 1 : 0, s->has_beta ? 1 : 0, s->p_scale >= 0 ? 1.0 : s->scale);
+  fprintf(out,
+          "constexpr int P_Q = %d, P_K = %d, P_V = %d, P_G = %d, P_BETA = %d, P_O = %d;\n"
+          "constexpr int S_Q = %d, S_K = %d, S_V = %d, S_G = %d, S_BETA = %d, S_O = %d;\n"
+          "constexpr int P_SCALE = %d, S_SCALE = %d, P_H0 = %d, S_H0 = %d, P_HT = %d, "
+          "S_HT = %d;\n"
+          "constexpr int P_CU = %d, I_T = %d, I_H = %d;\n",
+          s->p_q, s->p_k, s->p_v, s->has_g ? s->p_g : -1, s->has_beta ? s->p_beta : -1, s->p_o,
+          s->s_q, s->s_k, s->s_v, s->has_g ? s->s_g : -1, s->has_beta ? s->s_beta : -1, s->s_o,
+          s->p_scale, s->p_scale >= 0 ? s->s_scale : -1, s->p_h0, s->p_h0 >= 0 ? s->s_h0 : -1,
+          s->p_ht, s->p_ht >= 0 ? s->s_ht : -1, s->p_cu, s->i_T, s->i_H);
+  fprintf(out,
+          "constexpr int OFF_SF = %lld, OFF_SB = %lld, OFF_QS = %lld, OFF_KS = %lld, "
+          "OFF_VB = %lld, OFF_TB = %lld;\n"
+          "constexpr int OFF_PB = %lld, OFF_ST = %lld, OFF_BV = %lld, OFF_EBV = %lld, "
+          "OFF_BETAV = %lld;\n",
+          (long long)L.sf, (long long)L.sb, (long long)L.qs, (long long)L.ks, (long long)L.vb,
+          (long long)L.tb, (long long)L.pb, (long long)L.st, (long long)L.bv, (long long)L.ebv,
+          (long long)L.betav);
+  /* 16-bit conversions (no CUDA headers under NVRTC: PTX cvt, round to nearest even) */
+  fputs("__device__ __forceinline__ float bf16_to_f(u16 x) { return __uint_as_float((uint32_t)x "
+        "<< 16); }\n"
+        "__device__ __forceinline__ float f16_to_f(u16 x) {\n"
+        "  float r;\n  asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(r) : \"h\"(x));\n  return r;\n}\n"
+        "__device__ __forceinline__ u16 f_to_bf16(float x) {\n"
+        "  u16 r;\n  asm(\"cvt.rn.bf16.f32 %0, %1;\" : \"=h\"(r) : \"f\"(x));\n  return r;\n}\n"
+        "__device__ __forceinline__ u16 f_to_f16(float x) {\n"
+        "  u16 r;\n  asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(r) : \"f\"(x));\n  return r;\n}\n",
+        out);
+  fprintf(out,
+          "__device__ __forceinline__ u16 to16(float x) { return %s(x); }\n"
+          "__device__ __forceinline__ float from16(u16 x) { return %s(x); }\n",
+          f16 ? "f_to_f16" : "f_to_bf16", f16 ? "f16_to_f" : "bf16_to_f");
+  put_loader(out, "ld_g", s->has_g ? s->g_type : KT_F32);
+  put_loader(out, "ld_beta", s->has_beta ? s->beta_type : KT_F32);
+  put_loader(out, "ld_scale", s->p_scale >= 0 ? s->scale_type : KT_F32);
+  fprintf(out, "__device__ __forceinline__ int64_t ld_cu(const void *p, int64_t i) {\n"
+               "  return (int64_t)((const %s *)p)[i];\n}\n",
+          s->cu_type == KT_I64 ? "int64_t" : "int32_t");
+  fputs("__device__ __forceinline__ void st_out(void *p, int64_t i, float x) {\n", out);
+  if (s->out_type == KT_F32)
+    fputs("  ((float *)p)[i] = x;\n}\n", out);
+  else
+    fprintf(out, "  ((u16 *)p)[i] = %s(x);\n}\n",
+            s->out_type == KT_F16 ? "f_to_f16" : "f_to_bf16");
+  for (size_t i = 0; i < sizeof delta_helpers / sizeof *delta_helpers; i++) {
+    const char *l = delta_helpers[i], *m = strstr(l, "MMA_T.MMA_T");
+    if (m)
+      fprintf(out, "%.*s%s.%s%s", (int)(m - l), l, f16 ? "f16" : "bf16", f16 ? "f16" : "bf16",
+              m + strlen("MMA_T.MMA_T"));
+    else
+      fputs(l, out);
+  }
+  fputs("} /* namespace */\n", out);
+  fprintf(out,
+          "extern \"C\" __global__ void __launch_bounds__(%d)\n"
+          "%s(const MixcArgs_%s args, int64_t begin, int64_t end, float *scratch) {\n"
+          "  using namespace %s_ns;\n"
+          "  (void)scratch;\n"
+          "  extern __shared__ __align__(128) unsigned char %s_smem[];\n"
+          "  unsigned char *const SMEM = %s_smem;\n",
+          NT, name, name, name, name, name);
+  for (size_t i = 0; i < sizeof delta_body / sizeof *delta_body; i++) fputs(delta_body[i], out);
+  if (ferror(out)) {
+    if (err && errlen) snprintf(err, errlen, "cuda_chunk_delta_source: a write failed");
+    return 1;
+  }
+  *threads = (unsigned)NT;
+  *smem = (unsigned)L.total;
+  *scratch_floats = 0;
+  return 0;
 }

@@ -1,0 +1,593 @@
+/* The delta rule's hand-structured CUDA chunk kernel (compiler/lower_cuda_delta.c,
+ * cuda_chunk_delta_source) on shapes filled by hand.
+ *
+ * Without a GPU (NVRTC only): each shape's kernel, after the CUDA prelude (an empty module
+ * printed with MIXC_C_CUDA) and its argument struct, is compiled by NVRTC for sm_90a with 227
+ * KiB of shared memory; shapes outside the form (K = 100, K = 256 with a 256-column tile)
+ * must give -1. With a GPU: the kernels are printed for the device, launched through the
+ * loader (two launches, items [0, m) and [m, n), to exercise `begin`) on fresh random
+ * inputs with non-contiguous strides (q padded, k head-major, o padded; padding poisoned and
+ * checked untouched), outputs and final states poisoned with NaN, and compared with an fp64
+ * token recurrence written here (S = e^g S; S += beta k (v - S^T k)^T; o = scale S^T q) over
+ * the same 16-bit inputs, the error relative to max |ref| of each tensor: bf16 2e-2, f16
+ * 5e-3 (the products' operands are rounded to 16 bits as in fla). Exit 77 (a skip) without
+ * NVRTC; without a GPU the compile checks still run, and MIXC_TEST_REQUIRE_GPU=1 makes the
+ * absence of a GPU a failure. argv[1] replays a seed. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+
+#ifndef MIXC_HAVE_CUDA
+int main(void) {
+  printf("test_lower_cuda_delta: 0 passed, 0 failed, 1 skipped (built without MIXC_CUDA)\n");
+  return 77;
+}
+#else
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backends/c/c_emit.h"
+#include "backends/cuda/cuda_loader.h"
+#include "compiler/arena.h"
+#include "compiler/kir.h"
+#include "compiler/lower_cuda.h"
+#include "runtime/half.h"
+#include "runtime/inputs.h"
+
+static int passed, failed, skipped;
+static MixcNvrtc *g_nvrtc;
+static MixcCuda *g_cuda;
+static char *g_prelude;
+
+#define NPTRS 16
+#define NINTS 64
+
+typedef struct Case {
+  const char *what;
+  int64_t K, V, vtile, vtiles;
+  KType in, out, gt, bt;
+  int has_g, has_beta, h0, ht, varlen, scale_param, stress;
+  int expect; /* 0 or -1 */
+  int64_t B, T, H;
+} Case;
+
+/* slots of the argument tables */
+enum { P_Q, P_K, P_V, P_G, P_BETA, P_O, P_SCALE, P_H0, P_HT, P_CU };
+enum { I_B, I_T, I_H, I_N, S_Q = 4, S_K = 8, S_V = 12, S_G = 16, S_BETA = 19, S_O = 22,
+       S_SCALE = 26, S_H0 = 27, S_HT = 31 };
+
+static void fill_shape(const Case *c, CudaChunkShape *s) {
+  memset(s, 0, sizeof *s);
+  s->kind = CCK_DELTA;
+  s->K = c->K, s->V = c->V, s->chunk = 64, s->vtile = c->vtile, s->vtiles = c->vtiles;
+  s->in_type = c->in, s->out_type = c->out, s->g_type = c->gt, s->beta_type = c->bt;
+  s->has_g = c->has_g, s->has_beta = c->has_beta;
+  s->p_q = P_Q, s->p_k = P_K, s->p_v = P_V, s->p_o = P_O;
+  s->p_g = c->has_g ? P_G : -1, s->p_beta = c->has_beta ? P_BETA : -1;
+  s->s_q = S_Q, s->s_k = S_K, s->s_v = S_V, s->s_o = S_O;
+  s->s_g = c->has_g ? S_G : -1, s->s_beta = c->has_beta ? S_BETA : -1;
+  s->scale = 1.0 / sqrt((double)c->K);
+  s->p_scale = c->scale_param ? P_SCALE : -1, s->s_scale = c->scale_param ? S_SCALE : -1;
+  s->scale_type = KT_F32;
+  s->p_h0 = c->h0 ? P_H0 : -1, s->s_h0 = c->h0 ? S_H0 : -1;
+  s->p_ht = c->ht ? P_HT : -1, s->s_ht = c->ht ? S_HT : -1;
+  s->p_cu = c->varlen ? P_CU : -1, s->cu_type = c->varlen == 2 ? KT_I64 : KT_I32;
+  s->i_B = I_B, s->i_T = I_T, s->i_H = I_H, s->i_N = I_N;
+}
+
+/* The prelude, the argument struct and the kernel: 0, -1 (outside the form) or 1. */
+static int print_source(const Case *c, const char *name, int arch, int optin, char **src,
+                        unsigned *threads, unsigned *smem) {
+  CudaChunkShape s;
+  fill_shape(c, &s);
+  size_t len = 0;
+  FILE *f = open_memstream(src, &len);
+  if (!f) return 1;
+  fputs(g_prelude, f);
+  fprintf(f, "struct MixcArgs_%s {\n  void *ptrs[%d];\n  int64_t ints[%d];\n};\n", name, NPTRS,
+          NINTS);
+  char err[512];
+  int64_t scratch = -1;
+  int rc = cuda_chunk_delta_source(f, &s, name, arch, optin, threads, smem, &scratch, err,
+                                   sizeof err);
+  fclose(f);
+  if (rc > 0) printf("  error: %s\n", err);
+  if (rc == 0 && scratch != 0) {
+    printf("  scratch_floats %lld, expected 0\n", (long long)scratch);
+    rc = 1;
+  }
+  return rc;
+}
+
+static void check(int ok, const char *what) {
+  if (ok) {
+    passed++;
+  } else {
+    failed++;
+    printf("FAIL: %s\n", what);
+  }
+}
+
+/* ---- host data ---- */
+
+static uint16_t to16(KType t, double x) {
+  return t == KT_F16 ? mixc_f32_to_f16((float)x) : mixc_f32_to_bf16((float)x);
+}
+static double from16(KType t, uint16_t x) {
+  return t == KT_F16 ? mixc_f16_to_f32(x) : mixc_bf16_to_f32(x);
+}
+static size_t tsize(KType t) { return t == KT_F32 ? 4 : 2; }
+static double get(KType t, const void *p, int64_t i) {
+  return t == KT_F32 ? ((const float *)p)[i] : from16(t, ((const uint16_t *)p)[i]);
+}
+static void set(KType t, void *p, int64_t i, double x) {
+  if (t == KT_F32)
+    ((float *)p)[i] = (float)x;
+  else
+    ((uint16_t *)p)[i] = to16(t, x);
+}
+static int is_poison(KType t, const void *p, int64_t i) {
+  return t == KT_F32 ? isnan(((const float *)p)[i]) : ((const uint16_t *)p)[i] == 0xffff;
+}
+static void poison(KType t, void *p, int64_t n) {
+  if (t == KT_F32)
+    for (int64_t i = 0; i < n; i++) ((float *)p)[i] = NAN;
+  else
+    memset(p, 0xff, (size_t)n * 2); /* 0xffff: a NaN in bf16 and in f16 */
+}
+
+typedef struct Buf {
+  void *h;
+  size_t bytes;
+  MixcDevPtr d;
+} Buf;
+
+static int run_case(const Case *c, MixcRng *rng, int idx) {
+  char err[2048], name[64], what[256];
+  snprintf(name, sizeof name, "mixc_delta_gpu%d", idx);
+  const MixcCudaInfo *in = mixc_cuda_info(g_cuda);
+  char *src = NULL;
+  unsigned threads = 0, smem = 0;
+  int rc = print_source(c, name, in->arch, in->max_smem_per_block_optin, &src, &threads, &smem);
+  if (rc) {
+    snprintf(what, sizeof what, "%s: printed for the device: %d", c->what, rc);
+    check(0, what);
+    free(src);
+    return 1;
+  }
+  MixcCudaModule *mod = NULL;
+  MixcCudaFunc *fn = NULL;
+  if (mixc_cuda_compile(g_cuda, src, "test_lower_cuda_delta.cu", &mod, NULL, NULL, err,
+                        sizeof err) ||
+      mixc_cuda_function(mod, name, &fn, err, sizeof err)) {
+    printf("%s\n", err);
+    snprintf(what, sizeof what, "%s: compile on the device", c->what);
+    check(0, what);
+    if (mod) mixc_cuda_module_free(mod);
+    free(src);
+    return 1;
+  }
+  free(src);
+  const int64_t K = c->K, V = c->V, H = c->H;
+  /* sequences */
+  int64_t B = c->B, T = c->T, N = B, cu[8] = {0};
+  if (c->varlen) {
+    int64_t lens[5] = {70, 0, 130, 63, 1};
+    N = 5, B = 1, T = 0;
+    for (int i = 0; i < N; i++) cu[i + 1] = cu[i] + lens[i], T += lens[i];
+  }
+  /* layouts: q [B][T][H][K + 8], k [B][H][T][K], v [B][T][H][V], o [B][T][H][V + 4],
+   * g, beta [B][T][H] (g strided by 2), h0/ht [N][H][K][V] */
+  int64_t sq[4] = {T * H * (K + 8), H * (K + 8), K + 8, 1};
+  int64_t sk[4] = {H * T * K, K, T * K, 1};
+  int64_t sv[4] = {T * H * V, H * V, V, 1};
+  int64_t so[4] = {T * H * (V + 4), H * (V + 4), V + 4, 1};
+  int64_t sg[3] = {2 * T * H, 2 * H, 2};
+  int64_t sb[3] = {T * H, H, 1};
+  int64_t ss[4] = {H * K * V, K * V, V, 1};
+  Buf bq = {0}, bk = {0}, bvv = {0}, bg = {0}, bb = {0}, bo = {0}, bsc = {0}, bh0 = {0},
+      bht = {0}, bcu = {0};
+  Buf *all[] = {&bq, &bk, &bvv, &bg, &bb, &bo, &bsc, &bh0, &bht, &bcu};
+  bq.bytes = (size_t)(B * sq[0]) * 2;
+  bk.bytes = (size_t)(B * sk[0]) * 2;
+  bvv.bytes = (size_t)(B * sv[0]) * 2;
+  bo.bytes = (size_t)(B * so[0]) * tsize(c->out);
+  if (c->has_g) bg.bytes = (size_t)(B * sg[0]) * tsize(c->gt);
+  if (c->has_beta) bb.bytes = (size_t)(B * sb[0]) * tsize(c->bt);
+  if (c->scale_param) bsc.bytes = (size_t)H * 4;
+  if (c->h0) bh0.bytes = (size_t)(N * ss[0]) * 4;
+  if (c->ht) bht.bytes = (size_t)(N * ss[0]) * 4;
+  if (c->varlen) bcu.bytes = (size_t)(N + 1) * (c->varlen == 2 ? 8 : 4);
+  int bad = 0;
+  for (int i = 0; i < 10; i++) {
+    if (!all[i]->bytes) continue;
+    all[i]->h = calloc(1, all[i]->bytes);
+    if (!all[i]->h) bad = 1;
+  }
+  double *ref_o = calloc((size_t)(N * H * (T > 0 ? T : 1) * V) + 1, sizeof(double));
+  double *ref_s = calloc((size_t)(N * H * K * V), sizeof(double));
+  double *S = calloc((size_t)(K * V), sizeof(double)), *u = calloc((size_t)V, sizeof(double));
+  if (bad || !ref_o || !ref_s || !S || !u) {
+    printf("out of memory\n");
+    failed++;
+    goto done;
+  }
+  /* inputs: padding of q poisoned too (never read as data), k l2-normalised */
+  poison(c->in, bq.h, (int64_t)(bq.bytes / 2));
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t t = 0; t < T; t++)
+      for (int64_t h = 0; h < H; h++) {
+        double nk = 0, kv[256];
+        for (int64_t i = 0; i < K; i++) {
+          set(c->in, bq.h, b * sq[0] + t * sq[1] + h * sq[2] + i, mixc_rng_normal(rng));
+          kv[i] = mixc_rng_normal(rng);
+          nk += kv[i] * kv[i];
+        }
+        for (int64_t i = 0; i < K; i++)
+          set(c->in, bk.h, b * sk[0] + t * sk[1] + h * sk[2] + i, kv[i] / sqrt(nk));
+        for (int64_t j = 0; j < V; j++)
+          set(c->in, bvv.h, b * sv[0] + t * sv[1] + h * sv[2] + j, mixc_rng_normal(rng));
+        if (c->has_g) {
+          double g = -0.2 * mixc_rng_uniform(rng);
+          if (c->stress) {
+            int r = (int)(mixc_rng_uniform(rng) * 4);
+            g = r == 0 ? -30.0 : r == 1 ? 0.0 : r == 2 ? -1e-4 : -3.0 * mixc_rng_uniform(rng);
+          }
+          set(c->gt, bg.h, b * sg[0] + t * sg[1] + h * sg[2], g);
+        }
+        if (c->has_beta)
+          set(c->bt, bb.h, b * sb[0] + t * sb[1] + h * sb[2], mixc_rng_uniform(rng));
+      }
+  if (c->scale_param)
+    for (int64_t h = 0; h < H; h++) ((float *)bsc.h)[h] = (float)(0.05 + 0.2 * mixc_rng_uniform(rng));
+  if (c->h0)
+    for (int64_t i = 0; i < N * ss[0]; i++) ((float *)bh0.h)[i] = (float)(0.3 * mixc_rng_normal(rng));
+  if (c->ht) poison(KT_F32, bht.h, N * ss[0]);
+  poison(c->out, bo.h, (int64_t)(bo.bytes / tsize(c->out)));
+  if (c->varlen)
+    for (int i = 0; i <= N; i++) {
+      if (c->varlen == 2)
+        ((int64_t *)bcu.h)[i] = cu[i];
+      else
+        ((int32_t *)bcu.h)[i] = (int32_t)cu[i];
+    }
+  /* the fp64 recurrence on the stored values */
+  for (int64_t n = 0; n < N; n++)
+    for (int64_t h = 0; h < H; h++) {
+      int64_t b = c->varlen ? 0 : n, ta = c->varlen ? cu[n] : 0, tb = c->varlen ? cu[n + 1] : T;
+      double scale = c->scale_param ? ((float *)bsc.h)[h] : 1.0 / sqrt((double)K);
+      for (int64_t e = 0; e < K * V; e++) S[e] = c->h0 ? ((float *)bh0.h)[n * ss[0] + h * ss[1] + e] : 0.0;
+      for (int64_t t = ta; t < tb; t++) {
+        double eg = c->has_g ? exp(get(c->gt, bg.h, b * sg[0] + t * sg[1] + h * sg[2])) : 1.0;
+        double beta = c->has_beta ? get(c->bt, bb.h, b * sb[0] + t * sb[1] + h * sb[2]) : 1.0;
+        for (int64_t e = 0; e < K * V; e++) S[e] *= eg;
+        for (int64_t j = 0; j < V; j++) u[j] = 0;
+        for (int64_t i = 0; i < K; i++) {
+          double kv = get(c->in, bk.h, b * sk[0] + t * sk[1] + h * sk[2] + i);
+          for (int64_t j = 0; j < V; j++) u[j] += kv * S[i * V + j];
+        }
+        for (int64_t j = 0; j < V; j++)
+          u[j] = beta * (get(c->in, bvv.h, b * sv[0] + t * sv[1] + h * sv[2] + j) - u[j]);
+        for (int64_t i = 0; i < K; i++) {
+          double kv = get(c->in, bk.h, b * sk[0] + t * sk[1] + h * sk[2] + i);
+          for (int64_t j = 0; j < V; j++) S[i * V + j] += kv * u[j];
+        }
+        double *o = ref_o + ((b * T + t) * H + h) * V;
+        for (int64_t j = 0; j < V; j++) o[j] = 0;
+        for (int64_t i = 0; i < K; i++) {
+          double qv = get(c->in, bq.h, b * sq[0] + t * sq[1] + h * sq[2] + i);
+          for (int64_t j = 0; j < V; j++) o[j] += scale * qv * S[i * V + j];
+        }
+      }
+      memcpy(ref_s + (n * H + h) * K * V, S, (size_t)(K * V) * sizeof(double));
+    }
+  /* device */
+  for (int i = 0; i < 10 && !bad; i++) {
+    if (!all[i]->bytes) continue;
+    if (mixc_cuda_alloc(g_cuda, all[i]->bytes, &all[i]->d, err, sizeof err) ||
+        mixc_cuda_memcpy_htod(g_cuda, all[i]->d, all[i]->h, all[i]->bytes, err, sizeof err)) {
+      printf("%s\n", err);
+      bad = 1;
+    }
+  }
+  struct {
+    void *ptrs[NPTRS];
+    int64_t ints[NINTS];
+  } args;
+  memset(&args, 0, sizeof args);
+  for (int i = 0; i < 10; i++) args.ptrs[i] = (void *)(uintptr_t)all[i]->d;
+  args.ints[I_B] = B, args.ints[I_T] = T, args.ints[I_H] = H, args.ints[I_N] = N;
+  for (int d = 0; d < 4; d++) {
+    args.ints[S_Q + d] = sq[d], args.ints[S_K + d] = sk[d], args.ints[S_V + d] = sv[d];
+    args.ints[S_O + d] = so[d], args.ints[S_H0 + d] = ss[d], args.ints[S_HT + d] = ss[d];
+  }
+  for (int d = 0; d < 3; d++) args.ints[S_G + d] = sg[d], args.ints[S_BETA + d] = sb[d];
+  args.ints[S_SCALE] = 1;
+  int64_t items = N * H * c->vtiles, mid = items / 3;
+  float *scratch = NULL;
+  for (int part = 0; part < 2 && !bad; part++) {
+    int64_t begin = part ? mid : 0, end = part ? items : mid;
+    if (end <= begin) continue;
+    unsigned grid[3] = {(unsigned)(end - begin), 1, 1}, block[3] = {threads, 1, 1};
+    void *kargs[] = {&args, &begin, &end, &scratch};
+    if (mixc_cuda_launch(g_cuda, fn, grid, block, smem, NULL, kargs, err, sizeof err)) {
+      printf("%s\n", err);
+      bad = 1;
+    }
+  }
+  if (!bad && mixc_cuda_synchronize(g_cuda, err, sizeof err)) printf("%s\n", err), bad = 1;
+  if (!bad && (mixc_cuda_memcpy_dtoh(g_cuda, bo.h, bo.d, bo.bytes, err, sizeof err) ||
+               (c->ht && mixc_cuda_memcpy_dtoh(g_cuda, bht.h, bht.d, bht.bytes, err, sizeof err))))
+    printf("%s\n", err), bad = 1;
+  if (bad) {
+    snprintf(what, sizeof what, "%s: the launch", c->what);
+    check(0, what);
+    goto done;
+  }
+  {
+    double tol = c->in == KT_F16 ? 5e-3 : 2e-2;
+    double maxr = 0, maxe = 0;
+    int64_t nan = 0, pad = 0;
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < H; h++) {
+          for (int64_t j = 0; j < V + 4; j++) {
+            int64_t at = b * so[0] + t * so[1] + h * so[2] + j;
+            if (j >= V) {
+              pad += !is_poison(c->out, bo.h, at);
+              continue;
+            }
+            double x = get(c->out, bo.h, at), r = ref_o[((b * T + t) * H + h) * V + j];
+            if (isnan(x) || isinf(x)) nan++;
+            if (fabs(r) > maxr) maxr = fabs(r);
+            if (fabs(x - r) > maxe || isnan(x)) maxe = isnan(x) ? INFINITY : fabs(x - r);
+          }
+        }
+    double rel = maxr > 0 ? maxe / maxr : maxe;
+    printf("  %s: o max |err| / max |ref| = %.3g (max |ref| %.3g), %lld NaN/inf, %lld padding "
+           "written\n",
+           c->what, rel, maxr, (long long)nan, (long long)pad);
+    snprintf(what, sizeof what, "%s: o within %g, no NaN, padding untouched", c->what, tol);
+    check(nan == 0 && pad == 0 && rel <= tol, what);
+    if (c->ht) {
+      maxr = maxe = 0, nan = 0;
+      for (int64_t e = 0; e < N * ss[0]; e++) {
+        double x = ((float *)bht.h)[e], r = ref_s[e];
+        if (isnan(x) || isinf(x)) nan++;
+        if (fabs(r) > maxr) maxr = fabs(r);
+        if (fabs(x - r) > maxe || isnan(x)) maxe = isnan(x) ? INFINITY : fabs(x - r);
+      }
+      rel = maxr > 0 ? maxe / maxr : maxe;
+      printf("  %s: ht max |err| / max |ref| = %.3g (max |ref| %.3g), %lld NaN/inf\n", c->what,
+             rel, maxr, (long long)nan);
+      snprintf(what, sizeof what, "%s: ht within %g, no NaN", c->what, tol);
+      check(nan == 0 && rel <= tol, what);
+    }
+  }
+  /* timing of one launch over all items (informational) */
+  {
+    MixcCudaEvent *e0 = NULL, *e1 = NULL;
+    float ms = 0;
+    int64_t begin = 0, end = items;
+    unsigned grid[3] = {(unsigned)items, 1, 1}, block[3] = {threads, 1, 1};
+    void *kargs[] = {&args, &begin, &end, &scratch};
+    if (!mixc_cuda_event_create(g_cuda, &e0, err, sizeof err) &&
+        !mixc_cuda_event_create(g_cuda, &e1, err, sizeof err) &&
+        !mixc_cuda_event_record(g_cuda, e0, NULL, err, sizeof err) &&
+        !mixc_cuda_launch(g_cuda, fn, grid, block, smem, NULL, kargs, err, sizeof err) &&
+        !mixc_cuda_event_record(g_cuda, e1, NULL, err, sizeof err) &&
+        !mixc_cuda_event_elapsed(g_cuda, e0, e1, &ms, err, sizeof err))
+      printf("  %s: %lld items, %u threads, %u B shared: %.3f ms\n", c->what, (long long)items,
+             threads, smem, ms);
+    if (e0) mixc_cuda_event_destroy(g_cuda, e0);
+    if (e1) mixc_cuda_event_destroy(g_cuda, e1);
+  }
+done:
+  for (int i = 0; i < 10; i++) {
+    if (all[i]->d) mixc_cuda_free(g_cuda, all[i]->d, err, sizeof err);
+    free(all[i]->h);
+  }
+  free(ref_o), free(ref_s), free(S), free(u);
+  mixc_cuda_module_free(mod);
+  return 0;
+}
+
+/* fla's benchmark size (B 8, T 2048, H 16, K = V = 128, bf16), timed only: MIXC_DELTA_BENCH */
+static void bench(const Case *c0, int idx) {
+  char err[2048], name[64];
+  Case cb = *c0;
+  const Case *c = &cb;
+  cb.h0 = cb.ht = cb.varlen = cb.scale_param = 0;
+  snprintf(name, sizeof name, "mixc_delta_bench%d", idx);
+  const MixcCudaInfo *in = mixc_cuda_info(g_cuda);
+  char *src = NULL;
+  unsigned threads = 0, smem = 0;
+  if (print_source(c, name, in->arch, in->max_smem_per_block_optin, &src, &threads, &smem)) {
+    free(src);
+    return;
+  }
+  MixcCudaModule *mod = NULL;
+  MixcCudaFunc *fn = NULL;
+  if (mixc_cuda_compile(g_cuda, src, "bench.cu", &mod, NULL, NULL, err, sizeof err) ||
+      mixc_cuda_function(mod, name, &fn, err, sizeof err)) {
+    printf("%s\n", err);
+    free(src);
+    if (mod) mixc_cuda_module_free(mod);
+    return;
+  }
+  free(src);
+  const int64_t B = 8, T = 2048, H = 16, K = c->K, V = c->V;
+  size_t nqk = (size_t)(B * T * H * K), nv = (size_t)(B * T * H * V), ng = (size_t)(B * T * H);
+  MixcDevPtr q = 0, k = 0, v = 0, g = 0, be = 0, o = 0;
+  int bad = mixc_cuda_alloc(g_cuda, nqk * 2, &q, err, sizeof err) ||
+            mixc_cuda_alloc(g_cuda, nqk * 2, &k, err, sizeof err) ||
+            mixc_cuda_alloc(g_cuda, nv * 2, &v, err, sizeof err) ||
+            mixc_cuda_alloc(g_cuda, ng * 4, &g, err, sizeof err) ||
+            mixc_cuda_alloc(g_cuda, ng * 4, &be, err, sizeof err) ||
+            mixc_cuda_alloc(g_cuda, nv * 2, &o, err, sizeof err);
+  /* 0x3c00 is 1.0 in f16 and ~1.0e-1 in bf16 (0x3dcc); values do not matter for timing,
+   * but zeros keep the gates finite */
+  if (!bad)
+    bad = mixc_cuda_memset8(g_cuda, q, 0, nqk * 2, err, sizeof err) ||
+          mixc_cuda_memset8(g_cuda, k, 0, nqk * 2, err, sizeof err) ||
+          mixc_cuda_memset8(g_cuda, v, 0, nv * 2, err, sizeof err) ||
+          mixc_cuda_memset8(g_cuda, g, 0, ng * 4, err, sizeof err) ||
+          mixc_cuda_memset8(g_cuda, be, 0, ng * 4, err, sizeof err);
+  struct {
+    void *ptrs[NPTRS];
+    int64_t ints[NINTS];
+  } args;
+  memset(&args, 0, sizeof args);
+  args.ptrs[P_Q] = (void *)(uintptr_t)q, args.ptrs[P_K] = (void *)(uintptr_t)k;
+  args.ptrs[P_V] = (void *)(uintptr_t)v, args.ptrs[P_G] = (void *)(uintptr_t)g;
+  args.ptrs[P_BETA] = (void *)(uintptr_t)be, args.ptrs[P_O] = (void *)(uintptr_t)o;
+  args.ints[I_B] = B, args.ints[I_T] = T, args.ints[I_H] = H, args.ints[I_N] = B;
+  int64_t s4[4] = {T * H * K, H * K, K, 1}, s4v[4] = {T * H * V, H * V, V, 1}, s3[3] = {T * H, H, 1};
+  for (int d = 0; d < 4; d++)
+    args.ints[S_Q + d] = s4[d], args.ints[S_K + d] = s4[d], args.ints[S_V + d] = s4v[d],
+    args.ints[S_O + d] = s4v[d];
+  for (int d = 0; d < 3; d++) args.ints[S_G + d] = s3[d], args.ints[S_BETA + d] = s3[d];
+  int64_t items = B * H * c->vtiles, begin = 0, end = items;
+  float *scratch = NULL;
+  unsigned grid[3] = {(unsigned)items, 1, 1}, block[3] = {threads, 1, 1};
+  void *kargs[] = {&args, &begin, &end, &scratch};
+  MixcCudaEvent *e0 = NULL, *e1 = NULL;
+  float ms = 0;
+  for (int i = 0; i < 3 && !bad; i++)
+    bad = mixc_cuda_launch(g_cuda, fn, grid, block, smem, NULL, kargs, err, sizeof err);
+  if (!bad && !mixc_cuda_event_create(g_cuda, &e0, err, sizeof err) &&
+      !mixc_cuda_event_create(g_cuda, &e1, err, sizeof err) &&
+      !mixc_cuda_event_record(g_cuda, e0, NULL, err, sizeof err)) {
+    for (int i = 0; i < 10 && !bad; i++)
+      bad = mixc_cuda_launch(g_cuda, fn, grid, block, smem, NULL, kargs, err, sizeof err);
+    if (!bad && !mixc_cuda_event_record(g_cuda, e1, NULL, err, sizeof err) &&
+        !mixc_cuda_event_elapsed(g_cuda, e0, e1, &ms, err, sizeof err))
+      printf("  bench %s (B 8, T 2048, H 16): %.3f ms a launch (%u threads, %u B shared)\n",
+             c->what, ms / 10, threads, smem);
+  }
+  if (bad) printf("  bench: %s\n", err);
+  if (e0) mixc_cuda_event_destroy(g_cuda, e0);
+  if (e1) mixc_cuda_event_destroy(g_cuda, e1);
+  MixcDevPtr ps[] = {q, k, v, g, be, o};
+  for (int i = 0; i < 6; i++)
+    if (ps[i]) mixc_cuda_free(g_cuda, ps[i], err, sizeof err);
+  mixc_cuda_module_free(mod);
+}
+
+int main(int argc, char **argv) {
+  unsigned long long seed = argc > 1 ? strtoull(argv[1], NULL, 0)
+                                     : (unsigned long long)time(NULL) ^
+                                           ((unsigned long long)getpid() << 16);
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  printf("test_lower_cuda_delta: seed %llu\n", seed);
+  MixcRng rng;
+  mixc_rng_seed(&rng, seed);
+  char cache[] = "/tmp/mixc_cuda_dXXXXXX";
+  if (!mkdtemp(cache)) return 1;
+  setenv("XDG_CACHE_HOME", cache, 1);
+  char err[4096];
+  /* the CUDA prelude: an empty module printed for NVRTC */
+  {
+    Arena a;
+    arena_init(&a);
+    KModule *m = kir_module(&a);
+    size_t len = 0;
+    FILE *f = open_memstream(&g_prelude, &len);
+    int rc = !m || !f || mixc_emit_c_module(f, m, MIXC_C_CUDA, err, sizeof err);
+    if (f) fclose(f);
+    arena_free(&a);
+    if (rc) {
+      printf("FAIL: the CUDA prelude: %s\n", err);
+      return 1;
+    }
+  }
+  const KType BF = KT_BF16, F16 = KT_F16, F32 = KT_F32;
+  const Case cases[] = {
+      /* what, K, V, vtile, vtiles, in, out, g, beta, has_g, has_beta, h0, ht, varlen,
+       * scale_param, stress, expect, B, T, H */
+      {"gated_delta bf16 K=V=128", 128, 128, 128, 1, BF, BF, F32, F32, 1, 1, 1, 1, 0, 0, 0, 0,
+       2, 150, 3},
+      {"delta bf16 K=V=128 (no g)", 128, 128, 128, 1, BF, BF, F32, F32, 0, 1, 0, 1, 0, 0, 0, 0,
+       2, 200, 2},
+      {"gated bf16, no beta, no states", 128, 128, 128, 1, BF, F32, BF, F32, 1, 0, 0, 0, 0, 0, 0,
+       0, 1, 130, 2},
+      {"gated_delta bf16 varlen (int32 cu), h0, ht, scale param", 128, 128, 128, 1, BF, BF, F32,
+       BF, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0, 2},
+      {"gated_delta bf16 varlen (int64 cu), gate stress", 128, 128, 128, 1, BF, F32, F32, F32, 1,
+       1, 0, 1, 2, 0, 1, 0, 1, 0, 2},
+      {"gated_delta f16 K=V=64", 64, 64, 64, 1, F16, F16, F16, F16, 1, 1, 1, 1, 0, 0, 0, 0, 2,
+       300, 2},
+      {"gated_delta bf16 K=128 V=100 vtile 32 x 4", 128, 100, 32, 4, BF, BF, F32, F32, 1, 1, 1,
+       1, 0, 0, 0, 0, 2, 90, 2},
+      {"gated_delta bf16 K=256 V=64 (chunk 32)", 256, 64, 64, 1, BF, BF, F32, F32, 1, 1, 1, 1, 0,
+       0, 0, 0, 1, 100, 2},
+      {"K=100 (outside the form)", 100, 128, 128, 1, BF, BF, F32, F32, 1, 1, 0, 0, 0, 0, 0, -1,
+       0, 0, 0},
+      {"K=256, vtile 256 (too much shared memory)", 256, 256, 256, 1, BF, BF, F32, F32, 1, 1, 0,
+       0, 0, 0, 0, -1, 0, 0, 0},
+  };
+  const int ncases = (int)(sizeof cases / sizeof cases[0]);
+  const char *req = getenv("MIXC_TEST_REQUIRE_GPU");
+  int require = req && *req && strcmp(req, "0");
+  if (mixc_nvrtc_open(0, &g_nvrtc, err, sizeof err)) {
+    printf("no NVRTC: %s\n", err);
+    g_nvrtc = NULL;
+  }
+  if (mixc_cuda_open(0, &g_cuda, err, sizeof err)) {
+    printf("no GPU: %s\n", err);
+    g_cuda = NULL;
+    if (require) {
+      printf("FAIL: MIXC_TEST_REQUIRE_GPU is set\n");
+      failed++;
+    } else {
+      skipped++;
+    }
+  }
+  if (!g_nvrtc && !g_cuda) {
+    free(g_prelude);
+    printf("test_lower_cuda_delta: %d passed, %d failed, skipped (no NVRTC)\n", passed, failed);
+    return failed ? 1 : 77;
+  }
+  /* printed for an H100 and compiled by NVRTC */
+  for (int i = 0; i < ncases; i++) {
+    const Case *c = &cases[i];
+    char name[64], what[256];
+    snprintf(name, sizeof name, "mixc_delta_k%d", i);
+    char *src = NULL;
+    unsigned threads = 0, smem = 0;
+    int rc = print_source(c, name, 90, 232448, &src, &threads, &smem);
+    snprintf(what, sizeof what, "%s: printed (%d, expected %d)", c->what, rc, c->expect);
+    check(rc == c->expect, what);
+    if (rc == 0 && g_nvrtc) {
+      MixcCubin cb;
+      memset(&cb, 0, sizeof cb);
+      int e = mixc_nvrtc_compile(g_nvrtc, src, "test_lower_cuda_delta.cu", 90, &cb, err,
+                                 sizeof err);
+      if (e) printf("%s\n", err);
+      snprintf(what, sizeof what, "%s: NVRTC sm_90a (%u threads, %u B shared)", c->what,
+               threads, smem);
+      check(!e && cb.size > 0 && threads >= 32 && smem <= 232448, what);
+      if (!e) printf("  %s: compiled, %zu bytes, %.0f ms\n", c->what, cb.size, cb.ms);
+      mixc_cubin_release(&cb);
+    }
+    free(src);
+  }
+  if (g_cuda) {
+    for (int i = 0; i < ncases; i++)
+      if (cases[i].expect == 0) run_case(&cases[i], &rng, i);
+    const char *b = getenv("MIXC_DELTA_BENCH");
+    if (b && *b && strcmp(b, "0")) {
+      bench(&cases[0], 0);
+      bench(&cases[1], 1);
+    }
+  }
+  if (g_cuda) mixc_cuda_close(g_cuda);
+  if (g_nvrtc) mixc_nvrtc_close(g_nvrtc);
+  free(g_prelude);
+  printf("test_lower_cuda_delta: %d passed, %d failed, %d skipped\n", passed, failed, skipped);
+  return failed ? 1 : 0;
+}
+#endif
