@@ -770,6 +770,10 @@ static int check_against_reference(Run *r, double **outs) {
   int compiled = strcmp(r->o->backend, "ir") != 0;
   double out_tol = !compiled ? 1e-9 : !strcmp(r->o->dtype, "bf16") ? 1e-2
                                     : !strcmp(r->o->dtype, "f16")  ? 2e-3 : 2e-4;
+  /* States: 2e-4, except CUDA with bf16/f16 inputs: those kernels multiply on single-TF32
+     tensor cores (f32 inputs: 3xTF32), docs/gpu.md; the target there is 5e-3 (PERFORMANCE.md). */
+  double state_tol = !compiled ? 1e-9
+                   : !strcmp(r->o->backend, "cuda") && strcmp(r->o->dtype, "f32") ? 5e-3 : 2e-4;
   for (int s = 0; !rc && s < r->m->nsyms; s++) {
     if (!outs[s]) continue;
     double emax = 0, rmax = 0;
@@ -781,7 +785,7 @@ static int check_against_reference(Run *r, double **outs) {
       if (fabs(ref[s][i]) > rmax) rmax = fabs(ref[s][i]);
     }
     double rel = rmax > 0 ? emax / rmax : emax;
-    double tol = r->m->syms[s].kind == SYM_OUTPUT ? out_tol : compiled ? 2e-4 : 1e-9;
+    double tol = r->m->syms[s].kind == SYM_OUTPUT ? out_tol : state_tol;
     int ok = !nan && rel <= tol;
     printf("  check %-8s rel err %.3g vs the fp64 reference (tolerance %.0e): %s\n",
            r->m->syms[s].name, rel, tol, ok ? "ok" : nan ? "FAILED (not finite)" : "FAILED");

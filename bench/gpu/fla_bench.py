@@ -20,7 +20,8 @@ chunk_delta_rule, chunk_gated_delta_rule) and for causal SDPA; H = 16, K = V = 1
    process with that cache warm; fla with a fresh TRITON_CACHE_DIR, then again with it warm.
 
 Writes DIR/gpu.md (tables), DIR/gpu.svg (a plot) and DIR/gpu.log (META and RESULT lines, the
-machine-readable record). A mixc error for a mixer goes into the table; nothing stops the run.
+machine-readable record). An error in one mixer, shape or phase goes into the table
+(status=error) and its traceback into the log (TRACE lines) and stderr; the run goes on.
 fla is expected on PYTHONPATH (bench/gpu/run.sh installs the wheels of .whl/ into a temporary
 folder); this script installs nothing.
 """
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -53,14 +55,49 @@ FLA_NAMES = {'simple_gla': 'chunk_simple_gla', 'gla': 'chunk_gla', 'delta': 'chu
 TARGET_SPEEDUP, TARGET_FLOOR, TARGET_COLD_S, TARGET_CACHED_MS, TARGET_ERR = 1.5, 2.0, 1.0, 10.0, 5e-3
 
 
-def emit(log, kind, **kv):
+def emit(log, tag, **kv):
     """One RESULT (or META) line: tab-separated key=value, values without tabs or newlines."""
     clean = lambda v: ' '.join(str(v).split()) if v is not None else ''
-    line = kind + ''.join(f'\t{k}={clean(v)}' for k, v in kv.items())
+    line = tag + ''.join(f'\t{k}={clean(v)}' for k, v in kv.items())
     print(line, flush=True)
     if log:
         log.write(line + '\n')
         log.flush()
+
+
+class NotRun(Exception):
+    """An implementation left out on purpose (--no-fla): status 'not run', no traceback."""
+
+
+def trace(log, ex, where):
+    """ex's traceback: readable on stderr, and as TRACE lines into the log (stdout when log is
+    None: a --cold-one child, whose parent copies them); parse_logs ignores them."""
+    text = ''.join(traceback.format_exception(type(ex), ex, ex.__traceback__)).rstrip()
+    print(f'fla_bench.py: error in {where}:\n{text}', file=sys.stderr, flush=True)
+    lines = [f'TRACE\t{where}\t{ln.expandtabs()}' for ln in text.splitlines()]
+    if log:
+        log.write(''.join(ln + '\n' for ln in lines))
+        log.flush()
+    else:
+        print('\n'.join(lines), flush=True)
+
+
+def failed(log, ex, **kv):
+    """The RESULT line of a failed part (status=error, msg) and its traceback."""
+    if isinstance(ex, NotRun):
+        emit(log, 'RESULT', status='not run', msg=str(ex), **kv)
+        return
+    emit(log, 'RESULT', status='error', msg=short(ex), **kv)
+    trace(log, ex, ' '.join(f'{k}={v}' for k, v in kv.items() if k in
+                            ('kind', 'impl', 'mixer', 'B', 'T', 'cache')))
+
+
+def sync(torch):
+    """torch.cuda.synchronize(), whose error (a sticky CUDA fault) the next part reports."""
+    try:
+        torch.cuda.synchronize()
+    except Exception:
+        pass
 
 
 # ---- inputs and the three implementations ----
@@ -153,36 +190,49 @@ def check_reference(torch, log, cli):
     import numpy as np
     B, T, Hh, K = 1, 7, 2, 8
     for m in reference.MIXERS:
-        d = make_inputs(torch, m, B, T, Hh, 'cuda', 7, dtype=torch.float64)
-        d = {n: (x[..., :K] if x.dim() == 4 else x) for n, x in d.items()}
-        o, S = reference.recurrent(torch, m, d['q'], d['k'], d['v'], d.get('g'), d.get('beta'))
-        if not cli or not os.path.exists(cli):
-            emit(log, 'RESULT', kind='refcheck', mixer=m, status='skipped',
-                 msg=f'no mixc CLI at {cli}')
-            continue
-        with tempfile.TemporaryDirectory() as tmp:
-            args = [cli, 'run', MIXERS_MIX, '--mixer', m, '--backend', 'ref', '--out', tmp]
-            for n, x in d.items():
-                np.save(os.path.join(tmp, f'in_{n}.npy'), x.cpu().numpy())
-                args += ['--in', f'{n}={os.path.join(tmp, f"in_{n}.npy")}']
-            p = subprocess.run(args, capture_output=True, text=True)
-            if p.returncode:
-                emit(log, 'RESULT', kind='refcheck', mixer=m, status='error',
-                     msg=(p.stdout + p.stderr)[-300:])
-                continue
-            o_ref = torch.from_numpy(np.load(os.path.join(tmp, 'o.npy'))).double().cuda()
-            S_ref = torch.from_numpy(np.load(os.path.join(tmp, 'S.npy'))).double().cuda()
-        e = max(reference.relerr(o, o_ref), reference.relerr(S, S_ref))
-        emit(log, 'RESULT', kind='refcheck', mixer=m, status='ok' if e <= 1e-6 else 'mismatch',
-             relerr=f'{e:.3g}')
+        try:
+            check_reference_one(torch, log, cli, np, m, B, T, Hh, K)
+        except Exception as ex:
+            failed(log, ex, kind='refcheck', mixer=m)
+
+
+def check_reference_one(torch, log, cli, np, m, B, T, Hh, K):
+    """One mixer of check_reference."""
+    d = make_inputs(torch, m, B, T, Hh, 'cuda', 7, dtype=torch.float64)
+    d = {n: (x[..., :K] if x.dim() == 4 else x) for n, x in d.items()}
+    o, S = reference.recurrent(torch, m, d['q'], d['k'], d['v'], d.get('g'), d.get('beta'))
+    if not cli or not os.path.exists(cli):
+        emit(log, 'RESULT', kind='refcheck', mixer=m, status='skipped',
+             msg=f'no mixc CLI at {cli}')
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [cli, 'run', MIXERS_MIX, '--mixer', m, '--backend', 'ref', '--out', tmp]
+        for n, x in d.items():
+            np.save(os.path.join(tmp, f'in_{n}.npy'), x.cpu().numpy())
+            args += ['--in', f'{n}={os.path.join(tmp, f"in_{n}.npy")}']
+        p = subprocess.run(args, capture_output=True, text=True)
+        if p.returncode:
+            emit(log, 'RESULT', kind='refcheck', mixer=m, status='error',
+                 msg=(p.stdout + p.stderr)[-300:])
+            return
+        o_ref = torch.from_numpy(np.load(os.path.join(tmp, 'o.npy'))).double().cuda()
+        S_ref = torch.from_numpy(np.load(os.path.join(tmp, 'S.npy'))).double().cuda()
+    e = max(reference.relerr(o, o_ref), reference.relerr(S, S_ref))
+    emit(log, 'RESULT', kind='refcheck', mixer=m, status='ok' if e <= 1e-6 else 'mismatch',
+         relerr=f'{e:.3g}')
 
 
 def check_accuracy(torch, log, mixer, kernel, fla):
     B, T, Hh = CHECK
-    d = make_inputs(torch, mixer, B, T, Hh, 'cuda', 1234)
-    d64 = {n: x.double() for n, x in d.items()}
-    ref, _ = reference.recurrent(torch, mixer, d64['q'], d64['k'], d64['v'], d64.get('g'),
-                                 d64.get('beta'))
+    try:
+        d = make_inputs(torch, mixer, B, T, Hh, 'cuda', 1234)
+        d64 = {n: x.double() for n, x in d.items()}
+        ref, _ = reference.recurrent(torch, mixer, d64['q'], d64['k'], d64['v'], d64.get('g'),
+                                     d64.get('beta'))
+    except Exception as ex:
+        for impl in ('mixc', 'fla'):
+            failed(log, ex, kind='accuracy', impl=impl, mixer=mixer, B=B, T=T, H=Hh)
+        return
     for impl in ('mixc', 'fla'):
         try:
             if impl == 'mixc':
@@ -199,19 +249,25 @@ def check_accuracy(torch, log, mixer, kernel, fla):
             emit(log, 'RESULT', kind='accuracy', impl=impl, mixer=mixer, B=B, T=T, H=Hh,
                  status='ok', relerr=f'{e:.3g}')
         except Exception as ex:
-            emit(log, 'RESULT', kind='accuracy', impl=impl, mixer=mixer, B=B, T=T, H=Hh,
-                 status='error', msg=short(ex))
+            failed(log, ex, kind='accuracy', impl=impl, mixer=mixer, B=B, T=T, H=Hh)
+        sync(torch)
 
 
 def bench_shape(torch, log, mixer, kernel, fla, B, T, runs, warmup):
-    one = make_inputs(torch, mixer, B, T, H, 'cuda', 0)
-    set_bytes = nbytes(one) + B * T * H * D * 2  # + o
-    nsets = min(16, max(2, math.ceil(4 * L2_BYTES / set_bytes)))
-    sets = [one] + [make_inputs(torch, mixer, B, T, H, 'cuda', i) for i in range(1, nsets)]
-    floor_ms = set_bytes / BANDWIDTH * 1e3
-    common = dict(mixer=mixer, B=B, T=T, H=H, sets=nsets, bytes=set_bytes,
-                  floor_ms=f'{floor_ms:.4g}')
-    outs = [torch.empty(B, T, H, D, dtype=torch.bfloat16, device='cuda') for _ in sets]
+    try:
+        one = make_inputs(torch, mixer, B, T, H, 'cuda', 0)
+        set_bytes = nbytes(one) + B * T * H * D * 2  # + o
+        nsets = min(16, max(2, math.ceil(4 * L2_BYTES / set_bytes)))
+        sets = [one] + [make_inputs(torch, mixer, B, T, H, 'cuda', i) for i in range(1, nsets)]
+        floor_ms = set_bytes / BANDWIDTH * 1e3
+        common = dict(mixer=mixer, B=B, T=T, H=H, sets=nsets, bytes=set_bytes,
+                      floor_ms=f'{floor_ms:.4g}')
+        outs = [torch.empty(B, T, H, D, dtype=torch.bfloat16, device='cuda') for _ in sets]
+    except Exception as ex:
+        for impl in ('mixc', 'fla'):
+            failed(log, ex, kind='time', impl=impl, mixer=mixer, B=B, T=T, H=H)
+        sync(torch)
+        return
     res = {}
     for impl in ('mixc', 'fla'):
         try:
@@ -243,37 +299,44 @@ def bench_shape(torch, log, mixer, kernel, fla, B, T, runs, warmup):
                  ms_min=f'{ms[1]:.4g}', ms_max=f'{ms[2]:.4g}', host_ms=f'{ms[3]:.3g}',
                  first_s=f'{first:.3g}', **common, **extra)
         except Exception as ex:
-            emit(log, 'RESULT', kind='time', impl=impl, status='error', msg=short(ex), **common)
-        torch.cuda.synchronize()
+            failed(log, ex, kind='time', impl=impl, **common)
+        sync(torch)
     del sets, outs, res, one
-    torch.cuda.empty_cache()
+    try:
+        torch.cuda.empty_cache()
+    except Exception:
+        pass
 
 
 def bench_sdpa(torch, log, B, T, runs, warmup):
-    one = make_inputs(torch, 'sdpa', B, T, H, 'cuda', 0)
-    set_bytes = nbytes(one) + B * T * H * D * 2
-    nsets = min(16, max(2, math.ceil(4 * L2_BYTES / set_bytes)))
-    sets = [one] + [make_inputs(torch, 'sdpa', B, T, H, 'cuda', i) for i in range(1, nsets)]
+    sets = one = None
     try:
+        one = make_inputs(torch, 'sdpa', B, T, H, 'cuda', 0)
+        set_bytes = nbytes(one) + B * T * H * D * 2
+        nsets = min(16, max(2, math.ceil(4 * L2_BYTES / set_bytes)))
+        sets = [one] + [make_inputs(torch, 'sdpa', B, T, H, 'cuda', i) for i in range(1, nsets)]
         ms = time_calls(torch, lambda d: sdpa(torch, d), sets, runs, warmup)
         emit(log, 'RESULT', kind='time', impl='sdpa', mixer='sdpa', B=B, T=T, H=H, status='ok',
              ms=f'{ms[0]:.4g}', ms_min=f'{ms[1]:.4g}', ms_max=f'{ms[2]:.4g}',
              host_ms=f'{ms[3]:.3g}', sets=nsets)
     except Exception as ex:
-        emit(log, 'RESULT', kind='time', impl='sdpa', mixer='sdpa', B=B, T=T, H=H,
-             status='error', msg=short(ex))
+        failed(log, ex, kind='time', impl='sdpa', mixer='sdpa', B=B, T=T, H=H)
+    sync(torch)
     del sets, one
-    torch.cuda.empty_cache()
+    try:
+        torch.cuda.empty_cache()
+    except Exception:
+        pass
 
 
 def cold_one(impl, mixer, cache):
     """In a fresh process (--cold-one): the first forward of one mixer at B=8, T=2048."""
     import torch
     B, T = SHAPES[0]
-    d = make_inputs(torch, mixer, B, T, H, 'cuda', 0)
-    torch.cuda.synchronize()
     kv = dict(kind='cold', impl=impl, mixer=mixer, cache=cache, B=B, T=T, H=H)
     try:
+        d = make_inputs(torch, mixer, B, T, H, 'cuda', 0)
+        torch.cuda.synchronize()
         t0 = time.perf_counter()
         if impl == 'mixc':
             import mixc  # noqa: F401
@@ -293,28 +356,37 @@ def cold_one(impl, mixer, cache):
         emit(None, 'RESULT', status='ok' if finite else 'nonfinite', import_s=f'{t1 - t0:.3g}',
              first_s=f'{t2 - t1:.3g}', **kv)
     except Exception as ex:
-        emit(None, 'RESULT', status='error', msg=short(ex), **kv)
+        failed(None, ex, **kv)
 
 
-def run_cold(log, mixers):
+def run_cold(log, mixers, no_fla=False):
     """Each mixer's cold and cached first call, each in a fresh process."""
     me = os.path.abspath(__file__)
     for m in mixers:
         for impl, var in (('mixc', 'XDG_CACHE_HOME'), ('fla', 'TRITON_CACHE_DIR')):
             with tempfile.TemporaryDirectory(prefix=f'mixc-cold-{impl}-') as cache:
                 for label in ('cold', 'warm'):
-                    env = dict(os.environ, **{var: cache})
-                    p = subprocess.run([sys.executable, me, '--cold-one', impl, m, label],
-                                       capture_output=True, text=True, env=env, timeout=900)
-                    lines = [ln for ln in p.stdout.splitlines() if ln.startswith('RESULT\t')]
-                    if lines:
+                    kv = dict(kind='cold', impl=impl, mixer=m, cache=label)
+                    try:
+                        if impl == 'fla' and no_fla:
+                            raise NotRun('not run (--no-fla)')
+                        env = dict(os.environ, **{var: cache})
+                        p = subprocess.run([sys.executable, me, '--cold-one', impl, m, label],
+                                           capture_output=True, text=True, env=env,
+                                           timeout=900)
+                        lines = [ln for ln in p.stdout.splitlines()
+                                 if ln.startswith(('RESULT\t', 'TRACE\t'))]
                         for ln in lines:
-                            print(ln, flush=True)
+                            if ln.startswith('RESULT\t'):
+                                print(ln, flush=True)
                             log.write(ln + '\n')
-                    else:
-                        emit(log, 'RESULT', kind='cold', impl=impl, mixer=m, cache=label,
-                             status='error', msg=f'exit {p.returncode}: ' +
-                             (p.stderr or p.stdout)[-300:])
+                        if not any(ln.startswith('RESULT\t') for ln in lines):
+                            emit(log, 'RESULT', status='error', msg=f'exit {p.returncode}: ' +
+                                 (p.stderr or p.stdout)[-300:], **kv)
+                            for ln in (p.stderr or '').splitlines()[-40:]:
+                                log.write(f'TRACE\tcold {impl} {m} {label}\t{ln.expandtabs()}\n')
+                    except Exception as ex:
+                        failed(log, ex, **kv)
                     log.flush()
 
 
@@ -429,7 +501,7 @@ def report(meta, res, outdir):
         c = {(i, k): find(kind='cold', impl=i, mixer=m, cache=k)
              for i in ('mixc', 'fla') for k in ('cold', 'warm')}
         for (i, k), r in c.items():
-            if r and r.get('status') != 'ok':
+            if r and r.get('status') not in ('ok', 'not run'):
                 errors.append(f'{i} first call ({k}), {m}: {r.get("msg", r.get("status"))}')
         imp = lambda r: r.get('import_s', '?') if r and r.get('status') == 'ok' else 'n/a'
         md.append(f'| {TITLES.get(m, m)} | {cell(c["mixc", "cold"], "first_s")} | '
@@ -694,33 +766,48 @@ def main():
     t_start = time.time()
     if not args.cold_only:
         cli = os.environ.get('MIXC_CLI')
-        check_reference(torch, log, cli)
+        if not args.no_check:
+            check_reference(torch, log, cli)
         for m in mixers:
+            # each part below logs its own errors; this guards the rest of the run
+            kernel = fla_fn = None
             try:
-                kernel = mixc_kernel(m)
+                try:
+                    kernel = mixc_kernel(m)
+                except Exception as ex:
+                    kernel = ex
+                try:
+                    if args.no_fla:
+                        raise NotRun('not run (--no-fla)')
+                    fla_fn = fla_op(m)
+                except Exception as ex:
+                    fla_fn = ex
+                if not args.no_check:
+                    check_accuracy(torch, log, m, kernel, fla_fn)
+                for B, T in shapes:
+                    bench_shape(torch, log, m, kernel, fla_fn, B, T, args.runs, args.warmup)
             except Exception as ex:
-                kernel = ex
-            try:
-                if args.no_fla:
-                    raise RuntimeError('not run (--no-fla)')
-                fla_fn = fla_op(m)
-            except Exception as ex:
-                fla_fn = ex
-            if not args.no_check:
-                check_accuracy(torch, log, m, kernel, fla_fn)
-            for B, T in shapes:
-                bench_shape(torch, log, m, kernel, fla_fn, B, T, args.runs, args.warmup)
+                failed(log, ex, kind='mixer', mixer=m)
             del kernel, fla_fn
         for B, T in shapes:
             bench_sdpa(torch, log, B, T, args.runs, args.warmup)
     if not args.no_cold:
-        run_cold(log, mixers)
+        try:
+            run_cold(log, mixers, args.no_fla)
+        except Exception as ex:
+            failed(log, ex, kind='cold')
     emit(log, 'META', seconds=f'{time.time() - t_start:.0f}')
     log.close()
     logs = [os.path.join(args.results, n) for n in ('gpu.log', 'gpu-cold.log')
             if os.path.exists(os.path.join(args.results, n))]
     print()
-    print(report(*parse_logs(logs), args.results))
+    try:
+        print(report(*parse_logs(logs), args.results))
+    except Exception as ex:
+        trace(None, ex, 'report')
+        print(f'fla_bench.py: the report failed; the log is complete: fla_bench.py --from-logs '
+              f'{" ".join(logs)} writes it again', file=sys.stderr)
+        return 1
     print(f'\nfla_bench.py: wrote {args.results}/gpu.md, gpu.svg, {os.path.basename(log_path)}')
     return 0
 

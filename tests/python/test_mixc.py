@@ -6,9 +6,10 @@ fp64 reference (bench/gpu/reference.py) against mixc's own (`mixc run --backend 
 
 Every run draws fresh random inputs (the seed is printed; MIXC_TEST_SEED=N replays it).
 Outputs and final states are poisoned with NaN before each run; NaN never passes.
-Tolerances, max|x - ref| / max|ref| against fp64: 2e-4 f32 outputs and every (fp32) state,
-2e-3 f16 outputs, 1e-2 bf16 outputs (the CLI's, docs/cli.md). torch parts are skipped
-when torch is not installed.
+Tolerances, max|x - ref| / max|ref| against fp64: 2e-4 f32 outputs, 2e-3 f16 outputs,
+1e-2 bf16 outputs; final (fp32) states 2e-4, except on CUDA from bf16/f16 inputs: 5e-3 (those
+kernels multiply on single-TF32 tensor cores, docs/gpu.md; the bf16 target of PERFORMANCE.md).
+The CLI's, docs/cli.md. torch parts are skipped when torch is not installed.
 """
 import os
 import subprocess
@@ -33,7 +34,8 @@ SEED = int(os.environ.get('MIXC_TEST_SEED') or int.from_bytes(os.urandom(4), 'li
 print(f'test_mixc.py: seed {SEED} (MIXC_TEST_SEED={SEED} replays it)', flush=True)
 MIXERS_MIX = os.path.join(ROOT, 'bench', 'gpu', 'mixers.mix')
 TOL = {'float32': 2e-4, 'float16': 2e-3, 'bfloat16': 1e-2}
-STATE_TOL = 2e-4
+STATE_TOL = 2e-4        # fp32 states: f32 inputs anywhere (CUDA: 3xTF32), any input on the CPU
+STATE_TOL_CUDA_LOW = 5e-3  # fp32 states on CUDA from bf16/f16 inputs (single-TF32 products)
 
 
 def inputs(rng, mixer, B, T, H, K, V, dtype='float32'):
@@ -315,7 +317,7 @@ class TestCuda(Base):
             torch.cuda.synchronize()
             o_ref, S_ref = ref(m, d64, S0.double().cpu().numpy())
             self.close(o.float().cpu().numpy(), o_ref, TOL['bfloat16'], f'cuda {m} o')
-            self.close(S.cpu().numpy(), S_ref, STATE_TOL, f'cuda {m} S')
+            self.close(S.cpu().numpy(), S_ref, STATE_TOL_CUDA_LOW, f'cuda {m} S')
 
     def test_varlen_and_step(self):
         lens = [7, 0, 40, 21]
@@ -334,7 +336,8 @@ class TestCuda(Base):
             if b > a:
                 self.close(res['o'][:, a:b].float().cpu().numpy(), o_ref, TOL['bfloat16'],
                            f'cuda varlen o {i}')
-            self.close(res['S'][i:i + 1].cpu().numpy(), S_ref, STATE_TOL, f'cuda varlen S {i}')
+            self.close(res['S'][i:i + 1].cpu().numpy(), S_ref, STATE_TOL_CUDA_LOW,
+                       f'cuda varlen S {i}')
         # decode: one token more for every sequence, from the final states
         one = {n: x[:, :len(lens)].transpose(0, 1).contiguous() for n, x in t.items()}
         S = res['S']
@@ -347,7 +350,7 @@ class TestCuda(Base):
             o_ref, S_ref = ref('gated_delta', seq)
             self.close(o_step[i:i + 1].float().cpu().numpy(), o_ref[:, -1:], TOL['bfloat16'],
                        f'cuda step o {i}')
-            self.close(S[i:i + 1].cpu().numpy(), S_ref, STATE_TOL, f'cuda step S {i}')
+            self.close(S[i:i + 1].cpu().numpy(), S_ref, STATE_TOL_CUDA_LOW, f'cuda step S {i}')
         with self.assertRaises(mixc.ArgumentError):
             bad = torch.tensor([0, 9, 3, T], dtype=torch.int32, device='cuda')
             k2 = self.mod.kernel('gated_delta', dims={'K': K, 'V': V}, device='cuda',
