@@ -79,8 +79,8 @@ static void fill_shape(const Case *c, CudaChunkShape *s) {
 }
 
 /* The prelude, the argument struct and the kernel: 0, -1 (outside the form) or 1. */
-static int print_source(const Case *c, const char *name, int arch, int optin, char **src,
-                        unsigned *threads, unsigned *smem) {
+static int print_source(const Case *c, const char *name, int arch, int optin, int ldsm,
+                        char **src, unsigned *threads, unsigned *smem) {
   CudaChunkShape s;
   fill_shape(c, &s);
   size_t len = 0;
@@ -95,6 +95,13 @@ static int print_source(const Case *c, const char *name, int arch, int optin, ch
                                    sizeof err);
   fclose(f);
   if (rc > 0) printf("  error: %s\n", err);
+  /* ldsm = 0: the kernel's mma fragments by element loads instead of ldmatrix */
+  char *l = rc == 0 && !ldsm ? strstr(*src, "constexpr bool LDSM = true;") : NULL;
+  if (l) memcpy(l + strlen("constexpr bool LDSM = "), "!1  ", 4);
+  if (rc == 0 && !ldsm && !l) {
+    printf("  no LDSM switch in the source\n");
+    rc = 1;
+  }
   if (rc == 0 && scratch != 0) {
     printf("  scratch_floats %lld, expected 0\n", (long long)scratch);
     rc = 1;
@@ -145,13 +152,19 @@ typedef struct Buf {
   MixcDevPtr d;
 } Buf;
 
-static int run_case(const Case *c, MixcRng *rng, int idx) {
+static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
   char err[2048], name[64], what[256];
-  snprintf(name, sizeof name, "mixc_delta_gpu%d", idx);
+  char cwhat[200];
+  snprintf(cwhat, sizeof cwhat, "%s%s", c0->what, ldsm ? "" : " (fragments by element loads)");
+  Case cc = *c0;
+  cc.what = cwhat;
+  const Case *c = &cc;
+  snprintf(name, sizeof name, "mixc_delta_gpu%d%s", idx, ldsm ? "" : "e");
   const MixcCudaInfo *in = mixc_cuda_info(g_cuda);
   char *src = NULL;
   unsigned threads = 0, smem = 0;
-  int rc = print_source(c, name, in->arch, in->max_smem_per_block_optin, &src, &threads, &smem);
+  int rc = print_source(c, name, in->arch, in->max_smem_per_block_optin, ldsm, &src, &threads,
+                        &smem);
   if (rc) {
     snprintf(what, sizeof what, "%s: printed for the device: %d", c->what, rc);
     check(0, what);
@@ -182,8 +195,12 @@ static int run_case(const Case *c, MixcRng *rng, int idx) {
   /* layouts: q [B][T][H][K + 8], k [B][H][T][K], v [B][T][H][V], o [B][T][H][V + 4],
    * g, beta [B][T][H] (g strided by 2), h0/ht [N][H][K][V] */
   int64_t sq[4] = {T * H * (K + 8), H * (K + 8), K + 8, 1};
-  int64_t sk[4] = {H * T * K, K, T * K, 1};
   int64_t sv[4] = {T * H * V, H * V, V, 1};
+  if (c->stress) { /* every other element: the kernel's element-load path */
+    int64_t s2[4] = {T * H * 2 * K, H * 2 * K, 2 * K, 2}, v2[4] = {T * H * 2 * V, H * 2 * V, 2 * V, 2};
+    memcpy(sq, s2, sizeof sq), memcpy(sv, v2, sizeof sv);
+  }
+  int64_t sk[4] = {H * T * K, K, T * K, 1};
   int64_t so[4] = {T * H * (V + 4), H * (V + 4), V + 4, 1};
   int64_t sg[3] = {2 * T * H, 2 * H, 2};
   int64_t sb[3] = {T * H, H, 1};
@@ -217,19 +234,20 @@ static int run_case(const Case *c, MixcRng *rng, int idx) {
   }
   /* inputs: padding of q poisoned too (never read as data), k l2-normalised */
   poison(c->in, bq.h, (int64_t)(bq.bytes / 2));
+  poison(c->in, bvv.h, (int64_t)(bvv.bytes / 2));
   for (int64_t b = 0; b < B; b++)
     for (int64_t t = 0; t < T; t++)
       for (int64_t h = 0; h < H; h++) {
         double nk = 0, kv[256];
         for (int64_t i = 0; i < K; i++) {
-          set(c->in, bq.h, b * sq[0] + t * sq[1] + h * sq[2] + i, mixc_rng_normal(rng));
+          set(c->in, bq.h, b * sq[0] + t * sq[1] + h * sq[2] + i * sq[3], mixc_rng_normal(rng));
           kv[i] = mixc_rng_normal(rng);
           nk += kv[i] * kv[i];
         }
         for (int64_t i = 0; i < K; i++)
           set(c->in, bk.h, b * sk[0] + t * sk[1] + h * sk[2] + i, kv[i] / sqrt(nk));
         for (int64_t j = 0; j < V; j++)
-          set(c->in, bvv.h, b * sv[0] + t * sv[1] + h * sv[2] + j, mixc_rng_normal(rng));
+          set(c->in, bvv.h, b * sv[0] + t * sv[1] + h * sv[2] + j * sv[3], mixc_rng_normal(rng));
         if (c->has_g) {
           double g = -0.2 * mixc_rng_uniform(rng);
           if (c->stress) {
@@ -270,7 +288,7 @@ static int run_case(const Case *c, MixcRng *rng, int idx) {
           for (int64_t j = 0; j < V; j++) u[j] += kv * S[i * V + j];
         }
         for (int64_t j = 0; j < V; j++)
-          u[j] = beta * (get(c->in, bvv.h, b * sv[0] + t * sv[1] + h * sv[2] + j) - u[j]);
+          u[j] = beta * (get(c->in, bvv.h, b * sv[0] + t * sv[1] + h * sv[2] + j * sv[3]) - u[j]);
         for (int64_t i = 0; i < K; i++) {
           double kv = get(c->in, bk.h, b * sk[0] + t * sk[1] + h * sk[2] + i);
           for (int64_t j = 0; j < V; j++) S[i * V + j] += kv * u[j];
@@ -278,7 +296,7 @@ static int run_case(const Case *c, MixcRng *rng, int idx) {
         double *o = ref_o + ((b * T + t) * H + h) * V;
         for (int64_t j = 0; j < V; j++) o[j] = 0;
         for (int64_t i = 0; i < K; i++) {
-          double qv = get(c->in, bq.h, b * sq[0] + t * sq[1] + h * sq[2] + i);
+          double qv = get(c->in, bq.h, b * sq[0] + t * sq[1] + h * sq[2] + i * sq[3]);
           for (int64_t j = 0; j < V; j++) o[j] += scale * qv * S[i * V + j];
         }
       }
@@ -405,7 +423,8 @@ static void bench(const Case *c0, int idx) {
   const MixcCudaInfo *in = mixc_cuda_info(g_cuda);
   char *src = NULL;
   unsigned threads = 0, smem = 0;
-  if (print_source(c, name, in->arch, in->max_smem_per_block_optin, &src, &threads, &smem)) {
+  if (print_source(c, name, in->arch, in->max_smem_per_block_optin, 1, &src, &threads,
+                   &smem)) {
     free(src);
     return;
   }
@@ -551,33 +570,44 @@ int main(int argc, char **argv) {
     printf("test_lower_cuda_delta: %d passed, %d failed, skipped (no NVRTC)\n", passed, failed);
     return failed ? 1 : 77;
   }
-  /* printed for an H100 and compiled by NVRTC */
-  for (int i = 0; i < ncases; i++) {
-    const Case *c = &cases[i];
-    char name[64], what[256];
-    snprintf(name, sizeof name, "mixc_delta_k%d", i);
-    char *src = NULL;
-    unsigned threads = 0, smem = 0;
-    int rc = print_source(c, name, 90, 232448, &src, &threads, &smem);
-    snprintf(what, sizeof what, "%s: printed (%d, expected %d)", c->what, rc, c->expect);
-    check(rc == c->expect, what);
-    if (rc == 0 && g_nvrtc) {
-      MixcCubin cb;
-      memset(&cb, 0, sizeof cb);
-      int e = mixc_nvrtc_compile(g_nvrtc, src, "test_lower_cuda_delta.cu", 90, &cb, err,
-                                 sizeof err);
-      if (e) printf("%s\n", err);
-      snprintf(what, sizeof what, "%s: NVRTC sm_90a (%u threads, %u B shared)", c->what,
-               threads, smem);
-      check(!e && cb.size > 0 && threads >= 32 && smem <= 232448, what);
-      if (!e) printf("  %s: compiled, %zu bytes, %.0f ms\n", c->what, cb.size, cb.ms);
-      mixc_cubin_release(&cb);
+  /* printed for an H100 and compiled by NVRTC (the first also with element loads) */
+  for (int i = 0; i < ncases; i++)
+    for (int ldsm = 1; ldsm >= (i == 0 ? 0 : 1); ldsm--) {
+      const Case *c = &cases[i];
+      char name[64], what[256];
+      snprintf(name, sizeof name, "mixc_delta_k%d%s", i, ldsm ? "" : "e");
+      char *src = NULL;
+      unsigned threads = 0, smem = 0;
+      int rc = print_source(c, name, 90, 232448, ldsm, &src, &threads, &smem);
+      snprintf(what, sizeof what, "%s%s: printed (%d, expected %d)", c->what,
+               ldsm ? "" : " (element loads)", rc, c->expect);
+      check(rc == c->expect, what);
+      const char *dump = getenv("MIXC_DELTA_DUMP"); /* a directory: the sources, to inspect */
+      if (rc == 0 && dump && *dump) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s.cu", dump, name);
+        FILE *f = fopen(path, "w");
+        if (f) fputs(src, f), fclose(f);
+      }
+      if (rc == 0 && g_nvrtc) {
+        MixcCubin cb;
+        memset(&cb, 0, sizeof cb);
+        int e = mixc_nvrtc_compile(g_nvrtc, src, "test_lower_cuda_delta.cu", 90, &cb, err,
+                                   sizeof err);
+        if (e) printf("%s\n", err);
+        snprintf(what, sizeof what, "%s%s: NVRTC sm_90a (%u threads, %u B shared)", c->what,
+                 ldsm ? "" : " (element loads)", threads, smem);
+        check(!e && cb.size > 0 && threads >= 32 && smem <= 232448, what);
+        if (!e) printf("  %s: compiled, %zu bytes, %.0f ms\n", what, cb.size, cb.ms);
+        mixc_cubin_release(&cb);
+      }
+      free(src);
     }
-    free(src);
-  }
   if (g_cuda) {
     for (int i = 0; i < ncases; i++)
-      if (cases[i].expect == 0) run_case(&cases[i], &rng, i);
+      if (cases[i].expect == 0) run_case(&cases[i], &rng, i, 1);
+    run_case(&cases[0], &rng, 0, 0);
+    run_case(&cases[6], &rng, 6, 0);
     const char *b = getenv("MIXC_DELTA_BENCH");
     if (b && *b && strcmp(b, "0")) {
       bench(&cases[0], 0);
