@@ -4,13 +4,16 @@
  *
  * One block runs one work item (sequence n, head h, value tile of VT columns): it keeps the
  * state tile S [K, VT] in shared memory in fp32 across the sequence's chunks of C tokens and
- * runs every product on the tensor cores (nvcuda::wmma 16x16x16, operands in the input's
- * 16-bit type, fp32 accumulation). Per chunk, with b_t = the cumulative sum of g inside the
- * chunk (fp32, 0 without g; tokens past the sequence end read as q = k = v = g = beta = 0):
+ * runs every product on the tensor cores (mma.sync m16n8k16, operands in the input's 16-bit
+ * type bf16 or f16, fp32 accumulation; fragments through ldmatrix). NVRTC has no CUDA headers
+ * here (no <mma.h>, no <cuda_bf16.h>), so the kernel is plain PTX through inline asm: mma.sync,
+ * ldmatrix(.trans), cvt.rn.bf16.f32 / cvt.rn.f16.f32; 16-bit data are unsigned shorts. Needs
+ * sm_80 or later. Per chunk, with b_t = the cumulative sum of g inside the chunk (fp32, 0
+ * without g; tokens past the sequence end read as q = k = v = g = beta = 0):
  *
- *   G = K K^T, P = Q K^T                               (tensor cores, fp32)
- *   A = tril(diag(beta) G * exp(b_t - b_s), -1)        (exponents <= 0; masked entries are
- *   P = tril(P * exp(b_t - b_s), 0)                     never exponentiated)
+ *   G = K K^T, P = Q K^T                               (lower 16x16 tiles only)
+ *   A = tril(diag(beta) G * exp(b_t - b_s), -1)        (exponents <= 0 for g <= 0; masked
+ *   P = tril(P * exp(b_t - b_s), 0)                     entries are never exponentiated)
  *   T = (I + A)^-1                                     (fp32, blocked forward substitution)
  *   W = T (beta exp(b) K)            [C, K]
  *   D = T (beta V) - W S_prev        [C, VT]            (fla's v_new: the delta values)
@@ -19,42 +22,50 @@
  *
  * These follow from the token recurrence: with S'_s = exp(b_s) S_prev + sum_{r<s} exp(b_s -
  * b_r) k_r d_r^T, d_s = beta_s (v_s - S'_s^T k_s), so (I + A) D = beta V - diag(beta exp(b))
- * K S_prev; S_t and o_t likewise (ALGORITHMS.md section 3, lower_chunk_dplr.c for the KIR form).
- * As in fla, the operands of the products are rounded to the 16-bit input type: q, k, v as
- * given, beta v, beta exp(b) k, k exp(b_last - b), T, -W, D and the copy of S_prev; the sums,
- * T's solve, the gates and the state are fp32.
+ * K S_prev; S_t and o_t likewise (ALGORITHMS.md section 3, lower_chunk_dplr.c for the KIR form;
+ * a model of exactly these steps, buffers included, matched the token recurrence to 1e-14 in
+ * fp64). As in fla, the operands of the products are rounded to the 16-bit input type: q, k,
+ * v as given, beta v, beta exp(b) k, k exp(b_last - b), T, P, -W, D and the copy of S_prev; the
+ * sums, T's solve, the gates and the state are fp32. Gates of -30 underflow to 0, never NaN.
  *
  * T = (I + A)^-1 (unit lower triangular): the C/16 diagonal 16x16 blocks by forward
  * substitution, one thread a column (registers); then block row i = 1 .. C/16-1:
  * X_ij = sum_{k=j}^{i-1} A_ik T_kj, T_ij = -T_ii X_ij for j < i, one element a thread (2
  * barriers a block row). The diagonal blocks of T and the X's live in Tf, the off-diagonal
- * blocks of T over A in Gf (A_ij is dead once X_ij is formed); Tb gathers them in 16 bits.
+ * blocks of T over A in Gf (A_ij is dead once row i's X's are formed); Tb gathers them in 16
+ * bits. Products by T (and P) stop at the diagonal tile.
  *
  * Threads: NT = 256 (8 warps). Products: warp w owns the 16x16 output tiles w, w + 8, ... of
- * each product (row-major tile order) and loops over k in steps of 16. Elementwise steps
- * (loads, masks, conversions) stride over all threads; the gates' scan is warp 0's (C/32
- * tokens a lane, then a shuffle scan); per-tile epilogues (W -> -W in 16 bits, O's row
- * scaling and store, S -> its 16-bit copy) are the owning warp's after __syncwarp. About 12
- * __syncthreads a chunk.
+ * each product (row-major tile order), loops over k in steps of 16 and keeps the tile in
+ * registers (C element r of half hh at row g + 8 (r / 2), column 8 hh + 2 q + r % 2, lane =
+ * 4 g + q), so epilogues are the owner's: -W and D to 16 bits, O's row scaling by exp(b_t)
+ * and its store to global memory, S's fp32 store and 16-bit copy. D stays in registers
+ * across the barrier that lets it overwrite beta v. Elementwise steps (loads: 16-byte
+ * vectors where rows are contiguous and aligned, masks, conversions, T's solve) stride over
+ * all threads; the gates' scan is warp 0's (C/32 tokens a lane, then a shuffle scan). 17
+ * __syncthreads a chunk (C = 64).
  *
- * Shared memory (dynamic, each region 128-byte aligned; sizes for K = V = 128, C = 64):
- *   Sf  fp32 [K][VT]   the state                                          64 KiB
- *   Sb  16b  [K][VT]   its 16-bit copy (B operand of Q S and W S)          32 KiB
- *   Qs  16b  [C][K]    q                                                   16 KiB
- *   Ks  16b  [C][K]    k; after the products with it, k exp(b_last - b)    16 KiB
- *   KW  16b  [C][K]    beta exp(b) k                                       16 KiB
- *   Wn  16b  [C][K]    -W                                                  16 KiB
- *   Vb  16b  [C][VT]   beta v; then D                                      16 KiB
- *   Tb, Pb 16b [C][C]  T and the masked, gated P                           2 x 8 KiB
- *   St  fp32 max(2 C C, C K, C VT): Gf = A / T's off-diagonal blocks and Tf (first 2 C C),
- *       later the staging of W, D and O tiles                              32 KiB
- *   bv, ebv, betav fp32 [C]: b, exp(b), beta                               1 KiB
- * 230400 bytes at K = V = 128, C = 64 (one block an SM on Hopper: 232448 allowed). When that
- * exceeds smem_optin, C = 32 is tried; then -1.
+ * Shared memory (dynamic; each region 128-byte aligned; 16-bit rows padded by 8 elements and
+ * fp32 state rows by 8 floats, so ldmatrix rows and fragment accesses avoid bank conflicts;
+ * sizes for K = V = VT = 128, C = 64):
+ *   Sf  fp32 [K][VT+8]  the state                                          68 KiB
+ *   Sb  16b  [K][VT+8]  its 16-bit copy (B operand of Q S and W S)          34 KiB
+ *   Qs  16b  [C][K+8]   q                                                   17 KiB
+ *   Ks  16b  [C][K+8]   k; once G and P are formed, k exp(b_last - b)       17 KiB
+ *   Vb  16b  [C][VT+8]  v, then beta v, then D                              17 KiB
+ *   Tb, Pb 16b [C][C+8] T and the masked, gated P                           2 x 9 KiB
+ *   St  max(2 C C fp32, 2 C (K+8) 16b): Gf (G, A, T's off-diagonal blocks) and Tf (P, T's
+ *       diagonal blocks, the X's); after Tb is formed, KW = beta exp(b) k and Wn = -W  34 KiB
+ *   bv, ebv, betav fp32 [C]: b, exp(b), beta                                0.75 KiB
+ * 210688 bytes at K = V = 128, C = 64 (one block an SM on Hopper, which allows 232448);
+ * 124672 at K = 128, VT = 32; 107264 at K = V = 64. When C = 64 exceeds smem_optin, C = 32
+ * is tried (K = 256, VT = 64: 188288 bytes); then -1. The plan's chunk is not read.
  *
  * Work item begin + blockIdx.x = (n H + h) vtiles + tile, columns [tile VT, min(V, (tile + 1)
  * VT)); columns past V read as zero (so they stay zero in S and D) and are never stored.
- * Varlen (p_cu >= 0): B = 1, sequence n is tokens [cu[n], cu[n + 1]). */
+ * Varlen (p_cu >= 0): B = 1, sequence n is tokens [cu[n], cu[n + 1]). No global scratch.
+ * The printed constant LDSM (true) selects ldmatrix; false loads the fragments element by
+ * element (test_lower_cuda_delta runs both). */
 #include <string.h>
 
 #include "lower_cuda.h"
