@@ -12,7 +12,12 @@
  * the same 16-bit inputs, the error relative to max |ref| of each tensor: bf16 2e-2, f16
  * 5e-3 (the products' operands are rounded to 16 bits as in fla). Exit 77 (a skip) without
  * NVRTC; without a GPU the compile checks still run, and MIXC_TEST_REQUIRE_GPU=1 makes the
- * absence of a GPU a failure. argv[1] replays a seed. */
+ * absence of a GPU a failure. The first kernel also runs (and compiles) with its fragments
+ * loaded element by element (LDSM false), and so does the V = 100 split; the gate-stress case
+ * reads q and v with element stride 2 (the kernel's element-load path), the others through
+ * 16-byte loads. NVRTC's disk cache is off. argv[1] replays a seed. MIXC_DELTA_BENCH=1 also
+ * times the kernel at fla's benchmark size (B 8, T 2048, H 16, K = V = 128, bf16; delta and
+ * gated delta; the values do not change the work); MIXC_DELTA_DUMP=DIR writes the sources. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 
@@ -504,9 +509,6 @@ int main(int argc, char **argv) {
   printf("test_lower_cuda_delta: seed %llu\n", seed);
   MixcRng rng;
   mixc_rng_seed(&rng, seed);
-  char cache[] = "/tmp/mixc_cuda_dXXXXXX";
-  if (!mkdtemp(cache)) return 1;
-  setenv("XDG_CACHE_HOME", cache, 1);
   char err[4096];
   /* the CUDA prelude: an empty module printed for NVRTC */
   {
@@ -555,6 +557,7 @@ int main(int argc, char **argv) {
     printf("no NVRTC: %s\n", err);
     g_nvrtc = NULL;
   }
+  if (g_nvrtc) mixc_nvrtc_set_cache_dir(g_nvrtc, NULL, err, sizeof err); /* no disk cache */
   if (mixc_cuda_open(0, &g_cuda, err, sizeof err)) {
     printf("no GPU: %s\n", err);
     g_cuda = NULL;
@@ -565,6 +568,7 @@ int main(int argc, char **argv) {
       skipped++;
     }
   }
+  if (g_cuda) mixc_nvrtc_set_cache_dir(mixc_cuda_nvrtc(g_cuda), NULL, err, sizeof err);
   if (!g_nvrtc && !g_cuda) {
     free(g_prelude);
     printf("test_lower_cuda_delta: %d passed, %d failed, skipped (no NVRTC)\n", passed, failed);
