@@ -544,9 +544,15 @@ static LLVMValueRef emit_expr(Emit *e, const KExpr *x) {
   return v;
 }
 
-/* Loop metadata: distinct !{self, mustprogress[, vectorize.enable true]}. */
+/* Loop metadata: distinct !{self, mustprogress[, vectorize.enable true,
+ * vectorize.predicate.enable true]}. A KF_VECTORIZE loop is vectorised with its tail folded
+ * into masked vector operations (AVX-512 masks, else masked loads and stores): one vector
+ * loop, where the default would add a scalar remainder loop and, with 16-float vectors, a
+ * vectorised epilogue as well, three copies of the body; on the chunk kernels this took a
+ * quarter to a half of the JIT time off (docs/benchmarks.md), and most of these loops run
+ * 128 (a multiple of the vector) or chunk-length iterations. */
 static LLVMValueRef loop_md(Emit *e, int vectorize) {
-  LLVMMetadataRef ops[3];
+  LLVMMetadataRef ops[4];
   unsigned n = 0;
   LLVMMetadataRef tmp = LLVMTemporaryMDNode(e->ctx, NULL, 0);
   ops[n++] = tmp;
@@ -558,6 +564,10 @@ static LLVMValueRef loop_md(Emit *e, int vectorize) {
     LLVMMetadataRef pair[2] = {LLVMMDStringInContext2(e->ctx, ve, strlen(ve)),
                                LLVMValueAsMetadata(LLVMConstInt(e->t1, 1, 0))};
     ops[n++] = LLVMMDNodeInContext2(e->ctx, pair, 2);
+    const char *pe = "llvm.loop.vectorize.predicate.enable";
+    LLVMMetadataRef pred[2] = {LLVMMDStringInContext2(e->ctx, pe, strlen(pe)),
+                               LLVMValueAsMetadata(LLVMConstInt(e->t1, 1, 0))};
+    ops[n++] = LLVMMDNodeInContext2(e->ctx, pred, 2);
   }
   LLVMMetadataRef node = LLVMMDNodeInContext2(e->ctx, ops, n);
   LLVMMetadataReplaceAllUsesWith(tmp, node); /* self-reference: the node becomes distinct */
@@ -607,9 +617,12 @@ static void emit_store(Emit *e, const KStmt *s) {
  *   k:       when K is not a constant <= MM_KC, in blocks of MM_KC (the second and later
  *            ones accumulating into C), so that the rows of B that a row block sweeps stay
  *            in cache.
- * With M and N constants the statement is expanded in place (specialised: typically one
- * k loop); otherwise it calls one generic function of the module (mixc.matmul, emitted
- * once), so that many matmuls of runtime sizes cost one expansion of compile time.
+ * Every statement calls one generic function of the module (mixc.matmul, emitted once, its
+ * sizes runtime values), so that a kernel with several matmuls pays one expansion of
+ * compile time: expanding each site in place, specialised for constant M and N, made the
+ * chunk kernels' JIT ~15% slower (docs/benchmarks.md) for no measurable speed, as a call
+ * costs nothing next to a tile's k loop at these sizes (C x 128 x 128). mm_all still
+ * specialises for constant operands where it is given them.
  * M, N <= 0 write nothing; K <= 0 sets C = 0 (or leaves it when accumulating). */
 
 enum { MM_MAXR = 8, MM_MAXV = 4, MM_KC = 256 };
@@ -990,24 +1003,6 @@ static void emit_matmul(Emit *e, const KStmt *s) {
     }
   }
   LLVMValueRef accumulate = LLVMConstInt(e->t1, s->flags ? 1 : 0, 0);
-  int64_t m, n;
-  if (const_i64(op[KM_M], &m) && const_i64(op[KM_N], &n)) { /* expanded in place */
-    MM mm;
-    memset(&mm, 0, sizeof mm);
-    mm.M = op[KM_M];
-    mm.N = op[KM_N];
-    mm.K = op[KM_K];
-    mm.A = op[KM_A];
-    mm.lda = op[KM_LDA];
-    mm.B = op[KM_B];
-    mm.ldb = op[KM_LDB];
-    mm.C = op[KM_C];
-    mm.ldc = op[KM_LDC];
-    mm_setup(e, &mm);
-    mm_fn_attrs(e, e->fn, mm.W);
-    mm_all(e, &mm, accumulate);
-    return;
-  }
   LLVMTypeRef fty;
   LLVMValueRef fn = mm_generic(e, &fty);
   LLVMValueRef args[10] = {op[KM_A], op[KM_LDA], op[KM_B], op[KM_LDB], op[KM_C],
