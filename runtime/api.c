@@ -85,7 +85,7 @@ struct mixc_kernel {
   int64_t *dims; /* per symbol: dim sizes (0 for other symbols) */
   mixc_device_kind device;
   Strategy strategy;
-  int64_t chunk_size;
+  int64_t chunk_size, vtile; /* options.chunk_size, options.vtile */
   int device_index, check_cu; /* MIXC_CUDA: options.device_index, options.check_cu_seqlens */
 #ifdef MIXC_HAVE_CUDA
   MixcCuda *cuda;    /* the device (owned by the context's CudaDevices) */
@@ -405,8 +405,9 @@ static int build_base_key(mixc_kernel *k) {
     target = dev;
   }
 #endif
-  fprintf(f, "mixc %s\ntarget %s\ndevice %d\nstrategy %s chunk %lld\ndims", MIXC_VERSION_STRING,
-          target, (int)k->device, strategy_name(k->strategy), ll(k->chunk_size));
+  fprintf(f, "mixc %s\ntarget %s\ndevice %d\nstrategy %s chunk %lld vtile %lld\ndims",
+          MIXC_VERSION_STRING, target, (int)k->device, strategy_name(k->strategy),
+          ll(k->chunk_size), ll(k->vtile));
   for (int s = 0; s < mx->nsyms; s++)
     if (mx->syms[s].kind == SYM_DIM) fprintf(f, " %s=%lld", mx->syms[s].name, ll(k->dims[s]));
   fputc('\n', f);
@@ -482,6 +483,7 @@ static mixc_status trial_lowering(const mixc_kernel *k, mixc_error *err) {
   sp.cu_type = KT_I32;
   sp.strategy = k->strategy;
   sp.chunk = k->chunk_size;
+  sp.vtile = k->vtile;
   KernelPlan plan;
   char msg[1024];
   if (lower_mixer(&a, &sp, &plan, msg, sizeof msg)) {
@@ -619,6 +621,9 @@ mixc_status mixc_kernel_create(mixc_module *mod, const mixc_kernel_options *opt,
   if (opt->chunk_size < 0 || opt->chunk_size > MAX_DIM_SIZE)
     return fail(err, MIXC_ERROR_ARGUMENT, "options.chunk_size = %lld is out of range [0, %d]",
                 ll(opt->chunk_size), MAX_DIM_SIZE);
+  if (opt->vtile < 0 || opt->vtile > MAX_DIM_SIZE)
+    return fail(err, MIXC_ERROR_ARGUMENT, "options.vtile = %lld is out of range [0, %d]",
+                ll(opt->vtile), MAX_DIM_SIZE);
   mixc_kernel *k = calloc(1, sizeof *k);
   if (!k) return fail(err, MIXC_ERROR_OUT_OF_MEMORY, "out of memory creating the kernel");
   if (pthread_mutex_init(&k->mu, NULL)) {
@@ -633,6 +638,7 @@ mixc_status mixc_kernel_create(mixc_module *mod, const mixc_kernel_options *opt,
   k->mx = rm->mixer;
   k->device = opt->device;
   k->chunk_size = opt->chunk_size;
+  k->vtile = opt->vtile;
   static const Strategy strat[] = {STRAT_AUTO, STRAT_RECURRENT, STRAT_CHUNK, STRAT_PARALLEL};
   k->strategy = strat[opt->strategy];
   k->dims = calloc((size_t)k->mx->nsyms + 1, sizeof *k->dims);
@@ -1280,6 +1286,7 @@ static mixc_status get_variant(mixc_kernel *k, const Call *c, const Spec *sp,
     ks.cu_type = c->cu ? c->cu_type : KT_I32;
     ks.strategy = k->strategy;
     ks.chunk = k->chunk_size;
+    ks.vtile = k->vtile;
     ks.bh = c->N * c->H; /* the schedule's hint (the variant runs for any N, H) */
     if (k->device == MIXC_CPU) ks.target_items = ctx->threads; /* one item per thread */
 #ifdef MIXC_HAVE_CUDA

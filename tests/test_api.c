@@ -1238,9 +1238,10 @@ static void step_case(Tally *t, const Ex *x, uint64_t seed) {
   data_free(&got);
 }
 
-/* sizes: the dims' sizes in declaration order (4 of them, cycled); NULL: 24, 20, 12, 8. */
-static int ex_open_sized(Ex *x, mixc_context *ctx, const char *path, mixc_strategy strat,
-                         const int64_t *sizes, char *err, size_t n) {
+/* sizes: the dims' sizes in declaration order (4 of them, cycled); NULL: 24, 20, 12, 8.
+ * vtile: options.vtile. */
+static int ex_open_vtile(Ex *x, mixc_context *ctx, const char *path, mixc_strategy strat,
+                         const int64_t *sizes, int64_t vtile, char *err, size_t n) {
   memset(x, 0, sizeof *x);
   x->file = path;
   size_t len = 0;
@@ -1275,12 +1276,18 @@ static int ex_open_sized(Ex *x, mixc_context *ctx, const char *path, mixc_strate
   o.dims = dims;
   o.ndims = nd;
   o.strategy = strat;
+  o.vtile = vtile;
   if (strat != MIXC_STRATEGY_AUTO)
     snprintf(x->name + strlen(x->name), sizeof x->name - strlen(x->name), " (%s)",
              strat == MIXC_STRATEGY_RECURRENT ? "recurrent" : "chunk");
   if (mixc_kernel_create(x->mod, &o, &x->k, &e) != MIXC_OK)
     return snprintf(err, n, "kernel: %s", e.message), 0;
   return 1;
+}
+
+static int ex_open_sized(Ex *x, mixc_context *ctx, const char *path, mixc_strategy strat,
+                         const int64_t *sizes, char *err, size_t n) {
+  return ex_open_vtile(x, ctx, path, strat, sizes, 0, err, n);
 }
 
 static int ex_open(Ex *x, mixc_context *ctx, const char *path, mixc_strategy strat, char *err,
@@ -1508,8 +1515,8 @@ static void *work_main(void *p) {
 }
 
 /* The plan a CPU call of x with B*H = bh on `threads` threads gets (f32, no optional
- * tensors): its value tiles per (sequence, head), or -1. */
-static int64_t planned_vtiles(const Ex *x, int64_t bh, int64_t threads) {
+ * tensors; vtile: KernelSpec.vtile): its value tiles per (sequence, head), or -1. */
+static int64_t planned_vtiles_w(const Ex *x, int64_t bh, int64_t threads, int64_t vtile) {
   const RecMixer *rm = x->comp.rec ? rec_find_mixer(x->comp.rec, x->m->name.name) : NULL;
   if (!rm) return -1;
   KType dt[MAXSYM];
@@ -1530,6 +1537,7 @@ static int64_t planned_vtiles(const Ex *x, int64_t bh, int64_t threads) {
   sp.strategy = STRAT_CHUNK;
   sp.bh = bh;
   sp.target_items = threads;
+  sp.vtile = vtile;
   KernelPlan plan;
   Arena a;
   arena_init(&a);
@@ -1537,6 +1545,10 @@ static int64_t planned_vtiles(const Ex *x, int64_t bh, int64_t threads) {
   int64_t v = lower_mixer(&a, &sp, &plan, err, sizeof err) ? -1 : plan.vtiles;
   arena_free(&a);
   return v;
+}
+
+static int64_t planned_vtiles(const Ex *x, int64_t bh, int64_t threads) {
+  return planned_vtiles_w(x, bh, threads, 0);
 }
 
 /* The value-tile split and the delta family's chunk form: a 16-thread context, B = 1 and
@@ -1574,6 +1586,63 @@ static void split_cases(Tally *t, uint64_t seed) {
       run_case(t, &x, &c, seed + 31 * f + i, "", NULL, NULL);
     }
     varlen_case(t, &x, seed + 31 * f + 17, (int)(f % 2));
+    ex_close(&x);
+  }
+  mixc_context_destroy(ctx);
+}
+
+/* options.vtile forces the split: on a 2-thread context with B*H = 6 (the schedule alone
+ * would not split), vtile = 24 cuts V = 100 into 24, 24, 24, 24 and 4 columns; each run
+ * checked against the fp64 reference. A kernel with another vtile is another variant (not
+ * the cached one); a negative vtile is refused. */
+static void vtile_cases(Tally *t, uint64_t seed) {
+  mixc_context *ctx = NULL;
+  mixc_error e;
+  mixc_status st = mixc_context_create(2, &ctx, &e);
+  expect(t, "vtile: context (2 threads)", st, &e, MIXC_OK, NULL, NULL);
+  if (st != MIXC_OK) return;
+  static const char *files[] = {"examples/gated_delta.mix", "examples/gla.mix",
+                                "examples/mamba2.mix"};
+  static const int64_t sizes[4] = {24, 100, 24, 100};
+  for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+    Ex x, y;
+    char err[4200], name[160];
+    if (!ex_open_vtile(&x, ctx, files[f], MIXC_STRATEGY_CHUNK, sizes, 24, err, sizeof err)) {
+      result(t, 0, files[f], err);
+      ex_close(&x);
+      continue;
+    }
+    snprintf(x.name + strlen(x.name), sizeof x.name - strlen(x.name), " V=100 vtile=24");
+    int64_t vt0 = planned_vtiles(&x, 6, 2), vt = planned_vtiles_w(&x, 6, 2, 24);
+    snprintf(name, sizeof name, "%s: 1 value tile by the schedule, 5 forced", x.name);
+    snprintf(err, sizeof err, "plan.vtiles = %lld, forced %lld", (long long)vt0, (long long)vt);
+    result(t, vt0 == 1 && vt == 5, name, err);
+    static const int64_t Ts[] = {7, 65};
+    for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
+      Cfg c = {2, Ts[i], 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0};
+      run_case(t, &x, &c, seed + 31 * f + i, "", NULL, NULL);
+    }
+    /* the same text with the schedule's tiles: its own variant, compiled anew */
+    if (ex_open_vtile(&y, ctx, files[f], MIXC_STRATEGY_CHUNK, sizes, 0, err, sizeof err)) {
+      Cfg c = {2, 7, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0};
+      run_case(t, &y, &c, seed + 31 * f + 5, "", NULL, NULL);
+      int nv = 0;
+      double ms = mixc_kernel_compile_ms(y.k, &nv);
+      snprintf(name, sizeof name, "%s: vtile = 0 is not the vtile = 24 variant", x.name);
+      snprintf(err, sizeof err, "compile_ms %.3f, %d variants", ms, nv);
+      result(t, nv == 1 && ms > 0, name, err);
+    } else {
+      result(t, 0, files[f], err);
+    }
+    ex_close(&y);
+    ex_close(&x);
+  }
+  {
+    Ex x;
+    char err[4200];
+    int ok = !ex_open_vtile(&x, ctx, "examples/gla.mix", MIXC_STRATEGY_CHUNK, NULL, -1, err,
+                            sizeof err);
+    result(t, ok && strstr(err, "options.vtile = -1"), "vtile = -1 is refused", err);
     ex_close(&x);
   }
   mixc_context_destroy(ctx);
@@ -1633,6 +1702,7 @@ static void test_numerics(Tally *t, mixc_context *ctx, uint64_t seed, const char
   for (int i = 0; i < nf; i++) free(files[i]);
   concurrency_case(t, seed + 11);
   if (!only || strstr("split", only)) split_cases(t, seed + 13);
+  if (!only || strstr("vtile", only)) vtile_cases(t, seed + 17);
   /* A second kernel of the same mixer text finds its variant in the context's cache. */
   {
     char err[4200];

@@ -108,6 +108,8 @@ typedef struct mixc_kernel_options {
   int check_cu_seqlens;    /* MIXC_CUDA: nonzero: every call copies cu_seqlens to the host
                               (waiting for args.stream) and checks it as on the CPU; 0: a
                               device cu_seqlens is trusted, as in FlashAttention */
+  int64_t vtile;           /* chunk strategy: columns of the state (value-dim tile) per work
+                              item; 0: the schedule's choice; >= the value dim: no split */
 } mixc_kernel_options;
 
 mixc_status mixc_kernel_create(mixc_module *mod, const mixc_kernel_options *opt,
