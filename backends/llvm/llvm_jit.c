@@ -1211,8 +1211,8 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KModule *m, const Ho
 /* default<O2> for the host CPU, without the generic loop unroller and interleaver: the
  * matmul micro-kernel is register-blocked by hand, and on the chunk kernels unrolling doubled
  * the JIT time (GLA 405 -> 227 ms, Gated DeltaNet 204 -> 125 ms) for no measurable speed.
- * O2 rather than O3: the kernels are one function with everything inlined by construction,
- * where O3's extra passes (aggressive instcombine, argument promotion, a larger inliner
+ * O2 rather than O3: each kernel is one function calling one shared, non-inlined matmul
+ * micro-kernel (mixc.matmul), where O3's extra passes (aggressive instcombine, argument promotion, a larger inliner
  * budget) change nothing measurable at run time, and O2's pipeline took 20-30% less time
  * on the chunk kernels (docs/benchmarks.md). */
 static int optimize_module(LLVMModuleRef mod, LLVMTargetMachineRef tm, char *err, size_t errlen) {

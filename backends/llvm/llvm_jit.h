@@ -1,4 +1,4 @@
-/* The LLVM CPU backend: KIR -> LLVM IR -> optimised (default<O3>, host CPU and features)
+/* The LLVM CPU backend: KIR -> LLVM IR -> optimised (default<O2>, host CPU and features)
  * -> ORC LLJIT machine code for this process.
  *
  * Every kernel has KIR's one signature (see compiler/kir.h):
