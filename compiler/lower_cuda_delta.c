@@ -40,9 +40,12 @@
  * registers (C element r of half hh at row g + 8 (r / 2), column 8 hh + 2 q + r % 2, lane =
  * 4 g + q), so epilogues are the owner's: -W and D to 16 bits, O's row scaling by exp(b_t)
  * and its store to global memory, S's fp32 store and 16-bit copy. D stays in registers
- * across the barrier that lets it overwrite beta v. Elementwise steps (loads: 16-byte
- * vectors where rows are contiguous and aligned, masks, conversions, T's solve) stride over
- * all threads; the gates' scan is warp 0's (C/32 tokens a lane, then a shuffle scan). 17
+ * across the barrier that lets it overwrite beta v. The next chunk's q, k, v are loaded into
+ * registers (NQ + NQ + NV 16-byte vectors a thread: 16-byte loads where rows are contiguous
+ * and aligned, else element loads) right after this chunk's are stored to shared memory, so
+ * the global loads are in flight during the chunk's work. Elementwise steps (masks,
+ * conversions, T's solve) stride over all threads; the gates' scan is warp 0's (C/32 tokens
+ * a lane, then a shuffle scan). 17
  * __syncthreads a chunk (C = 64).
  *
  * Shared memory (dynamic; each region 128-byte aligned; 16-bit rows padded by 8 elements and
@@ -65,7 +68,8 @@
  * VT)); columns past V read as zero (so they stay zero in S and D) and are never stored.
  * Varlen (p_cu >= 0): B = 1, sequence n is tokens [cu[n], cu[n + 1]). No global scratch.
  * The printed constant LDSM (true) selects ldmatrix; false loads the fragments element by
- * element (test_lower_cuda_delta runs both). */
+ * element (test_lower_cuda_delta runs both). ptxas (sm_90a, K = V = 128): 175 registers, no
+ * spills. */
 #include <string.h>
 
 #include "lower_cuda.h"
@@ -113,6 +117,16 @@ static const char *const delta_helpers[] = {
     "struct __align__(16) V4 {\n",
     "  uint32_t x, y, z, w;\n",
     "};\n",
+    "/* 8 16-bit elements p[0], p[stride], ... (the first n; the rest 0) as a V4 */\n",
+    "__device__ __forceinline__ V4 gather8(const u16 *p, int64_t stride, int n) {\n",
+    "  u16 x[8];\n",
+    "#pragma unroll\n",
+    "  for (int u = 0; u < 8; u++) x[u] = u < n ? p[u * stride] : (u16)0;\n",
+    "  V4 r;\n",
+    "  r.x = (uint32_t)x[0] | ((uint32_t)x[1] << 16), r.y = (uint32_t)x[2] | ((uint32_t)x[3] << 16);\n",
+    "  r.z = (uint32_t)x[4] | ((uint32_t)x[5] << 16), r.w = (uint32_t)x[6] | ((uint32_t)x[7] << 16);\n",
+    "  return r;\n",
+    "}\n",
     "__device__ __forceinline__ void zero(float d[2][4]) {\n",
     "#pragma unroll\n",
     "  for (int hh = 0; hh < 2; hh++)\n",
@@ -271,6 +285,36 @@ static const char *const delta_body[] = {
     "    Sf[r * LS + c] = x;\n",
     "    Sb[r * LV + c] = to16(x);\n",
     "  }\n",
+    "  /* fetch(cn): the q, k, v rows of the chunk at cn into registers (8 elements a V4, 16-byte\n",
+    "   * loads where rows are contiguous and aligned; rows past the end and columns past ncol 0) */\n",
+    "  V4 pq[NQ], pk[NQ], pv[NV];\n",
+    "  auto fetch = [&](int64_t cn) {\n",
+    "    const int nn = len - cn < C ? (int)(len - cn) : C;\n",
+    "#pragma unroll\n",
+    "    for (int u = 0; u < NQ; u++) {\n",
+    "      const int e = tid + u * NT, t = e / (K / 8), i = e % (K / 8) * 8;\n",
+    "      V4 a = {0u, 0u, 0u, 0u}, b = {0u, 0u, 0u, 0u};\n",
+    "      if ((NQ * NT == C * (K / 8) || e < C * (K / 8)) && t < nn) {\n",
+    "        a = vq ? *(const V4 *)(qp + (cn + t) * q1 + i) : gather8(qp + (cn + t) * q1 + i * q3, q3, 8);\n",
+    "        b = vk ? *(const V4 *)(kp + (cn + t) * k1 + i) : gather8(kp + (cn + t) * k1 + i * k3, k3, 8);\n",
+    "      }\n",
+    "      pq[u] = a;\n",
+    "      pk[u] = b;\n",
+    "    }\n",
+    "#pragma unroll\n",
+    "    for (int u = 0; u < NV; u++) {\n",
+    "      const int e = tid + u * NT, t = e / (VT / 8), c = e % (VT / 8) * 8;\n",
+    "      V4 a = {0u, 0u, 0u, 0u};\n",
+    "      if ((NV * NT == C * (VT / 8) || e < C * (VT / 8)) && t < nn && c < ncol) {\n",
+    "        if (vv && c + 8 <= ncol)\n",
+    "          a = *(const V4 *)(vp + (cn + t) * v1 + c);\n",
+    "        else\n",
+    "          a = gather8(vp + (cn + t) * v1 + c * v3, v3, ncol - c < 8 ? ncol - c : 8);\n",
+    "      }\n",
+    "      pv[u] = a;\n",
+    "    }\n",
+    "  };\n",
+    "  if (len > 0) fetch(0);\n",
     "  __syncthreads();\n",
     "  for (int64_t c0 = 0; c0 < len; c0 += C) {\n",
     "    const int nv = len - c0 < C ? (int)(len - c0) : C;\n",
@@ -302,40 +346,23 @@ static const char *const delta_body[] = {
     "        ebv[lane * PER + u] = HAS_G ? expf(b) : 1.0f;\n",
     "      }\n",
     "    }\n",
-    "    if (vq && vk) {\n",
-    "      for (int e = tid; e < C * (K / 8); e += NT) {\n",
-    "        const int t = e / (K / 8), i = e % (K / 8) * 8;\n",
-    "        V4 qv = {0u, 0u, 0u, 0u}, kv = {0u, 0u, 0u, 0u};\n",
-    "        if (t < nv) {\n",
-    "          qv = *(const V4 *)(qp + (c0 + t) * q1 + i);\n",
-    "          kv = *(const V4 *)(kp + (c0 + t) * k1 + i);\n",
-    "        }\n",
-    "        *(V4 *)(Qs + t * LQ + i) = qv;\n",
-    "        *(V4 *)(Ks + t * LQ + i) = kv;\n",
-    "      }\n",
-    "    } else {\n",
-    "      for (int e = tid; e < C * K; e += NT) {\n",
-    "        const int t = e / K, i = e % K;\n",
-    "        u16 qv = 0, kv = 0;\n",
-    "        if (t < nv) {\n",
-    "          qv = qp[(c0 + t) * q1 + i * q3];\n",
-    "          kv = kp[(c0 + t) * k1 + i * k3];\n",
-    "        }\n",
-    "        Qs[t * LQ + i] = qv;\n",
-    "        Ks[t * LQ + i] = kv;\n",
+    "    /* q, k, v of this chunk: from the registers loaded during the previous chunk */\n",
+    "#pragma unroll\n",
+    "    for (int u = 0; u < NQ; u++) {\n",
+    "      const int e = tid + u * NT, t = e / (K / 8), i = e % (K / 8) * 8;\n",
+    "      if (NQ * NT == C * (K / 8) || e < C * (K / 8)) {\n",
+    "        *(V4 *)(Qs + t * LQ + i) = pq[u];\n",
+    "        *(V4 *)(Ks + t * LQ + i) = pk[u];\n",
     "      }\n",
     "    }\n",
-    "    for (int e = tid; e < C * (VT / 8); e += NT) {\n",
-    "      const int t = e / (VT / 8), c = e % (VT / 8) * 8;\n",
-    "      if (vv && t < nv && c + 8 <= ncol) {\n",
-    "        *(V4 *)(Vb + t * LV + c) = *(const V4 *)(vp + (c0 + t) * v1 + c);\n",
-    "      } else {\n",
     "#pragma unroll\n",
-    "        for (int u = 0; u < 8; u++)\n",
-    "          Vb[t * LV + c + u] = t < nv && c + u < ncol ? vp[(c0 + t) * v1 + (c + u) * v3] : (u16)0;\n",
-    "      }\n",
+    "    for (int u = 0; u < NV; u++) {\n",
+    "      const int e = tid + u * NT, t = e / (VT / 8), c = e % (VT / 8) * 8;\n",
+    "      if (NV * NT == C * (VT / 8) || e < C * (VT / 8)) *(V4 *)(Vb + t * LV + c) = pv[u];\n",
     "    }\n",
     "    __syncthreads();\n",
+    "    /* the next chunk's q, k, v into registers (in flight during this chunk's work) */\n",
+    "    if (c0 + C < len) fetch(c0 + C);\n",
     "    /* G = K K^T into Gf, P = Q K^T into Tf (lower tiles only) */\n",
     "    for (int w = warp; w < 2 * NB * NB; w += NW) {\n",
     "      const int which = w / (NB * NB), ti = (w / NB) % NB, tj = w % NB;\n",
@@ -556,6 +583,7 @@ int cuda_chunk_delta_source(FILE *out, const CudaChunkShape *s, const char *name
           "constexpr int K = %lld, V = %lld, VT = %lld, C = %lld, NT = %d, NW = NT / 32;\n"
           "constexpr int64_t VTILES = %lld;\n"
           "constexpr int NB = C / 16, KB = K / 16, VB = VT / 16, PER = C / 32, DT = %lld;\n"
+          "constexpr int NQ = (C * K / 8 + NT - 1) / NT, NV = (C * VT / 8 + NT - 1) / NT;\n"
           "constexpr int LQ = %lld, LV = %lld, LS = %lld, LC = %lld;\n"
           "constexpr int HAS_G = %d, HAS_BETA = %d;\n"
           "constexpr bool LDSM = true; /* false: element loads of the mma fragments */\n"
