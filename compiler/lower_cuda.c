@@ -262,6 +262,19 @@ int lower_cuda_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *e
   memset(&cs, 0, sizeof cs);
   int sy[7];
   if (!match(&l, &cs, sy)) return -1;
+  /* The value split for these kernels: each block holds its chunk's tiles and the state in
+   * shared memory, so few blocks share an SM (the delta form: one; the others: two), and
+   * every value tile repeats the chunk's work on q and k (Q K^T; the delta form's T solve).
+   * So split only where the (sequence, head) pairs alone leave over a quarter of the device's
+   * block slots idle, and then to about fill them once. */
+  KernelSpec sp = *spec;
+  if (sp.vtile <= 0 && sp.target_items > 0) {
+    int64_t slots = cs.kind == CCK_DELTA ? sp.target_items / 2 : sp.target_items;
+    sp.target_items = slots;
+    if (sp.bh > 0 && sp.bh * 4 >= slots * 3) sp.vtile = cs.V; /* no split */
+  }
+  spec = &sp;
+  l.sp = spec;
   if (lw_begin(&l, a, spec, plan, STRAT_CHUNK, "chunk", "(sequence, head)", err, errlen))
     return 1;
   lw_plan_split(&l, 1);

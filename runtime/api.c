@@ -151,6 +151,23 @@ const char *mixc_dtype_name(mixc_dtype d) {
 
 const char *mixc_version(void) { return MIXC_VERSION_STRING; }
 
+size_t mixc_sizeof(const char *type_name) {
+  static const struct {
+    const char *name;
+    size_t size;
+  } types[] = {
+      {"mixc_kernel_options", sizeof(mixc_kernel_options)},
+      {"mixc_args", sizeof(mixc_args)},
+      {"mixc_tensor", sizeof(mixc_tensor)},
+      {"mixc_named_tensor", sizeof(mixc_named_tensor)},
+      {"mixc_dim", sizeof(mixc_dim)},
+      {"mixc_error", sizeof(mixc_error)},
+  };
+  for (size_t i = 0; type_name && i < sizeof types / sizeof *types; i++)
+    if (!strcmp(type_name, types[i].name)) return types[i].size;
+  return 0;
+}
+
 mixc_tensor mixc_tensor_contiguous(void *data, mixc_dtype dtype, int ndim, const int64_t *shape) {
   mixc_tensor t;
   memset(&t, 0, sizeof t);

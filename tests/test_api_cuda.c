@@ -17,8 +17,9 @@
  *   {16, 24, 32}, and 100 for the last dim on every fourth example.
  * Outputs and final states are poisoned with NaN before each run; NaN never passes.
  * Tolerances, max|x - ref| / max|ref|: f32 1e-4 (outputs and states, as test_cuda_kernels);
- * bf16 outputs 1e-2, f16 outputs 5e-3, their (fp32) states 2e-3 (the kernels' matmuls run in
- * single TF32 when they load 16-bit data).
+ * bf16 outputs 1e-2, f16 outputs 5e-3, their (fp32) states 5e-3 (the project's accuracy target
+ * for 16-bit inputs: the KIR kernels' matmuls run in single TF32 when they load 16-bit data,
+ * and the hand-structured chunk kernels multiply in bf16 / f16 on tensor cores, as fla does).
  * Also: argument errors on CUDA tensors (NULL data, a wrong shape, a misaligned pointer, a
  * bad device index) name the argument; options.check_cu_seqlens catches a bad device
  * cu_seqlens. Examples run on 8 threads sharing one context, each with its own stream.
@@ -546,7 +547,7 @@ static int compare(const Ex *x, const Data *ref, const Data *got, double tol_out
 }
 
 static double tol_out(mixc_dtype dt) { return dt == MIXC_BF16 ? 1e-2 : dt == MIXC_F16 ? 5e-3 : 1e-4; }
-static double tol_state(mixc_dtype dt) { return dt == MIXC_F32 ? 1e-4 : 2e-3; }
+static double tol_state(mixc_dtype dt) { return dt == MIXC_F32 ? 1e-4 : 5e-3; }
 
 typedef struct Worker {
   mixc_context *ctx;

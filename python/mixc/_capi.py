@@ -41,7 +41,8 @@ class KernelOptions(ctypes.Structure):
                 ('device', ctypes.c_int), ('strategy', ctypes.c_int),
                 ('chunk_size', ctypes.c_int64),
                 # added since 0.1 (zero keeps the old meaning)
-                ('device_index', ctypes.c_int), ('check_cu_seqlens', ctypes.c_int)]
+                ('device_index', ctypes.c_int), ('check_cu_seqlens', ctypes.c_int),
+                ('vtile', ctypes.c_int64)]
 
 
 class Args(ctypes.Structure):
@@ -128,9 +129,25 @@ def lib():
                   'the file or its folder.')
 
 
+# The structs whose layout must match the library's (checked at load through mixc_sizeof).
+_LAYOUTS = {'mixc_kernel_options': 'KernelOptions', 'mixc_args': 'Args', 'mixc_tensor': 'Tensor',
+            'mixc_named_tensor': 'NamedTensor', 'mixc_dim': 'Dim', 'mixc_error': 'Error'}
+
+
 def _declare(handle):
     for name, (res, args) in _PROTOS.items():
         fn = getattr(handle, name)
         fn.restype = res
         fn.argtypes = args
+    sizeof = getattr(handle, 'mixc_sizeof', None)
+    if sizeof is None:
+        raise OSError('mixc: this libmixc.so predates mixc_sizeof: it is older than the Python '
+                      'package; build the library from the same checkout')
+    sizeof.restype = ctypes.c_size_t
+    sizeof.argtypes = [ctypes.c_char_p]
+    for cname, pyname in _LAYOUTS.items():
+        want, have = sizeof(cname.encode()), ctypes.sizeof(globals()[pyname])
+        if want != have:
+            raise OSError(f'mixc: {cname} is {want} bytes in the library but {have} in the Python '
+                          'package: the package and libmixc.so come from different versions')
     return handle

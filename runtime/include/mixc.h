@@ -152,6 +152,11 @@ double mixc_kernel_compile_ms(const mixc_kernel *k, int *nvariants);
 const char *mixc_status_name(mixc_status s);
 const char *mixc_dtype_name(mixc_dtype d);
 const char *mixc_version(void);
+/* sizeof of the public struct named `type_name` ("mixc_kernel_options", "mixc_args",
+ * "mixc_tensor", "mixc_named_tensor", "mixc_dim", "mixc_error") in this library, 0 for another
+ * name: lets a binding built against another version of this header (a ctypes package) check
+ * its layouts before the first call. */
+size_t mixc_sizeof(const char *type_name);
 
 #ifdef __cplusplus
 }
