@@ -13,10 +13,11 @@
  *
  *   G = K K^T, P = Q K^T                               (lower 16x16 tiles only)
  *   A = tril(diag(beta) G * exp(b_t - b_s), -1)        (exponents <= 0 for g <= 0; masked
- *   P = tril(P * exp(b_t - b_s), 0)                     entries are never exponentiated)
+ *   P = tril(P * exp(b_t - b_s), 0)                     entries are never exponentiated;
+ *                                                       both in the product's registers)
  *   T = (I + A)^-1                                     (fp32, blocked forward substitution)
- *   W = T (beta exp(b) K)            [C, K]
- *   D = T (beta V) - W S_prev        [C, VT]            (fla's v_new: the delta values)
+ *   W = (T diag(beta exp(b))) K      [C, K]
+ *   D = (T diag(beta)) V - W S_prev  [C, VT]            (fla's v_new: the delta values)
  *   O = scale (exp(b_t) (Q S_prev) + P D)
  *   S = exp(b_last) S_prev + (K exp(b_last - b_s))^T D
  *
@@ -25,19 +26,23 @@
  * K S_prev; S_t and o_t likewise (ALGORITHMS.md section 3, lower_chunk_dplr.c for the KIR form;
  * a model of exactly these steps, buffers included, matched the token recurrence to 1e-14 in
  * fp64). As in fla, the operands of the products are rounded to the 16-bit input type: q, k,
- * v as given, beta v, beta exp(b) k, k exp(b_last - b), T, P, -W, D and the copy of S_prev; the
+ * v as given, T diag(beta) (Tb), T diag(beta exp(b)) (Tw), k exp(b_last - b), P, -W, D and the
+ * copy of S_prev (beta and the gates scale T's columns, not k and v: no pass over k, v); the
  * sums, T's solve, the gates and the state are fp32. Gates of -30 underflow to 0, never NaN.
  *
  * T = (I + A)^-1 (unit lower triangular): the C/16 diagonal 16x16 blocks by forward
  * substitution, one thread a column (registers); then block row i = 1 .. C/16-1:
  * X_ij = sum_{k=j}^{i-1} A_ik T_kj, T_ij = -T_ii X_ij for j < i, one element a thread (2
  * barriers a block row). The diagonal blocks of T and the X's live in Tf, the off-diagonal
- * blocks of T over A in Gf (A_ij is dead once row i's X's are formed); Tb gathers them in 16
- * bits. Products by T (and P) stop at the diagonal tile.
+ * blocks of T over A in Gf (A_ij is dead once row i's X's are formed); Tb and Tw gather them
+ * in 16 bits, columns scaled, 4 columns a thread step. Products by T (and P) stop at the
+ * diagonal tile.
  *
- * Threads: NT = 256 (8 warps). Products: warp w owns the 16x16 output tiles w, w + 8, ... of
- * each product (row-major tile order), loops over k in steps of 16 and keeps the tile in
- * registers (C element r of half hh at row g + 8 (r / 2), column 8 hh + 2 q + r % 2, lane =
+ * Threads: NT = 256 (8 warps). Products: a warp owns strips of SW 16x16 output tiles side by
+ * side in a row (SW = 4, 2 or 1, the widest that leaves no warp idle; mma_strip: the A
+ * fragment loaded once a k step, 2 SW independent mma chains), strips w, w + 8, ...; G and P
+ * their 2 NB (NB + 1) / 2 lower tiles one at a time. Each loops over k in steps of 16 and
+ * keeps its tiles in registers (C element r of half hh at row g + 8 (r / 2), column 8 hh + 2 q + r % 2, lane =
  * 4 g + q), so epilogues are the owner's: -W and D to 16 bits, O's row scaling by exp(b_t)
  * and its store to global memory, S's fp32 store and 16-bit copy. D stays in registers
  * across the barrier that lets it overwrite beta v. The next chunk's q, k, v are loaded into
@@ -45,8 +50,10 @@
  * and aligned, else element loads) right after this chunk's are stored to shared memory, so
  * the global loads are in flight during the chunk's work. Elementwise steps (masks,
  * conversions, T's solve) stride over all threads; the gates' scan is warp 0's (C/32 tokens
- * a lane, then a shuffle scan). 17
- * __syncthreads a chunk (C = 64).
+ * a lane, then a shuffle scan). 13
+ * __syncthreads a chunk (C = 64). MIXC_DELTA_PROF (defined before the source) adds clock64()
+ * counters a phase (thread 0, barrier to barrier) summed into `scratch` (12 u64): the bench
+ * of test_lower_cuda_delta prints them.
  *
  * Shared memory (dynamic; each region 128-byte aligned; 16-bit rows padded by 8 elements and
  * fp32 state rows by 8 floats, so ldmatrix rows and fragment accesses avoid bank conflicts;
@@ -56,11 +63,11 @@
  *   Qs  16b  [C][K+8]   q                                                   17 KiB
  *   Ks  16b  [C][K+8]   k; once G and P are formed, k exp(b_last - b)       17 KiB
  *   Vb  16b  [C][VT+8]  v, then beta v, then D                              17 KiB
- *   Tb, Pb 16b [C][C+8] T and the masked, gated P                           2 x 9 KiB
+ *   Tb, Tw, Pb 16b [C][C+8] T diag(beta), T diag(beta e^b) (gated only), P   3 x 9 KiB
  *   St  max(2 C C fp32, 2 C (K+8) 16b): Gf (G, A, T's off-diagonal blocks) and Tf (P, T's
- *       diagonal blocks, the X's); after Tb is formed, KW = beta exp(b) k and Wn = -W  34 KiB
+ *       diagonal blocks, the X's); after Tb is formed, Wn = -W                   34 KiB
  *   bv, ebv, betav fp32 [C]: b, exp(b), beta                                0.75 KiB
- * 210688 bytes at K = V = 128, C = 64 (one block an SM on Hopper, which allows 232448);
+ * 210688 bytes at K = V = 128, C = 64 (219904 gated; one block an SM on Hopper: 232448);
  * 124672 at K = 128, VT = 32; 107264 at K = V = 64. When C = 64 exceeds smem_optin, C = 32
  * is tried (K = 256, VT = 64: 188288 bytes); then -1. The plan's chunk is not read.
  *
@@ -68,7 +75,7 @@
  * VT)); columns past V read as zero (so they stay zero in S and D) and are never stored.
  * Varlen (p_cu >= 0): B = 1, sequence n is tokens [cu[n], cu[n + 1]). No global scratch.
  * The printed constant LDSM (true) selects ldmatrix; false loads the fragments element by
- * element (test_lower_cuda_delta runs both). ptxas (sm_90a, K = V = 128): 175 registers, no
+ * element (test_lower_cuda_delta runs both). ptxas (sm_90a, K = V = 128): 174 registers, no
  * spills. */
 #include <string.h>
 
@@ -84,16 +91,21 @@ static void put_loader(FILE *out, const char *fn, KType t) {
 }
 static int float_type(KType t) { return t == KT_F32 || t == KT_BF16 || t == KT_F16; }
 static int64_t rnd128(int64_t x) { return (x + 127) / 128 * 128; }
+static int64_t strip_width(int64_t rows, int64_t cols, int nw) {
+  for (int64_t w = 4; w > 1; w /= 2)
+    if (cols % w == 0 && rows * cols / w >= nw) return w;
+  return 1;
+}
 
 typedef struct DeltaLayout {
   int64_t lq, lv, ls, lc; /* leading dimensions (padded against bank conflicts) */
-  int64_t sf, sb, qs, ks, vb, tb, pb, st, bv, ebv, betav, total;
+  int64_t sf, sb, qs, ks, vb, tb, tw, pb, st, bv, ebv, betav, total;
 } DeltaLayout;
 
-static void delta_layout(int64_t K, int64_t VT, int64_t C, DeltaLayout *L) {
+static void delta_layout(int64_t K, int64_t VT, int64_t C, int has_g, DeltaLayout *L) {
   int64_t o = 0;
   L->lq = K + 8, L->lv = VT + 8, L->ls = VT + 8, L->lc = C + 8;
-  int64_t st = 2 * C * C * 4; /* Gf, Tf; later KW, Wn */
+  int64_t st = 2 * C * C * 4; /* Gf, Tf; later Wn */
   if (2 * C * L->lq * 2 > st) st = 2 * C * L->lq * 2;
 #define MIXC__REGION(f, bytes) (L->f = o, o += rnd128(bytes))
   MIXC__REGION(sf, K * L->ls * 4);
@@ -102,6 +114,7 @@ static void delta_layout(int64_t K, int64_t VT, int64_t C, DeltaLayout *L) {
   MIXC__REGION(ks, C * L->lq * 2);
   MIXC__REGION(vb, C * L->lv * 2);
   MIXC__REGION(tb, C * L->lc * 2);
+  MIXC__REGION(tw, has_g ? C * L->lc * 2 : 0); /* Tw: Tb without g */
   MIXC__REGION(pb, C * L->lc * 2);
   MIXC__REGION(st, st);
   MIXC__REGION(bv, C * 4);
@@ -116,6 +129,12 @@ static const char *const delta_helpers[] = {
     "__host__ __device__ constexpr int slot(int x) { return x < 0 ? 0 : x; }\n",
     "struct __align__(16) V4 {\n",
     "  uint32_t x, y, z, w;\n",
+    "};\n",
+    "struct __align__(16) F4 {\n",
+    "  float x, y, z, w;\n",
+    "};\n",
+    "struct __align__(8) U2 {\n",
+    "  uint32_t x, y;\n",
     "};\n",
     "/* 8 16-bit elements p[0], p[stride], ... (the first n; the rest 0) as a V4 */\n",
     "__device__ __forceinline__ V4 gather8(const u16 *p, int64_t stride, int n) {\n",
@@ -136,11 +155,6 @@ static const char *const delta_helpers[] = {
     "__device__ __forceinline__ uint32_t pack(u16 lo, u16 hi) {\n",
     "  return (uint32_t)lo | ((uint32_t)hi << 16);\n",
     "}\n",
-    "/* d (a 16 x 16 tile: two m16n8 halves) += A B over kdim (a multiple of 16): A's element (r, k)\n",
-    " * at a[r * lda + k] (AT: a[k * lda + r]), B's (k, c) at b[k * ldb + c] (BT: b[c * ldb + k]).\n",
-    " * Fragments of mma.m16n8k16 (PTX ISA), lane = 4 g + q: A register i holds row g + 8 (i % 2),\n",
-    " * columns 2 q + 8 (i / 2) + {0, 1}; B register i rows 2 q + 8 i + {0, 1}, column g; C element\n",
-    " * r row g + 8 (r / 2), column 2 q + r % 2. */\n",
     "/* ldmatrix .x4 (shared memory, 16-byte rows): lane l gives the address of row l % 8 of\n",
     " * matrix l / 8; register j gets matrix j's row lane / 4, columns 2 (lane % 4) + {0, 1}\n",
     " * (.trans: rows 2 (lane % 4) + {0, 1}, column lane / 4). */\n",
@@ -159,27 +173,26 @@ static const char *const delta_helpers[] = {
     "               : \"=r\"(r[0]), \"=r\"(r[1]), \"=r\"(r[2]), \"=r\"(r[3])\n",
     "               : \"r\"(smem_addr(p)));\n",
     "}\n",
-    "/* d (a 16 x 16 tile: two m16n8 halves) += A B over kdim (a multiple of 16): A's element (r, k)\n",
-    " * at a[r * lda + k] (AT: a[k * lda + r]), B's (k, c) at b[k * ldb + c] (BT: b[c * ldb + k]).\n",
-    " * Fragments of mma.m16n8k16 (PTX ISA), lane = 4 g + q: A register i holds row g + 8 (i % 2),\n",
-    " * columns 2 q + 8 (i / 2) + {0, 1}; B register i rows 2 q + 8 i + {0, 1}, column g; C element\n",
-    " * r row g + 8 (r / 2), column 2 q + r % 2. LDSM: the fragments through ldmatrix (every row\n",
-    " * address 16-byte aligned: the leading dimensions are multiples of 8), else element loads. */\n",
-    "template <bool AT, bool BT>\n",
-    "__device__ __forceinline__ void mma_tile(float d[2][4], const u16 *a, int lda, const u16 *b,\n",
-    "                                         int ldb, int kdim, int g, int q) {\n",
+    "/* d[j] (NTL 16 x 16 tiles side by side, each two m16n8 halves) += A B_j over kdim (a multiple\n",
+    " * of 16): A's element (r, k) at a[r * lda + k] (AT: a[k * lda + r]), B_j's (k, c) at\n",
+    " * b[k * ldb + 16 j + c] (BT: b[(16 j + c) * ldb + k]). The A fragment is loaded once a k step\n",
+    " * for the NTL tiles, whose 2 NTL mma chains are independent. Fragments of mma.m16n8k16 (PTX\n",
+    " * ISA), lane = 4 g + q: A register i holds row g + 8 (i % 2), columns 2 q + 8 (i / 2) + {0, 1};\n",
+    " * B register i rows 2 q + 8 i + {0, 1}, column g; C element r row g + 8 (r / 2), column\n",
+    " * 2 q + r % 2. LDSM: the fragments through ldmatrix (every row address 16-byte aligned: the\n",
+    " * leading dimensions are multiples of 8), else element loads. */\n",
+    "template <bool AT, bool BT, int NTL>\n",
+    "__device__ __forceinline__ void mma_strip(float (*d)[2][4], const u16 *a, int lda, const u16 *b,\n",
+    "                                          int ldb, int kdim, int g, int q) {\n",
     "  const int mi = g >> 1, row = (g & 1) * 4 + q; /* lane / 8, lane % 8 */\n",
+    "#pragma unroll 2\n",
     "  for (int k0 = 0; k0 < kdim; k0 += 16) {\n",
-    "    uint32_t ra[4], rb[4]; /* rb[2 hh + i]: B register i of the half hh */\n",
+    "    uint32_t ra[4];\n",
     "    if (LDSM) {\n",
     "      if (AT)\n",
     "        ldsm4t(ra, a + (k0 + 8 * (mi >> 1) + row) * lda + 8 * (mi & 1));\n",
     "      else\n",
     "        ldsm4(ra, a + (8 * (mi & 1) + row) * lda + k0 + 8 * (mi >> 1));\n",
-    "      if (BT)\n",
-    "        ldsm4(rb, b + (8 * (mi >> 1) + row) * ldb + k0 + 8 * (mi & 1));\n",
-    "      else\n",
-    "        ldsm4t(rb, b + (k0 + 8 * (mi & 1) + row) * ldb + 8 * (mi >> 1));\n",
     "    } else {\n",
     "#pragma unroll\n",
     "      for (int i = 0; i < 4; i++) {\n",
@@ -189,25 +202,42 @@ static const char *const delta_helpers[] = {
     "        else\n",
     "          ra[i] = *(const uint32_t *)(a + r * lda + k);\n",
     "      }\n",
-    "#pragma unroll\n",
-    "      for (int hh = 0; hh < 2; hh++)\n",
-    "#pragma unroll\n",
-    "        for (int i = 0; i < 2; i++) {\n",
-    "          const int k = k0 + 2 * q + 8 * i, c = 8 * hh + g;\n",
-    "          if (BT)\n",
-    "            rb[2 * hh + i] = *(const uint32_t *)(b + c * ldb + k);\n",
-    "          else\n",
-    "            rb[2 * hh + i] = pack(b[k * ldb + c], b[(k + 1) * ldb + c]);\n",
-    "        }\n",
     "    }\n",
     "#pragma unroll\n",
-    "    for (int hh = 0; hh < 2; hh++)\n",
-    "      asm volatile(\"mma.sync.aligned.m16n8k16.row.col.f32.MMA_T.MMA_T.f32 {%0,%1,%2,%3}, \"\n",
-    "                   \"{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\\n\"\n",
-    "                   : \"+f\"(d[hh][0]), \"+f\"(d[hh][1]), \"+f\"(d[hh][2]), \"+f\"(d[hh][3])\n",
-    "                   : \"r\"(ra[0]), \"r\"(ra[1]), \"r\"(ra[2]), \"r\"(ra[3]), \"r\"(rb[2 * hh]),\n",
-    "                     \"r\"(rb[2 * hh + 1]));\n",
+    "    for (int j = 0; j < NTL; j++) {\n",
+    "      uint32_t rb[4]; /* rb[2 hh + i]: B register i of the half hh */\n",
+    "      const u16 *bj = BT ? b + 16 * j * ldb : b + 16 * j;\n",
+    "      if (LDSM) {\n",
+    "        if (BT)\n",
+    "          ldsm4(rb, bj + (8 * (mi >> 1) + row) * ldb + k0 + 8 * (mi & 1));\n",
+    "        else\n",
+    "          ldsm4t(rb, bj + (k0 + 8 * (mi & 1) + row) * ldb + 8 * (mi >> 1));\n",
+    "      } else {\n",
+    "#pragma unroll\n",
+    "        for (int hh = 0; hh < 2; hh++)\n",
+    "#pragma unroll\n",
+    "          for (int i = 0; i < 2; i++) {\n",
+    "            const int k = k0 + 2 * q + 8 * i, c = 8 * hh + g;\n",
+    "            if (BT)\n",
+    "              rb[2 * hh + i] = *(const uint32_t *)(bj + c * ldb + k);\n",
+    "            else\n",
+    "              rb[2 * hh + i] = pack(bj[k * ldb + c], bj[(k + 1) * ldb + c]);\n",
+    "          }\n",
+    "      }\n",
+    "#pragma unroll\n",
+    "      for (int hh = 0; hh < 2; hh++)\n",
+    "        asm(\"mma.sync.aligned.m16n8k16.row.col.f32.MMA_T.MMA_T.f32 {%0,%1,%2,%3}, \"\n",
+    "            \"{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\\n\"\n",
+    "            : \"+f\"(d[j][hh][0]), \"+f\"(d[j][hh][1]), \"+f\"(d[j][hh][2]), \"+f\"(d[j][hh][3])\n",
+    "            : \"r\"(ra[0]), \"r\"(ra[1]), \"r\"(ra[2]), \"r\"(ra[3]), \"r\"(rb[2 * hh]),\n",
+    "              \"r\"(rb[2 * hh + 1]));\n",
+    "    }\n",
     "  }\n",
+    "}\n",
+    "template <bool AT, bool BT>\n",
+    "__device__ __forceinline__ void mma_tile(float d[2][4], const u16 *a, int lda, const u16 *b,\n",
+    "                                         int ldb, int kdim, int g, int q) {\n",
+    "  mma_strip<AT, BT, 1>((float (*)[2][4])d, a, lda, b, ldb, kdim, g, q);\n",
     "}\n",
     "__device__ __forceinline__ void store_f32(const float d[2][4], float *c, int ldc, int g, int q) {\n",
     "#pragma unroll\n",
@@ -231,6 +261,9 @@ static const char *const delta_body[] = {
     "  const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5, g = lane >> 2, q = lane & 3;\n",
     "  const int64_t item = begin + (int64_t)blockIdx.x;\n",
     "  if (item >= end) return;\n",
+    "#ifdef MIXC_DELTA_PROF /* cycles a phase (thread 0, barrier to barrier), summed into scratch */\n",
+    "  long long dprof[12] = {0}, dprof_t = clock64();\n",
+    "#endif\n",
     "  const int64_t H = args.ints[I_H], T = args.ints[I_T];\n",
     "  const int64_t tile = item % VTILES, h = (item / VTILES) % H, n = item / (VTILES * H);\n",
     "  int64_t bidx = n, t0 = 0, len = T;\n",
@@ -271,9 +304,10 @@ static const char *const delta_body[] = {
     "  float *bv = (float *)(SMEM + OFF_BV), *ebv = (float *)(SMEM + OFF_EBV);\n",
     "  float *betav = (float *)(SMEM + OFF_BETAV);\n",
     "  u16 *Sb = (u16 *)(SMEM + OFF_SB), *Qs = (u16 *)(SMEM + OFF_QS);\n",
-    "  u16 *Ks = (u16 *)(SMEM + OFF_KS), *KW = (u16 *)(SMEM + OFF_ST);\n",
+    "  u16 *Ks = (u16 *)(SMEM + OFF_KS);\n",
     "  u16 *Wn = (u16 *)(SMEM + OFF_ST) + C * LQ, *Vb = (u16 *)(SMEM + OFF_VB);\n",
     "  u16 *Tb = (u16 *)(SMEM + OFF_TB), *Pb = (u16 *)(SMEM + OFF_PB);\n",
+    "  u16 *Tw = HAS_G ? (u16 *)(SMEM + OFF_TW) : Tb;\n",
     "  /* the initial state */\n",
     "  for (int e = tid; e < K * VT; e += NT) {\n",
     "    const int r = e / VT, c = e % VT;\n",
@@ -316,6 +350,7 @@ static const char *const delta_body[] = {
     "  };\n",
     "  if (len > 0) fetch(0);\n",
     "  __syncthreads();\n",
+    "  DPROF(11);\n",
     "  for (int64_t c0 = 0; c0 < len; c0 += C) {\n",
     "    const int nv = len - c0 < C ? (int)(len - c0) : C;\n",
     "    /* the gates (warp 0: PER tokens a lane, then a shuffle scan), beta; q, k, v */\n",
@@ -361,38 +396,39 @@ static const char *const delta_body[] = {
     "      if (NV * NT == C * (VT / 8) || e < C * (VT / 8)) *(V4 *)(Vb + t * LV + c) = pv[u];\n",
     "    }\n",
     "    __syncthreads();\n",
+    "    DPROF(0);\n",
     "    /* the next chunk's q, k, v into registers (in flight during this chunk's work) */\n",
     "    if (c0 + C < len) fetch(c0 + C);\n",
-    "    /* G = K K^T into Gf, P = Q K^T into Tf (lower tiles only) */\n",
-    "    for (int w = warp; w < 2 * NB * NB; w += NW) {\n",
-    "      const int which = w / (NB * NB), ti = (w / NB) % NB, tj = w % NB;\n",
-    "      if (tj > ti) continue;\n",
+    "    /* G = K K^T and P = Q K^T (lower tiles only), masked and gated in the registers: A =\n",
+    "     * beta_t G e^(b_t - b_s) (s < t) into Gf in fp32, P e^(b_t - b_s) (s <= t) into Pb */\n",
+    "    for (int w = warp; w < 2 * NL; w += NW) {\n",
+    "      const int which = w / NL;\n",
+    "      int ti = 0, tj = w % NL;\n",
+    "      while (tj > ti) tj -= ++ti;\n",
     "      float d[2][4];\n",
     "      zero(d);\n",
     "      mma_tile<false, true>(d, (which ? Qs : Ks) + ti * 16 * LQ, LQ, Ks + tj * 16 * LQ, LQ, K, g,\n",
     "                            q);\n",
-    "      store_f32(d, (which ? Tf : Gf) + ti * 16 * C + tj * 16, C, g, q);\n",
+    "#pragma unroll\n",
+    "      for (int hh = 0; hh < 2; hh++)\n",
+    "#pragma unroll\n",
+    "        for (int r = 0; r < 4; r++) {\n",
+    "          const int t = ti * 16 + g + 8 * (r >> 1), s = tj * 16 + 8 * hh + 2 * q + (r & 1);\n",
+    "          float x = 0.0f;\n",
+    "          if (which ? s <= t : s < t) {\n",
+    "            x = d[hh][r];\n",
+    "            if (HAS_G) x *= expf(bv[t] - bv[s]);\n",
+    "            if (!which) x *= betav[t];\n",
+    "          }\n",
+    "          d[hh][r] = x;\n",
+    "        }\n",
+    "      if (which)\n",
+    "        store_16(d, Pb + ti * 16 * LC + tj * 16, LC, 1.0f, g, q);\n",
+    "      else\n",
+    "        store_f32(d, Gf + ti * 16 * C + tj * 16, C, g, q);\n",
     "    }\n",
     "    __syncthreads();\n",
-    "    /* A (in place), P in 16 bits (strictly upper parts are 0 and never read as data) */\n",
-    "    for (int e = tid; e < C * C; e += NT) {\n",
-    "      const int t = e / C, s = e % C;\n",
-    "      float a = 0.0f, p = 0.0f;\n",
-    "      if (s <= t) {\n",
-    "        const float d = HAS_G ? expf(bv[t] - bv[s]) : 1.0f;\n",
-    "        if (s < t) a = betav[t] * Gf[e] * d;\n",
-    "        p = Tf[e] * d;\n",
-    "      }\n",
-    "      Gf[e] = a;\n",
-    "      Pb[t * LC + s] = to16(p);\n",
-    "    }\n",
-    "    /* beta v */\n",
-    "    if (HAS_BETA)\n",
-    "      for (int e = tid; e < C * VT; e += NT) {\n",
-    "        const int t = e / VT, c = e % VT;\n",
-    "        Vb[t * LV + c] = to16(betav[t] * from16(Vb[t * LV + c]));\n",
-    "      }\n",
-    "    __syncthreads();\n",
+    "    DPROF(1);\n",
     "    /* T = (I + A)^-1: the diagonal blocks, one thread a column */\n",
     "    if (tid < C) {\n",
     "      const int base = tid & ~15, c = tid & 15;\n",
@@ -407,12 +443,15 @@ static const char *const delta_body[] = {
     "      }\n",
     "    }\n",
     "    __syncthreads();\n",
+    "    DPROF(3);\n",
     "    /* block rows: X_ij = sum_{k=j}^{i-1} A_ik T_kj into Tf, T_ij = -T_ii X_ij into Gf */\n",
     "    for (int bi = 1; bi < NB; bi++) {\n",
     "      for (int e = tid; e < bi * 256; e += NT) {\n",
     "        const int j = e >> 8, row = bi * 16 + ((e >> 4) & 15), col = j * 16 + (e & 15);\n",
     "        float acc = 0.0f;\n",
-    "        for (int k = j; k < bi; k++) {\n",
+    "#pragma unroll\n",
+    "        for (int k = 0; k < NB - 1; k++) {\n",
+    "          if (k < j || k >= bi) continue;\n",
     "          const float *tk = k == j ? Tf : Gf;\n",
     "#pragma unroll\n",
     "          for (int m = 0; m < 16; m++)\n",
@@ -424,51 +463,68 @@ static const char *const delta_body[] = {
     "      for (int e = tid; e < bi * 256; e += NT) {\n",
     "        const int r = (e >> 4) & 15, row = bi * 16 + r, col = (e >> 8) * 16 + (e & 15);\n",
     "        float acc = 0.0f;\n",
-    "        for (int m = 0; m <= r; m++)\n",
-    "          acc += Tf[row * C + bi * 16 + m] * Tf[(bi * 16 + m) * C + col];\n",
+    "#pragma unroll\n",
+    "        for (int m = 0; m < 16; m++)\n",
+    "          if (m <= r) acc += Tf[row * C + bi * 16 + m] * Tf[(bi * 16 + m) * C + col];\n",
     "        Gf[row * C + col] = -acc;\n",
     "      }\n",
     "      __syncthreads();\n",
+    "      DPROF(4);\n",
     "    }\n",
-    "    for (int e = tid; e < C * C; e += NT) {\n",
-    "      const int r = e / C, c = e % C;\n",
-    "      const float x = (r >> 4) == (c >> 4) ? Tf[e] : r > c ? Gf[e] : 0.0f;\n",
-    "      Tb[r * LC + c] = to16(x);\n",
-    "    }\n",
-    "    __syncthreads();\n",
-    "    /* beta exp(b) k into KW (over Gf, Tf: dead now) */\n",
-    "    for (int e = tid; e < C * K; e += NT) {\n",
-    "      const int t = e / K, i = e % K;\n",
-    "      KW[t * LQ + i] = to16(betav[t] * ebv[t] * from16(Ks[t * LQ + i]));\n",
-    "    }\n",
-    "    __syncthreads();\n",
-    "    /* -W = -T (beta exp(b) K) in 16 bits (T is lower triangular: k up to the diagonal tile) */\n",
-    "    for (int w = warp; w < NB * KB; w += NW) {\n",
-    "      const int ti = w / KB, tj = w % KB;\n",
-    "      float d[2][4];\n",
-    "      zero(d);\n",
-    "      mma_tile<false, false>(d, Tb + ti * 16 * LC, LC, KW + tj * 16, LQ, (ti + 1) * 16, g, q);\n",
-    "      store_16(d, Wn + ti * 16 * LQ + tj * 16, LQ, -1.0f, g, q);\n",
-    "    }\n",
-    "    __syncthreads();\n",
-    "    /* D = T (beta V) + (-W) S_prev, kept in registers over the barrier, then over Vb */\n",
-    "    {\n",
-    "      float d[DT][2][4];\n",
+    "    /* T diag(beta) into Tb and T diag(beta e^b) into Tw (Tb without g), in 16 bits, 4\n",
+    "     * columns a step */\n",
+    "    for (int e = tid; e < C * C / 4; e += NT) {\n",
+    "      const int r = e / (C / 4), c = e % (C / 4) * 4;\n",
+    "      const F4 tf = *(const F4 *)(Tf + r * C + c), gf = *(const F4 *)(Gf + r * C + c);\n",
+    "      const float tv[4] = {tf.x, tf.y, tf.z, tf.w}, gv[4] = {gf.x, gf.y, gf.z, gf.w};\n",
+    "      u16 xb[4], xw[4];\n",
     "#pragma unroll\n",
-    "      for (int u = 0; u < DT; u++) {\n",
-    "        const int w = warp + u * NW, ti = w / VB, tj = w % VB;\n",
-    "        zero(d[u]);\n",
-    "        if (w < NB * VB) {\n",
-    "          mma_tile<false, false>(d[u], Tb + ti * 16 * LC, LC, Vb + tj * 16, LV, (ti + 1) * 16, g,\n",
-    "                                 q);\n",
-    "          mma_tile<false, false>(d[u], Wn + ti * 16 * LQ, LQ, Sb + tj * 16, LV, K, g, q);\n",
+    "      for (int u = 0; u < 4; u++) {\n",
+    "        const int cc = c + u;\n",
+    "        const float x = ((r >> 4) == (cc >> 4) ? tv[u] : r > cc ? gv[u] : 0.0f) * betav[cc];\n",
+    "        xb[u] = to16(x);\n",
+    "        xw[u] = to16(x * ebv[cc]);\n",
+    "      }\n",
+    "      *(U2 *)(Tb + r * LC + c) = U2{pack(xb[0], xb[1]), pack(xb[2], xb[3])};\n",
+    "      if (HAS_G) *(U2 *)(Tw + r * LC + c) = U2{pack(xw[0], xw[1]), pack(xw[2], xw[3])};\n",
+    "    }\n",
+    "    __syncthreads();\n",
+    "    DPROF(5);\n",
+    "    /* -W = -Tw K in 16 bits (Tw is lower triangular: k up to the diagonal tile) */\n",
+    "    for (int w = warp; w < NB * (KB / SWK); w += NW) {\n",
+    "      const int ti = w / (KB / SWK), tj = w % (KB / SWK) * SWK;\n",
+    "      float d[SWK][2][4];\n",
+    "#pragma unroll\n",
+    "      for (int j = 0; j < SWK; j++) zero(d[j]);\n",
+    "      mma_strip<false, false, SWK>(d, Tw + ti * 16 * LC, LC, Ks + tj * 16, LQ, (ti + 1) * 16, g,\n",
+    "                                   q);\n",
+    "#pragma unroll\n",
+    "      for (int j = 0; j < SWK; j++) store_16(d[j], Wn + ti * 16 * LQ + (tj + j) * 16, LQ, -1.0f, g, q);\n",
+    "    }\n",
+    "    __syncthreads();\n",
+    "    DPROF(7);\n",
+    "    /* D = Tb V + (-W) S_prev, kept in registers over the barrier, then over Vb */\n",
+    "    {\n",
+    "      float d[DS][SWV][2][4];\n",
+    "#pragma unroll\n",
+    "      for (int u = 0; u < DS; u++) {\n",
+    "        const int w = warp + u * NW, ti = w / (VB / SWV), tj = w % (VB / SWV) * SWV;\n",
+    "#pragma unroll\n",
+    "        for (int j = 0; j < SWV; j++) zero(d[u][j]);\n",
+    "        if (w < NB * (VB / SWV)) {\n",
+    "          mma_strip<false, false, SWV>(d[u], Tb + ti * 16 * LC, LC, Vb + tj * 16, LV,\n",
+    "                                       (ti + 1) * 16, g, q);\n",
+    "          mma_strip<false, false, SWV>(d[u], Wn + ti * 16 * LQ, LQ, Sb + tj * 16, LV, K, g, q);\n",
     "        }\n",
     "      }\n",
     "      __syncthreads();\n",
     "#pragma unroll\n",
-    "      for (int u = 0; u < DT; u++) {\n",
-    "        const int w = warp + u * NW, ti = w / VB, tj = w % VB;\n",
-    "        if (w < NB * VB) store_16(d[u], Vb + ti * 16 * LV + tj * 16, LV, 1.0f, g, q);\n",
+    "      for (int u = 0; u < DS; u++) {\n",
+    "        const int w = warp + u * NW, ti = w / (VB / SWV), tj = w % (VB / SWV) * SWV;\n",
+    "        if (w < NB * (VB / SWV))\n",
+    "#pragma unroll\n",
+    "          for (int j = 0; j < SWV; j++)\n",
+    "            store_16(d[u][j], Vb + ti * 16 * LV + (tj + j) * 16, LV, 1.0f, g, q);\n",
     "      }\n",
     "    }\n",
     "    /* k exp(b_last - b) over Ks (no product reads Ks until the state's) */\n",
@@ -478,48 +534,70 @@ static const char *const delta_body[] = {
     "        Ks[t * LQ + i] = to16(expf(bv[C - 1] - bv[t]) * from16(Ks[t * LQ + i]));\n",
     "      }\n",
     "    __syncthreads();\n",
-    "    /* O = scale (exp(b) (Q S_prev) + P D), stored from the registers */\n",
-    "    for (int w = warp; w < NB * VB; w += NW) {\n",
-    "      const int ti = w / VB, tj = w % VB;\n",
-    "      float d[2][4];\n",
-    "      zero(d);\n",
-    "      mma_tile<false, false>(d, Qs + ti * 16 * LQ, LQ, Sb + tj * 16, LV, K, g, q);\n",
+    "    DPROF(8);\n",
+    "    /* O = scale (exp(b) (Q S_prev) + P D), stored from the registers (column pairs in one\n",
+    "     * store where contiguous and aligned) */\n",
+    "    for (int w = warp; w < NB * (VB / SWV); w += NW) {\n",
+    "      const int ti = w / (VB / SWV), tj = w % (VB / SWV) * SWV;\n",
+    "      float d[SWV][2][4];\n",
+    "#pragma unroll\n",
+    "      for (int j = 0; j < SWV; j++) zero(d[j]);\n",
+    "      mma_strip<false, false, SWV>(d, Qs + ti * 16 * LQ, LQ, Sb + tj * 16, LV, K, g, q);\n",
     "      if (HAS_G) {\n",
     "        const float e0 = ebv[ti * 16 + g], e1 = ebv[ti * 16 + g + 8];\n",
     "#pragma unroll\n",
-    "        for (int hh = 0; hh < 2; hh++) {\n",
-    "          d[hh][0] *= e0, d[hh][1] *= e0, d[hh][2] *= e1, d[hh][3] *= e1;\n",
-    "        }\n",
+    "        for (int j = 0; j < SWV; j++)\n",
+    "#pragma unroll\n",
+    "          for (int hh = 0; hh < 2; hh++) {\n",
+    "            d[j][hh][0] *= e0, d[j][hh][1] *= e0, d[j][hh][2] *= e1, d[j][hh][3] *= e1;\n",
+    "          }\n",
     "      }\n",
-    "      mma_tile<false, false>(d, Pb + ti * 16 * LC, LC, Vb + tj * 16, LV, (ti + 1) * 16, g, q);\n",
+    "      mma_strip<false, false, SWV>(d, Pb + ti * 16 * LC, LC, Vb + tj * 16, LV, (ti + 1) * 16, g,\n",
+    "                                   q);\n",
     "#pragma unroll\n",
-    "      for (int hh = 0; hh < 2; hh++)\n",
-    "#pragma unroll\n",
-    "        for (int r = 0; r < 4; r++) {\n",
-    "          const int row = ti * 16 + g + 8 * (r >> 1), col = tj * 16 + 8 * hh + 2 * q + (r & 1);\n",
-    "          if (row < nv && col < ncol) st_out(op, ob + (c0 + row) * o1 + col * o3, sc * d[hh][r]);\n",
-    "        }\n",
-    "    }\n",
-    "    __syncthreads();\n",
-    "    /* S = exp(b_last) S_prev + (K exp(b_last - b))^T D, and its 16-bit copy */\n",
-    "    {\n",
-    "      const float el = HAS_G ? ebv[C - 1] : 1.0f;\n",
-    "      for (int w = warp; w < KB * VB; w += NW) {\n",
-    "        const int ti = w / VB, tj = w % VB;\n",
-    "        float *sf = Sf + ti * 16 * LS + tj * 16;\n",
-    "        float d[2][4];\n",
+    "      for (int j = 0; j < SWV; j++)\n",
     "#pragma unroll\n",
     "        for (int hh = 0; hh < 2; hh++)\n",
     "#pragma unroll\n",
-    "          for (int r = 0; r < 4; r++)\n",
-    "            d[hh][r] = el * sf[(g + 8 * (r >> 1)) * LS + 8 * hh + 2 * q + (r & 1)];\n",
-    "        mma_tile<true, false>(d, Ks + ti * 16, LQ, Vb + tj * 16, LV, C, g, q);\n",
-    "        store_f32(d, sf, LS, g, q);\n",
-    "        store_16(d, Sb + ti * 16 * LV + tj * 16, LV, 1.0f, g, q);\n",
+    "          for (int r = 0; r < 4; r += 2) {\n",
+    "            const int row = ti * 16 + g + 8 * (r >> 1), col = (tj + j) * 16 + 8 * hh + 2 * q;\n",
+    "            if (row < nv && col < ncol)\n",
+    "              st_out2(op, ob + (c0 + row) * o1 + col * o3, o3, sc * d[j][hh][r],\n",
+    "                      sc * d[j][hh][r + 1], col + 1 < ncol);\n",
+    "          }\n",
+    "    }\n",
+    "    __syncthreads();\n",
+    "    DPROF(9);\n",
+    "    /* S = exp(b_last) S_prev + (K exp(b_last - b))^T D, and its 16-bit copy */\n",
+    "    {\n",
+    "      const float el = HAS_G ? ebv[C - 1] : 1.0f;\n",
+    "      for (int w = warp; w < KB * (VB / SWS); w += NW) {\n",
+    "        const int ti = w / (VB / SWS), tj = w % (VB / SWS) * SWS;\n",
+    "        float d[SWS][2][4];\n",
+    "#pragma unroll\n",
+    "        for (int j = 0; j < SWS; j++)\n",
+    "#pragma unroll\n",
+    "          for (int hh = 0; hh < 2; hh++)\n",
+    "#pragma unroll\n",
+    "            for (int r = 0; r < 4; r++)\n",
+    "              d[j][hh][r] = el * Sf[(ti * 16 + g + 8 * (r >> 1)) * LS + (tj + j) * 16 + 8 * hh +\n",
+    "                                    2 * q + (r & 1)];\n",
+    "        mma_strip<true, false, SWS>(d, Ks + ti * 16, LQ, Vb + tj * 16, LV, C, g, q);\n",
+    "#pragma unroll\n",
+    "        for (int j = 0; j < SWS; j++) {\n",
+    "          store_f32(d[j], Sf + ti * 16 * LS + (tj + j) * 16, LS, g, q);\n",
+    "          store_16(d[j], Sb + ti * 16 * LV + (tj + j) * 16, LV, 1.0f, g, q);\n",
+    "        }\n",
     "      }\n",
     "    }\n",
     "    __syncthreads();\n",
+    "    DPROF(10);\n",
     "  }\n",
+    "#ifdef MIXC_DELTA_PROF\n",
+    "  if (tid == 0)\n",
+    "    for (int i = 0; i < 12; i++)\n",
+    "      atomicAdd((unsigned long long *)scratch + i, (unsigned long long)dprof[i]);\n",
+    "#endif\n",
     "  /* the final state */\n",
     "  if (P_HT >= 0) {\n",
     "    float *ht = (float *)args.ptrs[slot(P_HT)] + n * args.ints[slot(S_HT)] +\n",
@@ -563,14 +641,18 @@ int cuda_chunk_delta_source(FILE *out, const CudaChunkShape *s, const char *name
   }
   DeltaLayout L;
   int64_t C = 64;
-  delta_layout(K, VT, C, &L);
+  delta_layout(K, VT, C, s->has_g, &L);
   if (L.total > smem_optin) {
     C = 32;
-    delta_layout(K, VT, C, &L);
+    delta_layout(K, VT, C, s->has_g, &L);
   }
   if (L.total > smem_optin) return -1;
   const int NT = 256, NW = NT / 32;
-  const int64_t dt = ((C / 16) * (VT / 16) + NW - 1) / NW; /* D tiles a warp */
+  /* strips: a warp's product tiles side by side in a row (4, 2 or 1, while every warp has one) */
+  const int64_t NB = C / 16, KB = K / 16, VB = VT / 16;
+  const int64_t swk = strip_width(NB, KB, NW), swv = strip_width(NB, VB, NW);
+  const int64_t sws = strip_width(KB, VB, NW);
+  const int64_t ds = (NB * (VB / swv) + NW - 1) / NW; /* D strips a warp */
   const int f16 = s->in_type == KT_F16;
 
   fprintf(out,
@@ -582,14 +664,15 @@ int cuda_chunk_delta_source(FILE *out, const CudaChunkShape *s, const char *name
   fprintf(out,
           "constexpr int K = %lld, V = %lld, VT = %lld, C = %lld, NT = %d, NW = NT / 32;\n"
           "constexpr int64_t VTILES = %lld;\n"
-          "constexpr int NB = C / 16, KB = K / 16, VB = VT / 16, PER = C / 32, DT = %lld;\n"
+          "constexpr int NB = C / 16, KB = K / 16, VB = VT / 16, PER = C / 32, NL = NB * (NB + 1) / 2;\n"
+          "constexpr int SWK = %lld, SWV = %lld, SWS = %lld, DS = %lld;\n"
           "constexpr int NQ = (C * K / 8 + NT - 1) / NT, NV = (C * VT / 8 + NT - 1) / NT;\n"
           "constexpr int LQ = %lld, LV = %lld, LS = %lld, LC = %lld;\n"
           "constexpr int HAS_G = %d, HAS_BETA = %d;\n"
           "constexpr bool LDSM = true; /* false: element loads of the mma fragments */\n"
           "constexpr double SCALE = %.17g;\n",
           (long long)K, (long long)V, (long long)VT, (long long)C, NT, (long long)s->vtiles,
-          (long long)dt, (long long)L.lq, (long long)L.lv, (long long)L.ls, (long long)L.lc,
+          (long long)swk, (long long)swv, (long long)sws, (long long)ds, (long long)L.lq, (long long)L.lv, (long long)L.ls, (long long)L.lc,
           s->has_g ? 1 : 0, s->has_beta ? 1 : 0, s->p_scale >= 0 ? 1.0 : s->scale);
   fprintf(out,
           "constexpr int P_Q = %d, P_K = %d, P_V = %d, P_G = %d, P_BETA = %d, P_O = %d;\n"
@@ -603,11 +686,11 @@ int cuda_chunk_delta_source(FILE *out, const CudaChunkShape *s, const char *name
           s->p_ht, s->p_ht >= 0 ? s->s_ht : -1, s->p_cu, s->i_T, s->i_H);
   fprintf(out,
           "constexpr int OFF_SF = %lld, OFF_SB = %lld, OFF_QS = %lld, OFF_KS = %lld, "
-          "OFF_VB = %lld, OFF_TB = %lld;\n"
+          "OFF_VB = %lld, OFF_TB = %lld, OFF_TW = %lld;\n"
           "constexpr int OFF_PB = %lld, OFF_ST = %lld, OFF_BV = %lld, OFF_EBV = %lld, "
           "OFF_BETAV = %lld;\n",
           (long long)L.sf, (long long)L.sb, (long long)L.qs, (long long)L.ks, (long long)L.vb,
-          (long long)L.tb, (long long)L.pb, (long long)L.st, (long long)L.bv, (long long)L.ebv,
+          (long long)L.tb, (long long)L.tw, (long long)L.pb, (long long)L.st, (long long)L.bv, (long long)L.ebv,
           (long long)L.betav);
   /* 16-bit conversions (no CUDA headers under NVRTC: PTX cvt, round to nearest even) */
   fputs("__device__ __forceinline__ float bf16_to_f(u16 x) { return __uint_as_float((uint32_t)x "
@@ -629,12 +712,30 @@ int cuda_chunk_delta_source(FILE *out, const CudaChunkShape *s, const char *name
   fprintf(out, "__device__ __forceinline__ int64_t ld_cu(const void *p, int64_t i) {\n"
                "  return (int64_t)((const %s *)p)[i];\n}\n",
           s->cu_type == KT_I64 ? "int64_t" : "int32_t");
+  fputs("struct __align__(8) float2x {\n  float x, y;\n};\n", out);
   fputs("__device__ __forceinline__ void st_out(void *p, int64_t i, float x) {\n", out);
   if (s->out_type == KT_F32)
     fputs("  ((float *)p)[i] = x;\n}\n", out);
   else
     fprintf(out, "  ((u16 *)p)[i] = %s(x);\n}\n",
             s->out_type == KT_F16 ? "f_to_f16" : "f_to_bf16");
+  /* elements i and i + st (two: y too), one store where st = 1 and aligned */
+  fputs("__device__ __forceinline__ void st_out2(void *p, int64_t i, int64_t st, float x, float y,\n"
+        "                                        bool two) {\n",
+        out);
+  if (s->out_type == KT_F32)
+    fputs("  float *a = (float *)p + i;\n"
+          "  if (two && st == 1 && ((unsigned long long)a & 7) == 0) {\n"
+          "    float2x r;\n    r.x = x, r.y = y;\n    *(float2x *)a = r;\n    return;\n  }\n",
+          out);
+  else
+    fprintf(out,
+            "  u16 *a = (u16 *)p + i;\n"
+            "  if (two && st == 1 && ((unsigned long long)a & 3) == 0) {\n"
+            "    *(uint32_t *)a = (uint32_t)%s(x) | ((uint32_t)%s(y) << 16);\n    return;\n  }\n",
+            s->out_type == KT_F16 ? "f_to_f16" : "f_to_bf16",
+            s->out_type == KT_F16 ? "f_to_f16" : "f_to_bf16");
+  fputs("  st_out(p, i, x);\n  if (two) st_out(p, i + st, y);\n}\n", out);
   for (size_t i = 0; i < sizeof delta_helpers / sizeof *delta_helpers; i++) {
     const char *l = delta_helpers[i], *m = strstr(l, "MMA_T.MMA_T");
     if (m)
@@ -652,7 +753,14 @@ int cuda_chunk_delta_source(FILE *out, const CudaChunkShape *s, const char *name
           "  extern __shared__ __align__(128) unsigned char %s_smem[];\n"
           "  unsigned char *const SMEM = %s_smem;\n",
           NT, name, name, name, name, name);
+  /* DPROF(i): phase i's cycles under MIXC_DELTA_PROF (the bench's breakdown), else nothing */
+  fputs("#ifdef MIXC_DELTA_PROF\n"
+        "#define DPROF(i) do { if (tid == 0) { const long long t_ = clock64(); "
+        "dprof[i] += t_ - dprof_t; dprof_t = t_; } } while (0)\n"
+        "#else\n#define DPROF(i) do { } while (0)\n#endif\n",
+        out);
   for (size_t i = 0; i < sizeof delta_body / sizeof *delta_body; i++) fputs(delta_body[i], out);
+  fputs("#undef DPROF\n", out);
   if (ferror(out)) {
     if (err && errlen) snprintf(err, errlen, "cuda_chunk_delta_source: a write failed");
     return 1;

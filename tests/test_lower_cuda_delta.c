@@ -16,8 +16,10 @@
  * loaded element by element (LDSM false), and so does the V = 100 split; the gate-stress case
  * reads q and v with element stride 2 (the kernel's element-load path), the others through
  * 16-byte loads. NVRTC's disk cache is off. argv[1] replays a seed. MIXC_DELTA_BENCH=1 also
- * times the kernel at fla's benchmark size (B 8, T 2048, H 16, K = V = 128, bf16; delta and
- * gated delta; the values do not change the work); MIXC_DELTA_DUMP=DIR writes the sources. */
+ * times the kernel at fla's benchmark shapes ((B, T) = (8, 2048), (2, 8192), (1, 32768), H 16,
+ * K = V = 128, bf16; delta and gated delta; the runtime's value split, and the two long ones
+ * also unsplit; the values do not change the work); with MIXC_DELTA_PROF=1 also the cycles a
+ * chunk per phase; MIXC_DELTA_DUMP=DIR writes the sources. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 
@@ -39,6 +41,7 @@ int main(void) {
 #include "compiler/arena.h"
 #include "compiler/kir.h"
 #include "compiler/lower_cuda.h"
+#include "compiler/schedule.h"
 #include "runtime/half.h"
 #include "runtime/inputs.h"
 
@@ -418,20 +421,46 @@ done:
   return 0;
 }
 
-/* fla's benchmark size (B 8, T 2048, H 16, K = V = 128, bf16), timed only: MIXC_DELTA_BENCH */
-static void bench(const Case *c0, int idx) {
+/* Timed only (MIXC_DELTA_BENCH): fla's benchmark shapes (B, T) = (8, 2048), (2, 8192),
+ * (1, 32768), H 16, K = V = 128, bf16, with the value split lower_cuda_chunk would choose on
+ * this device (target 2 x SMs items, halved for this kernel; no split where B H >= 3/4 of
+ * that) or the given vtile (> 0). MIXC_DELTA_PROF=1: also the kernel built with
+ * MIXC_DELTA_PROF, its cycles a chunk per phase (thread 0, barrier to barrier). */
+static const char *const phase_names[12] = {
+    "gates, q k v to smem", "G, P, masks (+ fetch issue)", "(unused)", "T diagonal",
+    "T block rows", "T diag(beta), to 16 bits", "(unused)", "W", "D (+ k gating)", "O", "S",
+    "setup"};
+
+static void bench(const Case *c0, int idx, int64_t B, int64_t T, int64_t vtile, int prof) {
   char err[2048], name[64];
   Case cb = *c0;
   const Case *c = &cb;
   cb.h0 = cb.ht = cb.varlen = cb.scale_param = 0;
-  snprintf(name, sizeof name, "mixc_delta_bench%d", idx);
+  const int64_t H = 16, K = c->K, V = c->V;
   const MixcCudaInfo *in = mixc_cuda_info(g_cuda);
-  char *src = NULL;
+  if (vtile <= 0) { /* lower_cuda_chunk's rule */
+    int64_t slots = 2 * (int64_t)in->sm_count / 2;
+    vtile = B * H * 4 >= slots * 3 ? V : sched_vtile(V, B * H, slots, 0);
+  }
+  cb.vtile = vtile, cb.vtiles = (V + vtile - 1) / vtile;
+  snprintf(name, sizeof name, "mixc_delta_bench%d", idx);
+  char *src = NULL, *src2 = NULL;
   unsigned threads = 0, smem = 0;
   if (print_source(c, name, in->arch, in->max_smem_per_block_optin, 1, &src, &threads,
                    &smem)) {
     free(src);
     return;
+  }
+  if (prof) { /* the same kernel with the phase counters */
+    size_t n = strlen(src) + 64;
+    src2 = malloc(n);
+    if (!src2) {
+      free(src);
+      return;
+    }
+    snprintf(src2, n, "#define MIXC_DELTA_PROF 1\n%s", src);
+    free(src);
+    src = src2;
   }
   MixcCudaModule *mod = NULL;
   MixcCudaFunc *fn = NULL;
@@ -443,15 +472,15 @@ static void bench(const Case *c0, int idx) {
     return;
   }
   free(src);
-  const int64_t B = 8, T = 2048, H = 16, K = c->K, V = c->V;
   size_t nqk = (size_t)(B * T * H * K), nv = (size_t)(B * T * H * V), ng = (size_t)(B * T * H);
-  MixcDevPtr q = 0, k = 0, v = 0, g = 0, be = 0, o = 0;
+  MixcDevPtr q = 0, k = 0, v = 0, g = 0, be = 0, o = 0, pc = 0;
   int bad = mixc_cuda_alloc(g_cuda, nqk * 2, &q, err, sizeof err) ||
             mixc_cuda_alloc(g_cuda, nqk * 2, &k, err, sizeof err) ||
             mixc_cuda_alloc(g_cuda, nv * 2, &v, err, sizeof err) ||
             mixc_cuda_alloc(g_cuda, ng * 4, &g, err, sizeof err) ||
             mixc_cuda_alloc(g_cuda, ng * 4, &be, err, sizeof err) ||
-            mixc_cuda_alloc(g_cuda, nv * 2, &o, err, sizeof err);
+            mixc_cuda_alloc(g_cuda, nv * 2, &o, err, sizeof err) ||
+            mixc_cuda_alloc(g_cuda, 12 * 8, &pc, err, sizeof err);
   /* the kernel's work does not depend on the values: bytes 0x3c (q, k, v, beta about 0.0115
    * in bf16 and f32), g = 0 */
   if (!bad)
@@ -475,13 +504,14 @@ static void bench(const Case *c0, int idx) {
     args.ints[S_O + d] = s4v[d];
   for (int d = 0; d < 3; d++) args.ints[S_G + d] = s3[d], args.ints[S_BETA + d] = s3[d];
   int64_t items = B * H * c->vtiles, begin = 0, end = items;
-  float *scratch = NULL;
+  float *scratch = (float *)(uintptr_t)pc;
   unsigned grid[3] = {(unsigned)items, 1, 1}, block[3] = {threads, 1, 1};
   void *kargs[] = {&args, &begin, &end, &scratch};
   MixcCudaEvent *e0 = NULL, *e1 = NULL;
   float ms = 0;
   for (int i = 0; i < 3 && !bad; i++)
     bad = mixc_cuda_launch(g_cuda, fn, grid, block, smem, NULL, kargs, err, sizeof err);
+  if (!bad) bad = mixc_cuda_memset8(g_cuda, pc, 0, 12 * 8, err, sizeof err);
   if (!bad && !mixc_cuda_event_create(g_cuda, &e0, err, sizeof err) &&
       !mixc_cuda_event_create(g_cuda, &e1, err, sizeof err) &&
       !mixc_cuda_event_record(g_cuda, e0, NULL, err, sizeof err)) {
@@ -489,14 +519,28 @@ static void bench(const Case *c0, int idx) {
       bad = mixc_cuda_launch(g_cuda, fn, grid, block, smem, NULL, kargs, err, sizeof err);
     if (!bad && !mixc_cuda_event_record(g_cuda, e1, NULL, err, sizeof err) &&
         !mixc_cuda_event_elapsed(g_cuda, e0, e1, &ms, err, sizeof err))
-      printf("  bench %s (B 8, T 2048, H 16): %.3f ms a launch (%u threads, %u B shared)\n",
-             c->what, ms / 10, threads, smem);
+      printf("  bench%s %s (B %lld, T %lld, H 16, vtile %lld x %lld, %lld items): %.3f ms a "
+             "launch (%u threads, %u B shared)\n",
+             prof ? " (phase counters on)" : "", c->what, (long long)B, (long long)T,
+             (long long)vtile, (long long)c->vtiles, (long long)items, ms / 10, threads, smem);
+  }
+  if (!bad && prof) {
+    unsigned long long cyc[12];
+    if (!mixc_cuda_synchronize(g_cuda, err, sizeof err) &&
+        !mixc_cuda_memcpy_dtoh(g_cuda, cyc, pc, sizeof cyc, err, sizeof err)) {
+      double per = 10.0 * (double)items * (double)((T + 63) / 64), tot = 0;
+      for (int i = 0; i < 11; i++) tot += (double)cyc[i] / per;
+      printf("    cycles a chunk (thread 0 of each block, mean): %.0f in all\n", tot);
+      for (int i = 0; i < 12; i++)
+        printf("    %-28s %8.0f%s\n", phase_names[i], (double)cyc[i] / per,
+               i == 11 ? " (once a block, over chunks)" : "");
+    }
   }
   if (bad) printf("  bench: %s\n", err);
   if (e0) mixc_cuda_event_destroy(g_cuda, e0);
   if (e1) mixc_cuda_event_destroy(g_cuda, e1);
-  MixcDevPtr ps[] = {q, k, v, g, be, o};
-  for (int i = 0; i < 6; i++)
+  MixcDevPtr ps[] = {q, k, v, g, be, o, pc};
+  for (int i = 0; i < 7; i++)
     if (ps[i]) mixc_cuda_free(g_cuda, ps[i], err, sizeof err);
   mixc_cuda_module_free(mod);
 }
@@ -614,8 +658,17 @@ int main(int argc, char **argv) {
     run_case(&cases[6], &rng, 6, 0);
     const char *b = getenv("MIXC_DELTA_BENCH");
     if (b && *b && strcmp(b, "0")) {
-      bench(&cases[0], 0);
-      bench(&cases[1], 1);
+      const char *pr = getenv("MIXC_DELTA_PROF");
+      const int prof = pr && *pr && strcmp(pr, "0");
+      const int64_t shapes[3][2] = {{8, 2048}, {2, 8192}, {1, 32768}};
+      for (int i = 0; i < 3; i++)
+        for (int d = 1; d >= 0; d--) /* delta, gated delta */
+          bench(&cases[d], 2 * i + d, shapes[i][0], shapes[i][1], 0, 0);
+      /* without the split (one block a (sequence, head)) where the runtime splits */
+      bench(&cases[1], 7, 2, 8192, 128, 0);
+      bench(&cases[1], 8, 1, 32768, 128, 0);
+      if (prof)
+        for (int i = 0; i < 3; i++) bench(&cases[1], 10 + i, shapes[i][0], shapes[i][1], 0, 1);
     }
   }
   if (g_cuda) mixc_cuda_close(g_cuda);
