@@ -262,16 +262,27 @@ int lower_cuda_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *e
   memset(&cs, 0, sizeof cs);
   int sy[7];
   if (!match(&l, &cs, sy)) return -1;
-  /* The value split for these kernels: each block holds its chunk's tiles and the state in
-   * shared memory, so few blocks share an SM (the delta form: one; the others: two), and
-   * every value tile repeats the chunk's work on q and k (Q K^T; the delta form's T solve).
-   * So split only where the (sequence, head) pairs alone leave over a quarter of the device's
-   * block slots idle, and then to about fill them once. */
+  /* The value split for these kernels: each block holds its chunk's tiles in shared memory and
+   * the state on chip, one block an SM (target_items is two a multiprocessor), and every value
+   * tile repeats the chunk's work on q and k (Q K^T; the delta form's T solve). So split only
+   * where the (sequence, head) pairs alone leave over a quarter of the SMs idle, and then to
+   * about fill them once. */
   KernelSpec sp = *spec;
   if (sp.vtile <= 0 && sp.target_items > 0) {
-    int64_t slots = cs.kind == CCK_DELTA ? sp.target_items / 2 : sp.target_items;
+    int64_t slots = sp.target_items / 2;
     sp.target_items = slots;
-    if (sp.bh > 0 && sp.bh * 4 >= slots * 3) sp.vtile = cs.V; /* no split */
+    if (sp.bh > 0 && sp.bh * 4 >= slots * 3) {
+      sp.vtile = cs.V; /* no split */
+    } else if (sp.bh > 0 && cs.kind != CCK_DELTA) {
+      /* the scalar and diagonal forms: as many tiles as keep every block in one wave (a
+       * second, partial wave costs a whole block's time), 16 columns at least. On an H100
+       * (132 SMs, K = V = 128): 32 pairs -> 4 tiles of 32, 16 pairs -> 8 tiles of 16 */
+      int64_t tiles = slots / sp.bh;
+      if (tiles < 1) tiles = 1;
+      int64_t w = (cs.V + tiles - 1) / tiles;
+      w = (w + 15) / 16 * 16;
+      sp.vtile = w < cs.V ? w : cs.V;
+    }
   }
   spec = &sp;
   l.sp = spec;

@@ -1,19 +1,23 @@
 /* The hand-structured CUDA chunk kernel for scalar (and identity) decay and for diagonal
  * (per key channel) decay (lower_cuda.h; ALGORITHMS.md: fla's fused chunk form).
  *
- * One block per work item (sequence, head, value tile), 256 threads (8 warps). The state tile
- * S [K, vtile] stays in registers in fp32 across the chunks of the sequence, as mma.sync
- * accumulator fragments (warp w owns the 16 x 16 tiles w, w + 8, ...), with a 16-bit copy Sb
- * (the input type) in shared memory that feeds the tensor cores. Per chunk of C tokens:
- *   load Q, K [C, K] and V [C, vtile] (16-byte vector loads where the rows allow it; rows past
- *   the sequence and columns past the tile read as zero), the cumulative log gates b (fp32);
+ * One block per work item (sequence, head, value tile), 256 threads (8 warps), one block an
+ * SM (registers uncapped). The state tile S [K, vtile] stays in registers in fp32 across the
+ * chunks of the sequence, as mma.sync accumulator fragments (warp w owns the 16 x 16 tiles w,
+ * w + 8, ...), with a 16-bit copy Sb (the input type) in shared memory that feeds the tensor
+ * cores. The next chunk's q, k, v (and scalar gates) are loaded into registers while a chunk
+ * is computed. Per chunk of C tokens:
+ *   Q, K [C, K] and V [C, vtile] from those registers to shared memory (16-byte loads where a
+ *   tensor's rows are contiguous and aligned; rows past the sequence and columns past the tile
+ *   are zero), the cumulative log gates b (fp32);
  *   Ab = A masked and decayed, A = Q K^T on the 16 x 16 tiles on or below the diagonal
  *   (mma.sync m16n8k16, fp32 accumulate, operands through ldmatrix):
  *   scalar: Ab[t, s] = A[t, s] e^{b_t - b_s} for s <= t, else 0;
  *   diag:   the tiles below the diagonal as (Q e^{b_t - b_r}) (K e^{b_r - b_s})^T on the tensor
  *           cores, r the first token of the row tile, the operands scaled in registers
  *           (exponents <= 0); the diagonal tiles exactly, element by element;
- *   Ks = K e^{b_last - b_s} (per channel for diag); diag: Qs = Q e^{b_t};
+ *   Ks = K e^{b_last - b_s}; diag: per channel, and Qs = Q e^{b_t} (both in shared memory
+ *   where it has room, else scaled in registers where they are read);
  *   O = Ab V + e^{b_t} (Q Sb) (scalar; diag: Ab V + Qs Sb), times scale, stored from the
  *   accumulators (valid rows, the tile's columns, any strides);
  *   S <- e^{b_last} S (per row for diag) + Ks^T V in registers; Sb <- S.
@@ -58,15 +62,27 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
    * in the banks; the gates' rows one float apart (the diagonal tiles read 16 rows at once) */
   const int64_t LQ = KD + 8, LV = VT + 8, LAB = CC + 8, LB = diag ? KD + 1 : 1;
   /* shared memory layout, bytes */
-  int64_t o_q = 0, o_k = o_q + al128(CC * LQ * 2), o_ks = o_k + al128(CC * LQ * 2);
-  int64_t o_qs = o_ks + al128(CC * LQ * 2);
-  int64_t o_v = o_qs + (diag ? al128(CC * LQ * 2) : 0);
-  int64_t o_sb = o_v + al128(CC * LV * 2), o_ab = o_sb + al128(KD * LV * 2);
-  int64_t o_b = o_ab + al128(CC * LAB * 2);
-  int64_t total = o_b + al128(CC * LB * 4);
-  if (total > (int64_t)smem_optin || total > 227 * 1024) return -1;
+  /* diag: Qs = Q e^{b_t} and Ks = K e^{b_last - b_s} in shared memory where it has room,
+   * else scaled in registers where they are used (qs 0) */
+  int qs = 1;
+  int64_t o_q, o_k, o_ks, o_qs, o_v, o_sb, o_ab, o_b, total;
+  for (;;) {
+    o_q = 0, o_k = o_q + al128(CC * LQ * 2), o_ks = o_k + al128(CC * LQ * 2);
+    o_qs = o_ks + (!diag || qs ? al128(CC * LQ * 2) : 0);
+    o_v = o_qs + (diag && qs ? al128(CC * LQ * 2) : 0);
+    o_sb = o_v + al128(CC * LV * 2), o_ab = o_sb + al128(KD * LV * 2);
+    o_b = o_ab + al128(CC * LAB * 2);
+    total = o_b + al128(CC * LB * 4);
+    if (total <= (int64_t)smem_optin && total <= 227 * 1024) break;
+    if (!diag || !qs) return -1;
+    qs = 0;
+  }
   *threads = NTHREADS;
   *smem = (unsigned)total;
+  /* one block an SM (lower_cuda_chunk's split fills the SMs once): the registers uncapped for
+   * the state and the prefetched chunk (on an H100, two blocks an SM capped at 128 registers
+   * spilled and ran slower wherever the grid had no more blocks than SMs) */
+  const int minb = 1;
   *scratch_floats = 0;
 
   const int bf = s->in_type == KT_BF16;
@@ -148,44 +164,43 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
         out);
   /* a row segment of 8 elements into shared memory: one 16-byte load when contiguous and
    * aligned, else element by element (n valid elements, the rest zero) */
-  fputs("static __device__ __forceinline__ void MX(ld8)(unsigned short *dst, const unsigned "
-        "short *src, int64_t stride, int n) {\n"
-        "  if (n >= 8 && stride == 1 && ((unsigned long long)src & 15) == 0) {\n"
-        "    *(uint4 *)dst = __ldg((const uint4 *)src);\n"
-        "    return;\n"
-        "  }\n"
+  fputs("static __device__ __forceinline__ uint4 MX(ld8r)(const unsigned short *src, int64_t "
+        "stride, int n) {\n"
         "  unsigned short t[8];\n"
         "#pragma unroll\n"
         "  for (int e = 0; e < 8; e++) t[e] = e < n ? src[e * stride] : (unsigned short)0;\n"
         "  uint4 w;\n"
         "  w.x = t[0] | ((unsigned)t[1] << 16); w.y = t[2] | ((unsigned)t[3] << 16);\n"
         "  w.z = t[4] | ((unsigned)t[5] << 16); w.w = t[6] | ((unsigned)t[7] << 16);\n"
-        "  *(uint4 *)dst = w;\n"
-        "}\n\n",
+        "  return w;\n"
+        "}\n"
+        "static __device__ __forceinline__ uint4 MX(z4)() {\n"
+        "  uint4 w;\n  w.x = w.y = w.z = w.w = 0u;\n  return w;\n}\n\n",
         out);
 
   fprintf(out,
-          "extern \"C\" __global__ void __launch_bounds__(%d)\n"
+          "extern \"C\" __global__ void __launch_bounds__(%d, %d)\n"
           "%s(const MixcArgs_%s args, int64_t begin, int64_t end, float *scratch) {\n"
           "  (void)scratch;\n"
           "  const int KD = %" PRId64 ", VT = %" PRId64 ", CC = %" PRId64 ", NT = %d, NW = %d;\n"
           "  const int LQ = %" PRId64 ", LV = %" PRId64 ", LAB = %" PRId64 ", LB = %" PRId64 ";\n"
           "  const int NS = CC / 16, NST = %" PRId64 ", NTW = %" PRId64 ";\n"
           "  const int64_t V = %" PRId64 ", VTILES = %" PRId64 ", VTP = %" PRId64 ";\n",
-          NTHREADS, name, name, KD, VT, CC, NTHREADS, NWARPS, LQ, LV, LAB, LB, NST, NTW, s->V,
+          NTHREADS, minb, name, name, KD, VT, CC, NTHREADS, NWARPS, LQ, LV, LAB, LB, NST, NTW, s->V,
           s->vtiles, s->vtile);
   fprintf(out,
           "  extern __shared__ __align__(128) unsigned char smem_[];\n"
           "  unsigned short *sQ = (unsigned short *)(smem_ + %" PRId64 ");\n"
           "  unsigned short *sK = (unsigned short *)(smem_ + %" PRId64 ");\n"
           "  unsigned short *sKs = (unsigned short *)(smem_ + %" PRId64 ");\n"
+
           "  unsigned short *sQs = (unsigned short *)(smem_ + %" PRId64 ");\n"
           "  unsigned short *sV = (unsigned short *)(smem_ + %" PRId64 ");\n"
           "  unsigned short *sSb = (unsigned short *)(smem_ + %" PRId64 ");\n"
           "  unsigned short *sAb = (unsigned short *)(smem_ + %" PRId64 ");\n"
           "  float *sb = (float *)(smem_ + %" PRId64 ");\n"
-          "  (void)sQs;\n",
-          o_q, o_k, o_ks, diag ? o_qs : o_q, o_v, o_sb, o_ab, o_b);
+          "  (void)sKs, (void)sQs;\n",
+          o_q, o_k, o_ks, o_qs, o_v, o_sb, o_ab, o_b);
   fprintf(out,
           "  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;\n"
           "  const int g = lane >> 2, t2 = (lane & 3) * 2;\n"
@@ -284,79 +299,139 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
         out);
 
   /* ---- the chunks ---- */
-  fputs("  for (int64_t c0 = t0; c0 < t1; c0 += CC) {\n"
-        "    const int len = (int)(t1 - c0 < CC ? t1 - c0 : CC);\n"
-        "    for (int e = tid; e < CC * (KD / 8); e += NT) {\n"
-        "      int r = e / (KD / 8), c8 = (e % (KD / 8)) * 8;\n"
-        "      int nv = r < len ? 8 : 0;\n"
-        "      int64_t tok = c0 + (r < len ? r : 0);\n"
-        "      MX(ld8)(sQ + r * LQ + c8, (const unsigned short *)pq + qb + tok * q1 + c8 * q3, q3, "
-        "nv);\n"
-        "      MX(ld8)(sK + r * LQ + c8, (const unsigned short *)pk + kb + tok * k1 + c8 * k3, k3, "
-        "nv);\n"
-        "    }\n"
-        "    for (int e = tid; e < CC * (VT / 8); e += NT) {\n"
-        "      int r = e / (VT / 8), c8 = (e % (VT / 8)) * 8;\n"
-        "      int nv = r < len ? (vw - c8 < 8 ? (vw - c8 > 0 ? vw - c8 : 0) : 8) : 0;\n"
-        "      int64_t tok = c0 + (r < len ? r : 0);\n"
-        "      MX(ld8)(sV + r * LV + c8, (const unsigned short *)pv + vb + tok * v1 + (j0 + c8) * "
-        "v3, v3, nv);\n"
-        "    }\n",
+  /* the next chunk's q, k, v (and scalar gates) are loaded into registers while the chunk
+   * is computed: 16-byte loads where a tensor's rows are contiguous and aligned */
+  fputs("  const int NQ = (CC * (KD / 8) + NT - 1) / NT, NV8 = (CC * (VT / 8) + NT - 1) / NT;\n"
+        "  const bool fq = q3 == 1 && q1 % 8 == 0 && (((unsigned long long)(pq + 2 * qb)) & 15) == 0;\n"
+        "  const bool fk = k3 == 1 && k1 % 8 == 0 && (((unsigned long long)(pk + 2 * kb)) & 15) == 0;\n"
+        "  const bool fv = v3 == 1 && v1 % 8 == 0 && vw % 8 == 0 &&\n"
+        "                  (((unsigned long long)(pv + 2 * (vb + j0))) & 15) == 0;\n"
+        "  uint4 rq[NQ], rk[NQ], rv[NV8];\n"
+        "  float rg[(CC + 31) / 32];\n"
+        "  (void)rg;\n",
         out);
-  /* cumulative gates */
-  if (!diag) {
-    fputs("    if (warp == NW - 1) {\n"
-          "      const int P = (CC + 31) / 32;\n"
-          "      float loc[(CC + 31) / 32];\n"
-          "      float run = 0.0f;\n"
-          "      for (int u = 0; u < P; u++) {\n"
-          "        int r = lane * P + u;\n"
-          "        float gg = 0.0f;\n",
-          out);
-    if (s->has_g && s->g_mode == CCG_INPUT) {
-      fprintf(out, "        if (r < len) gg = ");
-      rd(out, s->g_type, "pg", "gb + (c0 + r) * g1");
-      fprintf(out, ";\n");
-    } else if (s->has_g) {
-      fprintf(out, "        if (r < len) gg = gconst;\n");
+  for (int pass = 0; pass < 2; pass++) {
+    const char *cn = pass == 0 ? "t0" : "(c0 + CC)";
+    if (pass == 0) fputs("  if (t0 < t1) {\n", out);
+    fprintf(out,
+            "    const int lnx = (int)(t1 - %s < CC ? t1 - %s : CC);\n"
+            "#pragma unroll\n"
+            "    for (int u = 0; u < NQ; u++) {\n"
+            "      const int e = tid + u * NT, r = e / (KD / 8), c8 = (e %% (KD / 8)) * 8;\n"
+            "      const bool ok = e < CC * (KD / 8) && r < lnx;\n"
+            "      const int64_t tok = %s + (ok ? r : 0);\n"
+            "      const unsigned short *aq = (const unsigned short *)pq + qb + tok * q1 + c8 * q3;\n"
+            "      const unsigned short *ak = (const unsigned short *)pk + kb + tok * k1 + c8 * k3;\n"
+            "      rq[u] = ok ? (fq ? __ldg((const uint4 *)aq) : MX(ld8r)(aq, q3, 8)) : MX(z4)();\n"
+            "      rk[u] = ok ? (fk ? __ldg((const uint4 *)ak) : MX(ld8r)(ak, k3, 8)) : MX(z4)();\n"
+            "    }\n"
+            "#pragma unroll\n"
+            "    for (int u = 0; u < NV8; u++) {\n"
+            "      const int e = tid + u * NT, r = e / (VT / 8), c8 = (e %% (VT / 8)) * 8;\n"
+            "      const int nv = r < lnx ? (vw - c8 < 8 ? (vw - c8 > 0 ? vw - c8 : 0) : 8) : 0;\n"
+            "      const bool ok = e < CC * (VT / 8) && nv > 0;\n"
+            "      const int64_t tok = %s + (ok ? r : 0);\n"
+            "      const unsigned short *av = (const unsigned short *)pv + vb + tok * v1 + (j0 + c8) * v3;\n"
+            "      rv[u] = ok ? (fv ? __ldg((const uint4 *)av) : MX(ld8r)(av, v3, nv)) : MX(z4)();\n"
+            "    }\n",
+            cn, cn, cn, cn);
+    if (!diag) {
+      fputs("    if (warp == NW - 1) {\n"
+            "#pragma unroll\n"
+            "      for (int u = 0; u < (CC + 31) / 32; u++) {\n"
+            "        const int r = lane * ((CC + 31) / 32) + u;\n"
+            "        float gg = 0.0f;\n",
+            out);
+      if (s->has_g && s->g_mode == CCG_INPUT) {
+        char idx[64];
+        snprintf(idx, sizeof idx, "gb + (%s + r) * g1", cn);
+        fprintf(out, "        if (r < lnx) gg = ");
+        rd(out, s->g_type, "pg", idx);
+        fprintf(out, ";\n");
+      } else if (s->has_g) {
+        fprintf(out, "        if (r < lnx) gg = gconst;\n");
+      }
+      fputs("        rg[u] = gg;\n"
+            "      }\n"
+            "    }\n",
+            out);
     }
-    fputs("        run += gg;\n"
-          "        loc[u] = run;\n"
-          "      }\n"
-          "      float inc = run;\n"
-          "      for (int d = 1; d < 32; d <<= 1) {\n"
-          "        float y = __shfl_up_sync(0xffffffffu, inc, d);\n"
-          "        if (lane >= d) inc += y;\n"
-          "      }\n"
-          "      float off = inc - run;\n"
-          "      for (int u = 0; u < P; u++) {\n"
-          "        int r = lane * P + u;\n"
-          "        if (r < CC) sb[r] = loc[u] + off;\n"
-          "      }\n"
-          "    }\n"
-          "    __syncthreads();\n",
-          out);
-  } else {
-    /* per channel: the gates loaded in parallel, then each channel's prefix sum */
-    fputs("    for (int e = tid; e < CC * KD; e += NT) {\n"
-          "      int r = e / KD, i = e % KD;\n"
-          "      float gg = 0.0f;\n"
-          "      if (r < len) gg = ",
-          out);
-    rd(out, s->g_type, "pg", "gb + (c0 + r) * g1 + i * g3");
-    fputs(";\n"
-          "      sb[r * LB + i] = gg;\n"
-          "    }\n"
-          "    __syncthreads();\n"
-          "    for (int i = tid; i < KD; i += NT) {\n"
-          "      float run = 0.0f;\n"
-          "      for (int r = 0; r < CC; r++) {\n"
-          "        run += sb[r * LB + i];\n"
-          "        sb[r * LB + i] = run;\n"
-          "      }\n"
-          "    }\n"
-          "    __syncthreads();\n",
-          out);
+    if (pass == 0) {
+      fputs("  }\n"
+            "  for (int64_t c0 = t0; c0 < t1; c0 += CC) {\n"
+            "    const int len = (int)(t1 - c0 < CC ? t1 - c0 : CC);\n"
+            "#pragma unroll\n"
+            "    for (int u = 0; u < NQ; u++) {\n"
+            "      const int e = tid + u * NT, r = e / (KD / 8), c8 = (e % (KD / 8)) * 8;\n"
+            "      if (e < CC * (KD / 8)) {\n"
+            "        *(uint4 *)(sQ + r * LQ + c8) = rq[u];\n"
+            "        *(uint4 *)(sK + r * LQ + c8) = rk[u];\n"
+            "      }\n"
+            "    }\n"
+            "#pragma unroll\n"
+            "    for (int u = 0; u < NV8; u++) {\n"
+            "      const int e = tid + u * NT, r = e / (VT / 8), c8 = (e % (VT / 8)) * 8;\n"
+            "      if (e < CC * (VT / 8)) *(uint4 *)(sV + r * LV + c8) = rv[u];\n"
+            "    }\n",
+            out);
+      /* cumulative gates */
+      if (!diag) {
+        fputs("    if (warp == NW - 1) {\n"
+              "      const int P = (CC + 31) / 32;\n"
+              "      float loc[(CC + 31) / 32];\n"
+              "      float run = 0.0f;\n"
+              "#pragma unroll\n"
+              "      for (int u = 0; u < P; u++) {\n"
+              "        run += rg[u];\n"
+              "        loc[u] = run;\n"
+              "      }\n"
+              "      float inc = run;\n"
+              "      for (int d = 1; d < 32; d <<= 1) {\n"
+              "        float y = __shfl_up_sync(0xffffffffu, inc, d);\n"
+              "        if (lane >= d) inc += y;\n"
+              "      }\n"
+              "      float off = inc - run;\n"
+              "#pragma unroll\n"
+              "      for (int u = 0; u < P; u++) {\n"
+              "        int r = lane * P + u;\n"
+              "        if (r < CC) sb[r] = loc[u] + off;\n"
+              "      }\n"
+              "    }\n"
+              "    __syncthreads();\n",
+              out);
+      } else {
+        /* per channel: the gates loaded in parallel, then each channel's prefix sum */
+        fputs("#pragma unroll\n"
+              "    for (int e = tid; e < CC * KD; e += NT) {\n"
+              "      int r = e / KD, i = e % KD;\n"
+              "      float gg = 0.0f;\n"
+              "      if (r < len) gg = ",
+              out);
+        rd(out, s->g_type, "pg", "gb + (c0 + r) * g1 + i * g3");
+        fputs(";\n"
+              "      sb[r * LB + i] = gg;\n"
+              "    }\n"
+              "    __syncthreads();\n"
+              "    for (int i = tid; i < KD; i += NT) {\n"
+              "      float run = 0.0f;\n"
+              "      for (int r0 = 0; r0 < CC; r0 += 16) {\n"
+              "        float x[16];\n"
+              "#pragma unroll\n"
+              "        for (int r = 0; r < 16; r++) x[r] = sb[(r0 + r) * LB + i];\n"
+              "#pragma unroll\n"
+              "        for (int r = 0; r < 16; r++) {\n"
+              "          run += x[r];\n"
+              "          sb[(r0 + r) * LB + i] = run;\n"
+              "        }\n"
+              "      }\n"
+              "    }\n"
+              "    __syncthreads();\n",
+              out);
+      }
+      fputs("    if (c0 + CC < t1) {\n", out);
+    } else {
+      fputs("    }\n", out);
+    }
   }
 
   if (!diag) {
@@ -382,6 +457,7 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
           "        *(unsigned *)(sAb + t * LAB + u) = MX(pk)(x0, x1);\n"
           "      }\n"
           "    }\n"
+          "#pragma unroll\n"
           "    for (int e = tid; e < CC * (KD / 2); e += NT) {\n"
           "      const int t = e / (KD / 2), i = (e % (KD / 2)) * 2;\n"
           "      const float w = __expf(blast - sb[t]);\n"
@@ -429,6 +505,7 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
           "      const int t = e / 16, u = (t / 16) * 16 + e % 16;\n"
           "      float x = 0.0f;\n"
           "      if (u <= t) {\n"
+          "#pragma unroll 8\n"
           "        for (int i = 0; i < KD; i += 2) {\n"
           "          const unsigned wq = *(const unsigned *)(sQ + t * LQ + i);\n"
           "          const unsigned wk = *(const unsigned *)(sK + u * LQ + i);\n"
@@ -439,20 +516,25 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
           "        }\n"
           "      }\n"
           "      sAb[t * LAB + u] = MX(h)(x);\n"
-          "    }\n"
-          "    for (int e = tid; e < CC * (KD / 2); e += NT) {\n"
-          "      const int t = e / (KD / 2), i = (e % (KD / 2)) * 2;\n"
-          "      unsigned x = *(const unsigned *)(sK + t * LQ + i);\n"
-          "      *(unsigned *)(sKs + t * LQ + i) = MX(pk)(\n"
-          "          MX(f)((unsigned short)(x & 0xffffu)) * __expf(sb[(CC - 1) * LB + i] - sb[t * LB "
-          "+ i]),\n"
-          "          MX(f)((unsigned short)(x >> 16)) * __expf(sb[(CC - 1) * LB + i + 1] - sb[t * LB "
-          "+ i + 1]));\n"
-          "      x = *(const unsigned *)(sQ + t * LQ + i);\n"
-          "      *(unsigned *)(sQs + t * LQ + i) = MX(pk)(\n"
-          "          MX(f)((unsigned short)(x & 0xffffu)) * __expf(sb[t * LB + i]),\n"
-          "          MX(f)((unsigned short)(x >> 16)) * __expf(sb[t * LB + i + 1]));\n"
-          "    }\n"
+          "    }\n",
+          out);
+    if (qs)
+      fputs("#pragma unroll 4\n"
+            "    for (int e = tid; e < CC * (KD / 2); e += NT) {\n"
+            "      const int t = e / (KD / 2), i = (e % (KD / 2)) * 2;\n"
+            "      unsigned x = *(const unsigned *)(sK + t * LQ + i);\n"
+            "      *(unsigned *)(sKs + t * LQ + i) = MX(pk)(\n"
+            "          MX(f)((unsigned short)(x & 0xffffu)) * __expf(sb[(CC - 1) * LB + i] - sb[t * LB "
+            "+ i]),\n"
+            "          MX(f)((unsigned short)(x >> 16)) * __expf(sb[(CC - 1) * LB + i + 1] - sb[t * LB "
+            "+ i + 1]));\n"
+            "      x = *(const unsigned *)(sQ + t * LQ + i);\n"
+            "      *(unsigned *)(sQs + t * LQ + i) = MX(pk)(\n"
+            "          MX(f)((unsigned short)(x & 0xffffu)) * __expf(sb[t * LB + i]),\n"
+            "          MX(f)((unsigned short)(x >> 16)) * __expf(sb[t * LB + i + 1]));\n"
+            "    }\n",
+            out);
+    fputs(""
           "    __syncthreads();\n",
           out);
   }
@@ -464,11 +546,20 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
           "#pragma unroll 4\n"
           "      for (int kk = 0; kk < KD / 16; kk++) {\n"
           "        unsigned fa[4], fb[4];\n"
-          "        MX(ldA)(fa, %s + ti * 16 * LQ + kk * 16, LQ);\n"
+          "%s"
           "        MX(ldB)(fb, sSb + kk * 16 * LV + tj * 16, LV);\n"
           "        MX(mma)(acc, fa, fb);\n"
           "      }\n",
-          diag ? "sQs" : "sQ");
+          diag && !qs ? /* Q e^{b_t} per channel, in registers */
+              "#pragma unroll\n"
+              "        for (int x = 0; x < 4; x++) {\n"
+              "          const int t = ti * 16 + g + (x & 1) * 8, i = kk * 16 + t2 + (x >> 1) * 8;\n"
+              "          const unsigned w = *(const unsigned *)(sQ + t * LQ + i);\n"
+              "          fa[x] = MX(pk)(MX(f)((unsigned short)(w & 0xffffu)) * __expf(sb[t * LB + i]),\n"
+              "                        MX(f)((unsigned short)(w >> 16)) * __expf(sb[t * LB + i + 1]));\n"
+              "        }\n"
+               : diag ? "        MX(ldA)(fa, sQs + ti * 16 * LQ + kk * 16, LQ);\n"
+                      : "        MX(ldA)(fa, sQ + ti * 16 * LQ + kk * 16, LQ);\n");
   if (!diag)
     fputs("      {\n"
           "        const float w0 = __expf(sb[ti * 16 + g]), w1 = __expf(sb[ti * 16 + g + 8]);\n"
@@ -529,9 +620,20 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
           out);
   fputs("#pragma unroll\n"
         "      for (int kk = 0; kk < CC / 16; kk++) {\n"
-        "        unsigned fa[4], fb[4];\n"
-        "        MX(ldAT)(fa, sKs + kk * 16 * LQ + si * 16, LQ);\n"
-        "        MX(ldB)(fb, sV + kk * 16 * LV + sj * 16, LV);\n"
+        "        unsigned fa[4], fb[4];\n",
+        out);
+  if (!diag || qs)
+    fputs("        MX(ldAT)(fa, sKs + kk * 16 * LQ + si * 16, LQ);\n", out);
+  else /* K e^{b_last - b_t} per channel, in registers: A(i, t) */
+    fputs("#pragma unroll\n"
+          "        for (int x = 0; x < 4; x++) {\n"
+          "          const int i = si * 16 + g + (x & 1) * 8, t = kk * 16 + t2 + (x >> 1) * 8;\n"
+          "          const float bl = sb[(CC - 1) * LB + i];\n"
+          "          fa[x] = MX(pk)(MX(f)(sK[t * LQ + i]) * __expf(bl - sb[t * LB + i]),\n"
+          "                        MX(f)(sK[(t + 1) * LQ + i]) * __expf(bl - sb[(t + 1) * LB + i]));\n"
+          "        }\n",
+          out);
+  fputs("        MX(ldB)(fb, sV + kk * 16 * LV + sj * 16, LV);\n"
         "        MX(mma)(st[m], fa, fb);\n"
         "      }\n"
         "    }\n"

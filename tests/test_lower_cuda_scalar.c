@@ -12,13 +12,15 @@
  * 5e-3. Cases: scalar gate as input, as param, as the param's default (RetNet), absent
  * (linear attention); per-channel gates (GLA); varlen (int32 / int64 cu_seqlens), initial and
  * final states, value splits (V = 128 in 48-column and 16-column tiles, V = 100 in 32-column
- * tiles), K = V = 64 f16, gate stress (g in {-30, 0, -1e-4, U(-3, 0)}).
+ * tiles), K = V = 64 f16, GLA at K = 256 (its scaled operands in registers), gate stress
+ * (g in {-30, 0, -1e-4, U(-3, 0)}).
  * Exit 77 without a GPU (MIXC_TEST_REQUIRE_GPU=1 makes that a failure). argv[1] replays a
  * seed. MIXC_SCALAR_BENCH=1 also times simple_gla and gla of bench/gpu/mixers.mix (bf16,
  * H 16, K = V = 128, g f32) at (B, T) = (8, 2048), (2, 8192), (1, 32768) with the value split
  * lower_mixer chooses for KernelSpec.gpu (bh = B H, target_items 264): the median of 25
  * launches, each between its own two events, over inputs of 64 MiB or more per tensor (past
- * the 50 MiB L2). MIXC_SCALAR_DUMP=DIR writes the sources. */
+ * the 50 MiB L2); MIXC_SCALAR_BENCH=2 also times the value splits 128, 64, 32, 16 at each shape.
+ * MIXC_SCALAR_DUMP=DIR writes the sources. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 
@@ -49,6 +51,7 @@ int main(void) {
 static int passed, failed, skipped;
 static MixcCuda *g_cuda;
 static char *g_prelude;
+
 
 #define NPTRS 16
 #define NINTS 64
@@ -474,11 +477,13 @@ static int cmp_float(const void *a, const void *b) {
 }
 
 /* Timed only (the work does not depend on the values): MIXC_SCALAR_BENCH */
-static void bench(const char *mixer, int diag, int64_t B, int64_t T, int idx) {
+static void bench(const char *mixer, int diag, int64_t B, int64_t T, int idx, int64_t vt_force) {
   char err[2048], name[64];
   const int64_t H = 16, K = 128, V = 128;
   int64_t vtile = 0, vtiles = 0;
-  if (runtime_split(mixer, B * H, &vtile, &vtiles)) {
+  if (vt_force > 0) {
+    vtile = vt_force, vtiles = (V + vt_force - 1) / vt_force;
+  } else if (runtime_split(mixer, B * H, &vtile, &vtiles)) {
     printf("  bench %s: the runtime's split not found\n", mixer);
     return;
   }
@@ -488,7 +493,8 @@ static void bench(const char *mixer, int diag, int64_t B, int64_t T, int idx) {
   MixcCudaModule *mod = NULL;
   MixcCudaFunc *fn = NULL;
   unsigned threads = 0, smem = 0;
-  if (load(&c, name, &mod, &fn, &threads, &smem)) {
+  int lrc = load(&c, name, &mod, &fn, &threads, &smem);
+  if (lrc) {
     printf("  bench %s: does not compile\n", mixer);
     return;
   }
@@ -536,9 +542,10 @@ static void bench(const char *mixer, int diag, int64_t B, int64_t T, int idx) {
   if (!bad) {
     qsort(ms, NRUN, sizeof *ms, cmp_float);
     printf("  bench %-10s B %2lld T %5lld H 16 K=V=128: %.3f ms (median of %d; min %.3f, max "
-           "%.3f), vtile %lld x %lld, %lld blocks of %u threads, %u B shared\n",
+           "%.3f), vtile %lld x %lld%s, %lld blocks of %u threads, %u B shared%s\n",
            mixer, (long long)B, (long long)T, ms[NRUN / 2], NRUN, ms[0], ms[NRUN - 1],
-           (long long)vtile, (long long)vtiles, (long long)items, threads, smem);
+           (long long)vtile, (long long)vtiles, vt_force > 0 ? " (forced)" : " (the runtime's)",
+           (long long)items, threads, smem, "");
   } else {
     printf("  bench %s: %s\n", mixer, err);
   }
@@ -599,6 +606,8 @@ int main(int argc, char **argv) {
       {"gla f16 K=128 V=100 vtile 32 x 4", 1, IN, 128, 100, 32, 4, F16, F16, F16, 1, 1, 0, 0, 0,
        0, 2, 90, 2},
       {"gla f16 K=V=64", 1, IN, 64, 64, 64, 1, F16, F16, F32, 0, 1, 0, 0, 0, 0, 2, 100, 2},
+      {"gla bf16 K=256 V=64 (Qs, Ks scaled in registers)", 1, IN, 256, 64, 64, 1, BF, BF, F32, 1,
+       1, 0, 0, 0, 0, 1, 100, 2},
       {"K=100 (outside the form)", 0, IN, 100, 128, 128, 1, BF, BF, F32, 0, 0, 0, 0, 0, -1, 0,
        0, 0},
   };
@@ -647,8 +656,17 @@ int main(int argc, char **argv) {
     const char *b = getenv("MIXC_SCALAR_BENCH");
     if (b && *b && strcmp(b, "0")) {
       const int64_t shapes[3][2] = {{8, 2048}, {2, 8192}, {1, 32768}};
-      for (int s = 0; s < 3; s++) bench("simple_gla", 0, shapes[s][0], shapes[s][1], 2 * s);
-      for (int s = 0; s < 3; s++) bench("gla", 1, shapes[s][0], shapes[s][1], 2 * s + 1);
+      for (int s = 0; s < 3; s++) bench("simple_gla", 0, shapes[s][0], shapes[s][1], 2 * s, 0);
+      for (int s = 0; s < 3; s++) bench("gla", 1, shapes[s][0], shapes[s][1], 2 * s + 1, 0);
+      /* MIXC_SCALAR_BENCH=2: the other value splits too */
+      if (!strcmp(b, "2")) {
+        const int64_t alt[4] = {128, 64, 32, 16};
+        for (int s = 0; s < 3; s++)
+          for (int a = 0; a < 4; a++) {
+            bench("simple_gla", 0, shapes[s][0], shapes[s][1], 100 + 8 * s + a, alt[a]);
+            bench("gla", 1, shapes[s][0], shapes[s][1], 200 + 8 * s + a, alt[a]);
+          }
+      }
     }
     mixc_cuda_close(g_cuda);
   }
