@@ -1198,6 +1198,8 @@ static KType ktype_of(mixc_dtype d) {
 typedef struct Spec {
   KType *dtype;
   unsigned char *present, *want;
+  int64_t target; /* work items the device runs at once (KernelSpec.target_items) */
+  int64_t bh;     /* the split's hint: the call's sequences x heads, bucketed (split_hint) */
   char *suffix; /* the variant's part of the key */
   size_t len;
 } Spec;
@@ -1209,10 +1211,22 @@ static void spec_free(Spec *sp) {
   free(sp->suffix);
 }
 
+/* The (sequence, head) count a variant's value split is chosen for (KernelSpec.bh): the
+ * call's N * H, rounded up to a power of two, and `target` from there on (where the split is
+ * no longer wanted). So a kernel called with very different batch sizes gets a variant split
+ * for each kind of size (at most log2(target) + 1 of them), and never one chosen for another
+ * kind (a variant split for B * H = 8 runs B * H = 128 with 16x the blocks it should). */
+static int64_t split_hint(int64_t bh, int64_t target) {
+  if (target <= 1 || bh >= target) return target > 1 ? target : 1;
+  int64_t p = 1;
+  while (p < bh) p *= 2;
+  return p < target ? p : target;
+}
+
 /* The spec arrays and the key suffix: one character per symbol (dtype of a tensor, '-'
  * for a defaulted param, '0'..'3' for a state: bit 0 initial given, bit 1 final wanted),
- * then varlen and the cu_seqlens type. */
-static int build_spec(const Call *c, Spec *sp) {
+ * then varlen and the cu_seqlens type, then the split hint. */
+static int build_spec(const Call *c, int64_t target, Spec *sp) {
   const Mixer *mx = c->mx;
   size_t ns = (size_t)mx->nsyms + 1;
   memset(sp, 0, sizeof *sp);
@@ -1240,8 +1254,10 @@ static int build_spec(const Call *c, Spec *sp) {
     }
     sp->suffix[n++] = ch;
   }
-  n += (size_t)snprintf(sp->suffix + n, 32, " varlen %d %s", c->cu ? 1 : 0,
-                        c->cu ? kir_type_name(c->cu_type) : "-");
+  sp->target = target;
+  sp->bh = split_hint(c->N * c->H, target);
+  n += (size_t)snprintf(sp->suffix + n, 32, " varlen %d %s bh %lld", c->cu ? 1 : 0,
+                        c->cu ? kir_type_name(c->cu_type) : "-", (long long)sp->bh);
   sp->len = n;
   return 0;
 }
@@ -1304,7 +1320,7 @@ static mixc_status get_variant(mixc_kernel *k, const Call *c, const Spec *sp,
     ks.strategy = k->strategy;
     ks.chunk = k->chunk_size;
     ks.vtile = k->vtile;
-    ks.bh = c->N * c->H; /* the schedule's hint (the variant runs for any N, H) */
+    ks.bh = sp->bh; /* the schedule's hint (the variant runs for any N, H) */
     if (k->device == MIXC_CPU) ks.target_items = ctx->threads; /* one item per thread */
 #ifdef MIXC_HAVE_CUDA
     if (k->device == MIXC_CUDA) {
@@ -1531,7 +1547,11 @@ static mixc_status run_call(mixc_kernel *k, const mixc_args *args, const mixc_na
   st = bind_call(&c, k, args, states, nstates, step, err);
   if (st == MIXC_OK) {
     Spec sp;
-    if (build_spec(&c, &sp)) {
+    int64_t target = k->mod->ctx->threads;
+#ifdef MIXC_HAVE_CUDA
+    if (k->device == MIXC_CUDA) target = cuda_target_items(k->cuda);
+#endif
+    if (build_spec(&c, target, &sp)) {
       st = fail(err, MIXC_ERROR_OUT_OF_MEMORY, "out of memory");
     } else {
       const KCacheEntry *e = NULL;
