@@ -755,9 +755,12 @@ def main():
         fv = getattr(fla, '__version__', '?')
     except Exception as ex:
         fv = f'not importable ({short(ex)})'
+    # MIXC_COMMIT: the commit the carried build was made from (a copy of the tree on the GPU
+    # machine may carry a .git that is not that commit's)
+    commit = os.environ.get('MIXC_COMMIT', '')
     try:
-        commit = subprocess.run(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'],
-                                capture_output=True, text=True).stdout.strip() or 'unknown'
+        commit = commit or subprocess.run(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'],
+                                          capture_output=True, text=True).stdout.strip() or 'unknown'
     except OSError:
         commit = 'unknown (no git)'
     emit(log, 'META', date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), commit=commit,
