@@ -46,6 +46,9 @@ typedef struct KernelSpec {
                             the split (the kernel runs for any); 0: unknown */
   int64_t vtile;         /* value-tile width (columns of the states per work item); 0: chosen
                             by the schedule (schedule.h); >= the value dim: no split */
+  int64_t cache_l1d_bytes, cache_l2_bytes, cache_l3_bytes; /* the host's data caches per core
+                            (runtime/host.h) for the CPU schedule: the chunk's scratch budget
+                            is half the L2 (sched_chunk_l2); 0: unknown (SCHED_DEFAULT_L2) */
   int gpu;               /* lowering for a CUDA device: the chunk strategy may take a
                             hand-structured CUDA kernel (KFunc.cuda_src, lower_cuda*.c), which
                             the CPU backends cannot run */

@@ -30,6 +30,7 @@
 #include "../compiler/print.h"
 #include "../compiler/rec.h"
 #include "cuda_exec.h"
+#include "host.h"
 #include "kcache.h"
 #include "pool.h"
 #ifdef MIXC_HAVE_LLVM
@@ -57,6 +58,7 @@ struct mixc_context {
   pthread_mutex_t mu; /* refs (the context's and every module's), the JIT's creation */
   int refs;           /* the user's, plus one per module */
   char target[256];
+  HostCaches caches;  /* the host's data caches, read once at creation (the CPU schedule) */
 #ifdef MIXC_HAVE_LLVM
   MixcJit *jit;
 #endif
@@ -231,6 +233,7 @@ mixc_status mixc_context_create(int threads, mixc_context **out, mixc_error *err
     return fail(err, MIXC_ERROR_OUT_OF_MEMORY, "out of memory creating the context");
   }
   c->threads = pool_threads(c->pool);
+  host_caches(&c->caches);
 #ifdef MIXC_HAVE_CUDA
   c->cuda = cuda_devices_create();
   if (!c->cuda) {
@@ -501,6 +504,12 @@ static mixc_status trial_lowering(const mixc_kernel *k, mixc_error *err) {
   sp.strategy = k->strategy;
   sp.chunk = k->chunk_size;
   sp.vtile = k->vtile;
+  if (k->device == MIXC_CPU) {
+    const HostCaches *hc = &k->mod->ctx->caches;
+    sp.cache_l1d_bytes = hc->l1d;
+    sp.cache_l2_bytes = hc->l2;
+    sp.cache_l3_bytes = hc->l3;
+  }
   KernelPlan plan;
   char msg[1024];
   if (lower_mixer(&a, &sp, &plan, msg, sizeof msg)) {
@@ -1321,7 +1330,12 @@ static mixc_status get_variant(mixc_kernel *k, const Call *c, const Spec *sp,
     ks.chunk = k->chunk_size;
     ks.vtile = k->vtile;
     ks.bh = sp->bh; /* the schedule's hint (the variant runs for any N, H) */
-    if (k->device == MIXC_CPU) ks.target_items = ctx->threads; /* one item per thread */
+    if (k->device == MIXC_CPU) {
+      ks.target_items = ctx->threads; /* one item per thread */
+      ks.cache_l1d_bytes = ctx->caches.l1d; /* the chunk's scratch budget: half the L2 */
+      ks.cache_l2_bytes = ctx->caches.l2;
+      ks.cache_l3_bytes = ctx->caches.l3;
+    }
 #ifdef MIXC_HAVE_CUDA
     if (k->device == MIXC_CUDA) {
       const MixcCudaInfo *gi = mixc_cuda_info(k->cuda);

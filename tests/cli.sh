@@ -42,9 +42,20 @@ if "$MIXC" version | grep -q 'cpu (LLVM'; then
   expect 0 'strategy recurrent' "$MIXC" run examples/gla.mix --backend cpu --check \
     --strategy recurrent --shape T=9
   expect 2 'does not apply' "$MIXC" run examples/mamba1.mix --backend cpu --strategy chunk
+  # a forced value split (--vtile): 48 columns in 3 tiles of 16 (the emitted schedule says so),
+  # checked against the reference
+  expect 0 'check o +rel err .* ok' "$MIXC" run examples/gla.mix --backend cpu --check \
+    --seed 11 --shape B=1,T=40,H=2 --dims K=32,V=48 --vtile 16
+  expect 0 'check o +rel err .* ok' "$MIXC" run examples/gated_delta.mix --backend cpu --check \
+    --seed 12 --shape B=2,T=33,H=1 --dims K=16,V=40 --vtile 16 --chunk 16
 else
   expect 2 'no CPU backend' "$MIXC" run examples/gla.mix --backend cpu
 fi
+# the schedule chosen, on the first line of the emitted kernels (docs/cli.md)
+expect 0 '^# schedule: strategy chunk, chunk 16, vtile 16, vtiles 3; L2 [0-9]+ KiB' \
+  "$MIXC" emit examples/gla.mix --target kir --dims K=32,V=48 --vtile 16
+expect 0 '^/\* schedule: strategy chunk, chunk 16, vtile 48, vtiles 1; .*scratch budget' \
+  "$MIXC" emit examples/gla.mix --target c --dims K=32,V=48
 # --backend cuda without a usable GPU (hidden from the driver where there is one): one plain
 # line, exit 1; a build without the CUDA backend says so, exit 2
 if "$MIXC" version | grep -q 'cuda ('; then
@@ -60,6 +71,11 @@ else
   expect 2 'no CUDA backend' "$MIXC" run examples/gla.mix --backend cuda
 fi
 expect 2 '--chunk 0: give a positive integer' "$MIXC" run examples/gla.mix --chunk 0
+expect 2 '--vtile 0: give a positive integer' "$MIXC" run examples/gla.mix --vtile 0
+expect 2 '--vtile 8x: give a positive integer' "$MIXC" run examples/gla.mix --vtile 8x
+expect 2 '--vtile needs a number' "$MIXC" run examples/gla.mix --vtile
+expect 2 '--vtile -4: give the value-tile width as an integer' \
+  "$MIXC" emit examples/gla.mix --dims K=8,V=8 --vtile -4
 expect 2 '--strategy fast: use auto, recurrent or chunk' "$MIXC" run examples/gla.mix --strategy fast
 expect 2 'nothing to compare' "$MIXC" run examples/gla.mix --backend ref --check
 expect 2 '--stage lowered: use ast, typed or rec' "$MIXC" ir examples/gla.mix --stage lowered

@@ -9,14 +9,17 @@
 #include "../backends/c/c_emit.h"
 #include "../backends/cuda/cu_driver.h"
 #include "../compiler/lower.h"
+#include "../compiler/schedule.h"
+#include "../runtime/host.h"
 #include "cli.h"
 #ifdef MIXC_HAVE_LLVM
 #include "../backends/llvm/llvm_jit.h"
 #endif
 
 typedef struct EmitOpts {
-  const char *file, *mixer, *target, *dims, *dtype, *out, *strategy, *chunk, *varlen;
+  const char *file, *mixer, *target, *dims, *dtype, *out, *strategy, *chunk, *vtile, *varlen;
   int64_t chunk_len; /* --chunk: 0 when not given */
+  int64_t vtile_len; /* --vtile: 0 when not given */
 } EmitOpts;
 
 static int parse(int argc, char **argv, EmitOpts *o) {
@@ -32,6 +35,7 @@ static int parse(int argc, char **argv, EmitOpts *o) {
     else if (!strcmp(argv[i], "--dtype")) slot = &o->dtype;
     else if (!strcmp(argv[i], "--strategy")) slot = &o->strategy;
     else if (!strcmp(argv[i], "--chunk")) slot = &o->chunk;
+    else if (!strcmp(argv[i], "--vtile")) slot = &o->vtile;
     else if (!strcmp(argv[i], "--varlen")) slot = &o->varlen;
     else if (!strcmp(argv[i], "-o")) slot = &o->out;
     if (slot) {
@@ -61,6 +65,14 @@ static int parse(int argc, char **argv, EmitOpts *o) {
       return cli_usage_error("--chunk %s: give the chunk length as an integer from 1 to 4096",
                              o->chunk);
     o->chunk_len = v;
+  }
+  if (o->vtile) {
+    char *end = NULL;
+    long long v = strtoll(o->vtile, &end, 10);
+    if (o->vtile[0] < '0' || o->vtile[0] > '9' || *end || v < 1 || v > (1 << 20))
+      return cli_usage_error("--vtile %s: give the value-tile width as an integer from 1 to %d",
+                             o->vtile, 1 << 20);
+    o->vtile_len = v;
   }
   if (o->varlen && strcmp(o->varlen, "i32") && strcmp(o->varlen, "i64"))
     return cli_usage_error("--varlen %s: use i32 or i64 (the type of cu_seqlens)", o->varlen);
@@ -125,6 +137,7 @@ static int build_spec(const EmitOpts *o, const RecMixer *rm, KernelSpec *sp, int
   sp->want = want;
   sp->cu_type = o->varlen && !strcmp(o->varlen, "i32") ? KT_I32 : KT_I64;
   sp->chunk = o->chunk_len;
+  sp->vtile = o->vtile_len;
   if (o->varlen) {
     if (m->ngrid) {
       fprintf(stderr, "mixc: --varlen: mixer '%s' runs over a grid and takes no cu_seqlens\n",
@@ -141,8 +154,28 @@ static int build_spec(const EmitOpts *o, const RecMixer *rm, KernelSpec *sp, int
     sp->gpu = 1;
     sp->gpu_arch = MIXC_CU_DEFAULT_ARCH;
     sp->gpu_smem_optin = MIXC_CU_DEFAULT_SMEM_OPTIN;
+  } else { /* a CPU target: the schedule sees this host's caches, as `mixc run` does */
+    HostCaches hc;
+    host_caches(&hc);
+    sp->cache_l1d_bytes = hc.l1d;
+    sp->cache_l2_bytes = hc.l2;
+    sp->cache_l3_bytes = hc.l3;
   }
   return 0;
+}
+
+/* One line naming the schedule chosen (chunk, value tiles) and the caches it was chosen for,
+ * after the target's comment marker. */
+static void print_schedule(FILE *f, const char *mark, const char *end, const KernelSpec *sp,
+                           const KernelPlan *pl) {
+  int64_t l2 = sp->cache_l2_bytes;
+  fprintf(f, "%s schedule: strategy %s, chunk %lld, vtile %lld, vtiles %lld; L2 %lld KiB%s (chunk "
+             "scratch budget %lld KiB), L1d %lld KiB, L3 %lld KiB a CPU (0: unknown)%s\n",
+          mark, strategy_name(pl->strategy), (long long)pl->chunk, (long long)pl->vtile,
+          (long long)pl->vtiles, (long long)((l2 > 0 ? l2 : SCHED_DEFAULT_L2) / 1024),
+          l2 > 0 ? "" : " (unknown: the default)",
+          (long long)(sched_scratch_floats(l2) * (int64_t)sizeof(float) / 1024),
+          (long long)(sp->cache_l1d_bytes / 1024), (long long)(sp->cache_l3_bytes / 1024), end);
 }
 
 /* --target cuda: the kernels and a host launcher, one file for nvcc (backends/cuda/cu_driver.h). */
@@ -159,10 +192,12 @@ static int write_target(const EmitOpts *o, const KernelSpec *sp, const KernelPla
   char err[1024];
   if (!strcmp(o->target, "cuda")) return write_cuda(o, sp, pl, f);
   if (!strcmp(o->target, "kir")) {
+    print_schedule(f, "#", "", sp, pl);
     kir_print(f, pl->mod);
     return 0;
   }
   if (!strcmp(o->target, "c")) {
+    print_schedule(f, "/*", " */", sp, pl);
     if (mixc_emit_c_file(f, o->file, sp, pl, err, sizeof err)) {
       fprintf(stderr, "mixc: emit: %s\n", err);
       return EXIT_INPUT;
@@ -175,6 +210,7 @@ static int write_target(const EmitOpts *o, const KernelSpec *sp, const KernelPla
     fprintf(stderr, "mixc: emit: %s\n", err);
     return EXIT_INPUT;
   }
+  print_schedule(f, ";", "", sp, pl);
   fputs(text, f);
   free(text);
   return 0;

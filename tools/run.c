@@ -31,6 +31,7 @@ typedef struct Opts {
   unsigned long long seed;
   int seed_given, check, time;
   long long chunk; /* --chunk: options.chunk_size (0: the schedule's) */
+  long long vtile; /* --vtile: options.vtile (0: the schedule's) */
 } Opts;
 
 /* What a run binds: sizes (with where each came from) and one array per symbol. */
@@ -114,6 +115,14 @@ static int parse_opts(int argc, char **argv, Opts *o) {
       o->chunk = strtoll(argv[++i], &end, 10);
       if (*end || errno || !argv[i][0] || o->chunk < 1 || o->chunk > (1 << 20))
         return cli_usage_error("--chunk %s: give a positive integer (at most %d)", argv[i],
+                               1 << 20);
+    } else if (!strcmp(a, "--vtile")) {
+      if (i + 1 >= argc) return cli_usage_error("--vtile needs a number");
+      char *end;
+      errno = 0;
+      o->vtile = strtoll(argv[++i], &end, 10);
+      if (*end || errno || !argv[i][0] || o->vtile < 1 || o->vtile > (1 << 20))
+        return cli_usage_error("--vtile %s: give a positive integer (at most %d)", argv[i],
                                1 << 20);
     } else if (!strcmp(a, "--check")) {
       o->check = 1;
@@ -629,6 +638,7 @@ static int api_setup(Run *r) {
                  : !strcmp(r->o->strategy, "chunk")   ? MIXC_STRATEGY_CHUNK
                                                       : MIXC_STRATEGY_AUTO;
   opt.chunk_size = r->o->chunk;
+  opt.vtile = r->o->vtile;
   if (!rc) rc = mixc_kernel_create(r->mod, &opt, &r->k, &err);
   if (rc) {
     fprintf(stderr, "mixc: --backend %s: %s\n", r->o->backend, err.message);
