@@ -158,6 +158,41 @@ static int same_expr(const Expr *a, const Expr *b) {
   return 1;
 }
 
+/* Whether a with its index variable va is b with vb (the same vector, indexed by those
+ * variables; other index variables the same). Conservative: false only costs a loop. */
+static int same_vec(const Expr *a, int va, const Expr *b, int vb) {
+  if (!a || !b) return a == b;
+  if (a->kind != b->kind || a->nargs != b->nargs) return 0;
+  switch (a->kind) {
+  case EX_NUM:
+    if (a->num != b->num) return 0;
+    break;
+  case EX_NAME:
+  case EX_INDEX:
+    if (a->ref != b->ref) return 0;
+    if (a->ref == REF_INDEX) {
+      if ((a->sym == va) != (b->sym == vb)) return 0;
+      if (a->sym != va && a->sym != b->sym) return 0;
+      break;
+    }
+    if (a->sym != b->sym) return 0;
+    if (a->ref == REF_LET && a->bound != b->bound) return 0;
+    if (a->ref == REF_NONE) return 0;
+    break;
+  case EX_CALL:
+    if (a->fn != b->fn) return 0;
+    break;
+  case EX_SUM: return 0;
+  case EX_BIN:
+    if (a->op != b->op) return 0;
+    break;
+  case EX_NEG: break;
+  }
+  for (int i = 0; i < a->nargs; i++)
+    if (!same_vec(a->args[i], va, b->args[i], vb)) return 0;
+  return 1;
+}
+
 static const Expr *ev_x(const RecState *st, const Ev *e) {
   const RecStep *p = &st->steps[e->step];
   return e->lr >= 0 ? p->lr[e->lr].x : p->outer[e->outer].u;
@@ -355,7 +390,7 @@ static void copy_g(L *l, const DState *d, int64_t dst, KExpr *base_fn_tc, int64_
 static void gather_state(L *l, Chunk *ck, int s) {
   const RecState *rs = &l->rm->states[s];
   DState *d = &ck->ds[s];
-  int64_t R = l->R[s], VT = l->C[s], N = d->N;
+  int64_t R = l->R[s], VT = l->C[s];
   int ns = rs->nsteps, NE = d->nev;
   for (int k = 0; k < ns; k++) {
     const RecStep *p = &rs->steps[k];
@@ -380,19 +415,23 @@ static void gather_state(L *l, Chunk *ck, int s) {
       int n = ivar(l, "ev");
       lw_set(l, n, add(l, mul(l, V(l, ck->v_tc), I(l, NE)), I(l, e)));
       copy_g(l, d, d->GP, V(l, n), 1, 0);
+      /* y the same vector as x (the delta rule's k): stored from the same load */
+      const RecRankOne *r = E->lr >= 0 ? &p->lr[E->lr] : NULL;
+      int yx = r && p->scope.nlhs > 0 && same_vec(ev_x(rs, E), 0, r->y, r->m);
       int iv = lw_lhs_var(l, 0), xv = fvar(l, "x");
       KStmt *outer = loop(l, iv, I(l, R), 0);
       lw_set(l, xv, lw_lx(l, ev_x(rs, E)));
       st(l, d->X, at(l, V(l, n), R, V(l, iv)), V(l, xv));
-      st(l, d->XT, at(l, V(l, iv), N, V(l, n)), V(l, xv));
+      if (yx) st(l, d->Y, at(l, V(l, n), R, V(l, iv)), V(l, xv));
       lw_close_for(l, outer);
-      if (E->lr >= 0) {
-        const RecRankOne *r = &p->lr[E->lr];
+      if (r) {
         st(l, d->CV, V(l, n), fmul(l, F(l, r->scale), lw_lx(l, r->c)));
-        int mv = lw_ivar_of(l, r->m);
-        outer = loop(l, mv, I(l, R), 0);
-        st(l, d->Y, at(l, V(l, n), R, V(l, mv)), lw_lx(l, r->y));
-        lw_close_for(l, outer);
+        if (!yx) {
+          int mv = lw_ivar_of(l, r->m);
+          outer = loop(l, mv, I(l, R), 0);
+          st(l, d->Y, at(l, V(l, n), R, V(l, mv)), lw_lx(l, r->y));
+          lw_close_for(l, outer);
+        }
       } else {
         st(l, d->CV, V(l, n), F(l, 0));
         int i = ivar(l, "i");
@@ -441,22 +480,41 @@ static void gather(L *l, Chunk *ck) {
     lw_use_scope(l, &l->rm->outputs[r->output].scope);
     const RecState *rs = &l->rm->states[r->state];
     int64_t R = l->R[r->state];
-    int i = ivar(l, "i");
-    KStmt *in = loop(l, i, I(l, R), KF_VECTORIZE);
-    st(l, r->q, at(l, tc, R, V(l, i)), F(l, 0));
-    lw_close_for(l, in);
+    int nt = 0;
+    for (int t = 0; t < r->node->nterms; t++) {
+      const RecTerm *tm = &r->node->terms[t];
+      nt += tm->read.state == r->state && tm->read.version == r->version;
+    }
+    KStmt *in;
+    if (nt != 1) { /* one term: stored directly, no zeroing pass */
+      int i = ivar(l, "i");
+      in = loop(l, i, I(l, R), KF_VECTORIZE);
+      st(l, r->q, at(l, tc, R, V(l, i)), F(l, 0));
+      lw_close_for(l, in);
+    }
     for (int t = 0; t < r->node->nterms; t++) {
       const RecTerm *tm = &r->node->terms[t];
       if (tm->read.state != r->state || tm->read.version != r->version) continue;
       int iv = rs->ndim ? lw_ivar_of(l, tm->read.idx[0].v) : ivar(l, "i");
       in = loop(l, iv, I(l, R), 0);
       KExpr *idx = at(l, tc, R, V(l, iv));
-      st(l, r->q, idx, fadd(l, ld(l, r->q, at(l, tc, R, V(l, iv))),
-                            fmul(l, F(l, tm->scale), lw_lx(l, tm->coef))));
+      KExpr *x = fmul(l, F(l, tm->scale), lw_lx(l, tm->coef));
+      st(l, r->q, idx, nt == 1 ? x : fadd(l, ld(l, r->q, at(l, tc, R, V(l, iv))), x));
       lw_close_for(l, in);
     }
   }
   lw_close_for(l, outer);
+  /* XT = X^T, after the tokens: the per-token loops store contiguously (vectorised) */
+  for (int s = 0; s < l->rm->nstates; s++) {
+    DState *d = &ck->ds[s];
+    if (d->nev == 0) continue;
+    int i = ivar(l, "i"), sv = ivar(l, "s");
+    KStmt *ol = loop(l, i, I(l, l->R[s]), KF_BLOCK);
+    KStmt *il = loop(l, sv, nev(l, ck, d), KF_VECTORIZE);
+    st(l, d->XT, at(l, V(l, i), d->N, V(l, sv)), ld(l, d->X, at(l, V(l, sv), l->R[s], V(l, i))));
+    lw_close_for(l, il);
+    lw_close_for(l, ol);
+  }
 }
 
 /* A[row, s] for s in [0, nN) of a decayed, masked product of row vector src[row] (width R)
@@ -470,10 +528,15 @@ static void masked_row(L *l, const DState *d, int64_t a, int64_t lda, KExpr *row
   if (!d->diag) {
     int g = fvar(l, "gr");
     lw_set(l, g, g_at(l, d, ns, tc, v, I(l, 0)));
+    /* the loads are read into variables before the select: its arms load nothing, so it
+     * is a branch-free select (vectorised), not a branch; both are in bounds for every s,
+     * and an arm not selected may be inf (a positive exponent above the mask) */
+    int av = fvar(l, "m"), gv = fvar(l, "gp");
     KStmt *outer = loop(l, s, nN, KF_VECTORIZE);
     KExpr *idx = at(l, row, lda, V(l, s));
-    KExpr *x = fmul(l, ld(l, a, at(l, row, lda, V(l, s))),
-                    fexp(l, fsub(l, V(l, g), gp_at(l, d, V(l, s), I(l, 0)))));
+    lw_set(l, av, ld(l, a, at(l, row, lda, V(l, s))));
+    lw_set(l, gv, gp_at(l, d, V(l, s), I(l, 0)));
+    KExpr *x = fmul(l, V(l, av), fexp(l, fsub(l, V(l, g), V(l, gv))));
     if (scale) x = fmul(l, scale, x);
     st(l, a, idx, ke_select(l->m, lt(l, V(l, s), lim), x, F(l, 0)));
     lw_close_for(l, outer);
