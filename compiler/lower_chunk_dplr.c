@@ -371,6 +371,27 @@ static void mm(L *l, KExpr *M, KExpr *N, KExpr *K, int64_t a, int64_t lda, int64
                        I(l, ldc), acc));
 }
 
+/* A matmul whose product is lower triangular in blocks of w: row r of C needs only the
+ * columns below (r + 1) w (out: C's columns; else the K index, A's columns, A being zero
+ * beyond them). The rows split in halves [0, h) and [h, M): the first half's columns (or K)
+ * cut to h w, a quarter of the product's work saved. M and K are variables; N is the state's
+ * column count (ncols >= 0) or the variable -ncols - 1. */
+static KExpr *mm_n(L *l, int s, int n) { return n >= 0 ? lw_ncols(l, s) : V(l, -n - 1); }
+static void mm_tri(L *l, int out, int s, int M, int n, KExpr *K, KExpr *K2, int64_t w,
+                   int64_t a, int64_t lda, int64_t b, int64_t ldb, int64_t c, int64_t ldc,
+                   int acc) {
+  int h = ivar(l, "h"), cut = ivar(l, "cut");
+  lw_set(l, h, ke_bin(l->m, KO_DIV, V(l, M), I(l, 2)));
+  lw_set(l, cut, ke_bin(l->m, KO_MIN, mul(l, V(l, h), I(l, w)), out ? mm_n(l, s, n) : K));
+  lw_emit(l, ks_matmul(l->m, V(l, h), out ? V(l, cut) : mm_n(l, s, n), out ? K : V(l, cut),
+                       sp(l, a), I(l, lda), sp(l, b), I(l, ldb), sp(l, c), I(l, ldc), acc));
+  lw_emit(l, ks_matmul(l->m, isub(l, V(l, M), V(l, h)), mm_n(l, s, n), K2,
+                       ke_ptradd(l->m, sp(l, a), mul(l, V(l, h), I(l, lda * 4))), I(l, lda),
+                       sp(l, b), I(l, ldb),
+                       ke_ptradd(l->m, sp(l, c), mul(l, V(l, h), I(l, ldc * 4))), I(l, ldc),
+                       acc));
+}
+
 /* The chunk's events of state d: len * NE. */
 static KExpr *nev(L *l, Chunk *ck, const DState *d) { return mul(l, V(l, ck->v_len), I(l, d->nev)); }
 
@@ -574,7 +595,8 @@ static void solve(L *l, Chunk *ck, int s) {
   lw_set(l, nv, nN);
   nN = V(l, nv);
   /* M: Y X^T (scalar decays), then decayed and masked row by row */
-  if (!d->diag) mm(l, nN, nN, I(l, R), d->Y, R, d->XT, N, ck->Mx, N, 0);
+  if (!d->diag) /* row n needs the columns before n's step */
+    mm_tri(l, 1, s, nv, -nv - 1, I(l, R), I(l, R), 1, d->Y, R, d->XT, N, ck->Mx, N, 0);
   int tc = ivar(l, "tc"), n = ivar(l, "ev"), i = ivar(l, "i");
   KStmt *outer = loop(l, tc, V(l, ck->v_len), KF_BLOCK);
   for (int e = 0; e < NE; e++) {
@@ -621,7 +643,7 @@ static void solve(L *l, Chunk *ck, int s) {
   lw_close_for(l, outer);
   /* DI += Ye S0; D = T DI */
   mm(l, nN, lw_ncols(l, s), I(l, R), ck->Ye, R, d->S, VT, d->DI, VT, 1);
-  mm(l, nN, lw_ncols(l, s), nN, ck->Tm, N, d->DI, VT, d->D, VT, 0);
+  mm_tri(l, 0, s, nv, 0, V(l, nv), V(l, nv), 1, ck->Tm, N, d->DI, VT, d->D, VT, 0); /* T: lower */
 }
 
 /* R[t, :] = (q_t * e^{G_P})^T S0 + sum_{s < P} (q_t^T diag(e^{G_P - Gp_s}) x_s) delta_s, P the
@@ -650,12 +672,13 @@ static void readout_chunk(L *l, Chunk *ck, const Readout *r) {
   int nv = ivar(l, "nN");
   lw_set(l, nv, nev(l, ck, d));
   KExpr *nN = V(l, nv);
-  if (!d->diag) mm(l, len, nN, I(l, R), r->q, R, d->XT, N, ck->Aq, N, 0);
+  if (!d->diag) /* token t needs the events before (t + 1) NE */
+    mm_tri(l, 1, s, ck->v_len, -nv - 1, I(l, R), I(l, R), NE, r->q, R, d->XT, N, ck->Aq, N, 0);
   outer = loop(l, t, len, KF_BLOCK);
   KExpr *lim = add(l, mul(l, V(l, t), I(l, NE)), I(l, d->evb[v]));
   masked_row(l, d, ck->Aq, N, V(l, t), r->q, R, nN, lim, ns, V(l, t), v, NULL);
   lw_close_for(l, outer);
-  mm(l, len, lw_ncols(l, s), nN, ck->Aq, N, d->D, VT, r->r, VT, 1);
+  mm_tri(l, 0, s, ck->v_len, 0, V(l, nv), V(l, nv), NE, ck->Aq, N, d->D, VT, r->r, VT, 1);
 }
 
 /* S = diag(e^{G_end}) S + (X^T .* e^{G_end - Gp})  D: the keys decayed to the chunk's end
