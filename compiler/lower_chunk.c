@@ -558,7 +558,8 @@ int lower_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, s
     l.f->items = "(sequence, head, value tile)";
     maxc = l.vt;
   }
-  ck.C = sched_chunk(any_diag ? SC_DIAG : SC_SCALAR, spec->chunk, 1, maxr, maxc);
+  ck.C = sched_chunk_l2(any_diag ? SC_DIAG : SC_SCALAR, spec->chunk, 1, maxr, maxc,
+                        spec->cache_l2_bytes);
   plan->chunk = ck.C;
   if (setup(&l, &ck)) return 1;
   ck.v_c0 = lw_var(&l, KT_I64, "c0");

@@ -784,7 +784,8 @@ static int setup(L *l, Chunk *ck) {
     if (R > maxr) maxr = R;
     if (l->C[s] > maxc) maxc = l->C[s];
   }
-  ck->C = sched_chunk(any_diag ? SC_DELTA_DIAG : SC_DELTA, l->sp->chunk, maxne, maxr, maxc);
+  ck->C = sched_chunk_l2(any_diag ? SC_DELTA_DIAG : SC_DELTA, l->sp->chunk, maxne, maxr, maxc,
+                         l->sp->cache_l2_bytes);
   l->pl->chunk = ck->C;
   l->v_scr = lw_var(l, KT_PTR, "scr");
   lw_set(l, l->v_scr, ke_arg(l->m, 4));
