@@ -236,16 +236,21 @@ static int match(const L *l, CudaChunkShape *cs, int sy[7]) {
   return 1;
 }
 
+/* A lowering context for spec (no module yet) and match() on it. */
+static int match_spec(const KernelSpec *spec, L *l, CudaChunkShape *cs, int sy[7]) {
+  memset(l, 0, sizeof *l);
+  l->sp = spec;
+  l->rm = spec->rm;
+  l->mx = spec->rm->mixer;
+  memset(cs, 0, sizeof *cs);
+  return match(l, cs, sy);
+}
+
 int lower_cuda_match(const KernelSpec *spec, CudaChunkKind *kind) {
   L l;
-  memset(&l, 0, sizeof l);
-  l.sp = spec;
-  l.rm = spec->rm;
-  l.mx = spec->rm->mixer;
   CudaChunkShape cs;
-  memset(&cs, 0, sizeof cs);
   int sy[7];
-  if (!match(&l, &cs, sy)) return 0;
+  if (!match_spec(spec, &l, &cs, sy)) return 0;
   *kind = cs.kind;
   return 1;
 }
@@ -254,14 +259,9 @@ int lower_cuda_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *e
                      size_t errlen) {
   if (!spec->gpu || spec->no_native) return -1;
   L l;
-  memset(&l, 0, sizeof l);
-  l.sp = spec;
-  l.rm = spec->rm;
-  l.mx = spec->rm->mixer;
   CudaChunkShape cs;
-  memset(&cs, 0, sizeof cs);
   int sy[7];
-  if (!match(&l, &cs, sy)) return -1;
+  if (!match_spec(spec, &l, &cs, sy)) return -1;
   /* The value split for these kernels: each block holds its chunk's tiles in shared memory and
    * the state on chip, one block an SM (target_items is two a multiprocessor), and every value
    * tile repeats the chunk's work on q and k (Q K^T; the delta form's T solve). So split only
