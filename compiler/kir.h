@@ -169,6 +169,12 @@ typedef struct KFunc {
    * backends refuse such a function. */
   const char *cuda_src;
   unsigned cuda_threads, cuda_smem;
+  /* Hand-structured kernels only: floats of device memory per work item that outlive the
+   * launch (0: none). The `scratch` argument then points at items x item_floats floats that
+   * every function of the module with item_floats > 0 shares, in launch order, indexed by
+   * the global item (begin + blockIdx.x): one function writes what a later one reads (the
+   * sequence-split chunk kernels' segment states). scratch_floats must then be 0. */
+  int64_t item_floats;
 } KFunc;
 
 typedef struct KModule {

@@ -55,6 +55,8 @@ typedef struct KernelSpec {
   int gpu_arch;          /* gpu: compute capability major*10 + minor (90: Hopper) */
   int gpu_smem_optin;    /* gpu: dynamic shared memory a block may opt into, bytes */
   int no_native;         /* gpu: never take a hand-structured kernel (the lowered KIR only) */
+  int64_t segs;          /* gpu: sequence segments of the hand-structured chunk kernels (0:
+                            chosen from bh and target_items; 1: none) */
 } KernelSpec;
 
 /* Where each tensor goes in the argument tables. -1: not used. */
@@ -71,13 +73,16 @@ typedef struct KernelPlan {
   int size_B, size_T, size_H, size_N; /* ints[] slots (N: sequences) */
   int size_Y, size_X;                 /* grid mixers */
   /* The schedule chosen (schedule.h), for the runtime and for tools to print. A call has
-   * N * H * vtiles work items: item = (n * H + h) * vtiles + tile. */
+   * N * H * vtiles * segs work items: item = ((n * H + h) * vtiles + tile) * segs + seg. */
   int64_t chunk;   /* chunk length (chunk strategy), else 0 */
   int64_t vtile;   /* columns of the states per work item (the value dim when not split) */
   int64_t vtiles;  /* value tiles per (sequence, head), >= 1 */
+  int64_t segs;    /* sequence segments per (sequence, head, value tile), >= 1: the hand-
+                      structured GPU chunk kernels split each sequence into segs runs of whole
+                      chunks (a local pass, a combine, an output pass; lower_cuda.h) */
 } KernelPlan;
 
-/* Work items of a call with N sequences and H heads (0 on overflow). */
+/* Work items of a call with N sequences and H heads: N H vtiles segs (0 on overflow). */
 int64_t plan_items(const KernelPlan *plan, int64_t N, int64_t H);
 
 /* Number of layout dims of symbol s's run-time array (B, T, H, ndir, dims...), matching

@@ -559,7 +559,9 @@ void lw_plan_split(L *l, int can_split) {
 }
 
 int64_t plan_items(const KernelPlan *plan, int64_t N, int64_t H) {
-  int64_t t = plan->vtiles > 1 ? plan->vtiles : 1;
+  int64_t t = plan->vtiles > 1 ? plan->vtiles : 1, s = plan->segs > 1 ? plan->segs : 1;
+  if (t > INT64_MAX / s) return 0;
+  t *= s;
   if (N < 0 || H < 0) return 0;
   if (H > 0 && N > INT64_MAX / H) return 0;
   if (N * H > 0 && t > INT64_MAX / (N * H)) return 0;
@@ -615,6 +617,7 @@ int lw_begin(L *l, Arena *a, const KernelSpec *spec, KernelPlan *plan, Strategy 
   memset(plan, 0, sizeof *plan);
   plan->strategy = strategy;
   plan->vtiles = 1;
+  plan->segs = 1;
   l->m = kir_module(a);
   if (!l->m) return lw_lfail(l, "out of memory");
   plan->mod = l->m;

@@ -268,22 +268,31 @@ int lower_cuda_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *e
    * where the (sequence, head) pairs alone leave over a quarter of the SMs idle, and then to
    * about fill them once. */
   KernelSpec sp = *spec;
+  int64_t segs = spec->segs > 0 ? spec->segs : 1;
   if (sp.vtile <= 0 && sp.target_items > 0) {
     int64_t slots = sp.target_items / 2;
     sp.target_items = slots;
     if (sp.bh > 0 && sp.bh * 4 >= slots * 3) {
       sp.vtile = cs.V; /* no split */
+    } else if (sp.bh > 0 && cs.kind != CCK_DELTA && spec->segs == 0) {
+      /* the scalar and diagonal forms: the sequence split (lower_cuda_seg.c), the whole
+       * value dim a block, as many segments (a power of two, at most 32: the combine walks
+       * them one after another) as keep the blocks in one wave. On an H100 (132 SMs):
+       * 16 pairs -> 8 segments, 32 pairs -> 4 */
+      sp.vtile = cs.V;
+      segs = 1;
+      while (segs < 32 && sp.bh * segs * 2 <= slots) segs *= 2;
     } else if (sp.bh > 0 && cs.kind != CCK_DELTA) {
-      /* the scalar and diagonal forms: as many tiles as keep every block in one wave (a
-       * second, partial wave costs a whole block's time), 16 columns at least. On an H100
-       * (132 SMs, K = V = 128): 32 pairs -> 4 tiles of 32, 16 pairs -> 8 tiles of 16 */
-      int64_t tiles = slots / sp.bh;
+      /* segments given: as many value tiles as keep every block in one wave (a second,
+       * partial wave costs a whole block's time), 16 columns at least */
+      int64_t tiles = slots / (sp.bh * segs);
       if (tiles < 1) tiles = 1;
       int64_t w = (cs.V + tiles - 1) / tiles;
       w = (w + 15) / 16 * 16;
       sp.vtile = w < cs.V ? w : cs.V;
     }
   }
+  if (cs.kind == CCK_DELTA) segs = 1; /* the delta form's local pass: not yet */
   spec = &sp;
   l.sp = spec;
   if (lw_begin(&l, a, spec, plan, STRAT_CHUNK, "chunk", "(sequence, head)", err, errlen))
@@ -292,6 +301,9 @@ int lower_cuda_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *e
   if (l.split) l.f->items = "(sequence, head, value tile)";
   cs.vtile = plan->vtile > 0 ? plan->vtile : cs.V;
   cs.vtiles = plan->vtiles > 0 ? plan->vtiles : 1;
+  cs.segs = segs;
+  plan->segs = segs;
+  if (segs > 1) l.f->items = l.split ? "(sequence, head, value tile, segment)" : "(sequence, head, segment)";
   int64_t C = spec->chunk;
   if (C < 16 || C > 128 || C % 16) C = 64;
   cs.chunk = C;
@@ -324,32 +336,37 @@ int lower_cuda_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *e
 
   char name[256];
   if (mixc_emit_c_func_name(l.f, name, sizeof name) >= sizeof name) return -1;
-  char *buf = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&buf, &len);
-  if (!f) {
-    snprintf(err, errlen, "out of memory printing the CUDA kernel");
-    return 1;
+  CudaChunkKernel kk[3];
+  int nk = 0;
+  int rc = cuda_chunk_kernels(&cs, name, spec->gpu_arch, spec->gpu_smem_optin, kk, &nk, err,
+                              errlen);
+  if (rc != 0) return rc; /* -1: the KIR kernel (lower_mixer starts over) */
+  /* the module's functions, in launch order: l.f is the first */
+  for (int i = 0; i < nk && rc == 0; i++) {
+    KFunc *f = i == 0 ? l.f : kir_func(l.m, kk[i].name);
+    if (!f) {
+      rc = 1;
+      snprintf(err, errlen, "out of memory");
+      break;
+    }
+    if (nk > 1) {
+      if (i == 0) f->name = arena_strdup(a, kk[0].name);
+      f->items = l.f->items;
+      char cname[256];
+      mixc_emit_c_func_name(f, cname, sizeof cname);
+      if (strcmp(cname, kk[i].name) != 0) {
+        snprintf(err, errlen, "kernel name %s printed as %s", kk[i].name, cname);
+        rc = 1;
+        break;
+      }
+    }
+    f->cuda_src = arena_strdup(a, kk[i].src ? kk[i].src : "");
+    f->cuda_threads = kk[i].threads;
+    f->cuda_smem = kk[i].smem;
+    f->scratch_floats = kk[i].scratch_floats;
+    f->item_floats = kk[i].item_floats;
   }
-  unsigned threads = 0, smem = 0;
-  int64_t scratch = 0;
-  int rc = cs.kind == CCK_DELTA
-               ? cuda_chunk_delta_source(f, &cs, name, spec->gpu_arch, spec->gpu_smem_optin,
-                                         &threads, &smem, &scratch, err, errlen)
-               : cuda_chunk_scalar_source(f, &cs, name, spec->gpu_arch, spec->gpu_smem_optin,
-                                          &threads, &smem, &scratch, err, errlen);
-  if (fclose(f) != 0 && rc == 0) {
-    snprintf(err, errlen, "out of memory printing the CUDA kernel");
-    rc = 1;
-  }
-  if (rc != 0) {
-    free(buf);
-    return rc; /* -1: the KIR kernel (lower_mixer starts over) */
-  }
-  l.f->cuda_src = arena_strdup(a, buf ? buf : "");
-  free(buf);
-  l.f->cuda_threads = threads;
-  l.f->cuda_smem = smem;
-  l.f->scratch_floats = scratch;
+  cuda_chunk_kernels_free(kk, nk);
+  if (rc) return rc;
   return lw_finish(&l);
 }

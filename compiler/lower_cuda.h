@@ -49,9 +49,38 @@ typedef struct CudaChunkShape {
    * stride over H at s_g), CCG_CONST (the param's default, g_const). */
   int g_mode;
   double g_const;
+  /* The sequence split (segs > 1): each (sequence, head, value tile) runs as segs segments
+   * of whole chunks, work items ((n H + h) vtiles + tile) segs + seg, through three kernels
+   * in order (mode): CCM_LOCAL, each segment's state from zeros and its transition (all but
+   * the last segment), kept per item in `scratch` (cuda_chunk_item_floats); CCM_COMBINE, the
+   * segments' initial states from the initial state, in place of those; CCM_OUTPUT, each
+   * segment as the fused kernel from its initial state (the last writes the final state).
+   * segs 1: CCM_FUSED, one kernel over the whole sequence. */
+  int64_t segs;
+  int mode;
 } CudaChunkShape;
 
 enum { CCG_INPUT = 0, CCG_PARAM = 1, CCG_CONST = 2 };
+enum { CCM_FUSED = 0, CCM_LOCAL = 1, CCM_COMBINE = 2, CCM_OUTPUT = 3 };
+
+/* Floats of `scratch` per work item the sequence-split kernels of s keep (KFunc.item_floats):
+ * the segment's state tile and its transition. */
+int64_t cuda_chunk_item_floats(const CudaChunkShape *s);
+
+/* One kernel of a shape: its text and launch. */
+typedef struct CudaChunkKernel {
+  char name[256]; /* base name + "_local" / "_combine" / "_output" with segs > 1 */
+  char *src;      /* malloc'd */
+  unsigned threads, smem;
+  int64_t scratch_floats, item_floats;
+} CudaChunkKernel;
+
+/* The kernels of shape s (its mode is set for each), in launch order: one (segs 1) or three,
+ * named from base (the KIR function name rules: mixc_emit_c_func_name). Returns 0 (*nk set;
+ * free the sources with cuda_chunk_kernels_free), 1 with a message, or -1 (no form). */
+int cuda_chunk_kernels(const CudaChunkShape *s, const char *base, int arch, int smem_optin,
+                       CudaChunkKernel k[3], int *nk, char *err, size_t errlen);
+void cuda_chunk_kernels_free(CudaChunkKernel *k, int nk);
 
 /* The kernel NAME for shape s (its text: the `__global__` function and its helpers, see
  * KFunc.cuda_src), for a device of compute capability `arch` allowing `smem_optin` bytes of

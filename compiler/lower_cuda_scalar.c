@@ -55,6 +55,9 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
   if (s->vtile < 1 || VT > 256) return -1;
   if (CC < 16 || CC > 128 || CC % 16) return -1;
   int diag = s->kind == CCK_DIAG;
+  const int64_t SEGS = s->segs > 1 ? s->segs : 1;
+  const int mode = SEGS > 1 ? s->mode : CCM_FUSED;
+  if (mode != CCM_FUSED && mode != CCM_LOCAL && mode != CCM_OUTPUT) return -1;
   /* the state's 16 x 16 tiles per warp, in registers (8 floats each) */
   const int64_t NST = (KD / 16) * (VT / 16), NTW = (NST + NWARPS - 1) / NWARPS;
   if (NTW > 16) return -1;
@@ -185,9 +188,14 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
           "  const int KD = %" PRId64 ", VT = %" PRId64 ", CC = %" PRId64 ", NT = %d, NW = %d;\n"
           "  const int LQ = %" PRId64 ", LV = %" PRId64 ", LAB = %" PRId64 ", LB = %" PRId64 ";\n"
           "  const int NS = CC / 16, NST = %" PRId64 ", NTW = %" PRId64 ";\n"
-          "  const int64_t V = %" PRId64 ", VTILES = %" PRId64 ", VTP = %" PRId64 ";\n",
+          "  const int64_t V = %" PRId64 ", VTILES = %" PRId64 ", VTP = %" PRId64 ";\n"
+          "  /* the sequence split: LOCM the local pass, OUTM the output pass (lower_cuda.h) */\n"
+          "  const int64_t SEGS = %" PRId64 ", IF = %" PRId64 ";\n"
+          "  const bool LOCM = %d, OUTM = %d;\n"
+          "  (void)IF, (void)OUTM;\n",
           NTHREADS, minb, name, name, KD, VT, CC, NTHREADS, NWARPS, LQ, LV, LAB, LB, NST, NTW, s->V,
-          s->vtiles, s->vtile);
+          s->vtiles, s->vtile, SEGS, SEGS > 1 ? cuda_chunk_item_floats(s) : (int64_t)0,
+          mode == CCM_LOCAL, mode == CCM_OUTPUT);
   fprintf(out,
           "  extern __shared__ __align__(128) unsigned char smem_[];\n"
           "  unsigned short *sQ = (unsigned short *)(smem_ + %" PRId64 ");\n"
@@ -207,7 +215,8 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
           "  const int64_t item = begin + blockIdx.x;\n"
           "  if (item >= end) return;\n"
           "  const int64_t H = args.ints[%d];\n"
-          "  const int64_t pair = item / VTILES, tile = item %% VTILES;\n"
+          "  const int64_t seg = item %% SEGS, pair = item / SEGS / VTILES, tile = item / SEGS %% VTILES;\n"
+          "  if (LOCM && seg == SEGS - 1) return; /* the last segment's transition is not needed */\n"
           "  const int64_t n = pair / H, h = pair %% H;\n"
           "  const int64_t j0 = tile * VTP;\n"
           "  const int vw = (int)(V - j0 < VTP ? V - j0 : VTP);\n"
@@ -222,6 +231,14 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
   } else {
     fprintf(out, "  t0 = 0;\n  t1 = args.ints[%d];\n  b = n;\n", s->i_T);
   }
+  /* this segment's chunks: the sequence's chunks in SEGS runs of equal length */
+  fputs("  if (SEGS > 1) {\n"
+        "    const int64_t per = ((t1 - t0 + CC - 1) / CC + SEGS - 1) / SEGS * CC;\n"
+        "    const int64_t s0 = t0 + seg * per < t1 ? t0 + seg * per : t1;\n"
+        "    t1 = s0 + per < t1 ? s0 + per : t1;\n"
+        "    t0 = s0;\n"
+        "  }\n",
+        out);
   /* pointers and strides: [B, T, H, dim] */
   struct {
     const char *nm;
@@ -279,10 +296,13 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
         "(e & 1);\n"
         "      float x = 0.0f;\n",
         out);
-  if (s->p_h0 >= 0)
+  if (mode == CCM_OUTPUT)
+    fputs("      if (tt < NST && j < vw && seg > 0) x = scratch[(item - 1) * IF + i * VTP + j];\n",
+          out);
+  if (s->p_h0 >= 0 && mode != CCM_LOCAL)
     fprintf(out,
-            "      if (tt < NST && j < vw) x = ((const float *)args.ptrs[%d])[n * args.ints[%d] + "
-            "h * args.ints[%d] + i * args.ints[%d] + (j0 + j) * args.ints[%d]];\n",
+            "      if (tt < NST && j < vw && seg == 0) x = ((const float *)args.ptrs[%d])[n * "
+            "args.ints[%d] + h * args.ints[%d] + i * args.ints[%d] + (j0 + j) * args.ints[%d]];\n",
             s->p_h0, s->s_h0, s->s_h0 + 1, s->s_h0 + 2, s->s_h0 + 3);
   fputs("      st[m][e] = x;\n"
         "      (void)i;\n"
@@ -308,7 +328,8 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
         "                  (((unsigned long long)(pv + 2 * (vb + j0))) & 15) == 0;\n"
         "  uint4 rq[NQ], rk[NQ], rv[NV8];\n"
         "  float rg[(CC + 31) / 32];\n"
-        "  (void)rg;\n",
+        "  float gacc = 0.0f; /* LOCM: the segment's log decay (diag: of row tid) */\n"
+        "  (void)rg, (void)gacc;\n",
         out);
   for (int pass = 0; pass < 2; pass++) {
     const char *cn = pass == 0 ? "t0" : "(c0 + CC)";
@@ -322,7 +343,7 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
             "      const int64_t tok = %s + (ok ? r : 0);\n"
             "      const unsigned short *aq = (const unsigned short *)pq + qb + tok * q1 + c8 * q3;\n"
             "      const unsigned short *ak = (const unsigned short *)pk + kb + tok * k1 + c8 * k3;\n"
-            "      rq[u] = ok ? (fq ? __ldg((const uint4 *)aq) : MX(ld8r)(aq, q3, 8)) : MX(z4)();\n"
+            "      if (!LOCM) rq[u] = ok ? (fq ? __ldg((const uint4 *)aq) : MX(ld8r)(aq, q3, 8)) : MX(z4)();\n"
             "      rk[u] = ok ? (fk ? __ldg((const uint4 *)ak) : MX(ld8r)(ak, k3, 8)) : MX(z4)();\n"
             "    }\n"
             "#pragma unroll\n"
@@ -364,7 +385,7 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
             "    for (int u = 0; u < NQ; u++) {\n"
             "      const int e = tid + u * NT, r = e / (KD / 8), c8 = (e % (KD / 8)) * 8;\n"
             "      if (e < CC * (KD / 8)) {\n"
-            "        *(uint4 *)(sQ + r * LQ + c8) = rq[u];\n"
+            "        if (!LOCM) *(uint4 *)(sQ + r * LQ + c8) = rq[u];\n"
             "        *(uint4 *)(sK + r * LQ + c8) = rk[u];\n"
             "      }\n"
             "    }\n"
@@ -437,7 +458,8 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
   if (!diag) {
     /* Ab = (Q K^T) e^{b_t - b_s} masked, the tiles on or below the diagonal; Ks */
     fputs("    const float blast = sb[CC - 1];\n"
-          "    for (int tt = warp; tt < NS * (NS + 1) / 2; tt += NW) {\n"
+          "    if (LOCM) gacc += blast;\n"
+          "    for (int tt = warp; tt < (LOCM ? 0 : NS * (NS + 1) / 2); tt += NW) {\n"
           "      int ti = 0, tj = tt;\n"
           "      while (tj > ti) tj -= ++ti;\n"
           "      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};\n"
@@ -470,7 +492,8 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
   } else {
     /* the tiles below the diagonal on the tensor cores: operands scaled in registers, r the
      * row tile's first token: Q e^{b_t - b_r}, K e^{b_r - b_s} */
-    fputs("    for (int tt = warp; tt < NS * (NS - 1) / 2; tt += NW) {\n"
+    fputs("    if (LOCM && tid < KD) gacc += sb[(CC - 1) * LB + tid];\n"
+          "    for (int tt = warp; tt < (LOCM ? 0 : NS * (NS - 1) / 2); tt += NW) {\n"
           "      int ti = 1, tj = tt;\n"
           "      while (tj >= ti) tj -= ti++;\n"
           "      const int r0 = ti * 16;\n"
@@ -501,7 +524,7 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
           "      }\n"
           "    }\n"
           /* the diagonal tiles exactly: A[t, u] = sum_i q[t,i] k[u,i] e^{b[t,i] - b[u,i]} */
-          "    for (int e = tid; e < CC * 16; e += NT) {\n"
+          "    for (int e = tid; e < (LOCM ? 0 : CC * 16); e += NT) {\n"
           "      const int t = e / 16, u = (t / 16) * 16 + e % 16;\n"
           "      float x = 0.0f;\n"
           "      if (u <= t) {\n"
@@ -528,6 +551,7 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
             "+ i]),\n"
             "          MX(f)((unsigned short)(x >> 16)) * __expf(sb[(CC - 1) * LB + i + 1] - sb[t * LB "
             "+ i + 1]));\n"
+            "      if (LOCM) continue;\n"
             "      x = *(const unsigned *)(sQ + t * LQ + i);\n"
             "      *(unsigned *)(sQs + t * LQ + i) = MX(pk)(\n"
             "          MX(f)((unsigned short)(x & 0xffffu)) * __expf(sb[t * LB + i]),\n"
@@ -540,7 +564,7 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
   }
   /* O = Ab V + e^{b_t} Q Sb (diag: Qs Sb), stored from the accumulators */
   fprintf(out,
-          "    for (int tt = warp; tt < NS * (VT / 16); tt += NW) {\n"
+          "    for (int tt = warp; tt < (LOCM ? 0 : NS * (VT / 16)); tt += NW) {\n"
           "      const int ti = tt / (VT / 16), tj = tt %% (VT / 16);\n"
           "      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};\n"
           "#pragma unroll 4\n"
@@ -650,12 +674,30 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
         "    }\n"
         "  }\n",
         out);
-  if (s->p_ht >= 0)
+  if (mode == CCM_LOCAL)
+    fprintf(out,
+            "  {\n"
+            "    float *Lb = scratch + item * IF;\n"
+            "#pragma unroll\n"
+            "    for (int m = 0; m < NTW; m++) {\n"
+            "      const int tt = warp + m * NW, si = tt / (VT / 16), sj = tt %% (VT / 16);\n"
+            "      if (tt >= NST) continue;\n"
+            "#pragma unroll\n"
+            "      for (int e = 0; e < 8; e++) {\n"
+            "        const int i = si * 16 + g + ((e >> 1) & 1) * 8, j = sj * 16 + (e >> 2) * 8 + t2 "
+            "+ (e & 1);\n"
+            "        if (j < vw) Lb[i * VTP + j] = st[m][e];\n"
+            "      }\n"
+            "    }\n"
+            "    if (%s) Lb[KD * VTP + tid] = gacc;\n"
+            "  }\n",
+            diag ? "tid < KD" : "tid == 0");
+  if (s->p_ht >= 0 && mode != CCM_LOCAL)
     fprintf(out,
             "#pragma unroll\n"
             "  for (int m = 0; m < NTW; m++) {\n"
             "    const int tt = warp + m * NW, si = tt / (VT / 16), sj = tt %% (VT / 16);\n"
-            "    if (tt >= NST) continue;\n"
+            "    if (tt >= NST || seg != SEGS - 1) continue;\n"
             "#pragma unroll\n"
             "    for (int e = 0; e < 8; e++) {\n"
             "      const int i = si * 16 + g + ((e >> 1) & 1) * 8, j = sj * 16 + (e >> 2) * 8 + t2 "

@@ -1532,11 +1532,11 @@ static mixc_status launch_cuda(mixc_kernel *k, const Call *c, const KCacheEntry 
   uint64_t *argbuf = calloc(np + ni, sizeof *argbuf);
   if (!argbuf) return fail(err, MIXC_ERROR_OUT_OF_MEMORY, "out of memory launching the kernel");
   mixc_status st = fill_tables(c, e, (void **)argbuf, (int64_t *)(argbuf + np), err);
-  /* work items: (sequence, head) pairs, times the value tiles of the plan */
-  int64_t items = c->N * c->H, tiles = pl->vtiles > 1 ? pl->vtiles : 1;
-  if (st == MIXC_OK && items > INT64_MAX / tiles)
-    st = fail(err, MIXC_ERROR_ARGUMENT, "%lld x %lld work items overflow", ll(items), ll(tiles));
-  items *= tiles;
+  /* work items: (sequence, head) pairs, times the value tiles and segments of the plan */
+  int64_t items = plan_items(pl, c->N, c->H);
+  if (st == MIXC_OK && items <= 0 && c->N * c->H > 0)
+    st = fail(err, MIXC_ERROR_ARGUMENT, "%lld x %lld x %lld work items overflow", ll(c->N * c->H),
+              ll(pl->vtiles), ll(pl->segs));
   if (st == MIXC_OK) {
     char msg[1024];
     st = cuda_run(k->ws, e, argbuf, pl->cu_seqlens, c->cu_bytes ? c->cu_copy : NULL, c->cu_bytes,

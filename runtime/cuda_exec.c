@@ -254,6 +254,17 @@ mixc_status cuda_run(CudaWorkspace *ws, const KCacheEntry *e, uint64_t *argbuf, 
     size_t need = (size_t)(b * l->global_scratch_floats * 4);
     if (need > scratch) scratch = need;
   }
+  /* the per-item storage the functions share (KFunc.item_floats): after the blocks' scratch,
+   * items x the largest of them, one buffer for the whole call */
+  int64_t itemf = 0;
+  for (int f = 0; f < v->nfns; f++)
+    if (v->launch[f].item_floats > itemf) itemf = v->launch[f].item_floats;
+  size_t item_off = (scratch + 255) / 256 * 256;
+  if (itemf > 0) {
+    if (itemf > INT64_MAX / 4 / items)
+      return failn(err, n, MIXC_ERROR_OUT_OF_MEMORY, "the kernel's segment storage is too large");
+    scratch = item_off + (size_t)(items * itemf * 4);
+  }
   size_t cu_off = (scratch + 255) / 256 * 256;
   size_t total = cu_host ? cu_off + cu_bytes : scratch;
   mixc_status st = MIXC_OK;
@@ -280,7 +291,9 @@ mixc_status cuda_run(CudaWorkspace *ws, const KCacheEntry *e, uint64_t *argbuf, 
     int64_t per = blocks_per_launch(l, sms);
     for (int64_t begin = 0; st == MIXC_OK && begin < items; begin += per) {
       int64_t end = items - begin > per ? begin + per : items;
-      MixcDevPtr sp = l->global_scratch_floats > 0 ? base : 0;
+      MixcDevPtr sp = l->item_floats > 0            ? base + item_off
+                      : l->global_scratch_floats > 0 ? base
+                                                     : 0;
       unsigned grid[3] = {(unsigned)(end - begin), 1, 1}, block[3] = {l->threads, 1, 1};
       void *params[4] = {argbuf, &begin, &end, &sp};
       if (mixc_cuda_launch(cu, v->fns[f], grid, block, l->smem_bytes, stream, params, err, n))

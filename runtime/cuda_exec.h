@@ -24,7 +24,10 @@
  *
  * Launches: one block per work item, in pieces of at most CUDA_MAX_BLOCKS blocks (the grid
  * limit, and fewer where the scratch of that many blocks would pass CUDA_WS_CAP bytes); each
- * piece runs on scratch from the start of the workspace, in stream order.
+ * piece runs on scratch from the start of the workspace, in stream order. Kernels with
+ * per-item storage (MixcCudaLaunch.item_floats: the sequence-split chunk kernels) get one
+ * buffer of items x item_floats floats after that scratch, the same for all of them, which
+ * the pieces index by the global item.
  *
  * Every function returns MIXC_OK, or a status with a plain message in err (at most n bytes). */
 #ifndef MIXC_CUDA_EXEC_H

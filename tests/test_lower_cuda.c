@@ -78,14 +78,18 @@ typedef struct Variant {
   KType in, gt, out;
   int varlen, states, present_params;
   KType cu;
+  int64_t bh; /* sequence-head pairs the variant is for (0: 128, no split) */
 } Variant;
 
 static const Variant variants[] = {
-    {128, 128, 0, KT_BF16, KT_F32, KT_BF16, 0, 0, 0, KT_I32},
-    {128, 128, 64, KT_BF16, KT_BF16, KT_F32, 1, 1, 1, KT_I64},
-    {64, 100, 0, KT_F16, KT_F16, KT_F16, 0, 1, 0, KT_I32},
-    {128, 256, 128, KT_F16, KT_F32, KT_F32, 1, 0, 1, KT_I32},
-    {256, 64, 0, KT_BF16, KT_F32, KT_BF16, 0, 1, 1, KT_I32},
+    {128, 128, 0, KT_BF16, KT_F32, KT_BF16, 0, 0, 0, KT_I32, 0},
+    {128, 128, 64, KT_BF16, KT_BF16, KT_F32, 1, 1, 1, KT_I64, 0},
+    {64, 100, 0, KT_F16, KT_F16, KT_F16, 0, 1, 0, KT_I32, 0},
+    {128, 256, 128, KT_F16, KT_F32, KT_F32, 1, 0, 1, KT_I32, 0},
+    {256, 64, 0, KT_BF16, KT_F32, KT_BF16, 0, 1, 1, KT_I32, 0},
+    /* few pairs: the sequence split (lower_cuda_seg.c) for the scalar and diagonal forms */
+    {128, 128, 0, KT_BF16, KT_F32, KT_BF16, 0, 1, 1, KT_I32, 16},
+    {64, 100, 0, KT_F16, KT_F16, KT_F32, 1, 1, 0, KT_I64, 2},
 };
 
 static void check_nvrtc(const KernelPlan *pl, const char *tag) {
@@ -95,7 +99,8 @@ static void check_nvrtc(const KernelPlan *pl, const char *tag) {
   FILE *f = open_memstream(&buf, &len);
   if (!f) return;
   MixcCudaTarget t = {90, 232448};
-  MixcCudaLaunch launch[4];
+  MixcCudaLaunch launch[8];
+  if (pl->mod->nfuncs > 8) return;
   int rc = mixc_emit_cuda_module(f, pl->mod, &t, 0, launch, err, sizeof err);
   fclose(f);
   if (rc) {
@@ -153,15 +158,16 @@ static void run_mixer(const RecMixer *rm, const Want *w, Arena *arena) {
       sp.cu_type = v->cu;
       sp.strategy = STRAT_AUTO;
       sp.vtile = v->vtile;
-      sp.bh = 128;
+      sp.bh = v->bh > 0 ? v->bh : 128;
       sp.target_items = 264;
       sp.gpu = 1;
       sp.gpu_arch = 90;
       sp.gpu_smem_optin = 232448;
       char tag[200];
-      snprintf(tag, sizeof tag, "%s K%" PRId64 " V%" PRId64 " vt%" PRId64 "%s%s%s",
-               m->name.name, v->K, v->V, v->vtile, f32 ? " f32" : v->in == KT_BF16 ? " bf16" : " f16",
-               v->varlen ? " varlen" : "", v->states ? " states" : "");
+      snprintf(tag, sizeof tag, "%s K%" PRId64 " V%" PRId64 " vt%" PRId64 " bh%" PRId64 "%s%s%s",
+               m->name.name, v->K, v->V, v->vtile, sp.bh,
+               f32 ? " f32" : v->in == KT_BF16 ? " bf16" : " f16", v->varlen ? " varlen" : "",
+               v->states ? " states" : "");
       CudaChunkKind kind;
       int matched = lower_cuda_match(&sp, &kind);
       int expect = f32 ? -1 : w->expect;
@@ -179,7 +185,18 @@ static void run_mixer(const RecMixer *rm, const Want *w, Arena *arena) {
         failed++;
         continue;
       }
-      int native = pl.mod->nfuncs == 1 && pl.mod->funcs[0]->cuda_src;
+      int native = pl.mod->nfuncs >= 1;
+      for (int i = 0; i < pl.mod->nfuncs; i++) native = native && pl.mod->funcs[i]->cuda_src;
+      /* the sequence split: three kernels sharing per-item storage, where the pairs leave
+       * SMs idle (scalar and diagonal forms) */
+      int want_segs = v->bh > 0 && (expect == CCK_SCALAR || expect == CCK_DIAG);
+      if (native && (want_segs ? pl.segs < 2 || pl.mod->nfuncs != 3 ||
+                                     pl.mod->funcs[0]->item_floats <= 0
+                               : pl.segs != 1 || pl.mod->nfuncs != 1)) {
+        printf("FAIL segments %s: segs %" PRId64 ", %d kernels\n", tag, pl.segs, pl.mod->nfuncs);
+        failed++;
+        continue;
+      }
       /* the scalar and diagonal forms print for every variant here; the delta form where
        * lower_cuda_delta.c has one; never where nothing matched */
       int must = expect == CCK_SCALAR || expect == CCK_DIAG;
@@ -197,7 +214,8 @@ static void run_mixer(const RecMixer *rm, const Want *w, Arena *arena) {
         failed++;
         continue;
       }
-      printf("ok   %-48s %s\n", tag, native ? "hand-structured" : "KIR");
+      printf("ok   %-48s %s, segments %" PRId64 "\n", tag, native ? "hand-structured" : "KIR",
+             pl.segs);
       passed++;
       if (native) check_nvrtc(&pl, tag);
     }

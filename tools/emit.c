@@ -169,10 +169,14 @@ static int build_spec(const EmitOpts *o, const RecMixer *rm, KernelSpec *sp, int
 static void print_schedule(FILE *f, const char *mark, const char *end, const KernelSpec *sp,
                            const KernelPlan *pl) {
   int64_t l2 = sp->cache_l2_bytes;
-  fprintf(f, "%s schedule: strategy %s, chunk %lld, vtile %lld, vtiles %lld; L2 %lld KiB%s (chunk "
-             "scratch budget %lld KiB), L1d %lld KiB, L3 %lld KiB a CPU (0: unknown)%s\n",
+  char segs[48] = "";
+  if (pl->segs > 1) snprintf(segs, sizeof segs, ", sequence segments %lld", (long long)pl->segs);
+  fprintf(f, "%s schedule: strategy %s, chunk %lld, vtile %lld, vtiles %lld%s; L2 "
+             "%lld KiB%s (chunk scratch budget %lld KiB), L1d %lld KiB, L3 %lld KiB a CPU (0: "
+             "unknown)%s\n",
           mark, strategy_name(pl->strategy), (long long)pl->chunk, (long long)pl->vtile,
-          (long long)pl->vtiles, (long long)((l2 > 0 ? l2 : SCHED_DEFAULT_L2) / 1024),
+          (long long)pl->vtiles, segs,
+          (long long)((l2 > 0 ? l2 : SCHED_DEFAULT_L2) / 1024),
           l2 > 0 ? "" : " (unknown: the default)",
           (long long)(sched_scratch_floats(l2) * (int64_t)sizeof(float) / 1024),
           (long long)(sp->cache_l1d_bytes / 1024), (long long)(sp->cache_l3_bytes / 1024), end);

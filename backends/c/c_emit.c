@@ -1815,6 +1815,7 @@ static void cuda_plan(Emit *E, int i) {
     E->launch[i].threads = E->threads;
     E->launch[i].smem_bytes = E->smem ? (unsigned)bytes : 0;
     E->launch[i].global_scratch_floats = uses && !E->smem ? f->scratch_floats : 0;
+    E->launch[i].item_floats = 0;
   }
 }
 
@@ -1854,6 +1855,7 @@ static void put_native_cuda_func(Emit *E, int i) {
     E->launch[i].threads = f->cuda_threads;
     E->launch[i].smem_bytes = f->cuda_smem;
     E->launch[i].global_scratch_floats = f->scratch_floats;
+    E->launch[i].item_floats = f->item_floats;
   }
 }
 

@@ -98,6 +98,9 @@ typedef struct MixcCudaLaunch {
   unsigned smem_bytes;           /* dynamic shared memory per block, bytes */
   int64_t global_scratch_floats; /* floats of the `scratch` argument per block (0: the kernel
                                     does not read it; pass NULL) */
+  int64_t item_floats; /* > 0: `scratch` is instead items x item_floats floats indexed by the
+                          global work item, shared by all such kernels of the module, which
+                          run in order and must see one another's writes (KFunc.item_floats) */
 } MixcCudaLaunch;
 /* mixc_emit_c_module(out, m, MIXC_C_CUDA | extra_flags, ...) for target t (NULL: any GPU,
  * no shared memory beyond the default), and launch[i] for m->funcs[i] (launch has

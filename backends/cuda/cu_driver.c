@@ -221,9 +221,13 @@ static void header(const Drv *d) {
   fprintf(f, " * Kernels:\n");
   for (int i = 0; i < m->nfuncs; i++)
     fprintf(f, " *   %s: %u threads a block, %u bytes of dynamic shared memory, %lld floats of "
-               "scratch per item\n",
+               "%s\n",
             d->fn[i], d->launch[i].threads, d->launch[i].smem_bytes,
-            (long long)d->launch[i].global_scratch_floats);
+            (long long)(d->launch[i].item_floats > 0 ? d->launch[i].item_floats
+                                                     : d->launch[i].global_scratch_floats),
+            d->launch[i].item_floats > 0 ? "scratch per item, kept across the kernels (the "
+                                           "scratch must hold every item's)"
+                                         : "scratch per item");
   fprintf(f, " * Argument tables: ptrs[%d], ints[%d]:\n", m->nptrs, m->nints);
   for (int i = 0; i < m->nslots; i++) {
     const KSlot *sl = &m->slots[i];
@@ -303,11 +307,17 @@ static void args_struct(const Drv *d) {
   fprintf(f, "  void *workspace;        /* NULL: allocated on the stream */\n"
              "  size_t workspace_bytes;\n} %s_args;\n\n", N);
   int64_t per = 0;
-  for (int i = 0; i < d->pl->mod->nfuncs; i++)
+  int all = 0;
+  for (int i = 0; i < d->pl->mod->nfuncs; i++) {
     if (d->launch[i].global_scratch_floats > per) per = d->launch[i].global_scratch_floats;
+    if (d->launch[i].item_floats > per) per = d->launch[i].item_floats;
+    all |= d->launch[i].item_floats > 0;
+  }
   per = (per + 3) / 4 * 4; /* each item's scratch 16-byte aligned */
-  fprintf(f, "/* Scratch per work item of %s_launch, floats. */\n#define %s_SCRATCH_FLOATS %lldLL\n\n",
-          N, N, (long long)per);
+  fprintf(f, "/* Scratch per work item of %s_launch, floats; SCRATCH_ALL_ITEMS 1: the kernels pass "
+             "data\n * through it, so it must hold every item's (one piece). */\n"
+             "#define %s_SCRATCH_FLOATS %lldLL\n#define %s_SCRATCH_ALL_ITEMS %d\n\n",
+          N, N, (long long)per, N, all);
   fprintf(f,
           "size_t %s_workspace_size(const %s_args *a);\n"
           "cudaError_t %s_forward(const %s_args *a, cudaStream_t stream, char *err, size_t errlen);\n"
@@ -366,6 +376,11 @@ static void launcher(const Drv *d) {
           "                   (long long)items);\n"
           "  if (items == 0) return cudaSuccess;\n"
           "  int64_t step = per > 0 ? (scratch ? scratch_floats / per : 0) : items;\n"
+          "  if (%s_SCRATCH_ALL_ITEMS && step < items)\n"
+          "    return %s_fail(err, errlen, cudaErrorInvalidValue,\n"
+          "                   \"%s_launch: scratch of %%lld floats%%s: these kernels need %%lld \"\n"
+          "                   \"for %%lld items\", (long long)scratch_floats, scratch ? \"\" : \" (NULL)\",\n"
+          "                   (long long)(per * items), (long long)items);\n"
           "  if (step < 1)\n"
           "    return %s_fail(err, errlen, cudaErrorInvalidValue,\n"
           "                   \"%s_launch: scratch of %%lld floats%%s: one work item needs "
@@ -377,7 +392,7 @@ static void launcher(const Drv *d) {
           "16-byte aligned\");\n"
           "  if (step > 2147483647) step = 2147483647; /* gridDim.x */\n"
           "  cudaError_t e;\n",
-          N, N, N, N, N, N, N, N, N, N);
+          N, N, N, N, N, N, N, N, N, N, N, N, N);
   for (int i = 0; i < m->nfuncs; i++) {
     const MixcCudaLaunch *L = &d->launch[i];
     const char *k = d->fn[i];
@@ -408,7 +423,7 @@ static void launcher(const Drv *d) {
             "of %u threads, %u bytes of shared memory): %%s\",\n"
             "                       end - begin, %s_why(e));\n"
             "    }\n  }\n",
-            L->global_scratch_floats > 0 ? "scratch" : "NULL", L->threads, L->smem_bytes, N, N,
+            L->global_scratch_floats > 0 || L->item_floats > 0 ? "scratch" : "NULL", L->threads, L->smem_bytes, N, N,
             k, L->threads, L->smem_bytes, N);
   }
   fprintf(f, "  (void)e;\n  return cudaSuccess;\n}\n");
@@ -455,10 +470,12 @@ static void layout_fn(const Drv *d) {
   }
   fprintf(f,
           "  *scratch_off = used;\n"
-          "  *min = used + (nn * nh > 0 ? (size_t)%s_SCRATCH_FLOATS * sizeof(float) : 0);\n"
-          "  return used + (size_t)(nn * nh * %lldLL) * (size_t)%s_SCRATCH_FLOATS * "
-          "sizeof(float);\n}\n",
-          N, (long long)d->items_per, N);
+          "  const size_t all = (size_t)(nn * nh * %lldLL) * (size_t)%s_SCRATCH_FLOATS * "
+          "sizeof(float);\n"
+          "  *min = used + (%s_SCRATCH_ALL_ITEMS ? all\n"
+          "                 : nn * nh > 0 ? (size_t)%s_SCRATCH_FLOATS * sizeof(float) : 0);\n"
+          "  return used + all;\n}\n",
+          (long long)d->items_per, N, N, N);
   fprintf(f,
           "\nsize_t %s_workspace_size(const %s_args *a) {\n"
           "  size_t off[%d], so, mn;\n"
@@ -642,7 +659,7 @@ int mixc_emit_cuda_file(FILE *out, const char *source, const KernelSpec *spec,
   d->source = source ? source : "(unnamed)";
   d->tg.arch = t ? t->arch : MIXC_CU_DEFAULT_ARCH;
   d->tg.max_smem_optin = t ? t->max_smem_optin : MIXC_CU_DEFAULT_SMEM_OPTIN;
-  d->items_per = plan->vtiles > 1 ? plan->vtiles : 1;
+  d->items_per = (plan->vtiles > 1 ? plan->vtiles : 1) * (plan->segs > 1 ? plan->segs : 1);
   const KModule *m = plan->mod;
   if (!m || m->nfuncs < 1 || m->nfuncs > MAXF) {
     snprintf(err, errlen, "standalone CUDA: the plan has %d kernel functions (1 to %d supported)",
@@ -669,7 +686,7 @@ int mixc_emit_cuda_file(FILE *out, const char *source, const KernelSpec *spec,
   if (erc) goto done;
   for (int i = 0; i < m->nfuncs; i++)
     if (d->launch[i].threads < 1 || d->launch[i].threads > 1024 ||
-        d->launch[i].global_scratch_floats < 0 ||
+        d->launch[i].global_scratch_floats < 0 || d->launch[i].item_floats < 0 ||
         (int64_t)d->launch[i].smem_bytes > (int64_t)d->tg.max_smem_optin) {
       snprintf(err, errlen, "standalone CUDA: kernel %s has launch settings out of range (%u "
                "threads, %u bytes of shared memory)", d->fn[i], d->launch[i].threads,
