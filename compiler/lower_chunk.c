@@ -340,13 +340,15 @@ static void diag_attention(L *l, Chunk *ck, const Readout *r) {
   l->blk = later;
   lw_set(l, p, ke_bin(l->m, KO_SUB, V(l, r0), I(l, 1)));
   /* Kp[i, u] = U[u, i] e^{b_p[i] - b_u[i]} for u < r0, then A[r0:r1, :r0] = Qp Kp */
-  int u = lw_var(l, KT_I64, "u"), i = lw_var(l, KT_I64, "i");
+  int u = lw_var(l, KT_I64, "u"), i = lw_var(l, KT_I64, "i"), bp = lw_var(l, KT_F32, "bp");
   KStmt *pl = loop(l, i, I(l, R), KF_BLOCK);
+  /* b_p[i] read once per row, before the loop: a load inside it that may alias the store
+   * kept the loop scalar (one scalar exp per element) */
+  lw_set(l, bp, ld(l, ck->bT[s], at(l, V(l, i), ck->C, V(l, p))));
   loop(l, u, V(l, r0), KF_VECTORIZE);
   st(l, ck->Kp, at(l, V(l, i), ck->C, V(l, u)),
      lw_fmul(l, ld(l, ck->UT[s], at(l, V(l, i), ck->C, V(l, u))),
-             fexp(l, fsub(l, ld(l, ck->bT[s], at(l, V(l, i), ck->C, V(l, p))),
-                          ld(l, ck->bT[s], at(l, V(l, i), ck->C, V(l, u)))))));
+             fexp(l, fsub(l, V(l, bp), ld(l, ck->bT[s], at(l, V(l, i), ck->C, V(l, u)))))));
   lw_close_for(l, pl);
   decayed_queries(l, ck, r, V(l, r0), V(l, r1), V(l, p));
   lw_emit(l, ks_matmul(l->m, ke_bin(l->m, KO_SUB, V(l, r1), V(l, r0)), V(l, r0), I(l, R),
@@ -378,7 +380,7 @@ static void pass_state(L *l, Chunk *ck) {
   for (int s = 0; s < l->rm->nstates; s++) {
     int64_t R = rows(l, s), Cc = cols(l, s);
     int i = lw_var(l, KT_I64, "i"), j = lw_var(l, KT_I64, "j"), u = lw_var(l, KT_I64, "u");
-    int a = lw_var(l, KT_F32, "a");
+    int a = lw_var(l, KT_F32, "a"), bl = lw_var(l, KT_F32, "blast");
     KExpr *last = ke_bin(l->m, KO_SUB, V(l, ck->v_len), I(l, 1));
     if (!ck->diag[s]) { /* e^{b_C - b_u}, once per token rather than once per row */
       KStmt *dl = loop(l, u, V(l, ck->v_len), KF_VECTORIZE | KF_BLOCK);
@@ -392,12 +394,12 @@ static void pass_state(L *l, Chunk *ck) {
     KExpr *idx = at(l, V(l, i), Cc, V(l, j));
     st(l, ck->S[s], idx, lw_fmul(l, V(l, a), ld(l, ck->S[s], idx)));
     lw_close_for(l, jl);
+    /* b_C[i] read once per row, before the loop over tokens (see diag_attention) */
+    if (ck->diag[s]) lw_set(l, bl, ld(l, ck->bT[s], at(l, V(l, i), ck->C, last)));
     loop(l, u, V(l, ck->v_len), KF_VECTORIZE);
     idx = at(l, V(l, i), ck->C, V(l, u));
-    KExpr *decay = ck->diag[s]
-                       ? fexp(l, fsub(l, ld(l, ck->bT[s], at(l, V(l, i), ck->C, last)),
-                                      ld(l, ck->bT[s], idx)))
-                       : ld(l, ck->dvec[s], V(l, u));
+    KExpr *decay = ck->diag[s] ? fexp(l, fsub(l, V(l, bl), ld(l, ck->bT[s], idx)))
+                               : ld(l, ck->dvec[s], V(l, u));
     st(l, ck->UT[s], idx, lw_fmul(l, ld(l, ck->UT[s], idx), decay));
     lw_close_for(l, outer);
     mm(l, I(l, R), lw_ncols(l, s), V(l, ck->v_len), ck->UT[s], ck->C, ck->W[s], Cc, ck->S[s], Cc, 1);

@@ -22,12 +22,13 @@
  *   M  = (Y X^T) .* c e^{Gr - Gp} .* strict mask        one matmul (per-row decays: the
  *                                                       dot products with the exponential
  *                                                       per element, never e^{-G})
- *   T  = (I - M)^{-1}                                   forward substitution, N x N only
- *   D  = T (W + (c Y * e^{Gr}) S0)                      two matmuls (D: the deltas)
+ *   D  = (I - M)^{-1} (W + (c Y * e^{Gr}) S0)           a matmul, then blocked forward
+ *                                                       substitution (matmuls between row
+ *                                                       blocks; D: the deltas)
  *   R  = (Q * e^{G_P}) S0 + ((Q X^T) .* e^{G_P - Gp} .* mask) D    three matmuls
  *   S' = e^{G_end} S0 + (X^T .* e^{G_end - Gp}) D       one matmul
  * For the delta rule (c = -beta, y = x = k, W = beta v) this is fla's U - W S0 with
- * T = (I + strict_lower(diag(beta) K K^T .* Gamma))^{-1}.
+ * T = (I + strict_lower(diag(beta) K K^T .* Gamma))^{-1} (applied here, never formed).
  * A readout q^T S at version v of token t is the same sum at the point before the first
  * event of step v (after the last event for the final version: mask with its diagonal;
  * version 0: the strict mask), and the next chunk's state is the sum at the chunk's end.
@@ -36,12 +37,13 @@
  *
  * The events of a token are unrolled in the kernel (DeltaProduct's NH steps are NH events
  * per token, the gate moving G before the first). Cost per chunk and state, R x VT, with
- * N = C NE events: ~ N^2 R + N R VT + N^2 VT (M, Ye S0, T DI) + C R VT + C N (R + VT)
- * (readouts) + N R VT (state) multiply-adds, all but N^3 / 6 of the solve in matmuls; per-row
+ * N = C NE events: ~ N^2 R + N R VT + N^2 VT / 2 (M, Ye S0, the solve) + C R VT + C N (R + VT)
+ * (readouts) + N R VT (state) multiply-adds, all but N B VT / 2 of the solve (B = DP_SOLVE_B)
+ * in matmuls; per-row
  * decays add one exponential per multiply-add of the (N^2 + C N) R / 2 dot products.
  * The columns of the state (the value dim) are independent: with a value-tile split
  * (lw_plan_split) each work item runs the whole algorithm on its columns [j0, j0 + vw),
- * repeating the column-free parts (M, T, the masked products).
+ * repeating the column-free parts (M, the masked products).
  *
  * It applies when every state's steps are identity, scalar decay exp(E) (or a positive
  * constant), left diagonal decay exp(E[i]), or DPLR-left with D = 1, exp(E) or exp(E[i]) and
@@ -57,6 +59,9 @@
 #include "schedule.h"
 
 enum { DP_MAX_READOUTS = 64, DP_MAX_EVENTS = 64, DP_MAX_OUTERS = 64 };
+
+/* The row block of the UT solve (solve): a multiple of the vector width. */
+enum { DP_SOLVE_B = 16 };
 
 /* A decay as a log: none, an expression E (exp(E)), or a constant. */
 typedef struct Dec {
@@ -98,7 +103,7 @@ typedef struct Readout {
 typedef struct Chunk {
   int64_t C;
   DState *ds;
-  int64_t Mx, Tm, Ye, Aq, Qe; /* shared: M and T [N, N], c y e^G [N, R], the readouts'
+  int64_t Mx, Ye, Aq, Qe;     /* shared: M [N, N], c y e^G [N, R], the readouts'
                                  masked products [C, N] and decayed queries [C, R] */
   Readout ro[DP_MAX_READOUTS];
   int nro;
@@ -582,8 +587,7 @@ static void masked_row(L *l, const DState *d, int64_t a, int64_t lda, KExpr *row
 
 /* The UT transform of state s (the events are n = tc NE + e, nN of them):
  *   M[n, s] = c_n y_n^T diag(e^{Gr_n - Gp_s}) x_s for s before n's step, else 0,
- *   T = (I - M)^{-1} (forward substitution on the nN x nN matrix only),
- *   D = T (W + (c y * e^{Gr}) S0)   (two matmuls)
+ *   D = (I - M)^{-1} (W + (c y * e^{Gr}) S0)   (a matmul, then the blocked solve)
  * so D's rows are the deltas: what each event adds to the state. */
 static void solve(L *l, Chunk *ck, int s) {
   const RecState *rs = &l->rm->states[s];
@@ -627,23 +631,32 @@ static void solve(L *l, Chunk *ck, int s) {
     lw_close_for(l, il);
   }
   lw_close_for(l, outer);
-  /* T = (I - M)^{-1}: row r is e_r + sum_{u < r} M[r, u] T[u, :]; T[u, j] = 0 for j > u */
-  int r = ivar(l, "r"), u = ivar(l, "u"), j = ivar(l, "j"), a = fvar(l, "a");
-  outer = loop(l, r, nN, 0);
-  KStmt *jl = loop(l, j, nN, KF_VECTORIZE);
-  st(l, ck->Tm, at(l, V(l, r), N, V(l, j)),
-     ke_select(l->m, ke_bin(l->m, KO_EQ, V(l, j), V(l, r)), F(l, 1), F(l, 0)));
-  lw_close_for(l, jl);
-  loop(l, u, V(l, r), 0);
-  lw_set(l, a, ld(l, ck->Mx, at(l, V(l, r), N, V(l, u))));
-  loop(l, j, add(l, V(l, u), I(l, 1)), KF_VECTORIZE);
-  KExpr *idx = at(l, V(l, r), N, V(l, j));
-  st(l, ck->Tm, idx, fadd(l, ld(l, ck->Tm, at(l, V(l, r), N, V(l, j))),
-                          fmul(l, V(l, a), ld(l, ck->Tm, at(l, V(l, u), N, V(l, j))))));
-  lw_close_for(l, outer);
-  /* DI += Ye S0; D = T DI */
+  /* DI += Ye S0, then D = (I - M)^{-1} DI in place, by blocked forward substitution over
+   * row blocks of DP_SOLVE_B events: a block's rows take the solved rows above it in one
+   * matmul, DI[b0:b1] += M[b0:b1, :b0] DI[:b0], then each other within the block,
+   * DI[r] += M[r, u] DI[u] for b0 <= u < r. All but (N DP_SOLVE_B / 2) VT of the N^2 VT / 2
+   * multiply-adds are in matmuls, and no N x N inverse is formed. */
   mm(l, nN, lw_ncols(l, s), I(l, R), ck->Ye, R, d->S, VT, d->DI, VT, 1);
-  mm_tri(l, 0, s, nv, 0, V(l, nv), V(l, nv), 1, ck->Tm, N, d->DI, VT, d->D, VT, 0); /* T: lower */
+  int blk = ivar(l, "blk"), b0 = ivar(l, "b0"), b1 = ivar(l, "b1");
+  int r = ivar(l, "r"), u = ivar(l, "u"), j = ivar(l, "j"), a = fvar(l, "a");
+  KExpr *nblk = ke_bin(l->m, KO_DIV, add(l, nN, I(l, DP_SOLVE_B - 1)), I(l, DP_SOLVE_B));
+  outer = loop(l, blk, nblk, 0);
+  lw_set(l, b0, mul(l, V(l, blk), I(l, DP_SOLVE_B)));
+  lw_set(l, b1, ke_bin(l->m, KO_MIN, add(l, V(l, b0), I(l, DP_SOLVE_B)), nN));
+  lw_emit(l, ks_matmul(l->m, isub(l, V(l, b1), V(l, b0)), lw_ncols(l, s), V(l, b0),
+                       ke_ptradd(l->m, sp(l, ck->Mx), mul(l, V(l, b0), I(l, N * 4))), I(l, N),
+                       sp(l, d->DI), I(l, VT),
+                       ke_ptradd(l->m, sp(l, d->DI), mul(l, V(l, b0), I(l, VT * 4))), I(l, VT),
+                       1));
+  lw_open_for(l, r, V(l, b0), V(l, b1), 0);
+  lw_open_for(l, u, V(l, b0), V(l, r), 0);
+  lw_set(l, a, ld(l, ck->Mx, at(l, V(l, r), N, V(l, u))));
+  loop(l, j, lw_ncols(l, s), KF_VECTORIZE);
+  KExpr *idx = at(l, V(l, r), VT, V(l, j));
+  st(l, d->DI, idx, fadd(l, ld(l, d->DI, at(l, V(l, r), VT, V(l, j))),
+                         fmul(l, V(l, a), ld(l, d->DI, at(l, V(l, u), VT, V(l, j))))));
+  lw_close_for(l, outer);
+  d->D = d->DI;
 }
 
 /* R[t, :] = (q_t * e^{G_P})^T S0 + sum_{s < P} (q_t^T diag(e^{G_P - Gp_s}) x_s) delta_s, P the
@@ -706,9 +719,12 @@ static void pass_state(L *l, Chunk *ck, int s) {
   st(l, d->S, idx, fmul(l, V(l, a), ld(l, d->S, at(l, V(l, i), VT, V(l, j)))));
   lw_close_for(l, jl);
   if (NE > 0) {
+    /* G_end[i] read once per row, before the loop over events: a load inside it that may
+     * alias the store kept the loop scalar */
+    int ge = fvar(l, "gend");
+    if (d->diag) lw_set(l, ge, g_at(l, d, ns, V(l, last), ns, V(l, i)));
     loop(l, sv, V(l, nv), KF_VECTORIZE);
-    KExpr *decay = d->diag ? fexp(l, fsub(l, g_at(l, d, ns, V(l, last), ns, V(l, i)),
-                                          gp_at(l, d, V(l, sv), V(l, i))))
+    KExpr *decay = d->diag ? fexp(l, fsub(l, V(l, ge), gp_at(l, d, V(l, sv), V(l, i))))
                            : ld(l, d->dvec, V(l, sv));
     KExpr *x = at(l, V(l, i), N, V(l, sv));
     st(l, d->XT, x, fmul(l, ld(l, d->XT, at(l, V(l, i), N, V(l, sv))), decay));
@@ -826,8 +842,6 @@ static int setup(L *l, Chunk *ck) {
     off += d->N;
   }
   ck->Mx = off;
-  off += maxn * maxn;
-  ck->Tm = off;
   off += maxn * maxn;
   ck->Ye = off;
   off += maxn * maxr;
