@@ -197,18 +197,36 @@ static void gather(L *l, Chunk *ck) {
   lw_close_for(l, outer);
 }
 
-/* b = cumsum(g) over the chunk, per state (per row for a diagonal decay). */
+/* b = cumsum(g) over the chunk, per state (per row for a diagonal decay). A diagonal decay's
+ * sum runs over the tokens with the rows vectorised (b_t = b_{t-1} + g_t, rows contiguous),
+ * then b is transposed into bT; a scalar one is one running sum. */
 static void cumulate(L *l, Chunk *ck) {
   for (int s = 0; s < l->rm->nstates; s++) {
-    int64_t n = ck->diag[s] ? rows(l, s) : 1;
-    int i = lw_var(l, KT_I64, "i"), acc = lw_var(l, KT_F32, "b");
-    KStmt *outer = loop(l, i, I(l, n), KF_BLOCK);
-    lw_set(l, acc, F(l, 0));
-    loop(l, ck->v_tc, V(l, ck->v_len), 0);
-    KExpr *idx = at(l, V(l, ck->v_tc), n, V(l, i));
-    lw_set(l, acc, lw_fadd(l, V(l, acc), ld(l, ck->g[s], idx)));
-    st(l, ck->b[s], idx, V(l, acc));
-    if (ck->diag[s]) st(l, ck->bT[s], at(l, V(l, i), ck->C, V(l, ck->v_tc)), V(l, acc));
+    int64_t n = rows(l, s);
+    int i = lw_var(l, KT_I64, "i");
+    if (!ck->diag[s]) {
+      int acc = lw_var(l, KT_F32, "b");
+      lw_set(l, acc, F(l, 0));
+      KStmt *outer = loop(l, ck->v_tc, V(l, ck->v_len), 0);
+      lw_set(l, acc, lw_fadd(l, V(l, acc), ld(l, ck->g[s], V(l, ck->v_tc))));
+      st(l, ck->b[s], V(l, ck->v_tc), V(l, acc));
+      lw_close_for(l, outer);
+      continue;
+    }
+    KStmt *first = loop(l, i, I(l, n), KF_VECTORIZE); /* len >= 1 */
+    st(l, ck->b[s], V(l, i), ld(l, ck->g[s], V(l, i)));
+    lw_close_for(l, first);
+    KStmt *outer = lw_open_for(l, ck->v_tc, I(l, 1), V(l, ck->v_len), 0);
+    loop(l, i, I(l, n), KF_VECTORIZE);
+    KExpr *tc = V(l, ck->v_tc);
+    st(l, ck->b[s], at(l, tc, n, V(l, i)),
+       lw_fadd(l, ld(l, ck->b[s], at(l, ke_bin(l->m, KO_SUB, tc, I(l, 1)), n, V(l, i))),
+               ld(l, ck->g[s], at(l, tc, n, V(l, i)))));
+    lw_close_for(l, outer);
+    int u = lw_var(l, KT_I64, "u");
+    outer = loop(l, i, I(l, n), KF_BLOCK);
+    loop(l, u, V(l, ck->v_len), KF_VECTORIZE);
+    st(l, ck->bT[s], at(l, V(l, i), ck->C, V(l, u)), ld(l, ck->b[s], at(l, V(l, u), n, V(l, i))));
     lw_close_for(l, outer);
   }
 }
@@ -488,7 +506,7 @@ static int setup(L *l, Chunk *ck) {
   off += C * C;
   ck->Kp = off;
   off += C * maxr;
-  ck->sub = C % 16 == 0 ? 16 : C;
+  ck->sub = C % 8 == 0 ? 8 : C;
   for (int k = 0; k < ck->nro; k++) {
     ck->ro[k].q = off;
     off += C * l->R[ck->ro[k].state];
