@@ -255,9 +255,9 @@ int lower_cuda_match(const KernelSpec *spec, CudaChunkKind *kind) {
   return 1;
 }
 
-int lower_cuda_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err,
-                     size_t errlen) {
-  if (!spec->gpu || spec->no_native) return -1;
+/* lower_cuda_chunk with the sequence split allowed or not. */
+static int lower_attempt(Arena *a, const KernelSpec *spec, KernelPlan *plan, int allow_segs,
+                         char *err, size_t errlen) {
   L l;
   CudaChunkShape cs;
   int sy[7];
@@ -268,20 +268,25 @@ int lower_cuda_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *e
    * where the (sequence, head) pairs alone leave over a quarter of the SMs idle, and then to
    * about fill them once. */
   KernelSpec sp = *spec;
-  int64_t segs = spec->segs > 0 ? spec->segs : 1;
+  int64_t segs = allow_segs && spec->segs > 0 ? spec->segs : 1;
   if (sp.vtile <= 0 && sp.target_items > 0) {
     int64_t slots = sp.target_items / 2;
     sp.target_items = slots;
     if (sp.bh > 0 && sp.bh * 4 >= slots * 3) {
       sp.vtile = cs.V; /* no split */
-    } else if (sp.bh > 0 && cs.kind != CCK_DELTA && spec->segs == 0) {
-      /* the scalar and diagonal forms: the sequence split (lower_cuda_seg.c), the whole
-       * value dim a block, as many segments (a power of two, at most 32: the combine walks
-       * them one after another) as keep the blocks in one wave. On an H100 (132 SMs):
-       * 16 pairs -> 8 segments, 32 pairs -> 4 */
-      sp.vtile = cs.V;
+    } else if (sp.bh > 0 && allow_segs && spec->segs == 0) {
+      /* the sequence split (lower_cuda_seg.c): the scalar and diagonal forms take the whole
+       * value dim a block; the delta form two value tiles, whose local blocks carry half of
+       * the transition's columns each (the state tile as wide as the unsplit one). Then as
+       * many segments (a power of two, at most 32: the combine walks them one after
+       * another) as keep the blocks in one wave. On an H100 (132 SMs), K = V = 128: 16
+       * pairs -> 8 segments (delta: 4), 32 pairs -> 4 (delta: 2) */
+      int64_t tiles = cs.kind == CCK_DELTA && cs.V >= 32 ? 2 : 1;
+      sp.vtile = ((cs.V + tiles - 1) / tiles + 15) / 16 * 16;
+      if (sp.vtile > cs.V) sp.vtile = cs.V;
+      tiles = (cs.V + sp.vtile - 1) / sp.vtile;
       segs = 1;
-      while (segs < 32 && sp.bh * segs * 2 <= slots) segs *= 2;
+      while (segs < 32 && sp.bh * tiles * segs * 2 <= slots) segs *= 2;
     } else if (sp.bh > 0 && cs.kind != CCK_DELTA) {
       /* segments given: as many value tiles as keep every block in one wave (a second,
        * partial wave costs a whole block's time), 16 columns at least */
@@ -292,7 +297,6 @@ int lower_cuda_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *e
       sp.vtile = w < cs.V ? w : cs.V;
     }
   }
-  if (cs.kind == CCK_DELTA) segs = 1; /* the delta form's local pass: not yet */
   spec = &sp;
   l.sp = spec;
   if (lw_begin(&l, a, spec, plan, STRAT_CHUNK, "chunk", "(sequence, head)", err, errlen))
@@ -369,4 +373,13 @@ int lower_cuda_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *e
   cuda_chunk_kernels_free(kk, nk);
   if (rc) return rc;
   return lw_finish(&l);
+}
+
+int lower_cuda_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err,
+                     size_t errlen) {
+  if (!spec->gpu || spec->no_native) return -1;
+  int rc = lower_attempt(a, spec, plan, 1, err, errlen);
+  /* a split that does not fit (shared memory, the transition's columns): without it */
+  if (rc < 0) rc = lower_attempt(a, spec, plan, 0, err, errlen);
+  return rc;
 }

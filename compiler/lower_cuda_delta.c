@@ -265,15 +265,25 @@ static const char *const delta_body[] = {
     "  long long dprof[12] = {0}, dprof_t = clock64();\n",
     "#endif\n",
     "  const int64_t H = args.ints[I_H], T = args.ints[I_T];\n",
-    "  const int64_t tile = item % VTILES, h = (item / VTILES) % H, n = item / (VTILES * H);\n",
+    "  const int64_t seg = item % SEGS, it = item / SEGS;\n",
+    "  if (LOCM && seg == SEGS - 1) return; /* the last segment's transition is not needed */\n",
+    "  const int64_t tile = it % VTILES, h = (it / VTILES) % H, n = it / (VTILES * H);\n",
     "  int64_t bidx = n, t0 = 0, len = T;\n",
     "  if (P_CU >= 0) {\n",
     "    bidx = 0;\n",
     "    t0 = ld_cu(args.ptrs[slot(P_CU)], n);\n",
     "    len = ld_cu(args.ptrs[slot(P_CU)], n + 1) - t0;\n",
     "  }\n",
-    "  const int j0 = (int)tile * VT;\n",
-    "  const int ncol = V - j0 < VT ? V - j0 : VT;\n",
+    "  if (SEGS > 1) { /* this segment's chunks: the sequence's in SEGS runs of equal length */\n",
+    "    const int64_t per = ((len + C - 1) / C + SEGS - 1) / SEGS * C;\n",
+    "    const int64_t s0 = seg * per < len ? seg * per : len;\n",
+    "    const int64_t s1 = s0 + per < len ? s0 + per : len;\n",
+    "    t0 += s0;\n",
+    "    len = s1 - s0;\n",
+    "  }\n",
+    "  /* value columns [j0, j0 + ncol); LOCM: columns VTV.. of the tile are the transition's */\n",
+    "  const int j0 = (int)tile * VTV;\n",
+    "  const int ncol = V - j0 < VTV ? V - j0 : VTV;\n",
     "  float sc = (float)SCALE;\n",
     "  if (P_SCALE >= 0) sc = ld_scale(args.ptrs[slot(P_SCALE)], h * args.ints[slot(S_SCALE)]);\n",
     "  const u16 *qp = (const u16 *)args.ptrs[P_Q], *kp = (const u16 *)args.ptrs[P_K];\n",
@@ -312,7 +322,11 @@ static const char *const delta_body[] = {
     "  for (int e = tid; e < K * VT; e += NT) {\n",
     "    const int r = e / VT, c = e % VT;\n",
     "    float x = 0.0f;\n",
-    "    if (P_H0 >= 0 && c < ncol)\n",
+    "    if (LOCM)\n",
+    "      x = c >= VTV && tile * PT + (c - VTV) == r ? 1.0f : 0.0f;\n",
+    "    else if (OUTM && seg > 0 && c < ncol)\n",
+    "      x = scratch[(item - 1) * IF + r * LW + c];\n",
+    "    else if (P_H0 >= 0 && c < ncol)\n",
     "      x = ((const float *)args.ptrs[slot(P_H0)])[n * args.ints[slot(S_H0)] +\n",
     "          h * args.ints[slot(S_H0) + 1] + r * args.ints[slot(S_H0) + 2] +\n",
     "          (int64_t)(j0 + c) * args.ints[slot(S_H0) + 3]];\n",
@@ -329,7 +343,8 @@ static const char *const delta_body[] = {
     "      const int e = tid + u * NT, t = e / (K / 8), i = e % (K / 8) * 8;\n",
     "      V4 a = {0u, 0u, 0u, 0u}, b = {0u, 0u, 0u, 0u};\n",
     "      if ((NQ * NT == C * (K / 8) || e < C * (K / 8)) && t < nn) {\n",
-    "        a = vq ? *(const V4 *)(qp + (cn + t) * q1 + i) : gather8(qp + (cn + t) * q1 + i * q3, q3, 8);\n",
+    "        if (!LOCM)\n",
+    "          a = vq ? *(const V4 *)(qp + (cn + t) * q1 + i) : gather8(qp + (cn + t) * q1 + i * q3, q3, 8);\n",
     "        b = vk ? *(const V4 *)(kp + (cn + t) * k1 + i) : gather8(kp + (cn + t) * k1 + i * k3, k3, 8);\n",
     "      }\n",
     "      pq[u] = a;\n",
@@ -401,7 +416,7 @@ static const char *const delta_body[] = {
     "    if (c0 + C < len) fetch(c0 + C);\n",
     "    /* G = K K^T and P = Q K^T (lower tiles only), masked and gated in the registers: A =\n",
     "     * beta_t G e^(b_t - b_s) (s < t) into Gf in fp32, P e^(b_t - b_s) (s <= t) into Pb */\n",
-    "    for (int w = warp; w < 2 * NL; w += NW) {\n",
+    "    for (int w = warp; w < (LOCM ? 1 : 2) * NL; w += NW) {\n",
     "      const int which = w / NL;\n",
     "      int ti = 0, tj = w % NL;\n",
     "      while (tj > ti) tj -= ++ti;\n",
@@ -537,7 +552,7 @@ static const char *const delta_body[] = {
     "    DPROF(8);\n",
     "    /* O = scale (exp(b) (Q S_prev) + P D), stored from the registers (column pairs in one\n",
     "     * store where contiguous and aligned) */\n",
-    "    for (int w = warp; w < NB * (VB / SWV); w += NW) {\n",
+    "    for (int w = warp; w < (LOCM ? 0 : NB * (VB / SWV)); w += NW) {\n",
     "      const int ti = w / (VB / SWV), tj = w % (VB / SWV) * SWV;\n",
     "      float d[SWV][2][4];\n",
     "#pragma unroll\n",
@@ -598,8 +613,13 @@ static const char *const delta_body[] = {
     "    for (int i = 0; i < 12; i++)\n",
     "      atomicAdd((unsigned long long *)scratch + i, (unsigned long long)dprof[i]);\n",
     "#endif\n",
+    "  if (LOCM) /* the segment's state and transition columns, for the combine */\n",
+    "    for (int e = tid; e < K * VT; e += NT) {\n",
+    "      const int r = e / VT, c = e % VT;\n",
+    "      scratch[item * IF + r * LW + c] = Sf[r * LS + c];\n",
+    "    }\n",
     "  /* the final state */\n",
-    "  if (P_HT >= 0) {\n",
+    "  if (P_HT >= 0 && !LOCM && seg == SEGS - 1) {\n",
     "    float *ht = (float *)args.ptrs[slot(P_HT)] + n * args.ints[slot(S_HT)] +\n",
     "                h * args.ints[slot(S_HT) + 1];\n",
     "    for (int e = tid; e < K * VT; e += NT) {\n",
@@ -621,10 +641,19 @@ int cuda_chunk_delta_source(FILE *out, const CudaChunkShape *s, const char *name
     return 1;
   }
   if (s->kind != CCK_DELTA || arch < 80) return -1;
-  const int64_t K = s->K, V = s->V, VT = s->vtile;
-  if (K < 16 || K > 256 || K % 16 || V < 1 || VT < 16 || VT > 256 || VT % 16 ||
-      s->vtiles < 1 || (s->vtiles - 1) * VT >= V || s->vtiles * VT < V)
+  const int64_t K = s->K, V = s->V, VTV = s->vtile;
+  if (K < 16 || K > 256 || K % 16 || V < 1 || VTV < 16 || VTV > 256 || VTV % 16 ||
+      s->vtiles < 1 || (s->vtiles - 1) * VTV >= V || s->vtiles * VTV < V)
     return -1;
+  /* the sequence split (lower_cuda_seg.c): the local kernel carries PT columns of the
+   * transition after the VTV value columns */
+  const int64_t SEGS = s->segs > 1 ? s->segs : 1;
+  const int mode = SEGS > 1 ? s->mode : CCM_FUSED;
+  if (mode != CCM_FUSED && mode != CCM_LOCAL && mode != CCM_OUTPUT) return -1;
+  const int64_t PT = SEGS > 1 ? (K + s->vtiles - 1) / s->vtiles : 0;
+  if (PT % 16) return -1;
+  const int64_t VT = mode == CCM_LOCAL ? VTV + PT : VTV;
+  if (VT > 256) return -1;
   if (s->in_type != KT_BF16 && s->in_type != KT_F16) return -1;
   if (!float_type(s->out_type) || (s->has_g && !float_type(s->g_type)) ||
       (s->has_beta && !float_type(s->beta_type)) ||
@@ -670,10 +699,17 @@ int cuda_chunk_delta_source(FILE *out, const CudaChunkShape *s, const char *name
           "constexpr int LQ = %lld, LV = %lld, LS = %lld, LC = %lld;\n"
           "constexpr int HAS_G = %d, HAS_BETA = %d;\n"
           "constexpr bool LDSM = true; /* false: element loads of the mma fragments */\n"
-          "constexpr double SCALE = %.17g;\n",
+          "constexpr double SCALE = %.17g;\n"
+          "/* the sequence split: LOCM the local pass, OUTM the output pass; VTV value columns; PT\n"
+          " * transition columns a tile; LW the kept tile's row width; IF floats kept an item */\n"
+          "constexpr int64_t SEGS = %lld, IF = %lld;\n"
+          "constexpr int VTV = %lld, PT = %lld, LW = %lld;\n"
+          "constexpr bool LOCM = %d, OUTM = %d;\n",
           (long long)K, (long long)V, (long long)VT, (long long)C, NT, (long long)s->vtiles,
           (long long)swk, (long long)swv, (long long)sws, (long long)ds, (long long)L.lq, (long long)L.lv, (long long)L.ls, (long long)L.lc,
-          s->has_g ? 1 : 0, s->has_beta ? 1 : 0, s->p_scale >= 0 ? 1.0 : s->scale);
+          s->has_g ? 1 : 0, s->has_beta ? 1 : 0, s->p_scale >= 0 ? 1.0 : s->scale, (long long)SEGS,
+          (long long)(SEGS > 1 ? cuda_chunk_item_floats(s) : 0), (long long)VTV, (long long)PT,
+          (long long)(VTV + PT), mode == CCM_LOCAL, mode == CCM_OUTPUT);
   fprintf(out,
           "constexpr int P_Q = %d, P_K = %d, P_V = %d, P_G = %d, P_BETA = %d, P_O = %d;\n"
           "constexpr int S_Q = %d, S_K = %d, S_V = %d, S_G = %d, S_BETA = %d, S_O = %d;\n"

@@ -202,13 +202,14 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
           "  unsigned short *sK = (unsigned short *)(smem_ + %" PRId64 ");\n"
           "  unsigned short *sKs = (unsigned short *)(smem_ + %" PRId64 ");\n"
 
-          "  unsigned short *sQs = (unsigned short *)(smem_ + %" PRId64 ");\n"
           "  unsigned short *sV = (unsigned short *)(smem_ + %" PRId64 ");\n"
           "  unsigned short *sSb = (unsigned short *)(smem_ + %" PRId64 ");\n"
           "  unsigned short *sAb = (unsigned short *)(smem_ + %" PRId64 ");\n"
           "  float *sb = (float *)(smem_ + %" PRId64 ");\n"
-          "  (void)sKs, (void)sQs;\n",
-          o_q, o_k, o_ks, o_qs, o_v, o_sb, o_ab, o_b);
+          "  (void)sKs;\n",
+          o_q, o_k, o_ks, o_v, o_sb, o_ab, o_b);
+  if (diag && qs) /* Q e^{b_t} (diagonal decay, where it has room) */
+    fprintf(out, "  unsigned short *sQs = (unsigned short *)(smem_ + %" PRId64 ");\n", o_qs);
   fprintf(out,
           "  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;\n"
           "  const int g = lane >> 2, t2 = (lane & 3) * 2;\n"

@@ -189,7 +189,7 @@ static void run_mixer(const RecMixer *rm, const Want *w, Arena *arena) {
       for (int i = 0; i < pl.mod->nfuncs; i++) native = native && pl.mod->funcs[i]->cuda_src;
       /* the sequence split: three kernels sharing per-item storage, where the pairs leave
        * SMs idle (scalar and diagonal forms) */
-      int want_segs = v->bh > 0 && (expect == CCK_SCALAR || expect == CCK_DIAG);
+      int want_segs = v->bh > 0 && expect >= 0;
       if (native && (want_segs ? pl.segs < 2 || pl.mod->nfuncs != 3 ||
                                      pl.mod->funcs[0]->item_floats <= 0
                                : pl.segs != 1 || pl.mod->nfuncs != 1)) {

@@ -18,8 +18,10 @@
 
 typedef struct EmitOpts {
   const char *file, *mixer, *target, *dims, *dtype, *out, *strategy, *chunk, *vtile, *varlen;
+  const char *segments;
   int64_t chunk_len; /* --chunk: 0 when not given */
   int64_t vtile_len; /* --vtile: 0 when not given */
+  int64_t segs;      /* --segments: 0 when not given */
 } EmitOpts;
 
 static int parse(int argc, char **argv, EmitOpts *o) {
@@ -37,6 +39,7 @@ static int parse(int argc, char **argv, EmitOpts *o) {
     else if (!strcmp(argv[i], "--chunk")) slot = &o->chunk;
     else if (!strcmp(argv[i], "--vtile")) slot = &o->vtile;
     else if (!strcmp(argv[i], "--varlen")) slot = &o->varlen;
+    else if (!strcmp(argv[i], "--segments")) slot = &o->segments;
     else if (!strcmp(argv[i], "-o")) slot = &o->out;
     if (slot) {
       if (i + 1 >= argc) return cli_usage_error("%s needs a value", argv[i]);
@@ -73,6 +76,17 @@ static int parse(int argc, char **argv, EmitOpts *o) {
       return cli_usage_error("--vtile %s: give the value-tile width as an integer from 1 to %d",
                              o->vtile, 1 << 20);
     o->vtile_len = v;
+  }
+  if (o->segments) {
+    char *end = NULL;
+    long long v = strtoll(o->segments, &end, 10);
+    if (o->segments[0] < '0' || o->segments[0] > '9' || *end || v < 1 || v > 1024)
+      return cli_usage_error("--segments %s: give the sequence segments as an integer from 1 to "
+                             "1024", o->segments);
+    if (strcmp(o->target, "cuda"))
+      return cli_usage_error("--segments: only --target cuda splits sequences (the hand-structured "
+                             "chunk kernels)");
+    o->segs = v;
   }
   if (o->varlen && strcmp(o->varlen, "i32") && strcmp(o->varlen, "i64"))
     return cli_usage_error("--varlen %s: use i32 or i64 (the type of cu_seqlens)", o->varlen);
@@ -138,6 +152,7 @@ static int build_spec(const EmitOpts *o, const RecMixer *rm, KernelSpec *sp, int
   sp->cu_type = o->varlen && !strcmp(o->varlen, "i32") ? KT_I32 : KT_I64;
   sp->chunk = o->chunk_len;
   sp->vtile = o->vtile_len;
+  sp->segs = o->segs;
   if (o->varlen) {
     if (m->ngrid) {
       fprintf(stderr, "mixc: --varlen: mixer '%s' runs over a grid and takes no cu_seqlens\n",
