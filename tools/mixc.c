@@ -27,7 +27,7 @@ static const char usage[] =
     "           [--chunk N] [--vtile N]\n"
     "                                  run a mixer on .npy or random inputs\n"
     "  emit FILE --dims K=..,V=.. [--mixer M] [--target c|llvm|kir] [--dtype f32|bf16|f16]\n"
-    "           [--strategy S] [--chunk N] [--vtile N] [-o OUT]\n"
+    "           [--strategy S] [--chunk N] [--vtile N] [--segments N] [-o OUT]\n"
     "                                  print a mixer's kernels: a standalone C file,\n"
     "                                  optimised LLVM IR, or the kernel IR\n"
     "  version                         print the version and the backends built in\n"
