@@ -29,7 +29,6 @@
 
 #include "lower_cuda.h"
 
-enum { NTHREADS = 256, NWARPS = 8 };
 
 /* Text of a load of element `idx` of a tensor of type t at pointer expression p, as float. */
 static void rd_n(FILE *o, const char *name, KType t, const char *p, const char *idx) {
@@ -48,6 +47,8 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
                              int64_t *scratch_floats, char *err, size_t errlen) {
   (void)err, (void)errlen;
   if (s->kind != CCK_SCALAR && s->kind != CCK_DIAG) return -1;
+  /* threads a block: 256 (8 warps), or 512 where asked (CudaChunkShape.threads) */
+  const int NTHREADS = s->threads == 512 ? 512 : 256, NWARPS = NTHREADS / 32;
   if (arch < 80) return -1; /* bf16 mma.sync needs sm_80 */
   if (s->in_type != KT_BF16 && s->in_type != KT_F16) return -1;
   const int64_t KD = s->K, VT = (s->vtile + 15) / 16 * 16, CC = s->chunk;
