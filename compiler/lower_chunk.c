@@ -325,13 +325,18 @@ static void scalar_attention(L *l, Chunk *ck, const Readout *r) {
   int s = r->state;
   KExpr *len = V(l, ck->v_len);
   mm(l, len, len, I(l, rows(l, s)), r->q, rows(l, s), ck->UT[s], ck->C, ck->A, ck->C, 0);
-  int t = lw_var(l, KT_I64, "t"), u = lw_var(l, KT_I64, "u");
+  int t = lw_var(l, KT_I64, "t"), u = lw_var(l, KT_I64, "u"), bt = lw_var(l, KT_F32, "bt");
+  int av = lw_var(l, KT_F32, "a");
   KStmt *outer = loop(l, t, len, KF_BLOCK);
+  lw_set(l, bt, b_read(l, ck, r, V(l, t), NULL)); /* before the loop: see pass_state */
   loop(l, u, len, KF_VECTORIZE);
   KExpr *in = r->before ? ke_bin(l->m, KO_LT, V(l, u), V(l, t)) : ke_bin(l->m, KO_LE, V(l, u), V(l, t));
   KExpr *idx = at(l, V(l, t), ck->C, V(l, u));
-  KExpr *w = fexp(l, fsub(l, b_read(l, ck, r, V(l, t), NULL), ld(l, ck->b[s], V(l, u))));
-  st(l, ck->A, idx, ke_select(l->m, in, lw_fmul(l, w, ld(l, ck->A, idx)), F(l, 0)));
+  /* the loads into variables before the select: its arms load nothing (a branch-free
+   * select); an arm not selected may be inf (a positive exponent above the mask) */
+  lw_set(l, av, ld(l, ck->A, idx));
+  KExpr *w = fexp(l, fsub(l, V(l, bt), ld(l, ck->b[s], V(l, u))));
+  st(l, ck->A, idx, ke_select(l->m, in, lw_fmul(l, w, V(l, av)), F(l, 0)));
   lw_close_for(l, outer);
 }
 
@@ -400,10 +405,11 @@ static void pass_state(L *l, Chunk *ck) {
     int i = lw_var(l, KT_I64, "i"), j = lw_var(l, KT_I64, "j"), u = lw_var(l, KT_I64, "u");
     int a = lw_var(l, KT_F32, "a"), bl = lw_var(l, KT_F32, "blast");
     KExpr *last = ke_bin(l->m, KO_SUB, V(l, ck->v_len), I(l, 1));
-    if (!ck->diag[s]) { /* e^{b_C - b_u}, once per token rather than once per row */
+    if (!ck->diag[s]) { /* e^{b_C - b_u}, once per token rather than once per row; b_C read
+                           before the loop (a load in it may alias the store: scalar loop) */
+      lw_set(l, bl, ld(l, ck->b[s], last));
       KStmt *dl = loop(l, u, V(l, ck->v_len), KF_VECTORIZE | KF_BLOCK);
-      st(l, ck->dvec[s], V(l, u),
-         fexp(l, fsub(l, ld(l, ck->b[s], last), ld(l, ck->b[s], V(l, u)))));
+      st(l, ck->dvec[s], V(l, u), fexp(l, fsub(l, V(l, bl), ld(l, ck->b[s], V(l, u)))));
       lw_close_for(l, dl);
     }
     KStmt *outer = loop(l, i, I(l, R), KF_BLOCK);

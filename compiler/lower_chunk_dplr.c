@@ -404,6 +404,11 @@ static KExpr *nev(L *l, Chunk *ck, const DState *d) { return mul(l, V(l, ck->v_l
 
 /* dst[base + g] = gacc[g] for g in [0, GW). */
 static void copy_g(L *l, const DState *d, int64_t dst, KExpr *base_fn_tc, int64_t mult, int64_t plus) {
+  if (d->GW == 1) { /* one value: a store, not a loop (LLVM cannot vectorise, nor drop, a
+                       loop of one iteration storing to its own buffer at an unknown offset) */
+    st(l, dst, add(l, mul(l, base_fn_tc, I(l, mult)), I(l, plus)), ld(l, d->gacc, I(l, 0)));
+    return;
+  }
   int g = ivar(l, "g");
   KStmt *outer = loop(l, g, I(l, d->GW), KF_VECTORIZE);
   KExpr *base = mul(l, add(l, mul(l, base_fn_tc, I(l, mult)), I(l, plus)), I(l, d->GW));
@@ -602,10 +607,14 @@ static void solve(L *l, Chunk *ck, int s) {
   if (!d->diag) /* row n needs the columns before n's step */
     mm_tri(l, 1, s, nv, -nv - 1, I(l, R), I(l, R), 1, d->Y, R, d->XT, N, ck->Mx, N, 0);
   int tc = ivar(l, "tc"), n = ivar(l, "ev"), i = ivar(l, "i");
+  int cv = fvar(l, "c");
   KStmt *outer = loop(l, tc, V(l, ck->v_len), KF_BLOCK);
   for (int e = 0; e < NE; e++) {
     const Ev *E = &d->ev[e];
     lw_set(l, n, add(l, mul(l, V(l, tc), I(l, NE)), I(l, e)));
+    /* c_n read once, before the loops (a load in a loop that stores to the same buffer at an
+     * unknown distance keeps it scalar) */
+    lw_set(l, cv, ld(l, d->CV, V(l, n)));
     if (E->lr < 0) {
       int z = ivar(l, "s");
       KStmt *zl = loop(l, z, nN, KF_VECTORIZE);
@@ -613,8 +622,6 @@ static void solve(L *l, Chunk *ck, int s) {
       lw_close_for(l, zl);
     } else {
       KExpr *lim = add(l, mul(l, V(l, tc), I(l, NE)), I(l, d->evb[E->step]));
-      int cv = fvar(l, "c");
-      lw_set(l, cv, ld(l, d->CV, V(l, n)));
       masked_row(l, d, ck->Mx, N, V(l, n), d->Y, R, nN, lim, ns, V(l, tc), E->step, V(l, cv));
     }
     /* Ye[n, :] = c_n y_n * e^{Gr_n} (zero for an input-only event: its y is zero) */
@@ -627,18 +634,17 @@ static void solve(L *l, Chunk *ck, int s) {
     KStmt *il = loop(l, i, I(l, R), KF_VECTORIZE);
     KExpr *eg = gs ? gs : fexp(l, g_at(l, d, ns, V(l, tc), E->step, V(l, i)));
     st(l, ck->Ye, at(l, V(l, n), R, V(l, i)),
-       fmul(l, fmul(l, ld(l, d->CV, V(l, n)), ld(l, d->Y, at(l, V(l, n), R, V(l, i)))), eg));
+       fmul(l, fmul(l, V(l, cv), ld(l, d->Y, at(l, V(l, n), R, V(l, i)))), eg));
     lw_close_for(l, il);
   }
   lw_close_for(l, outer);
   /* DI += Ye S0, then D = (I - M)^{-1} DI in place, by blocked forward substitution over
    * row blocks of DP_SOLVE_B events: a block's rows take the solved rows above it in one
    * matmul, DI[b0:b1] += M[b0:b1, :b0] DI[:b0], then each other within the block,
-   * DI[r] += M[r, u] DI[u] for b0 <= u < r. All but (N DP_SOLVE_B / 2) VT of the N^2 VT / 2
-   * multiply-adds are in matmuls, and no N x N inverse is formed. */
+   * DI[r] += M[r, b0:r] DI[b0:r] (one-row matmuls). No N x N inverse is formed. */
   mm(l, nN, lw_ncols(l, s), I(l, R), ck->Ye, R, d->S, VT, d->DI, VT, 1);
   int blk = ivar(l, "blk"), b0 = ivar(l, "b0"), b1 = ivar(l, "b1");
-  int r = ivar(l, "r"), u = ivar(l, "u"), j = ivar(l, "j"), a = fvar(l, "a");
+  int r = ivar(l, "r");
   KExpr *nblk = ke_bin(l->m, KO_DIV, add(l, nN, I(l, DP_SOLVE_B - 1)), I(l, DP_SOLVE_B));
   outer = loop(l, blk, nblk, 0);
   lw_set(l, b0, mul(l, V(l, blk), I(l, DP_SOLVE_B)));
@@ -648,13 +654,16 @@ static void solve(L *l, Chunk *ck, int s) {
                        sp(l, d->DI), I(l, VT),
                        ke_ptradd(l->m, sp(l, d->DI), mul(l, V(l, b0), I(l, VT * 4))), I(l, VT),
                        1));
-  lw_open_for(l, r, V(l, b0), V(l, b1), 0);
-  lw_open_for(l, u, V(l, b0), V(l, r), 0);
-  lw_set(l, a, ld(l, ck->Mx, at(l, V(l, r), N, V(l, u))));
-  loop(l, j, lw_ncols(l, s), KF_VECTORIZE);
-  KExpr *idx = at(l, V(l, r), VT, V(l, j));
-  st(l, d->DI, idx, fadd(l, ld(l, d->DI, at(l, V(l, r), VT, V(l, j))),
-                         fmul(l, V(l, a), ld(l, d->DI, at(l, V(l, u), VT, V(l, j))))));
+  /* within the block, row by row: DI[r] += M[r, b0:r] DI[b0:r], a one-row matmul (as an
+   * axpy loop over u the loads of row u and the stores of row r are of one buffer at an
+   * unknown distance, which kept it scalar) */
+  lw_open_for(l, r, add(l, V(l, b0), I(l, 1)), V(l, b1), 0);
+  lw_emit(l, ks_matmul(l->m, I(l, 1), lw_ncols(l, s), isub(l, V(l, r), V(l, b0)),
+                       ke_ptradd(l->m, sp(l, ck->Mx), mul(l, add(l, mul(l, V(l, r), I(l, N)),
+                                                                V(l, b0)), I(l, 4))),
+                       I(l, N), ke_ptradd(l->m, sp(l, d->DI), mul(l, V(l, b0), I(l, VT * 4))),
+                       I(l, VT), ke_ptradd(l->m, sp(l, d->DI), mul(l, V(l, r), I(l, VT * 4))),
+                       I(l, VT), 1));
   lw_close_for(l, outer);
   d->D = d->DI;
 }
@@ -706,10 +715,11 @@ static void pass_state(L *l, Chunk *ck, int s) {
   lw_set(l, last, isub(l, V(l, ck->v_len), I(l, 1)));
   int nv = ivar(l, "nN");
   lw_set(l, nv, nev(l, ck, d));
-  if (NE > 0 && !d->diag) { /* e^{G_end - Gp_s}, once per event */
+  if (NE > 0 && !d->diag) { /* e^{G_end - Gp_s}, once per event; G_end read before the loop */
+    int ge = fvar(l, "gend");
+    lw_set(l, ge, g_at(l, d, ns, V(l, last), ns, I(l, 0)));
     KStmt *dl = loop(l, sv, V(l, nv), KF_VECTORIZE | KF_BLOCK);
-    st(l, d->dvec, V(l, sv), fexp(l, fsub(l, g_at(l, d, ns, V(l, last), ns, I(l, 0)),
-                                          gp_at(l, d, V(l, sv), I(l, 0)))));
+    st(l, d->dvec, V(l, sv), fexp(l, fsub(l, V(l, ge), gp_at(l, d, V(l, sv), I(l, 0)))));
     lw_close_for(l, dl);
   }
   KStmt *outer = loop(l, i, I(l, R), KF_BLOCK);

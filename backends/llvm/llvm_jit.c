@@ -145,6 +145,7 @@ typedef struct Emit {
   LLVMValueRef *vars;
   LLVMTypeRef tvoid, t1, t8, t16, t32, t64, tf32, thalf, tptr;
   unsigned md_loop;
+  int shared_mm; /* KS_MATMUL calls the JIT's shared matmul (MM_SHARED), declared here only */
   int bad;
   char *err;
   size_t errlen;
@@ -957,26 +958,45 @@ static void mm_fn_attrs(Emit *e, LLVMValueRef fn, unsigned W) {
 
 static void add_target_attrs(Emit *e, LLVMValueRef fn);
 
-/* The module's generic matmul (runtime sizes), emitted on its first use:
+/* The generic matmul (runtime sizes):
  *   void mixc.matmul(ptr A, i64 lda, ptr B, i64 ldb, ptr C, i64 ldc, i64 M, i64 N, i64 K,
- *                    i1 accumulate) */
+ *                    i1 accumulate)
+ * Standalone IR (mixc_jit_ir_text) defines it in the module, internal, on its first use. The
+ * JIT compiles it once, as MM_SHARED in a module of its own (jit_add_shared_mm), and every
+ * kernel module only declares it (Emit.shared_mm): its code generation, a quarter of a chunk
+ * kernel's, is not repeated for every kernel. The declaration carries what LLVM infers from
+ * the definition (it reads A and B and writes C only through its arguments, captures none),
+ * so that the kernel's optimisation around the calls is the same. */
+#define MM_SHARED "mixc_rt_matmul_f32"
 static LLVMValueRef mm_generic(Emit *e, LLVMTypeRef *fty) {
   LLVMTypeRef ps[10] = {e->tptr, e->t64, e->tptr, e->t64, e->tptr, e->t64,
                         e->t64,  e->t64, e->t64,  e->t1};
   *fty = LLVMFunctionType(e->tvoid, ps, 10, 0);
-  const char *name = "mixc.matmul";
+  const char *name = e->shared_mm ? MM_SHARED : "mixc.matmul";
   LLVMValueRef fn = LLVMGetNamedFunction(e->mod, name);
   if (fn) return fn;
   fn = LLVMAddFunction(e->mod, name, *fty);
-  LLVMSetLinkage(fn, LLVMInternalLinkage);
   add_fn_attr(e, fn, "nounwind");
   add_fn_attr(e, fn, "noinline");
+  add_param_attr(e, fn, 5, "noalias"); /* C: the operands do not overlap it */
+  add_param_attr(e, fn, 1, "nocapture");
+  add_param_attr(e, fn, 3, "nocapture");
+  add_param_attr(e, fn, 5, "nocapture");
+  add_param_attr(e, fn, 1, "readonly");
+  add_param_attr(e, fn, 3, "readonly");
+  add_fn_attr(e, fn, "nosync");
+  add_fn_attr(e, fn, "nofree");
+  add_fn_attr(e, fn, "willreturn");
+  unsigned mk = LLVMGetEnumAttributeKindForName("memory", 6);
+  if (mk) /* memory(argmem: readwrite): 2 bits per location, argument memory first */
+    LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(e->ctx, mk, 3));
+  if (e->shared_mm == 1) return fn; /* declared; the JIT defines it */
+  if (!e->shared_mm) LLVMSetLinkage(fn, LLVMInternalLinkage);
   add_target_attrs(e, fn);
   MM mm;
   memset(&mm, 0, sizeof mm);
   mm_setup(e, &mm);
   mm_fn_attrs(e, fn, mm.W);
-  add_param_attr(e, fn, 5, "noalias"); /* C: the operands do not overlap it */
   LLVMValueRef saved_fn = e->fn;
   LLVMBasicBlockRef saved_bb = LLVMGetInsertBlock(e->b);
   e->fn = fn;
@@ -1157,29 +1177,59 @@ static void sanitize(char *dst, size_t n, const char *src) {
 /* Builds the LLVM module of m in ctx (host may be NULL: no target attributes). prefix
  * non-NULL: function i is named "<prefix>_<i>_<name>" (written to names[i]), else by its
  * KIR name. Returns NULL with a message on failure (KIR or LLVM verification). */
+/* A fresh module and builder in ctx, the types. */
+static void emit_init(Emit *e, LLVMContextRef ctx, const Host *host, char *err, size_t errlen) {
+  memset(e, 0, sizeof *e);
+  e->ctx = ctx;
+  e->host = host;
+  e->err = err;
+  e->errlen = errlen;
+  e->mod = LLVMModuleCreateWithNameInContext("mixc_kernels", ctx);
+  e->b = LLVMCreateBuilderInContext(ctx);
+  e->tvoid = LLVMVoidTypeInContext(ctx);
+  e->t1 = LLVMInt1TypeInContext(ctx);
+  e->t8 = LLVMInt8TypeInContext(ctx);
+  e->t16 = LLVMInt16TypeInContext(ctx);
+  e->t32 = LLVMInt32TypeInContext(ctx);
+  e->t64 = LLVMInt64TypeInContext(ctx);
+  e->tf32 = LLVMFloatTypeInContext(ctx);
+  e->thalf = LLVMHalfTypeInContext(ctx);
+  e->tptr = LLVMPointerTypeInContext(ctx, 0);
+  e->md_loop = LLVMGetMDKindIDInContext(ctx, "llvm.loop", 9);
+  if (host) LLVMSetTarget(e->mod, host->triple);
+}
+
+/* A module of the shared matmul alone (MM_SHARED, external), or NULL with a message. */
+static LLVMModuleRef build_mm_module(LLVMContextRef ctx, const Host *host, char *err,
+                                     size_t errlen) {
+  Emit e;
+  emit_init(&e, ctx, host, err, errlen);
+  e.shared_mm = 2;
+  LLVMTypeRef fty;
+  mm_generic(&e, &fty);
+  LLVMDisposeBuilder(e.b);
+  char *msg = NULL;
+  if (e.bad || LLVMVerifyModule(e.mod, LLVMReturnStatusAction, &msg)) {
+    if (!e.bad)
+      set_err(err, errlen, "llvm backend: internal error: the matmul does not verify: %s",
+              msg ? msg : "?");
+    if (msg) LLVMDisposeMessage(msg);
+    LLVMDisposeModule(e.mod);
+    return NULL;
+  }
+  if (msg) LLVMDisposeMessage(msg);
+  return e.mod;
+}
+
+/* shared_mm: KS_MATMUL calls the JIT's shared matmul (declared only), else the module's
+ * own (standalone IR). */
 static LLVMModuleRef build_module(LLVMContextRef ctx, const KModule *m, const Host *host,
-                                  const char prefix[24], char (*names)[160], char *err,
-                                  size_t errlen) {
+                                  const char prefix[24], char (*names)[160], int shared_mm,
+                                  char *err, size_t errlen) {
   if (kir_verify(m, err, errlen)) return NULL;
   Emit e;
-  memset(&e, 0, sizeof e);
-  e.ctx = ctx;
-  e.host = host;
-  e.err = err;
-  e.errlen = errlen;
-  e.mod = LLVMModuleCreateWithNameInContext("mixc_kernels", ctx);
-  e.b = LLVMCreateBuilderInContext(ctx);
-  e.tvoid = LLVMVoidTypeInContext(ctx);
-  e.t1 = LLVMInt1TypeInContext(ctx);
-  e.t8 = LLVMInt8TypeInContext(ctx);
-  e.t16 = LLVMInt16TypeInContext(ctx);
-  e.t32 = LLVMInt32TypeInContext(ctx);
-  e.t64 = LLVMInt64TypeInContext(ctx);
-  e.tf32 = LLVMFloatTypeInContext(ctx);
-  e.thalf = LLVMHalfTypeInContext(ctx);
-  e.tptr = LLVMPointerTypeInContext(ctx, 0);
-  e.md_loop = LLVMGetMDKindIDInContext(ctx, "llvm.loop", 9);
-  if (host) LLVMSetTarget(e.mod, host->triple);
+  emit_init(&e, ctx, host, err, errlen);
+  e.shared_mm = shared_mm ? 1 : 0;
   for (int i = 0; i < m->nfuncs && !e.bad; i++) {
     char nm[96], sym[160];
     sanitize(nm, sizeof nm, m->funcs[i]->name);
@@ -1236,7 +1286,38 @@ struct MixcJit {
   pthread_mutex_t mu;
   Host host;
   unsigned long long counter; /* under mu */
+  int mm_added;               /* under mu: the shared matmul (MM_SHARED) is in the JIT */
 };
+
+/* Adds the shared matmul's module to the JIT, once (j->mu held). It is compiled with the
+ * first kernel that calls it, in that kernel's lookup. */
+static int jit_add_shared_mm(MixcJit *j, char *err, size_t errlen) {
+  if (j->mm_added) return 0;
+  LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+  LLVMContextRef ctx = LLVMOrcThreadSafeContextGetContext(tsc);
+  LLVMTargetMachineRef tm = NULL;
+  int rc = 1;
+  LLVMModuleRef mod = build_mm_module(ctx, &j->host, err, errlen);
+  if (!mod) goto done;
+  tm = make_tm(&j->host, err, errlen);
+  if (!tm || optimize_module(mod, tm, err, errlen)) {
+    LLVMDisposeModule(mod);
+    goto done;
+  }
+  LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsc);
+  LLVMErrorRef e = LLVMOrcLLJITAddLLVMIRModule(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), tsm);
+  if (e) {
+    LLVMOrcDisposeThreadSafeModule(tsm);
+    take_error(e, "adding the matmul", err, errlen);
+    goto done;
+  }
+  j->mm_added = 1;
+  rc = 0;
+done:
+  if (tm) LLVMDisposeTargetMachine(tm);
+  LLVMOrcDisposeThreadSafeContext(tsc);
+  return rc;
+}
 
 /* libm functions the generated code calls (directly, or through llvm.exp / llvm.log),
  * defined in the JIT at this process's addresses, so they resolve however libm is linked. */
@@ -1338,7 +1419,7 @@ int mixc_jit_compile(MixcJit *j, const KModule *m, MixcKernelFn *fns, double *co
   LLVMContextRef ctx = LLVMOrcThreadSafeContextGetContext(tsc);
   LLVMContextSetDiagnosticHandler(ctx, diag_handler, &diag);
   LLVMTargetMachineRef tm = NULL;
-  LLVMModuleRef mod = build_module(ctx, m, &j->host, prefix, names, err, errlen);
+  LLVMModuleRef mod = build_module(ctx, m, &j->host, prefix, names, 1, err, errlen);
   if (!mod) goto done;
   tm = make_tm(&j->host, err, errlen);
   if (!tm || optimize_module(mod, tm, err, errlen)) {
@@ -1350,10 +1431,14 @@ int mixc_jit_compile(MixcJit *j, const KModule *m, MixcKernelFn *fns, double *co
     LLVMDisposeModule(mod);
     goto done;
   }
+  int needs_mm = LLVMGetNamedFunction(mod, MM_SHARED) != NULL;
   LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsc);
   pthread_mutex_lock(&j->mu);
-  LLVMErrorRef e = LLVMOrcLLJITAddLLVMIRModule(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), tsm);
-  if (e) {
+  LLVMErrorRef e = NULL;
+  if (needs_mm && jit_add_shared_mm(j, err, errlen)) {
+    LLVMOrcDisposeThreadSafeModule(tsm);
+  } else if ((e = LLVMOrcLLJITAddLLVMIRModule(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit),
+                                              tsm))) {
     LLVMOrcDisposeThreadSafeModule(tsm);
     take_error(e, "adding the module", err, errlen);
   } else {
@@ -1399,7 +1484,7 @@ int mixc_jit_ir_text(const KModule *m, int optimize, char **text, char *err, siz
     set_err(err, errlen, "llvm: cannot describe the host CPU");
     goto done;
   }
-  mod = build_module(ctx, m, &host, NULL, NULL, err, errlen);
+  mod = build_module(ctx, m, &host, NULL, NULL, 0, err, errlen);
   if (!mod) goto done;
   tm = make_tm(&host, err, errlen);
   if (!tm) goto done;
