@@ -274,13 +274,17 @@ static int lower_attempt(Arena *a, const KernelSpec *spec, KernelPlan *plan, int
     sp.target_items = slots;
     if (sp.bh > 0 && sp.bh * 4 >= slots * 3) {
       sp.vtile = cs.V; /* no split */
-    } else if (sp.bh > 0 && allow_segs && spec->segs == 0) {
+    } else if (sp.bh > 0 && allow_segs && spec->segs == 0 &&
+               (cs.kind != CCK_DELTA || sp.bh * 8 <= slots)) {
       /* the sequence split (lower_cuda_seg.c): the scalar and diagonal forms take the whole
        * value dim a block; the delta form two value tiles, whose local blocks carry half of
        * the transition's columns each (the state tile as wide as the unsplit one). Then as
        * many segments (a power of two, at most 32: the combine walks them one after
        * another) as keep the blocks in one wave. On an H100 (132 SMs), K = V = 128: 16
-       * pairs -> 8 segments (delta: 4), 32 pairs -> 4 (delta: 2) */
+       * pairs -> 8 segments (delta: 4), 32 pairs -> 4. The delta form's local pass costs
+       * more (the transition's columns): at 32 pairs its value split measured as fast
+       * (DeltaNet (2, 8192): 1.58 ms split, 1.64 ms in segments), so it splits sequences
+       * only below an eighth of the SMs' worth of pairs (at 16: 7.38 -> 3.28 ms) */
       int64_t tiles = cs.kind == CCK_DELTA && cs.V >= 32 ? 2 : 1;
       sp.vtile = ((cs.V + tiles - 1) / tiles + 15) / 16 * 16;
       if (sp.vtile > cs.V) sp.vtile = cs.V;

@@ -21,7 +21,7 @@
  * benchmark take the sequence split, timed by bench/gpu): the median of 25 launches, each
  * between its own two events, over inputs of 64 MiB or more per tensor (past the 50 MiB L2);
  * MIXC_SCALAR_BENCH=2 also times the value splits 128, 64, 32, 16 at (8, 2048), (2, 8192),
- * (1, 32768). MIXC_SCALAR_THREADS=512 prints every kernel with 512 threads a block
+ * (1, 32768). MIXC_SCALAR_THREADS=256 prints every kernel with 256 threads a block
  * (CudaChunkShape.threads). MIXC_SCALAR_DUMP=DIR writes the sources. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -76,7 +76,8 @@ enum { I_B, I_T, I_H, I_N, S_Q = 4, S_K = 8, S_V = 12, S_G = 16, S_O = 22, S_SCA
 
 static const double G_CONST = -0.03125; /* the CCG_CONST gate */
 
-/* MIXC_SCALAR_THREADS=512: every kernel with 512 threads a block (CudaChunkShape.threads) */
+/* MIXC_SCALAR_THREADS=256: every kernel with 256 threads a block (CudaChunkShape.threads;
+ * the default is 512) */
 static unsigned g_threads;
 
 static void fill_shape(const Case *c, CudaChunkShape *s) {
@@ -569,8 +570,8 @@ int main(int argc, char **argv) {
                                            ((unsigned long long)getpid() << 16);
   setvbuf(stdout, NULL, _IOLBF, 0);
   const char *th = getenv("MIXC_SCALAR_THREADS");
-  g_threads = th && !strcmp(th, "512") ? 512 : 0;
-  printf("test_lower_cuda_scalar: seed %llu%s\n", seed, g_threads ? ", 512 threads a block" : "");
+  g_threads = th && !strcmp(th, "256") ? 256 : 0;
+  printf("test_lower_cuda_scalar: seed %llu%s\n", seed, g_threads ? ", 256 threads a block" : "");
   MixcRng rng;
   mixc_rng_seed(&rng, seed);
   char err[4096];
