@@ -58,7 +58,8 @@ typedef struct CudaChunkShape {
    * segs 1: CCM_FUSED, one kernel over the whole sequence. */
   int64_t segs;
   int mode;
-  unsigned threads; /* scalar and diagonal forms: threads a block, 512 (0) or 256 */
+  unsigned threads; /* threads a block: scalar and diagonal forms 512 (0) or 256; delta 256 (0)
+                       or 512 */
 } CudaChunkShape;
 
 enum { CCG_INPUT = 0, CCG_PARAM = 1, CCG_CONST = 2 };

@@ -676,7 +676,8 @@ int cuda_chunk_delta_source(FILE *out, const CudaChunkShape *s, const char *name
     delta_layout(K, VT, C, s->has_g, &L);
   }
   if (L.total > smem_optin) return -1;
-  const int NT = 256, NW = NT / 32;
+  /* threads a block: 256, or 512 where asked (CudaChunkShape.threads) */
+  const int NT = s->threads == 512 ? 512 : 256, NW = NT / 32;
   /* strips: a warp's product tiles side by side in a row (4, 2 or 1, while every warp has one) */
   const int64_t NB = C / 16, KB = K / 16, VB = VT / 16;
   const int64_t swk = strip_width(NB, KB, NW), swv = strip_width(NB, VB, NW);

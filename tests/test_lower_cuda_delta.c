@@ -67,8 +67,12 @@ enum { P_Q, P_K, P_V, P_G, P_BETA, P_O, P_SCALE, P_H0, P_HT, P_CU };
 enum { I_B, I_T, I_H, I_N, S_Q = 4, S_K = 8, S_V = 12, S_G = 16, S_BETA = 19, S_O = 22,
        S_SCALE = 26, S_H0 = 27, S_HT = 31 };
 
+/* MIXC_DELTA_THREADS=512: every kernel with 512 threads a block (CudaChunkShape.threads) */
+static unsigned g_threads;
+
 static void fill_shape(const Case *c, CudaChunkShape *s) {
   memset(s, 0, sizeof *s);
+  s->threads = g_threads;
   s->kind = CCK_DELTA;
   s->K = c->K, s->V = c->V, s->chunk = 64, s->vtile = c->vtile, s->vtiles = c->vtiles;
   s->in_type = c->in, s->out_type = c->out, s->g_type = c->gt, s->beta_type = c->bt;
@@ -595,6 +599,9 @@ int main(int argc, char **argv) {
        0, 0, 0, 0, -1, 0, 0, 0},
   };
   const int ncases = (int)(sizeof cases / sizeof cases[0]);
+  const char *th = getenv("MIXC_DELTA_THREADS");
+  g_threads = th && !strcmp(th, "512") ? 512 : 0;
+  if (g_threads) printf("test_lower_cuda_delta: 512 threads a block\n");
   const char *req = getenv("MIXC_TEST_REQUIRE_GPU");
   int require = req && *req && strcmp(req, "0");
   if (mixc_nvrtc_open(0, &g_nvrtc, err, sizeof err)) {
