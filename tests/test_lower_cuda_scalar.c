@@ -21,7 +21,9 @@
  * benchmark take the sequence split, timed by bench/gpu): the median of 25 launches, each
  * between its own two events, over inputs of 64 MiB or more per tensor (past the 50 MiB L2);
  * MIXC_SCALAR_BENCH=2 also times the value splits 128, 64, 32, 16 at (8, 2048), (2, 8192),
- * (1, 32768). MIXC_SCALAR_THREADS=256 prints every kernel with 256 threads a block
+ * (1, 32768). MIXC_SCALAR_SEGS=N runs every case split into N sequence segments (the local,
+ * combine and output kernels of lower_cuda_seg.c, their per-item storage in device memory).
+ * MIXC_SCALAR_THREADS=256 prints every kernel with 256 threads a block
  * (CudaChunkShape.threads). MIXC_SCALAR_DUMP=DIR writes the sources. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -77,12 +79,25 @@ enum { I_B, I_T, I_H, I_N, S_Q = 4, S_K = 8, S_V = 12, S_G = 16, S_O = 22, S_SCA
 static const double G_CONST = -0.03125; /* the CCG_CONST gate */
 
 /* MIXC_SCALAR_THREADS=256: every kernel with 256 threads a block (CudaChunkShape.threads;
- * the default is 512) */
+ * the default is 512). MIXC_SCALAR_SEGS=N: every case split into N sequence segments (three
+ * kernels, lower_cuda_seg.c). */
 static unsigned g_threads;
+static int64_t g_segs;
+
+/* A case's kernels, in launch order (one, or three with segments). */
+typedef struct Kern {
+  MixcCudaModule *mod;
+  int n;
+  MixcCudaFunc *fn[3];
+  char name[3][256];
+  unsigned threads[3], smem[3];
+  int64_t item_floats;
+} Kern;
 
 static void fill_shape(const Case *c, CudaChunkShape *s) {
   memset(s, 0, sizeof *s);
   s->threads = g_threads;
+  s->segs = g_segs;
   s->kind = c->diag ? CCK_DIAG : CCK_SCALAR;
   s->K = c->K, s->V = c->V, s->chunk = 64, s->vtile = c->vtile, s->vtiles = c->vtiles;
   s->in_type = c->in, s->out_type = c->out, s->g_type = c->gt;
@@ -103,27 +118,41 @@ static void fill_shape(const Case *c, CudaChunkShape *s) {
   s->i_B = I_B, s->i_T = I_T, s->i_H = I_H, s->i_N = I_N;
 }
 
-/* The prelude, the argument struct and the kernel: 0, -1 (outside the form) or 1. */
+/* The prelude, and each kernel's argument struct and text (k: names, launches): 0, -1
+ * (outside the form) or 1. */
 static int print_source(const Case *c, const char *name, int arch, int optin, char **src,
-                        unsigned *threads, unsigned *smem) {
+                        Kern *k) {
   CudaChunkShape s;
   fill_shape(c, &s);
+  char err[512];
+  CudaChunkKernel kk[3];
+  int nk = 0;
+  int rc = cuda_chunk_kernels(&s, name, arch, optin, kk, &nk, err, sizeof err);
+  if (rc > 0) printf("  error: %s\n", err);
+  if (rc) return rc;
   size_t len = 0;
   FILE *f = open_memstream(src, &len);
-  if (!f) return 1;
-  fputs(g_prelude, f);
-  fprintf(f, "struct MixcArgs_%s {\n  void *ptrs[%d];\n  int64_t ints[%d];\n};\n", name, NPTRS,
-          NINTS);
-  char err[512];
-  int64_t scratch = -1;
-  int rc = cuda_chunk_scalar_source(f, &s, name, arch, optin, threads, smem, &scratch, err,
-                                    sizeof err);
-  fclose(f);
-  if (rc > 0) printf("  error: %s\n", err);
-  if (rc == 0 && scratch != 0) {
-    printf("  scratch_floats %lld, expected 0\n", (long long)scratch);
-    rc = 1;
+  if (!f) {
+    cuda_chunk_kernels_free(kk, nk);
+    return 1;
   }
+  fputs(g_prelude, f);
+  k->n = nk;
+  k->item_floats = 0;
+  for (int i = 0; i < nk; i++) {
+    fprintf(f, "struct MixcArgs_%s {\n  void *ptrs[%d];\n  int64_t ints[%d];\n};\n", kk[i].name,
+            NPTRS, NINTS);
+    fputs(kk[i].src, f);
+    snprintf(k->name[i], sizeof k->name[i], "%s", kk[i].name);
+    k->threads[i] = kk[i].threads, k->smem[i] = kk[i].smem;
+    if (kk[i].item_floats > k->item_floats) k->item_floats = kk[i].item_floats;
+    if (kk[i].scratch_floats != 0) {
+      printf("  scratch_floats %lld, expected 0\n", (long long)kk[i].scratch_floats);
+      rc = 1;
+    }
+  }
+  cuda_chunk_kernels_free(kk, nk);
+  fclose(f);
   const char *dump = getenv("MIXC_SCALAR_DUMP");
   if (rc == 0 && dump && *dump) {
     char path[512];
@@ -134,27 +163,43 @@ static int print_source(const Case *c, const char *name, int arch, int optin, ch
   return rc;
 }
 
-static int load(const Case *c, const char *name, MixcCudaModule **mod, MixcCudaFunc **fn,
-                unsigned *threads, unsigned *smem) {
+static int load(const Case *c, const char *name, Kern *k) {
   char err[4096];
   const MixcCudaInfo *in = mixc_cuda_info(g_cuda);
   char *src = NULL;
-  int rc = print_source(c, name, in->arch, in->max_smem_per_block_optin, &src, threads, smem);
+  memset(k, 0, sizeof *k);
+  int rc = print_source(c, name, in->arch, in->max_smem_per_block_optin, &src, k);
   if (rc) {
     free(src);
     return rc;
   }
-  *mod = NULL;
-  if (mixc_cuda_compile(g_cuda, src, "test_lower_cuda_scalar.cu", mod, NULL, NULL, err,
-                        sizeof err) ||
-      mixc_cuda_function(*mod, name, fn, err, sizeof err)) {
+  rc = mixc_cuda_compile(g_cuda, src, "test_lower_cuda_scalar.cu", &k->mod, NULL, NULL, err,
+                         sizeof err);
+  for (int i = 0; i < k->n && !rc; i++)
+    rc = mixc_cuda_function(k->mod, k->name[i], &k->fn[i], err, sizeof err);
+  free(src);
+  if (rc) {
     printf("%s\n", err);
-    if (*mod) mixc_cuda_module_free(*mod);
-    *mod = NULL;
-    free(src);
+    if (k->mod) mixc_cuda_module_free(k->mod);
+    k->mod = NULL;
     return 1;
   }
-  free(src);
+  return 0;
+}
+
+/* Launches k's kernels in order over items [0, items), each in two launches ([0, mid),
+ * [mid, items): `begin` exercised), with scratch for their per-item storage: 0 or 1. */
+static int launch_all(const Kern *k, void *args, int64_t items, int64_t mid, float *scratch,
+                      char *err, size_t n) {
+  for (int f = 0; f < k->n; f++)
+    for (int part = 0; part < 2; part++) {
+      int64_t begin = part ? mid : 0, end = part ? items : mid;
+      if (end <= begin) continue;
+      unsigned grid[3] = {(unsigned)(end - begin), 1, 1}, block[3] = {k->threads[f], 1, 1};
+      void *kargs[] = {args, &begin, &end, &scratch};
+      if (mixc_cuda_launch(g_cuda, k->fn[f], grid, block, k->smem[f], NULL, kargs, err, n))
+        return 1;
+    }
   return 0;
 }
 
@@ -212,10 +257,9 @@ static double rel_err(double maxe, double maxr) { return maxr > 0 ? maxe / maxr 
 static void run_case(const Case *c, MixcRng *rng, int idx) {
   char err[2048], name[64], what[300];
   snprintf(name, sizeof name, "mixc_scalar_gpu%d", idx);
-  MixcCudaModule *mod = NULL;
-  MixcCudaFunc *fn = NULL;
-  unsigned threads = 0, smem = 0;
-  int rc = load(c, name, &mod, &fn, &threads, &smem);
+  Kern kn;
+  MixcDevPtr dscr = 0; /* the kernels' per-item storage (segments) */
+  int rc = load(c, name, &kn);
   snprintf(what, sizeof what, "%s: printed and compiled for the device (%d, expected %d)",
            c->what, rc, c->expect);
   check(rc == c->expect, what);
@@ -356,18 +400,12 @@ static void run_case(const Case *c, MixcRng *rng, int idx) {
     args.ints[S_G + d] = sg[d];
   }
   args.ints[S_SCALE] = 1;
-  int64_t items = N * H * c->vtiles, mid = items / 3;
-  float *scratch = NULL;
-  for (int part = 0; part < 2 && !bad; part++) {
-    int64_t begin = part ? mid : 0, end = part ? items : mid;
-    if (end <= begin) continue;
-    unsigned grid[3] = {(unsigned)(end - begin), 1, 1}, block[3] = {threads, 1, 1};
-    void *kargs[] = {&args, &begin, &end, &scratch};
-    if (mixc_cuda_launch(g_cuda, fn, grid, block, smem, NULL, kargs, err, sizeof err)) {
-      printf("%s\n", err);
-      bad = 1;
-    }
-  }
+  int64_t items = N * H * c->vtiles * (g_segs > 1 ? g_segs : 1), mid = items / 3;
+  if (!bad && kn.item_floats > 0 &&
+      mixc_cuda_alloc(g_cuda, (size_t)(items * kn.item_floats) * 4, &dscr, err, sizeof err))
+    printf("%s\n", err), bad = 1;
+  if (!bad && launch_all(&kn, &args, items, mid, (float *)(uintptr_t)dscr, err, sizeof err))
+    printf("%s\n", err), bad = 1;
   if (!bad && mixc_cuda_synchronize(g_cuda, err, sizeof err)) printf("%s\n", err), bad = 1;
   if (!bad && (mixc_cuda_memcpy_dtoh(g_cuda, bo.h, bo.d, bo.bytes, err, sizeof err) ||
                (c->ht && mixc_cuda_memcpy_dtoh(g_cuda, bht.h, bht.d, bht.bytes, err, sizeof err))))
@@ -397,8 +435,9 @@ static void run_case(const Case *c, MixcRng *rng, int idx) {
           }
     double rel = rel_err(maxe, maxr);
     printf("  %s: o max |err| / max |ref| = %.3g (max |ref| %.3g), %lld NaN/inf, %lld padding "
-           "written (%u threads, %u B shared)\n",
-           c->what, rel, maxr, (long long)nan, (long long)pad, threads, smem);
+           "written (%d kernels, %u threads, %u B shared)\n",
+           c->what, rel, maxr, (long long)nan, (long long)pad, kn.n, kn.threads[kn.n - 1],
+           kn.smem[kn.n - 1]);
     snprintf(what, sizeof what, "%s: o within %g, no NaN, padding untouched", c->what, tol_o);
     check(nan == 0 && pad == 0 && rel <= tol_o, what);
     if (c->ht) {
@@ -422,7 +461,8 @@ done:
     free(all[i]->h);
   }
   free(ref_o), free(ref_s), free(S), free(eg);
-  mixc_cuda_module_free(mod);
+  if (dscr) mixc_cuda_free(g_cuda, dscr, err, sizeof err);
+  mixc_cuda_module_free(kn.mod);
 }
 
 /* The value split lower_mixer chooses for KernelSpec.gpu on a mixer of bench/gpu/mixers.mix
@@ -497,10 +537,8 @@ static void bench(const char *mixer, int diag, int64_t B, int64_t T, int idx, in
   Case c = {mixer, diag, CCG_INPUT, K, V, vtile, vtiles, KT_BF16, KT_BF16, KT_F32,
             0, 0, 0, 0, 0, 0, B, T, H};
   snprintf(name, sizeof name, "mixc_scalar_bench%d", idx);
-  MixcCudaModule *mod = NULL;
-  MixcCudaFunc *fn = NULL;
-  unsigned threads = 0, smem = 0;
-  int lrc = load(&c, name, &mod, &fn, &threads, &smem);
+  Kern kn;
+  int lrc = load(&c, name, &kn);
   if (lrc) {
     printf("  bench %s: does not compile\n", mixer);
     return;
@@ -530,19 +568,21 @@ static void bench(const char *mixer, int diag, int64_t B, int64_t T, int idx, in
   for (int d = 0; d < 4; d++)
     args.ints[S_Q + d] = s4[d], args.ints[S_K + d] = s4[d], args.ints[S_V + d] = s4v[d],
     args.ints[S_O + d] = s4v[d], args.ints[S_G + d] = diag ? s4g[d] : s3[d];
-  int64_t items = B * H * vtiles, begin = 0, end = items;
-  float *scratch = NULL;
-  unsigned grid[3] = {(unsigned)items, 1, 1}, block[3] = {threads, 1, 1};
-  void *kargs[] = {&args, &begin, &end, &scratch};
+  int64_t items = B * H * vtiles * (g_segs > 1 ? g_segs : 1);
+  MixcDevPtr dscr = 0;
+  if (!bad && kn.item_floats > 0)
+    bad = mixc_cuda_alloc(g_cuda, (size_t)(items * kn.item_floats) * 4, &dscr, err, sizeof err);
+  float *scratch = (float *)(uintptr_t)dscr;
+  unsigned threads = kn.threads[kn.n - 1], smem = kn.smem[kn.n - 1];
   enum { NRUN = 25 };
   MixcCudaEvent *ev[NRUN + 1] = {0};
   float ms[NRUN];
   for (int i = 0; i < 3 && !bad; i++)
-    bad = mixc_cuda_launch(g_cuda, fn, grid, block, smem, NULL, kargs, err, sizeof err);
+    bad = launch_all(&kn, &args, items, items, scratch, err, sizeof err);
   for (int i = 0; i <= NRUN && !bad; i++) bad = mixc_cuda_event_create(g_cuda, &ev[i], err, sizeof err);
   if (!bad) bad = mixc_cuda_event_record(g_cuda, ev[0], NULL, err, sizeof err);
   for (int i = 0; i < NRUN && !bad; i++)
-    bad = mixc_cuda_launch(g_cuda, fn, grid, block, smem, NULL, kargs, err, sizeof err) ||
+    bad = launch_all(&kn, &args, items, items, scratch, err, sizeof err) ||
           mixc_cuda_event_record(g_cuda, ev[i + 1], NULL, err, sizeof err);
   for (int i = 0; i < NRUN && !bad; i++)
     bad = mixc_cuda_event_elapsed(g_cuda, ev[i], ev[i + 1], &ms[i], err, sizeof err);
@@ -558,10 +598,10 @@ static void bench(const char *mixer, int diag, int64_t B, int64_t T, int idx, in
   }
   for (int i = 0; i <= NRUN; i++)
     if (ev[i]) mixc_cuda_event_destroy(g_cuda, ev[i]);
-  MixcDevPtr ps[] = {q, k, v, g, o};
-  for (int i = 0; i < 5; i++)
+  MixcDevPtr ps[] = {q, k, v, g, o, dscr};
+  for (int i = 0; i < 6; i++)
     if (ps[i]) mixc_cuda_free(g_cuda, ps[i], err, sizeof err);
-  mixc_cuda_module_free(mod);
+  mixc_cuda_module_free(kn.mod);
 }
 
 int main(int argc, char **argv) {
@@ -571,7 +611,12 @@ int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   const char *th = getenv("MIXC_SCALAR_THREADS");
   g_threads = th && !strcmp(th, "256") ? 256 : 0;
-  printf("test_lower_cuda_scalar: seed %llu%s\n", seed, g_threads ? ", 256 threads a block" : "");
+  const char *sg = getenv("MIXC_SCALAR_SEGS");
+  g_segs = sg ? atoll(sg) : 0;
+  if (g_segs < 0 || g_segs > 64) g_segs = 0;
+  printf("test_lower_cuda_scalar: seed %llu%s", seed, g_threads ? ", 256 threads a block" : "");
+  if (g_segs > 1) printf(", %lld sequence segments", (long long)g_segs);
+  printf("\n");
   MixcRng rng;
   mixc_rng_seed(&rng, seed);
   char err[4096];
@@ -617,6 +662,11 @@ int main(int argc, char **argv) {
       {"gla f16 K=V=64", 1, IN, 64, 64, 64, 1, F16, F16, F32, 0, 1, 0, 0, 0, 0, 2, 100, 2},
       {"gla bf16 K=256 V=64 (Qs, Ks scaled in registers)", 1, IN, 256, 64, 64, 1, BF, BF, F32, 1,
        1, 0, 0, 0, 0, 1, 100, 2},
+      /* long sequences: many chunks a segment under MIXC_SCALAR_SEGS */
+      {"simple_gla bf16 T=1000, h0, ht", 0, IN, 128, 128, 128, 1, BF, BF, F32, 1, 1, 0, 0, 0, 0,
+       1, 1000, 3},
+      {"gla bf16 T=1000, h0, ht", 1, IN, 128, 128, 128, 1, BF, BF, F32, 1, 1, 0, 0, 0, 0, 1, 1000,
+       2},
       {"K=100 (outside the form)", 0, IN, 100, 128, 128, 1, BF, BF, F32, 0, 0, 0, 0, 0, -1, 0,
        0, 0},
   };
@@ -641,8 +691,10 @@ int main(int argc, char **argv) {
         char name[64], what[300];
         snprintf(name, sizeof name, "mixc_scalar_k%d", i);
         char *src = NULL;
-        unsigned threads = 0, smem = 0;
-        int rc = print_source(&cases[i], name, 90, 232448, &src, &threads, &smem);
+        Kern kn;
+        memset(&kn, 0, sizeof kn);
+        int rc = print_source(&cases[i], name, 90, 232448, &src, &kn);
+        unsigned threads = kn.n ? kn.threads[kn.n - 1] : 0, smem = kn.n ? kn.smem[kn.n - 1] : 0;
         if (rc == 0) {
           MixcCubin cb;
           memset(&cb, 0, sizeof cb);
