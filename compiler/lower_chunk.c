@@ -438,8 +438,7 @@ static KExpr *chunk_readout(L *l, const RecOutput *o, const RecOut *n) {
     if (r->node != n) continue;
     const RecState *rs = &l->rm->states[r->state];
     KExpr *col = rs->ndim == 2 ? V(l, lw_ivar_of(l, n->terms[0].read.idx[1].v)) : I(l, 0);
-    if (l->split) col = ke_bin(l->m, KO_SUB, col, V(l, l->v_j0));
-    KExpr *v = ld(l, r->r, at(l, V(l, ck->v_tc), cols(l, r->state), col));
+    KExpr *v = lw_chunk_result(l, r->r, ck->v_tc, cols(l, r->state), col);
     return n->konst ? lw_fadd(l, v, lw_lx(l, n->konst)) : v;
   }
   (void)o;
@@ -447,22 +446,12 @@ static KExpr *chunk_readout(L *l, const RecOutput *o, const RecOut *n) {
   return F(l, 0);
 }
 
-static void outputs(L *l, Chunk *ck) {
-  KStmt *outer = loop(l, ck->v_tc, V(l, ck->v_len), 0);
-  lw_at_token(l, ck->v_c0, ck->v_tc);
-  lw_lower_outputs(l);
-  lw_close_for(l, outer);
-}
-
 /* ---- scratch and the kernel ---- */
 
 static int setup(L *l, Chunk *ck) {
   const RecMixer *rm = l->rm;
   int ns = rm->nstates;
-  l->ver = arena_array(l->arena, (size_t)ns + 1, sizeof *l->ver);
-  l->R = lw_offsets(l, ns);
-  l->C = lw_offsets(l, ns);
-  l->let_off = lw_offsets(l, rm->nlets);
+  if (lw_chunk_tables(l)) return 1;
   ck->S = lw_offsets(l, ns);
   ck->g = lw_offsets(l, ns);
   ck->b = lw_offsets(l, ns);
@@ -472,9 +461,7 @@ static int setup(L *l, Chunk *ck) {
   ck->bT = lw_offsets(l, ns);
   ck->dvec = lw_offsets(l, ns);
   ck->diag = lw_int_array(l, ns, 0);
-  if (l->failed || !l->ver || !ck->diag) return lw_lfail(l, "out of memory");
-  l->v_scr = lw_var(l, KT_PTR, "scr");
-  lw_set(l, l->v_scr, ke_arg(l->m, 4));
+  if (l->failed || !ck->diag) return lw_lfail(l, "out of memory");
   int64_t off = 0, C = ck->C;
   for (int s = 0; s < ns; s++) {
     const RecState *rs = &rm->states[s];
@@ -530,23 +517,14 @@ static int setup(L *l, Chunk *ck) {
 }
 
 static void body(L *l, Chunk *ck) {
-  int t0, t1;
-  lw_sequence(l, &t0, &t1);
-  /* for (c0 = t0; c0 < t1; c0 += C): KIR counts by one, so count chunks */
-  int k = lw_var(l, KT_I64, "chunk"), nk = lw_var(l, KT_I64, "nchunks");
-  lw_set(l, nk, ke_bin(l->m, KO_DIV, add(l, ke_bin(l->m, KO_SUB, V(l, t1), V(l, t0)), I(l, ck->C - 1)),
-                       I(l, ck->C)));
-  KStmt *outer = loop(l, k, V(l, nk), 0);
-  lw_set(l, ck->v_c0, add(l, V(l, t0), mul(l, V(l, k), I(l, ck->C))));
-  lw_set(l, ck->v_len, ke_bin(l->m, KO_MIN, I(l, ck->C), ke_bin(l->m, KO_SUB, V(l, t1), V(l, ck->v_c0))));
+  KStmt *outer = lw_chunk_loop(l, ck->C, ck->v_c0, ck->v_len);
   gather(l, ck);
   cumulate(l, ck);
   for (int s = 0; s < l->rm->nstates; s++) transpose_keys(l, ck, s);
   for (int r = 0; r < ck->nro; r++) readout_chunk(l, ck, &ck->ro[r]);
-  outputs(l, ck);
+  lw_chunk_outputs(l, ck->v_c0, ck->v_len, ck->v_tc);
   pass_state(l, ck);
-  lw_close_for(l, outer);
-  lw_state_io(l, 1);
+  lw_chunk_loop_end(l, outer);
 }
 
 int lower_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, size_t errlen) {
@@ -575,15 +553,8 @@ int lower_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, s
     w.output = o;
     walk_out(&w, spec->rm->outputs[o].root);
   }
-  if (lw_begin(&l, a, spec, plan, STRAT_CHUNK, "chunk", "(sequence, head)", err, errlen))
-    return 1;
-  l.readout = chunk_readout;
-  l.strategy = &ck;
-  lw_plan_split(&l, 1);
-  if (l.split) {
-    l.f->items = "(sequence, head, value tile)";
-    maxc = l.vt;
-  }
+  if (lw_chunk_begin(&l, a, spec, plan, chunk_readout, &ck, err, errlen)) return 1;
+  if (l.split) maxc = l.vt;
   ck.C = sched_chunk_l2(any_diag ? SC_DIAG : SC_SCALAR, spec->chunk, 1, maxr, maxc,
                         spec->cache_l2_bytes);
   plan->chunk = ck.C;

@@ -759,8 +759,7 @@ static KExpr *dplr_readout(L *l, const RecOutput *o, const RecOut *n) {
         col = V(l, lw_ivar_of(l, n->terms[t].read.idx[1].v));
         break;
       }
-    if (l->split) col = isub(l, col, V(l, l->v_j0));
-    KExpr *x = ld(l, r->r, at(l, V(l, ck->v_tc), l->C[r->state], col));
+    KExpr *x = lw_chunk_result(l, r->r, ck->v_tc, l->C[r->state], col);
     v = v ? fadd(l, v, x) : x;
   }
   if (!v) {
@@ -770,25 +769,15 @@ static KExpr *dplr_readout(L *l, const RecOutput *o, const RecOut *n) {
   return n->konst ? fadd(l, v, lw_lx(l, n->konst)) : v;
 }
 
-static void outputs(L *l, Chunk *ck) {
-  KStmt *outer = loop(l, ck->v_tc, V(l, ck->v_len), 0);
-  lw_at_token(l, ck->v_c0, ck->v_tc);
-  lw_lower_outputs(l);
-  lw_close_for(l, outer);
-}
-
 /* ---- scratch and the kernel ---- */
 
 /* Plan the events of every state, the chunk length and the value tile; lay out scratch. */
 static int setup(L *l, Chunk *ck) {
   const RecMixer *rm = l->rm;
   int ns = rm->nstates;
-  l->ver = arena_array(l->arena, (size_t)ns + 1, sizeof *l->ver);
-  l->R = lw_offsets(l, ns);
-  l->C = lw_offsets(l, ns);
-  l->let_off = lw_offsets(l, rm->nlets);
+  if (lw_chunk_tables(l)) return 1;
   ck->ds = arena_array(l->arena, (size_t)ns + 1, sizeof *ck->ds);
-  if (l->failed || !l->ver || !ck->ds) return lw_lfail(l, "out of memory");
+  if (l->failed || !ck->ds) return lw_lfail(l, "out of memory");
   int any_diag = 0;
   int64_t maxne = 1, maxr = 1, maxc = 1;
   for (int s = 0; s < ns; s++) {
@@ -813,8 +802,6 @@ static int setup(L *l, Chunk *ck) {
   ck->C = sched_chunk_l2(any_diag ? SC_DELTA_DIAG : SC_DELTA, l->sp->chunk, maxne, maxr, maxc,
                          l->sp->cache_l2_bytes);
   l->pl->chunk = ck->C;
-  l->v_scr = lw_var(l, KT_PTR, "scr");
-  lw_set(l, l->v_scr, ke_arg(l->m, 4));
   int64_t off = 0, C = ck->C, maxn = 1;
   for (int s = 0; s < ns; s++) {
     const RecState *rs = &rm->states[s];
@@ -874,13 +861,7 @@ static int setup(L *l, Chunk *ck) {
 }
 
 static void body(L *l, Chunk *ck) {
-  int t0, t1;
-  lw_sequence(l, &t0, &t1);
-  int k = ivar(l, "chunk"), nk = ivar(l, "nchunks");
-  lw_set(l, nk, ke_bin(l->m, KO_DIV, add(l, isub(l, V(l, t1), V(l, t0)), I(l, ck->C - 1)), I(l, ck->C)));
-  KStmt *outer = loop(l, k, V(l, nk), 0);
-  lw_set(l, ck->v_c0, add(l, V(l, t0), mul(l, V(l, k), I(l, ck->C))));
-  lw_set(l, ck->v_len, ke_bin(l->m, KO_MIN, I(l, ck->C), isub(l, V(l, t1), V(l, ck->v_c0))));
+  KStmt *outer = lw_chunk_loop(l, ck->C, ck->v_c0, ck->v_len);
   gather(l, ck);
   for (int s = 0; s < l->rm->nstates; s++) {
     const DState *d = &ck->ds[s];
@@ -890,10 +871,9 @@ static void body(L *l, Chunk *ck) {
     else ck->ds[s].D = ck->ds[s].DI; /* no rank-one term: the deltas are the inputs */
   }
   for (int r = 0; r < ck->nro; r++) readout_chunk(l, ck, &ck->ro[r]);
-  outputs(l, ck);
+  lw_chunk_outputs(l, ck->v_c0, ck->v_len, ck->v_tc);
   for (int s = 0; s < l->rm->nstates; s++) pass_state(l, ck, s);
-  lw_close_for(l, outer);
-  lw_state_io(l, 1);
+  lw_chunk_loop_end(l, outer);
 }
 
 int lower_chunk_dplr(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, size_t errlen) {
@@ -914,12 +894,7 @@ int lower_chunk_dplr(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *e
     w.output = o;
     walk_out(&w, spec->rm->outputs[o].root);
   }
-  if (lw_begin(&l, a, spec, plan, STRAT_CHUNK, "chunk", "(sequence, head)", err, errlen))
-    return 1;
-  l.readout = dplr_readout;
-  l.strategy = ck;
-  lw_plan_split(&l, 1);
-  if (l.split) l.f->items = "(sequence, head, value tile)";
+  if (lw_chunk_begin(&l, a, spec, plan, dplr_readout, ck, err, errlen)) return 1;
   if (setup(&l, ck)) return 1;
   ck->v_c0 = ivar(&l, "c0");
   ck->v_len = ivar(&l, "len");

@@ -633,3 +633,61 @@ int lw_finish(L *l) {
   if (l->arena->failed) return lw_lfail(l, "out of memory while lowering");
   return kir_verify(l->m, l->err, l->errlen);
 }
+
+/* ---- the chunk strategies' common frame (lower_chunk.c, lower_chunk_dplr.c) ---- */
+
+int lw_chunk_begin(L *l, Arena *a, const KernelSpec *spec, KernelPlan *plan,
+                   KExpr *(*readout)(L *l, const RecOutput *o, const RecOut *n), void *strategy,
+                   char *err, size_t errlen) {
+  if (lw_begin(l, a, spec, plan, STRAT_CHUNK, "chunk", "(sequence, head)", err, errlen))
+    return 1;
+  l->readout = readout;
+  l->strategy = strategy;
+  lw_plan_split(l, 1);
+  if (l->split) l->f->items = "(sequence, head, value tile)";
+  return 0;
+}
+
+int lw_chunk_tables(L *l) {
+  int ns = l->rm->nstates;
+  l->ver = arena_array(l->arena, (size_t)ns + 1, sizeof *l->ver);
+  l->R = lw_offsets(l, ns);
+  l->C = lw_offsets(l, ns);
+  l->let_off = lw_offsets(l, l->rm->nlets);
+  if (l->failed || !l->ver) return lw_lfail(l, "out of memory");
+  l->v_scr = lw_var(l, KT_PTR, "scr");
+  lw_set(l, l->v_scr, ke_arg(l->m, 4));
+  return 0;
+}
+
+KStmt *lw_chunk_loop(L *l, int64_t C, int v_c0, int v_len) {
+  int t0, t1;
+  lw_sequence(l, &t0, &t1);
+  /* for (c0 = t0; c0 < t1; c0 += C): KIR counts by one, so count chunks */
+  int k = lw_var(l, KT_I64, "chunk"), nk = lw_var(l, KT_I64, "nchunks");
+  lw_set(l, nk, ke_bin(l->m, KO_DIV,
+                       ke_add(l->m, ke_bin(l->m, KO_SUB, lw_V(l, t1), lw_V(l, t0)), lw_I(l, C - 1)),
+                       lw_I(l, C)));
+  KStmt *outer = lw_open_for(l, k, lw_I(l, 0), lw_V(l, nk), 0);
+  lw_set(l, v_c0, ke_add(l->m, lw_V(l, t0), ke_mul(l->m, lw_V(l, k), lw_I(l, C))));
+  lw_set(l, v_len, ke_bin(l->m, KO_MIN, lw_I(l, C),
+                          ke_bin(l->m, KO_SUB, lw_V(l, t1), lw_V(l, v_c0))));
+  return outer;
+}
+
+void lw_chunk_loop_end(L *l, KStmt *outer) {
+  lw_close_for(l, outer);
+  lw_state_io(l, 1);
+}
+
+void lw_chunk_outputs(L *l, int v_c0, int v_len, int v_tc) {
+  KStmt *outer = lw_open_for(l, v_tc, lw_I(l, 0), lw_V(l, v_len), 0);
+  lw_at_token(l, v_c0, v_tc);
+  lw_lower_outputs(l);
+  lw_close_for(l, outer);
+}
+
+KExpr *lw_chunk_result(L *l, int64_t off, int v_tc, int64_t width, KExpr *col) {
+  if (l->split) col = ke_bin(l->m, KO_SUB, col, lw_V(l, l->v_j0));
+  return lw_scr_load(l, off, ke_add(l->m, ke_mul(l->m, lw_V(l, v_tc), lw_I(l, width)), col));
+}

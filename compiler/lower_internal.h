@@ -126,6 +126,24 @@ int64_t *lw_offsets(L *l, int n);
 void lw_at_token(L *l, int c0, int tc);
 /* Every output of the current token, in textual order. */
 void lw_lower_outputs(L *l);
+/* The chunk strategies' common frame (lower_chunk.c, lower_chunk_dplr.c):
+ *   lw_chunk_begin   lw_begin for a chunk kernel, with the strategy's readout answer and
+ *                    context, and the value-tile split planned (the items renamed);
+ *   lw_chunk_tables  the per-state tables (ver, R, C), the lets' offsets and scr = scratch;
+ *   lw_chunk_loop    sequence n's tokens, its initial states, and the loop over its chunks of
+ *                    C tokens, with c0 (the first token) and len (its length) set; close it
+ *                    with lw_chunk_loop_end, which stores the final states;
+ *   lw_chunk_outputs every output of every token tc of the chunk, in textual order;
+ *   lw_chunk_result  the chunk's result for token tc at state column col (the item's own
+ *                    column under the split), from a [C, width] scratch buffer at off. */
+int lw_chunk_begin(L *l, Arena *a, const KernelSpec *spec, KernelPlan *plan,
+                   KExpr *(*readout)(L *l, const RecOutput *o, const RecOut *n), void *strategy,
+                   char *err, size_t errlen);
+int lw_chunk_tables(L *l);
+KStmt *lw_chunk_loop(L *l, int64_t C, int v_c0, int v_len);
+void lw_chunk_loop_end(L *l, KStmt *outer);
+void lw_chunk_outputs(L *l, int v_c0, int v_len, int v_tc);
+KExpr *lw_chunk_result(L *l, int64_t off, int v_tc, int64_t width, KExpr *col);
 /* The strategies. */
 int lower_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, size_t errlen);
 /* Whether the chunk strategy applies; if not, why (for messages). */

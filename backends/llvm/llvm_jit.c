@@ -4,8 +4,8 @@
  * them); a KS_FOR is preheader (lo, hi evaluated once) -> header (i < hi) -> body -> latch
  * (i += 1, the back edge carrying !llvm.loop metadata: mustprogress, and
  * llvm.loop.vectorize.enable for KF_VECTORIZE) -> exit.
- * KS_MATMUL becomes a register-blocked micro-kernel built from <W x float> vectors (see
- * "KS_MATMUL" below); f32 exp is inline straight-line code (emit_expf), so that loops
+ * KS_MATMUL becomes a call of a register-blocked micro-kernel built from <W x float> vectors
+ * (see "KS_MATMUL" below), compiled once per JIT; f32 exp is inline straight-line code (emit_expf), so that loops
  * around it vectorise. */
 #define _POSIX_C_SOURCE 200809L
 #include "llvm_jit.h"
@@ -618,12 +618,12 @@ static void emit_store(Emit *e, const KStmt *s) {
  *   k:       when K is not a constant <= MM_KC, in blocks of MM_KC (the second and later
  *            ones accumulating into C), so that the rows of B that a row block sweeps stay
  *            in cache.
- * Every statement calls one generic function of the module (mixc.matmul, emitted once, its
- * sizes runtime values), so that a kernel with several matmuls pays one expansion of
- * compile time: expanding each site in place, specialised for constant M and N, made the
- * chunk kernels' JIT ~15% slower (docs/benchmarks.md) for no measurable speed, as a call
- * costs nothing next to a tile's k loop at these sizes (C x 128 x 128). mm_all still
- * specialises for constant operands where it is given them.
+ * Every statement calls one generic function (its sizes runtime values; mm_generic): the
+ * JIT compiles it once, for all its kernels, and standalone IR defines it in the module.
+ * Expanding each site in place, specialised for constant M and N, made the chunk kernels'
+ * JIT ~15% slower (docs/benchmarks.md) for no measurable speed, as a call costs nothing next
+ * to a tile's k loop at these sizes (C x 128 x 128). mm_all still specialises for constant
+ * operands where it is given them.
  * M, N <= 0 write nothing; K <= 0 sets C = 0 (or leaves it when accumulating). */
 
 enum { MM_MAXR = 8, MM_MAXV = 4, MM_KC = 256 };
@@ -1199,6 +1199,25 @@ static void emit_init(Emit *e, LLVMContextRef ctx, const Host *host, char *err, 
   if (host) LLVMSetTarget(e->mod, host->triple);
 }
 
+/* The builder disposed, the module verified: the module, or NULL (disposed) with a message. */
+static LLVMModuleRef emit_finish(Emit *e) {
+  LLVMDisposeBuilder(e->b);
+  if (e->bad) {
+    LLVMDisposeModule(e->mod);
+    return NULL;
+  }
+  char *msg = NULL;
+  if (LLVMVerifyModule(e->mod, LLVMReturnStatusAction, &msg)) {
+    set_err(e->err, e->errlen, "llvm backend: internal error: the module does not verify: %s",
+            msg ? msg : "?");
+    if (msg) LLVMDisposeMessage(msg);
+    LLVMDisposeModule(e->mod);
+    return NULL;
+  }
+  if (msg) LLVMDisposeMessage(msg);
+  return e->mod;
+}
+
 /* A module of the shared matmul alone (MM_SHARED, external), or NULL with a message. */
 static LLVMModuleRef build_mm_module(LLVMContextRef ctx, const Host *host, char *err,
                                      size_t errlen) {
@@ -1207,18 +1226,7 @@ static LLVMModuleRef build_mm_module(LLVMContextRef ctx, const Host *host, char 
   e.shared_mm = 2;
   LLVMTypeRef fty;
   mm_generic(&e, &fty);
-  LLVMDisposeBuilder(e.b);
-  char *msg = NULL;
-  if (e.bad || LLVMVerifyModule(e.mod, LLVMReturnStatusAction, &msg)) {
-    if (!e.bad)
-      set_err(err, errlen, "llvm backend: internal error: the matmul does not verify: %s",
-              msg ? msg : "?");
-    if (msg) LLVMDisposeMessage(msg);
-    LLVMDisposeModule(e.mod);
-    return NULL;
-  }
-  if (msg) LLVMDisposeMessage(msg);
-  return e.mod;
+  return emit_finish(&e);
 }
 
 /* shared_mm: KS_MATMUL calls the JIT's shared matmul (declared only), else the module's
@@ -1241,21 +1249,7 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KModule *m, const Ho
     if (names) memcpy(names[i], sym, sizeof sym);
     emit_func(&e, m->funcs[i], sym);
   }
-  LLVMDisposeBuilder(e.b);
-  if (e.bad) {
-    LLVMDisposeModule(e.mod);
-    return NULL;
-  }
-  char *msg = NULL;
-  if (LLVMVerifyModule(e.mod, LLVMReturnStatusAction, &msg)) {
-    set_err(err, errlen, "llvm backend: internal error: the module does not verify: %s",
-            msg ? msg : "?");
-    if (msg) LLVMDisposeMessage(msg);
-    LLVMDisposeModule(e.mod);
-    return NULL;
-  }
-  if (msg) LLVMDisposeMessage(msg);
-  return e.mod;
+  return emit_finish(&e);
 }
 
 /* default<O2> for the host CPU, without the generic loop unroller and interleaver: the
