@@ -19,7 +19,10 @@
  * times the kernel at fla's benchmark shapes ((B, T) = (8, 2048), (2, 8192), (1, 32768), H 16,
  * K = V = 128, bf16; delta and gated delta; the runtime's value split, and the two long ones
  * also unsplit; the values do not change the work); with MIXC_DELTA_PROF=1 also the cycles a
- * chunk per phase; MIXC_DELTA_DUMP=DIR writes the sources. */
+ * chunk per phase; MIXC_DELTA_DUMP=DIR writes the sources. MIXC_DELTA_SEGS=N runs every
+ * case through the sequence split (lower_cuda_seg.c: local, combine and output kernels, two
+ * value tiles where a case has one, the per-item storage in device memory; a shape the split
+ * does not fit runs unsplit, said so); MIXC_DELTA_THREADS=512 prints 512 threads a block. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 
@@ -67,12 +70,26 @@ enum { P_Q, P_K, P_V, P_G, P_BETA, P_O, P_SCALE, P_H0, P_HT, P_CU };
 enum { I_B, I_T, I_H, I_N, S_Q = 4, S_K = 8, S_V = 12, S_G = 16, S_BETA = 19, S_O = 22,
        S_SCALE = 26, S_H0 = 27, S_HT = 31 };
 
-/* MIXC_DELTA_THREADS=512: every kernel with 512 threads a block (CudaChunkShape.threads) */
+/* MIXC_DELTA_THREADS=512: every kernel with 512 threads a block (CudaChunkShape.threads).
+ * MIXC_DELTA_SEGS=N: every case split into N sequence segments (three kernels,
+ * lower_cuda_seg.c; cases whose split does not fit run unsplit, said so). */
 static unsigned g_threads;
+static int64_t g_segs;
+
+/* A case's kernels, in launch order (one, or three with segments). */
+typedef struct Kern {
+  int n;
+  MixcCudaFunc *fn[3];
+  char name[3][256];
+  unsigned threads[3], smem[3];
+  int64_t item_floats;
+  int64_t vtiles, segs; /* the split printed */
+} Kern;
 
 static void fill_shape(const Case *c, CudaChunkShape *s) {
   memset(s, 0, sizeof *s);
   s->threads = g_threads;
+  s->segs = g_segs;
   s->kind = CCK_DELTA;
   s->K = c->K, s->V = c->V, s->chunk = 64, s->vtile = c->vtile, s->vtiles = c->vtiles;
   s->in_type = c->in, s->out_type = c->out, s->g_type = c->gt, s->beta_type = c->bt;
@@ -90,35 +107,82 @@ static void fill_shape(const Case *c, CudaChunkShape *s) {
   s->i_B = I_B, s->i_T = I_T, s->i_H = I_H, s->i_N = I_N;
 }
 
-/* The prelude, the argument struct and the kernel: 0, -1 (outside the form) or 1. */
+/* The prelude, and each kernel's argument struct and text (k: names, launches): 0, -1
+ * (outside the form) or 1. With segments asked for and a shape they do not fit, the kernel
+ * unsplit. */
 static int print_source(const Case *c, const char *name, int arch, int optin, int ldsm,
-                        char **src, unsigned *threads, unsigned *smem) {
+                        char **src, Kern *k) {
   CudaChunkShape s;
   fill_shape(c, &s);
+  if (s.segs > 1 && s.vtiles == 1 && s.V >= 32) {
+    /* as lower_cuda_chunk splits: two value tiles, so the local kernel's tile (half of V and
+     * half of the transition's K columns) is as wide as the unsplit one */
+    s.vtile = ((s.V + 1) / 2 + 15) / 16 * 16;
+    s.vtiles = (s.V + s.vtile - 1) / s.vtile;
+  }
+  char err[512];
+  CudaChunkKernel kk[3];
+  int nk = 0;
+  int rc = cuda_chunk_kernels(&s, name, arch, optin, kk, &nk, err, sizeof err);
+  if (rc < 0 && s.segs > 1) {
+    printf("  %s: no sequence split for this shape (unsplit)\n", c->what);
+    fill_shape(c, &s);
+    s.segs = 1;
+    rc = cuda_chunk_kernels(&s, name, arch, optin, kk, &nk, err, sizeof err);
+  }
+  if (rc > 0) printf("  error: %s\n", err);
+  if (rc) return rc;
   size_t len = 0;
   FILE *f = open_memstream(src, &len);
-  if (!f) return 1;
+  if (!f) {
+    cuda_chunk_kernels_free(kk, nk);
+    return 1;
+  }
   fputs(g_prelude, f);
-  fprintf(f, "struct MixcArgs_%s {\n  void *ptrs[%d];\n  int64_t ints[%d];\n};\n", name, NPTRS,
-          NINTS);
-  char err[512];
-  int64_t scratch = -1;
-  int rc = cuda_chunk_delta_source(f, &s, name, arch, optin, threads, smem, &scratch, err,
-                                   sizeof err);
+  memset(k, 0, sizeof *k);
+  k->n = nk;
+  k->vtiles = s.vtiles;
+  k->segs = s.segs > 1 ? s.segs : 1;
+  for (int i = 0; i < nk; i++) {
+    fprintf(f, "struct MixcArgs_%s {\n  void *ptrs[%d];\n  int64_t ints[%d];\n};\n", kk[i].name,
+            NPTRS, NINTS);
+    fputs(kk[i].src, f);
+    snprintf(k->name[i], sizeof k->name[i], "%s", kk[i].name);
+    k->threads[i] = kk[i].threads, k->smem[i] = kk[i].smem;
+    if (kk[i].item_floats > k->item_floats) k->item_floats = kk[i].item_floats;
+    if (kk[i].scratch_floats != 0) {
+      printf("  scratch_floats %lld, expected 0\n", (long long)kk[i].scratch_floats);
+      rc = 1;
+    }
+  }
+  cuda_chunk_kernels_free(kk, nk);
   fclose(f);
-  if (rc > 0) printf("  error: %s\n", err);
-  /* ldsm = 0: the kernel's mma fragments by element loads instead of ldmatrix */
-  char *l = rc == 0 && !ldsm ? strstr(*src, "constexpr bool LDSM = true;") : NULL;
-  if (l) memcpy(l + strlen("constexpr bool LDSM = "), "!1  ", 4);
-  if (rc == 0 && !ldsm && !l) {
+  /* ldsm = 0: the kernels' mma fragments by element loads instead of ldmatrix */
+  int nl = 0;
+  for (char *l = rc == 0 && !ldsm ? strstr(*src, "constexpr bool LDSM = true;") : NULL; l;
+       l = strstr(l, "constexpr bool LDSM = true;"), nl++)
+    memcpy(l + strlen("constexpr bool LDSM = "), "!1  ", 4);
+  if (rc == 0 && !ldsm && !nl) {
     printf("  no LDSM switch in the source\n");
     rc = 1;
   }
-  if (rc == 0 && scratch != 0) {
-    printf("  scratch_floats %lld, expected 0\n", (long long)scratch);
-    rc = 1;
-  }
   return rc;
+}
+
+/* Launches k's kernels in order over items [begin0, items): each in two launches ([0, mid),
+ * [mid, items)) when mid > 0, with scratch for their per-item storage: 0 or 1. */
+static int launch_all(const Kern *k, void *args, int64_t items, int64_t mid, float *scratch,
+                      char *err, size_t n) {
+  for (int f = 0; f < k->n; f++)
+    for (int part = 0; part < 2; part++) {
+      int64_t begin = part ? mid : 0, end = part ? items : mid;
+      if (end <= begin) continue;
+      unsigned grid[3] = {(unsigned)(end - begin), 1, 1}, block[3] = {k->threads[f], 1, 1};
+      void *kargs[] = {args, &begin, &end, &scratch};
+      if (mixc_cuda_launch(g_cuda, k->fn[f], grid, block, k->smem[f], NULL, kargs, err, n))
+        return 1;
+    }
+  return 0;
 }
 
 static void check(int ok, const char *what) {
@@ -174,9 +238,8 @@ static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
   snprintf(name, sizeof name, "mixc_delta_gpu%d%s", idx, ldsm ? "" : "e");
   const MixcCudaInfo *in = mixc_cuda_info(g_cuda);
   char *src = NULL;
-  unsigned threads = 0, smem = 0;
-  int rc = print_source(c, name, in->arch, in->max_smem_per_block_optin, ldsm, &src, &threads,
-                        &smem);
+  Kern kn;
+  int rc = print_source(c, name, in->arch, in->max_smem_per_block_optin, ldsm, &src, &kn);
   if (rc) {
     snprintf(what, sizeof what, "%s: printed for the device: %d", c->what, rc);
     check(0, what);
@@ -184,10 +247,11 @@ static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
     return 1;
   }
   MixcCudaModule *mod = NULL;
-  MixcCudaFunc *fn = NULL;
-  if (mixc_cuda_compile(g_cuda, src, "test_lower_cuda_delta.cu", &mod, NULL, NULL, err,
-                        sizeof err) ||
-      mixc_cuda_function(mod, name, &fn, err, sizeof err)) {
+  int crc = mixc_cuda_compile(g_cuda, src, "test_lower_cuda_delta.cu", &mod, NULL, NULL, err,
+                              sizeof err);
+  for (int i = 0; i < kn.n && !crc; i++)
+    crc = mixc_cuda_function(mod, kn.name[i], &kn.fn[i], err, sizeof err);
+  if (crc) {
     printf("%s\n", err);
     snprintf(what, sizeof what, "%s: compile on the device", c->what);
     check(0, what);
@@ -196,6 +260,7 @@ static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
     return 1;
   }
   free(src);
+  MixcDevPtr dscr = 0; /* the kernels' per-item storage (segments) */
   const int64_t K = c->K, V = c->V, H = c->H;
   /* sequences */
   int64_t B = c->B, T = c->T, N = B, cu[8] = {0};
@@ -336,18 +401,13 @@ static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
   }
   for (int d = 0; d < 3; d++) args.ints[S_G + d] = sg[d], args.ints[S_BETA + d] = sb[d];
   args.ints[S_SCALE] = 1;
-  int64_t items = N * H * c->vtiles, mid = items / 3;
-  float *scratch = NULL;
-  for (int part = 0; part < 2 && !bad; part++) {
-    int64_t begin = part ? mid : 0, end = part ? items : mid;
-    if (end <= begin) continue;
-    unsigned grid[3] = {(unsigned)(end - begin), 1, 1}, block[3] = {threads, 1, 1};
-    void *kargs[] = {&args, &begin, &end, &scratch};
-    if (mixc_cuda_launch(g_cuda, fn, grid, block, smem, NULL, kargs, err, sizeof err)) {
-      printf("%s\n", err);
-      bad = 1;
-    }
-  }
+  int64_t items = N * H * kn.vtiles * kn.segs, mid = items / 3;
+  if (!bad && kn.item_floats > 0 &&
+      mixc_cuda_alloc(g_cuda, (size_t)(items * kn.item_floats) * 4, &dscr, err, sizeof err))
+    printf("%s\n", err), bad = 1;
+  float *scratch = (float *)(uintptr_t)dscr;
+  if (!bad && launch_all(&kn, &args, items, mid, scratch, err, sizeof err))
+    printf("%s\n", err), bad = 1;
   if (!bad && mixc_cuda_synchronize(g_cuda, err, sizeof err)) printf("%s\n", err), bad = 1;
   if (!bad && (mixc_cuda_memcpy_dtoh(g_cuda, bo.h, bo.d, bo.bytes, err, sizeof err) ||
                (c->ht && mixc_cuda_memcpy_dtoh(g_cuda, bht.h, bht.d, bht.bytes, err, sizeof err))))
@@ -401,13 +461,11 @@ static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
   {
     MixcCudaEvent *e0 = NULL, *e1 = NULL;
     float ms = 0;
-    int64_t begin = 0, end = items;
-    unsigned grid[3] = {(unsigned)items, 1, 1}, block[3] = {threads, 1, 1};
-    void *kargs[] = {&args, &begin, &end, &scratch};
+    const unsigned threads = kn.threads[kn.n - 1], smem = kn.smem[kn.n - 1];
     if (!mixc_cuda_event_create(g_cuda, &e0, err, sizeof err) &&
         !mixc_cuda_event_create(g_cuda, &e1, err, sizeof err) &&
         !mixc_cuda_event_record(g_cuda, e0, NULL, err, sizeof err) &&
-        !mixc_cuda_launch(g_cuda, fn, grid, block, smem, NULL, kargs, err, sizeof err) &&
+        !launch_all(&kn, &args, items, 0, scratch, err, sizeof err) &&
         !mixc_cuda_event_record(g_cuda, e1, NULL, err, sizeof err) &&
         !mixc_cuda_event_elapsed(g_cuda, e0, e1, &ms, err, sizeof err))
       printf("  %s: %lld items, %u threads, %u B shared: %.3f ms\n", c->what, (long long)items,
@@ -421,6 +479,7 @@ done:
     free(all[i]->h);
   }
   free(ref_o), free(ref_s), free(S), free(u);
+  if (dscr) mixc_cuda_free(g_cuda, dscr, err, sizeof err);
   mixc_cuda_module_free(mod);
   return 0;
 }
@@ -449,12 +508,16 @@ static void bench(const Case *c0, int idx, int64_t B, int64_t T, int64_t vtile, 
   cb.vtile = vtile, cb.vtiles = (V + vtile - 1) / vtile;
   snprintf(name, sizeof name, "mixc_delta_bench%d", idx);
   char *src = NULL, *src2 = NULL;
-  unsigned threads = 0, smem = 0;
-  if (print_source(c, name, in->arch, in->max_smem_per_block_optin, 1, &src, &threads,
-                   &smem)) {
+  Kern kn;
+  const int64_t segs = g_segs; /* the fused kernel only */
+  g_segs = 0;
+  int prc = print_source(c, name, in->arch, in->max_smem_per_block_optin, 1, &src, &kn);
+  g_segs = segs;
+  if (prc) {
     free(src);
     return;
   }
+  const unsigned threads = kn.threads[0], smem = kn.smem[0];
   if (prof) { /* the same kernel with the phase counters */
     size_t n = strlen(src) + 64;
     src2 = malloc(n);
@@ -589,6 +652,11 @@ int main(int argc, char **argv) {
        1, 0, 1, 2, 0, 1, 0, 1, 0, 2},
       {"gated_delta f16 K=V=64", 64, 64, 64, 1, F16, F16, F16, F16, 1, 1, 1, 1, 0, 0, 0, 0, 2,
        300, 2},
+      /* long sequences: many chunks a segment under MIXC_DELTA_SEGS */
+      {"gated_delta bf16 T=1000, h0, ht", 128, 128, 128, 1, BF, BF, F32, F32, 1, 1, 1, 1, 0, 0, 0,
+       0, 1, 1000, 2},
+      {"delta bf16 T=1000 (no g), ht", 128, 128, 128, 1, BF, BF, F32, F32, 0, 1, 0, 1, 0, 0, 0, 0,
+       1, 1000, 2},
       {"gated_delta bf16 K=128 V=100 vtile 32 x 4", 128, 100, 32, 4, BF, BF, F32, F32, 1, 1, 1,
        1, 0, 0, 0, 0, 2, 90, 2},
       {"gated_delta bf16 K=256 V=64 (chunk 32)", 256, 64, 64, 1, BF, BF, F32, F32, 1, 1, 1, 1, 0,
@@ -602,6 +670,10 @@ int main(int argc, char **argv) {
   const char *th = getenv("MIXC_DELTA_THREADS");
   g_threads = th && !strcmp(th, "512") ? 512 : 0;
   if (g_threads) printf("test_lower_cuda_delta: 512 threads a block\n");
+  const char *sg = getenv("MIXC_DELTA_SEGS");
+  g_segs = sg ? atoll(sg) : 0;
+  if (g_segs < 0 || g_segs > 64) g_segs = 0;
+  if (g_segs > 1) printf("test_lower_cuda_delta: %lld sequence segments\n", (long long)g_segs);
   const char *req = getenv("MIXC_TEST_REQUIRE_GPU");
   int require = req && *req && strcmp(req, "0");
   if (mixc_nvrtc_open(0, &g_nvrtc, err, sizeof err)) {
@@ -632,8 +704,10 @@ int main(int argc, char **argv) {
       char name[64], what[256];
       snprintf(name, sizeof name, "mixc_delta_k%d%s", i, ldsm ? "" : "e");
       char *src = NULL;
-      unsigned threads = 0, smem = 0;
-      int rc = print_source(c, name, 90, 232448, ldsm, &src, &threads, &smem);
+      Kern kn;
+      memset(&kn, 0, sizeof kn);
+      int rc = print_source(c, name, 90, 232448, ldsm, &src, &kn);
+      const unsigned threads = kn.n ? kn.threads[kn.n - 1] : 0, smem = kn.n ? kn.smem[kn.n - 1] : 0;
       snprintf(what, sizeof what, "%s%s: printed (%d, expected %d)", c->what,
                ldsm ? "" : " (element loads)", rc, c->expect);
       check(rc == c->expect, what);
