@@ -147,7 +147,7 @@ static int print_source(const Case *c, const char *name, int arch, int optin, in
     fprintf(f, "struct MixcArgs_%s {\n  void *ptrs[%d];\n  int64_t ints[%d];\n};\n", kk[i].name,
             NPTRS, NINTS);
     fputs(kk[i].src, f);
-    snprintf(k->name[i], sizeof k->name[i], "%s", kk[i].name);
+    snprintf(k->name[i], sizeof k->name[i], "%.255s", kk[i].name);
     k->threads[i] = kk[i].threads, k->smem[i] = kk[i].smem;
     if (kk[i].item_floats > k->item_floats) k->item_floats = kk[i].item_floats;
     if (kk[i].scratch_floats != 0) {
