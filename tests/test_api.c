@@ -17,7 +17,6 @@
  *
  * Ends with exactly one line `test_api: N passed, M failed`; exits nonzero on failure. */
 #define _POSIX_C_SOURCE 200809L
-#include <dirent.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -34,6 +33,7 @@
 #include "../runtime/inputs.h"
 #include "../runtime/reference.h"
 #include "mixc.h"
+#include "testlib.h"
 
 typedef struct Tally {
   int pass, fail;
@@ -50,33 +50,6 @@ static void result(Tally *t, int ok, const char *name, const char *detail) {
   }
   if (t->out == stdout) fflush(stdout);
 }
-
-#ifdef MIXC_HAVE_LLVM
-static char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  size_t cap = 4096, n = 0;
-  char *buf = malloc(cap);
-  size_t r;
-  while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
-    n += r;
-    if (n == cap) {
-      char *nb = realloc(buf, cap * 2);
-      if (!nb) {
-        free(buf);
-        buf = NULL;
-        break;
-      }
-      buf = nb;
-      cap *= 2;
-    }
-  }
-  fclose(f);
-  if (buf) *len = n;
-  return buf;
-}
-
-#endif
 
 /* ==== (a) argument checking ==== */
 
@@ -555,396 +528,6 @@ out:
 /* ==== (b) numerics against the fp64 reference ==== */
 #ifdef MIXC_HAVE_LLVM
 
-enum { MAXSYM = 64, MAXD = MIXC_MAX_DIMS };
-
-/* A tensor in memory: storage of any dtype and layout, read and written as doubles in the
- * contiguous logical order of the reference. */
-typedef struct Buf {
-  void *mem;
-  size_t bytes;
-  mixc_tensor t;
-} Buf;
-
-enum Layout { L_CONTIG, L_TRANSPOSE, L_BROADCAST_B };
-
-static size_t esize(mixc_dtype d) { return d == MIXC_F32 ? 4 : 2; }
-
-/* Logical shape t->shape; physical order: contiguous, T (or Y, X) and H swapped, or B
- * broadcast (stride 0). `pad` extra elements pad the innermost physical dim. `lead`: the
- * number of leading B, T/Y/X, H positions (3 or 4), 0 for params and states. */
-static int buf_make(Buf *b, mixc_dtype dt, int ndim, const int64_t *shape, int layout, int lead,
-                    int pad) {
-  memset(b, 0, sizeof b[0]);
-  b->t.dtype = dt;
-  b->t.ndim = ndim;
-  int perm[MAXD];
-  for (int d = 0; d < ndim; d++) perm[d] = d;
-  if (layout == L_TRANSPOSE && lead >= 3) {
-    /* [B, T, H, ...] stored as [B, H, T, ...]; [B, Y, X, H, ...] as [B, H, Y, X, ...] */
-    int h = lead - 1;
-    for (int d = h; d > 1; d--) perm[d] = perm[d - 1];
-    perm[1] = h;
-  }
-  int64_t st = 1;
-  for (int i = ndim - 1; i >= 0; i--) {
-    int d = perm[i];
-    b->t.shape[d] = shape[d];
-    if (layout == L_BROADCAST_B && d == 0 && lead) {
-      b->t.stride[d] = 0;
-      continue;
-    }
-    b->t.stride[d] = st;
-    st *= shape[d] + (i == ndim - 1 ? pad : 0);
-  }
-  b->bytes = (size_t)(st > 0 ? st : 1) * esize(dt);
-  b->mem = malloc(b->bytes);
-  b->t.data = b->mem;
-  return b->mem != NULL;
-}
-
-static void buf_free(Buf *b) {
-  free(b->mem);
-  b->mem = NULL;
-}
-
-static void buf_poison(Buf *b) {
-  size_t n = b->bytes / esize(b->t.dtype);
-  for (size_t i = 0; i < n; i++) {
-    if (b->t.dtype == MIXC_F32) {
-      float f = NAN;
-      memcpy((char *)b->mem + 4 * i, &f, 4);
-    } else {
-      uint16_t h = b->t.dtype == MIXC_BF16 ? 0x7fc0 : 0x7e00;
-      memcpy((char *)b->mem + 2 * i, &h, 2);
-    }
-  }
-}
-
-/* Visit every logical element in row-major order: f(offset in elements, flat index). */
-static int64_t buf_numel(const Buf *b) {
-  int64_t n = 1;
-  for (int d = 0; d < b->t.ndim; d++) n *= b->t.shape[d];
-  return n;
-}
-
-static int64_t buf_offset(const Buf *b, int64_t flat) {
-  int64_t off = 0;
-  for (int d = b->t.ndim - 1; d >= 0; d--) {
-    int64_t n = b->t.shape[d];
-    off += (flat % n) * b->t.stride[d];
-    flat /= n;
-  }
-  return off;
-}
-
-static void buf_put(Buf *b, const double *src) {
-  int64_t n = buf_numel(b);
-  for (int64_t i = 0; i < n; i++) {
-    char *p = (char *)b->mem + (size_t)buf_offset(b, i) * esize(b->t.dtype);
-    if (b->t.dtype == MIXC_F32) {
-      float f = (float)src[i];
-      memcpy(p, &f, 4);
-    } else {
-      uint16_t h = b->t.dtype == MIXC_BF16 ? mixc_f32_to_bf16((float)src[i])
-                                           : mixc_f32_to_f16((float)src[i]);
-      memcpy(p, &h, 2);
-    }
-  }
-}
-
-static void buf_get(const Buf *b, double *dst) {
-  int64_t n = buf_numel(b);
-  for (int64_t i = 0; i < n; i++) {
-    const char *p = (const char *)b->mem + (size_t)buf_offset(b, i) * esize(b->t.dtype);
-    if (b->t.dtype == MIXC_F32) {
-      float f;
-      memcpy(&f, p, 4);
-      dst[i] = f;
-    } else {
-      uint16_t h;
-      memcpy(&h, p, 2);
-      dst[i] = b->t.dtype == MIXC_BF16 ? mixc_bf16_to_f32(h) : mixc_f16_to_f32(h);
-    }
-  }
-}
-
-/* One example: its mixer (for the reference and the roles) and a kernel of it. */
-typedef struct Ex {
-  const char *file;
-  char name[64];
-  Compilation comp;
-  const Mixer *m;
-  InputRole roles[MAXSYM];
-  int64_t dims[MAXSYM];
-  mixc_module *mod;
-  mixc_kernel *k;
-  int grid, ndir;
-} Ex;
-
-/* The data of one call, in the reference's contiguous fp64 layout. */
-typedef struct Data {
-  int64_t B, T, H, Y, X, N;
-  int64_t numel[MAXSYM];
-  double *in[MAXSYM];  /* inputs; params (NULL: default); initial states (NULL: zeros) */
-  double *out[MAXSYM]; /* outputs; final states (NULL: not wanted) */
-  int64_t *cu;         /* NULL, or N + 1 offsets */
-} Data;
-
-static void data_free(Data *d) {
-  for (int s = 0; s < MAXSYM; s++) {
-    free(d->in[s]);
-    free(d->out[s]);
-  }
-  free(d->cu);
-  memset(d, 0, sizeof *d);
-}
-
-static int64_t feat(const Ex *x, int s) {
-  const Sym *y = &x->m->syms[s];
-  int64_t n = 1;
-  for (int p = 0; p < y->rank; p++) n *= x->dims[y->shape[p]];
-  return n;
-}
-
-/* The logical shape of symbol s's tensor; returns its rank, *lead the leading sizes. */
-static int tshape(const Ex *x, const Data *d, int s, int state, int64_t *sh, int *lead) {
-  const Sym *y = &x->m->syms[s];
-  int r = 0;
-  if (state) {
-    sh[r++] = d->N;
-    sh[r++] = d->H;
-    *lead = 0;
-  } else if (y->kind == SYM_PARAM) {
-    sh[r++] = d->H;
-    *lead = 0;
-  } else {
-    sh[r++] = d->B;
-    if (x->grid) {
-      sh[r++] = d->Y;
-      sh[r++] = d->X;
-    } else {
-      sh[r++] = d->T;
-    }
-    sh[r++] = d->H;
-    *lead = r;
-    if (y->kind == SYM_INPUT && y->per_direction) sh[r++] = x->ndir;
-  }
-  for (int p = 0; p < y->rank; p++) sh[r++] = x->dims[y->shape[p]];
-  return r;
-}
-
-static double round_to(mixc_dtype dt, double v) {
-  return dt == MIXC_BF16  ? mixc_round_bf16(v)
-         : dt == MIXC_F16 ? mixc_round_f16(v)
-                          : mixc_round_f32(v);
-}
-
-typedef struct Cfg {
-  int64_t B, T, Y, X;
-  mixc_dtype dt;
-  int layout_in, layout_out; /* enum Layout */
-  int init, fin;             /* initial states given, final states wanted */
-  int params;                /* every param given (else only those without a default) */
-  const int64_t *seqlens;    /* varlen: lengths of nseq sequences (B = 1) */
-  int nseq;
-  int cu_i32, cu_stride;
-} Cfg;
-
-/* Draw the data of one call. Values are rounded to what the kernel will read. */
-static int data_make(const Ex *x, const Cfg *c, MixcRng *rng, Data *d) {
-  memset(d, 0, sizeof *d);
-  const Mixer *m = x->m;
-  d->B = c->B;
-  d->H = 3;
-  d->Y = c->Y;
-  d->X = c->X;
-  d->T = x->grid ? c->Y * c->X : c->T;
-  d->N = d->B;
-  if (c->seqlens) {
-    d->cu = malloc(sizeof(int64_t) * (size_t)(c->nseq + 1));
-    if (!d->cu) return 0;
-    d->cu[0] = 0;
-    for (int i = 0; i < c->nseq; i++) d->cu[i + 1] = d->cu[i] + c->seqlens[i];
-    d->T = d->cu[c->nseq];
-    d->N = c->nseq;
-  }
-  for (int s = 0; s < m->nsyms; s++) {
-    const Sym *y = &m->syms[s];
-    int64_t last = y->rank ? x->dims[y->shape[y->rank - 1]] : 1, n = feat(x, s);
-    int nd = y->per_direction ? x->ndir : 1;
-    if (y->kind == SYM_INPUT)
-      n *= d->B * d->T * d->H * nd;
-    else if (y->kind == SYM_PARAM)
-      n *= d->H;
-    else if (y->kind == SYM_OUTPUT)
-      n *= d->B * d->T * d->H;
-    else if (y->kind == SYM_STATE)
-      n *= d->N * d->H;
-    else
-      continue;
-    d->numel[s] = n;
-    size_t bytes = sizeof(double) * (size_t)(n > 0 ? n : 1);
-    int give = y->kind == SYM_INPUT || (y->kind == SYM_PARAM && (c->params || !y->init)) ||
-               (y->kind == SYM_STATE && c->init);
-    if (give) {
-      d->in[s] = malloc(bytes);
-      if (!d->in[s]) return 0;
-      mixc_fill(rng, x->roles[s], d->in[s], n, last); /* states: normal, or non-negative */
-    }
-    if (y->kind == SYM_OUTPUT || (y->kind == SYM_STATE && c->fin)) {
-      d->out[s] = malloc(bytes);
-      if (!d->out[s]) return 0;
-    }
-  }
-  /* Ranges some mixers need (examples/README.md): non-negative features of the normalised
-   * forms; RWKV-7's b = -a * alpha (a removal key times a rate in (0, 1)). */
-  const char *nonneg[] = {"linear_attn_norm", "q", "linear_attn_norm", "k",
-                          "lightnet",         "q", "lightnet2d",       "q"};
-  for (int i = 0; i < 8; i += 2) {
-    int s = mixer_find(m, nonneg[i + 1]);
-    if (strcmp(m->name.name, nonneg[i]) || s < 0 || !d->in[s]) continue;
-    for (int64_t j = 0; j < d->numel[s]; j++) d->in[s][j] = fabs(d->in[s][j]);
-  }
-  if (!strcmp(m->name.name, "rwkv7")) {
-    int sa = mixer_find(m, "a"), sb = mixer_find(m, "b");
-    int64_t K = feat(x, sa);
-    for (int64_t r = 0; r * K < d->numel[sa]; r++) {
-      double alpha = mixc_rng_uniform(rng);
-      for (int64_t i = 0; i < K; i++) d->in[sb][r * K + i] = -d->in[sa][r * K + i] * alpha;
-    }
-  }
-  /* Broadcast over B: every batch row holds row 0. */
-  if (c->layout_in == L_BROADCAST_B)
-    for (int s = 0; s < m->nsyms; s++) {
-      if (m->syms[s].kind != SYM_INPUT || !d->in[s] || d->B < 2) continue;
-      int64_t row = d->numel[s] / d->B;
-      for (int64_t b = 1; b < d->B; b++)
-        memcpy(d->in[s] + b * row, d->in[s], sizeof(double) * (size_t)row);
-    }
-  for (int s = 0; s < m->nsyms; s++) {
-    if (!d->in[s]) continue;
-    mixc_dtype dt = m->syms[s].kind == SYM_STATE ? MIXC_F32 : c->dt;
-    for (int64_t j = 0; j < d->numel[s]; j++) d->in[s][j] = round_to(dt, d->in[s][j]);
-  }
-  return 1;
-}
-
-static int run_reference(const Ex *x, Data *d, char *err, size_t n) {
-  RefBinding b;
-  memset(&b, 0, sizeof b);
-  b.B = d->B;
-  b.T = d->T;
-  b.H = d->H;
-  b.Y = d->Y;
-  b.X = d->X;
-  b.dims = x->dims;
-  b.in = (const double *const *)d->in;
-  b.out = d->out;
-  b.cu_seqlens = d->cu;
-  b.nseq = d->cu ? d->N : 0;
-  return mixc_ref_run(x->m, &b, err, n);
-}
-
-/* Tensors of one call. */
-typedef struct Call {
-  Buf buf[MAXSYM], sin[MAXSYM], sout[MAXSYM];
-  mixc_named_tensor in[MAXSYM], out[MAXSYM], init[MAXSYM], fin[MAXSYM];
-  int nin, nout, ninit, nfin;
-  mixc_tensor cu;
-  void *cu_mem;
-} Call;
-
-static void call_free(Call *k) {
-  for (int s = 0; s < MAXSYM; s++) {
-    buf_free(&k->buf[s]);
-    buf_free(&k->sin[s]);
-    buf_free(&k->sout[s]);
-  }
-  free(k->cu_mem);
-}
-
-static int call_make(const Ex *x, const Cfg *c, const Data *d, Call *k) {
-  memset(k, 0, sizeof *k);
-  const Mixer *m = x->m;
-  int64_t sh[MAXD + 2];
-  int lead;
-  for (int s = 0; s < m->nsyms; s++) {
-    const Sym *y = &m->syms[s];
-    if (y->kind == SYM_INPUT || (y->kind == SYM_PARAM && d->in[s])) {
-      int r = tshape(x, d, s, 0, sh, &lead);
-      int lay = y->kind == SYM_PARAM ? L_CONTIG : c->layout_in;
-      if (!buf_make(&k->buf[s], c->dt, r, sh, lay, lead, 0)) return 0;
-      buf_put(&k->buf[s], d->in[s]);
-      k->in[k->nin].name = y->name;
-      k->in[k->nin++].tensor = k->buf[s].t;
-    } else if (y->kind == SYM_OUTPUT) {
-      int r = tshape(x, d, s, 0, sh, &lead);
-      if (!buf_make(&k->buf[s], c->dt, r, sh, c->layout_out, lead, c->layout_out ? 3 : 0)) return 0;
-      buf_poison(&k->buf[s]);
-      k->out[k->nout].name = y->name;
-      k->out[k->nout++].tensor = k->buf[s].t;
-    } else if (y->kind == SYM_STATE) {
-      int r = tshape(x, d, s, 1, sh, &lead);
-      if (d->in[s]) {
-        if (!buf_make(&k->sin[s], MIXC_F32, r, sh, L_CONTIG, 0, 0)) return 0;
-        buf_put(&k->sin[s], d->in[s]);
-        k->init[k->ninit].name = y->name;
-        k->init[k->ninit++].tensor = k->sin[s].t;
-      }
-      if (d->out[s]) {
-        if (!buf_make(&k->sout[s], MIXC_F32, r, sh, c->layout_out ? L_TRANSPOSE : L_CONTIG, 0,
-                      c->layout_out ? 1 : 0))
-          return 0;
-        buf_poison(&k->sout[s]);
-        k->fin[k->nfin].name = y->name;
-        k->fin[k->nfin++].tensor = k->sout[s].t;
-      }
-    }
-  }
-  if (d->cu) {
-    int64_t n1 = d->N + 1, st = c->cu_stride > 0 ? c->cu_stride : 1;
-    k->cu_mem = calloc((size_t)(n1 * st), 8);
-    if (!k->cu_mem) return 0;
-    for (int64_t i = 0; i < n1; i++) {
-      if (c->cu_i32)
-        ((int32_t *)k->cu_mem)[i * st] = (int32_t)d->cu[i];
-      else
-        ((int64_t *)k->cu_mem)[i * st] = d->cu[i];
-    }
-    k->cu = mixc_tensor_contiguous(k->cu_mem, c->cu_i32 ? MIXC_I32 : MIXC_I64, 1, &n1);
-    k->cu.stride[0] = st;
-  }
-  return 1;
-}
-
-static mixc_args call_args(Call *k) {
-  mixc_args a;
-  memset(&a, 0, sizeof a);
-  a.inputs = k->in;
-  a.ninputs = k->nin;
-  a.outputs = k->out;
-  a.noutputs = k->nout;
-  a.initial_states = k->init;
-  a.ninitial = k->ninit;
-  a.final_states = k->fin;
-  a.nfinal = k->nfin;
-  a.cu_seqlens = k->cu_mem ? &k->cu : NULL;
-  return a;
-}
-
-/* Read the kernel's results back into got (allocated like d->out). */
-static int call_results(const Ex *x, const Data *d, const Call *k, Data *got) {
-  memset(got, 0, sizeof *got);
-  for (int s = 0; s < x->m->nsyms; s++) {
-    if (!d->out[s]) continue;
-    got->numel[s] = d->numel[s];
-    got->out[s] = malloc(sizeof(double) * (size_t)(d->numel[s] > 0 ? d->numel[s] : 1));
-    if (!got->out[s]) return 0;
-    buf_get(x->m->syms[s].kind == SYM_STATE ? &k->sout[s] : &k->buf[s], got->out[s]);
-  }
-  return 1;
-}
-
 /* Max error of every output and final state relative to the largest reference value. */
 static int compare(const Ex *x, const Data *ref, const Data *got, double tol_out, double tol_state,
                    char *detail, size_t n) {
@@ -953,17 +536,9 @@ static int compare(const Ex *x, const Data *ref, const Data *got, double tol_out
   detail[0] = 0;
   for (int s = 0; s < x->m->nsyms; s++) {
     if (!ref->out[s] || !got->out[s]) continue;
-    double mx = 0, err = 0;
-    int64_t at = -1;
-    for (int64_t i = 0; i < ref->numel[s]; i++) {
-      double r = ref->out[s][i], g = got->out[s][i];
-      if (fabs(r) > mx) mx = fabs(r);
-      double e = fabs(g - r);
-      if (!(e <= err)) { /* NaN counts */
-        err = isnan(e) ? INFINITY : e;
-        at = i;
-      }
-    }
+    double mx;
+    int64_t at;
+    double err = max_abs_err(ref->out[s], got->out[s], ref->numel[s], &mx, &at); /* NaN: inf */
     double tol = (x->m->syms[s].kind == SYM_STATE ? tol_state : tol_out) * (mx > 0 ? mx : 1);
     int good = err <= tol;
     if (!good) {
@@ -1011,18 +586,18 @@ static int run_case(Tally *t, const Ex *x, const Cfg *c, uint64_t seed, const ch
   Data d, got;
   Call k;
   memset(&got, 0, sizeof got);
-  int ok = data_make(x, c, &rng, &d) && call_make(x, c, &d, &k);
+  int ok = data_make(x, c, &rng, &d) && call_make(x, c, &d, &k, NULL, detail, sizeof detail);
   if (!ok) snprintf(detail, sizeof detail, "out of memory");
   mixc_error e;
   if (ok) {
-    mixc_args a = call_args(&k);
+    mixc_args a = call_args(&k, NULL);
     mixc_status s = mixc_forward(x->k, &a, &e);
     if (s != MIXC_OK) {
       ok = 0;
       snprintf(detail, sizeof detail, "mixc_forward: %s: %s", mixc_status_name(s), e.message);
     }
   }
-  if (ok && !call_results(x, &d, &k, &got)) {
+  if (ok && !call_results(x, &d, &k, &got, detail, sizeof detail)) {
     ok = 0;
     snprintf(detail, sizeof detail, "out of memory");
   }
@@ -1049,7 +624,7 @@ static int agree(const Ex *x, const Data *a, const Data *b, double tol, char *de
 /* A variable-length batch equals each sequence run alone (and the reference). */
 static void varlen_case(Tally *t, const Ex *x, uint64_t seed, int cu_i32) {
   static const int64_t lens[3] = {5, 0, 9};
-  Cfg c = {1, 14, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 0, lens, 3, cu_i32, cu_i32 ? 2 : 1};
+  Cfg c = {1, 14, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 0, lens, 3, cu_i32, cu_i32 ? 2 : 1, 0};
   Data d, got;
   char name[160], detail[4800] = "";
   int ok = run_case(
@@ -1102,16 +677,16 @@ static void varlen_case(Tally *t, const Ex *x, uint64_t seed, int cu_i32) {
     }
     Call k;
     memset(&gi, 0, sizeof gi);
-    good = good && call_make(x, &ci, &di, &k);
+    good = good && call_make(x, &ci, &di, &k, NULL, detail, sizeof detail);
     if (good) {
-      mixc_args a = call_args(&k);
+      mixc_args a = call_args(&k, NULL);
       mixc_error e;
       mixc_status s = mixc_forward(x->k, &a, &e);
       if (s != MIXC_OK) {
         good = 0;
         snprintf(detail, sizeof detail, "sequence %d: %s", i, e.message);
       } else {
-        good = call_results(x, &di, &k, &gi);
+        good = call_results(x, &di, &k, &gi, detail, sizeof detail);
       }
       call_free(&k);
     }
@@ -1153,7 +728,7 @@ static void varlen_case(Tally *t, const Ex *x, uint64_t seed, int cu_i32) {
 /* mixc_step over the tokens one at a time equals one forward with final states; then a
  * repeated identical forward compiles nothing. */
 static void step_case(Tally *t, const Ex *x, uint64_t seed) {
-  Cfg c = {2, 9, 0, 0, MIXC_F32, L_TRANSPOSE, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0};
+  Cfg c = {2, 9, 0, 0, MIXC_F32, L_TRANSPOSE, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0, 0};
   char name[160], detail[4800] = "";
   snprintf(name, sizeof name, "%s step x9 equals forward T=9", x->name);
   Data d, got;
@@ -1164,7 +739,7 @@ static void step_case(Tally *t, const Ex *x, uint64_t seed) {
     return;
   }
   Call k;
-  int ok = call_make(x, &c, &d, &k);
+  int ok = call_make(x, &c, &d, &k, NULL, detail, sizeof detail);
   /* The states start from the initial states (the buffers hold them) and are carried. */
   mixc_named_tensor st[MAXSYM];
   int nst = 0;
@@ -1175,26 +750,7 @@ static void step_case(Tally *t, const Ex *x, uint64_t seed) {
     }
   for (int64_t tok = 0; tok < c.T && ok; tok++) {
     mixc_named_tensor in[MAXSYM], out[MAXSYM];
-    for (int i = 0; i < k.nin; i++) {
-      in[i] = k.in[i];
-      int sym = mixer_find(x->m, in[i].name);
-      if (x->m->syms[sym].kind != SYM_INPUT) continue;
-      in[i].tensor.shape[1] = 1;
-      in[i].tensor.data =
-          (char *)in[i].tensor.data + (size_t)(tok * in[i].tensor.stride[1]) * esize(c.dt);
-    }
-    for (int i = 0; i < k.nout; i++) {
-      out[i] = k.out[i];
-      out[i].tensor.shape[1] = 1;
-      out[i].tensor.data =
-          (char *)out[i].tensor.data + (size_t)(tok * out[i].tensor.stride[1]) * esize(c.dt);
-    }
-    mixc_args a;
-    memset(&a, 0, sizeof a);
-    a.inputs = in;
-    a.ninputs = k.nin;
-    a.outputs = out;
-    a.noutputs = k.nout;
+    mixc_args a = step_args(x, &k, tok, 1, in, out);
     mixc_error e;
     mixc_status s = mixc_step(x->k, &a, st, nst, &e);
     if (s != MIXC_OK) {
@@ -1224,7 +780,7 @@ static void step_case(Tally *t, const Ex *x, uint64_t seed) {
   int nv0 = 0, nv1 = 0;
   double ms0 = mixc_kernel_compile_ms(x->k, &nv0);
   if (ok) {
-    mixc_args a = call_args(&k);
+    mixc_args a = call_args(&k, NULL);
     mixc_error e;
     ok = mixc_forward(x->k, &a, &e) == MIXC_OK;
     if (!ok) snprintf(detail, sizeof detail, "%s", e.message);
@@ -1242,24 +798,8 @@ static void step_case(Tally *t, const Ex *x, uint64_t seed) {
  * vtile, chunk: options.vtile and options.chunk_size. */
 static int ex_open_opts(Ex *x, mixc_context *ctx, const char *path, mixc_strategy strat,
                         const int64_t *sizes, int64_t vtile, int64_t chunk, char *err, size_t n) {
-  memset(x, 0, sizeof *x);
-  x->file = path;
-  size_t len = 0;
-  char *src = read_file(path, &len);
-  if (!src) return snprintf(err, n, "cannot read %s", path), 0;
-  int nerr = compile_source(&x->comp, path, src, len, STAGE_REC);
+  if (!ex_load(x, ctx, path, err, n)) return 0;
   mixc_error e;
-  mixc_status st = nerr ? MIXC_ERROR_SOURCE : mixc_module_compile(ctx, src, len, path, &x->mod, &e);
-  free(src);
-  if (nerr || st != MIXC_OK || !x->comp.prog || x->comp.prog->nmixers != 1)
-    return snprintf(err, n, "%s does not compile: %s", path, nerr ? "(source errors)" : e.message),
-           0;
-  x->m = x->comp.prog->mixers[0];
-  if (x->m->nsyms > MAXSYM) return snprintf(err, n, "too many symbols"), 0;
-  snprintf(x->name, sizeof x->name, "%s", x->m->name.name);
-  x->grid = x->m->ngrid > 0;
-  x->ndir = x->grid && x->m->ndirs > 0 ? x->m->ndirs : 1;
-  mixc_input_roles(x->m, x->roles);
   static const int64_t default_sizes[4] = {24, 20, 12, 8};
   if (!sizes) sizes = default_sizes;
   mixc_dim dims[MAXSYM];
@@ -1307,10 +847,13 @@ static void ex_close(Ex *x) {
   compilation_free(&x->comp);
 }
 
-/* The strategy `auto` resolves to for the example's mixer (f32, no optional tensors). */
-static Strategy auto_strategy(const Ex *x) {
+/* Lowers x's mixer as a CPU call of it would be (f32, no optional tensors) with `strategy`,
+ * B*H = bh on `threads` threads and KernelSpec.vtile = vtile. Returns nonzero when it does
+ * not lower; else *strategy_out and *vtiles_out are the plan's. */
+static int plan_of(const Ex *x, Strategy strategy, int64_t bh, int64_t threads, int64_t vtile,
+                   Strategy *strategy_out, int64_t *vtiles_out) {
   const RecMixer *rm = x->comp.rec ? rec_find_mixer(x->comp.rec, x->m->name.name) : NULL;
-  if (!rm) return STRAT_RECURRENT;
+  if (!rm) return 1;
   KType dt[MAXSYM];
   unsigned char present[MAXSYM], want[MAXSYM];
   for (int s = 0; s < x->m->nsyms; s++) {
@@ -1326,14 +869,28 @@ static Strategy auto_strategy(const Ex *x) {
   sp.present = present;
   sp.want = want;
   sp.cu_type = KT_I32;
-  sp.strategy = STRAT_AUTO;
+  sp.strategy = strategy;
+  sp.bh = bh;
+  sp.target_items = threads;
+  sp.vtile = vtile;
   KernelPlan plan;
   Arena a;
   arena_init(&a);
   char err[512];
-  Strategy s = lower_mixer(&a, &sp, &plan, err, sizeof err) ? STRAT_RECURRENT : plan.strategy;
+  int rc = lower_mixer(&a, &sp, &plan, err, sizeof err);
+  if (!rc) {
+    *strategy_out = plan.strategy;
+    *vtiles_out = plan.vtiles;
+  }
   arena_free(&a);
-  return s;
+  return rc;
+}
+
+/* The strategy `auto` resolves to for the example's mixer (f32, no optional tensors). */
+static Strategy auto_strategy(const Ex *x) {
+  Strategy s;
+  int64_t vt;
+  return plan_of(x, STRAT_AUTO, 0, 0, 0, &s, &vt) ? STRAT_RECURRENT : s;
 }
 
 /* Several threads call one kernel of a fresh context at once: variants compile
@@ -1348,7 +905,7 @@ typedef struct Conc {
 
 static void *conc_main(void *p) {
   Conc *c = p;
-  mixc_args a = call_args(&c->k);
+  mixc_args a = call_args(&c->k, NULL);
   mixc_error e;
   c->st = mixc_forward(c->x->k, &a, &e);
   snprintf(c->msg, sizeof c->msg, "%s", e.message);
@@ -1366,10 +923,10 @@ static void concurrency_case(Tally *t, uint64_t seed) {
   int started[NT] = {0};
   memset(c, 0, sizeof c);
   Cfg cfg[NT] = {
-      {2, 7, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
-      {2, 63, 0, 0, MIXC_BF16, L_CONTIG, L_CONTIG, 0, 1, 0, NULL, 0, 0, 0},
-      {2, 64, 0, 0, MIXC_F16, L_TRANSPOSE, L_CONTIG, 1, 1, 0, NULL, 0, 0, 0},
-      {2, 65, 0, 0, MIXC_F32, L_TRANSPOSE, 1, 1, 1, 1, NULL, 0, 0, 0},
+      {2, 7, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0, 0},
+      {2, 63, 0, 0, MIXC_BF16, L_CONTIG, L_CONTIG, 0, 1, 0, NULL, 0, 0, 0, 0},
+      {2, 64, 0, 0, MIXC_F16, L_TRANSPOSE, L_CONTIG, 1, 1, 0, NULL, 0, 0, 0, 0},
+      {2, 65, 0, 0, MIXC_F32, L_TRANSPOSE, 1, 1, 1, 1, NULL, 0, 0, 0, 0},
   };
   int ok = mixc_context_create(2, &ctx, &e) == MIXC_OK;
   if (!ok) snprintf(err, sizeof err, "context: %s", e.message);
@@ -1378,7 +935,7 @@ static void concurrency_case(Tally *t, uint64_t seed) {
     MixcRng rng;
     mixc_rng_seed(&rng, seed + (uint64_t)i);
     c[i].x = &x;
-    ok = data_make(&x, &cfg[i], &rng, &c[i].d) && call_make(&x, &cfg[i], &c[i].d, &c[i].k);
+    ok = data_make(&x, &cfg[i], &rng, &c[i].d) && call_make(&x, &cfg[i], &c[i].d, &c[i].k, NULL, err, sizeof err);
     if (!ok) snprintf(err, sizeof err, "out of memory");
   }
   for (int i = 0; i < NT && ok; i++)
@@ -1392,7 +949,7 @@ static void concurrency_case(Tally *t, uint64_t seed) {
       snprintf(err, sizeof err, "thread %d: %s", i, started[i] ? c[i].msg : "not started");
       break;
     }
-    ok = call_results(&x, &c[i].d, &c[i].k, &got) && !run_reference(&x, &c[i].d, err, sizeof err) &&
+    ok = call_results(&x, &c[i].d, &c[i].k, &got, err, sizeof err) && !run_reference(&x, &c[i].d, err, sizeof err) &&
          compare(&x, &c[i].d, &got, tol_of(cfg[i].dt), 2e-4, err, sizeof err);
     data_free(&got);
   }
@@ -1407,10 +964,6 @@ static void concurrency_case(Tally *t, uint64_t seed) {
   }
   if (ctx) ex_close(&x);
   mixc_context_destroy(ctx);
-}
-
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* One example: the bulk of the cases on a recurrent kernel (4 variants: f32 with params and
@@ -1428,12 +981,12 @@ static void run_example(Tally *t, mixc_context *ctx, const char *file, int index
   }
   if (x.grid) {
     Cfg g[] = {
-        {2, 0, 3, 5, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0},
-        {2, 0, 3, 5, MIXC_F32, L_TRANSPOSE, 1, 0, 0, 0, NULL, 0, 0, 0},
-        {2, 0, 3, 5, MIXC_BF16, L_CONTIG, L_CONTIG, 0, 0, 1, NULL, 0, 0, 0},
-        {2, 0, 3, 5, MIXC_F16, L_BROADCAST_B, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0},
-        {1, 0, 1, 1, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0},
-        {2, 0, 7, 4, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0},
+        {2, 0, 3, 5, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0, 0},
+        {2, 0, 3, 5, MIXC_F32, L_TRANSPOSE, 1, 0, 0, 0, NULL, 0, 0, 0, 0},
+        {2, 0, 3, 5, MIXC_BF16, L_CONTIG, L_CONTIG, 0, 0, 1, NULL, 0, 0, 0, 0},
+        {2, 0, 3, 5, MIXC_F16, L_BROADCAST_B, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0, 0},
+        {1, 0, 1, 1, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0, 0},
+        {2, 0, 7, 4, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof g / sizeof g[0]; i++)
       run_case(t, &x, &g[i], cs + i, "", NULL, NULL);
@@ -1441,13 +994,13 @@ static void run_example(Tally *t, mixc_context *ctx, const char *file, int index
     return;
   }
   Cfg c[] = {
-      {2, 1, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
-      {2, 7, 0, 0, MIXC_F32, L_BROADCAST_B, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
-      {2, 63, 0, 0, MIXC_BF16, L_CONTIG, L_CONTIG, 0, 1, 0, NULL, 0, 0, 0},
-      {2, 64, 0, 0, MIXC_F16, L_CONTIG, L_CONTIG, 1, 0, 0, NULL, 0, 0, 0},
-      {2, 65, 0, 0, MIXC_F32, L_TRANSPOSE, 1, 1, 1, 1, NULL, 0, 0, 0},
-      {2, 0, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
-      {2, 1000, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
+      {2, 1, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0, 0},
+      {2, 7, 0, 0, MIXC_F32, L_BROADCAST_B, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0, 0},
+      {2, 63, 0, 0, MIXC_BF16, L_CONTIG, L_CONTIG, 0, 1, 0, NULL, 0, 0, 0, 0},
+      {2, 64, 0, 0, MIXC_F16, L_CONTIG, L_CONTIG, 1, 0, 0, NULL, 0, 0, 0, 0},
+      {2, 65, 0, 0, MIXC_F32, L_TRANSPOSE, 1, 1, 1, 1, NULL, 0, 0, 0, 0},
+      {2, 0, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0, 0},
+      {2, 1000, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0, 0},
   };
   int n = sizeof c / sizeof c[0];
   int big = !strcmp(x.name, "gla (recurrent)") || !strcmp(x.name, "delta (recurrent)");
@@ -1467,13 +1020,13 @@ static void run_example(Tally *t, mixc_context *ctx, const char *file, int index
   snprintf(a.name + strlen(a.name), sizeof a.name - strlen(a.name), " (auto: %s)",
            strategy_name(as));
   Cfg ca[] = {
-      {2, 1, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
-      {2, 63, 0, 0, MIXC_F32, L_BROADCAST_B, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
-      {2, 64, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
-      {2, 65, 0, 0, MIXC_F32, L_TRANSPOSE, 1, 1, 1, 1, NULL, 0, 0, 0},
-      {2, 130, 0, 0, MIXC_F32, L_CONTIG, 1, 1, 1, 1, NULL, 0, 0, 0},
-      {2, 0, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
-      {2, 1000, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0},
+      {2, 1, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0, 0},
+      {2, 63, 0, 0, MIXC_F32, L_BROADCAST_B, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0, 0},
+      {2, 64, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0, 0},
+      {2, 65, 0, 0, MIXC_F32, L_TRANSPOSE, 1, 1, 1, 1, NULL, 0, 0, 0, 0},
+      {2, 130, 0, 0, MIXC_F32, L_CONTIG, 1, 1, 1, 1, NULL, 0, 0, 0, 0},
+      {2, 0, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0, 0},
+      {2, 1000, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0, 0},
   };
   int na = sizeof ca / sizeof ca[0];
   if (!big) na--;
@@ -1523,34 +1076,9 @@ static void *work_main(void *p) {
 /* The plan a CPU call of x with B*H = bh on `threads` threads gets (f32, no optional
  * tensors; vtile: KernelSpec.vtile): its value tiles per (sequence, head), or -1. */
 static int64_t planned_vtiles_w(const Ex *x, int64_t bh, int64_t threads, int64_t vtile) {
-  const RecMixer *rm = x->comp.rec ? rec_find_mixer(x->comp.rec, x->m->name.name) : NULL;
-  if (!rm) return -1;
-  KType dt[MAXSYM];
-  unsigned char present[MAXSYM], want[MAXSYM];
-  for (int s = 0; s < x->m->nsyms; s++) {
-    dt[s] = KT_F32;
-    present[s] = x->m->syms[s].kind == SYM_PARAM;
-    want[s] = 0;
-  }
-  KernelSpec sp;
-  memset(&sp, 0, sizeof sp);
-  sp.rm = rm;
-  sp.dims = x->dims;
-  sp.dtype = dt;
-  sp.present = present;
-  sp.want = want;
-  sp.cu_type = KT_I32;
-  sp.strategy = STRAT_CHUNK;
-  sp.bh = bh;
-  sp.target_items = threads;
-  sp.vtile = vtile;
-  KernelPlan plan;
-  Arena a;
-  arena_init(&a);
-  char err[512];
-  int64_t v = lower_mixer(&a, &sp, &plan, err, sizeof err) ? -1 : plan.vtiles;
-  arena_free(&a);
-  return v;
+  Strategy s;
+  int64_t vt;
+  return plan_of(x, STRAT_CHUNK, bh, threads, vtile, &s, &vt) ? -1 : vt;
 }
 
 static int64_t planned_vtiles(const Ex *x, int64_t bh, int64_t threads) {
@@ -1588,7 +1116,7 @@ static void split_cases(Tally *t, uint64_t seed) {
     for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
       /* the first call builds the variant: B = 1 (3 pairs) */
       Cfg c = {1, Ts[i], 0, 0, MIXC_F32, i % 2 ? L_TRANSPOSE : L_CONTIG, L_CONTIG, 1, 1, 1,
-               NULL, 0, 0, 0};
+               NULL, 0, 0, 0, 0};
       run_case(t, &x, &c, seed + 31 * f + i, "", NULL, NULL);
     }
     varlen_case(t, &x, seed + 31 * f + 17, (int)(f % 2));
@@ -1625,12 +1153,12 @@ static void vtile_cases(Tally *t, uint64_t seed) {
     result(t, vt0 == 1 && vt == 5, name, err);
     static const int64_t Ts[] = {7, 65};
     for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
-      Cfg c = {2, Ts[i], 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0};
+      Cfg c = {2, Ts[i], 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0, 0};
       run_case(t, &x, &c, seed + 31 * f + i, "", NULL, NULL);
     }
     /* the same text with the schedule's tiles: its own variant, compiled anew */
     if (ex_open_vtile(&y, ctx, files[f], MIXC_STRATEGY_CHUNK, sizes, 0, err, sizeof err)) {
-      Cfg c = {2, 7, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0};
+      Cfg c = {2, 7, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0, 0};
       run_case(t, &y, &c, seed + 31 * f + 5, "", NULL, NULL);
       int nv = 0;
       double ms = mixc_kernel_compile_ms(y.k, &nv);
@@ -1676,30 +1204,19 @@ static void chunk_cases(Tally *t, mixc_context *ctx, uint64_t seed) {
       }
       snprintf(x.name + strlen(x.name), sizeof x.name - strlen(x.name), " chunk=%lld",
                (long long)chunks[c]);
-      Cfg cf = {2, 150, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0};
+      Cfg cf = {2, 150, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0, 0};
       run_case(t, &x, &cf, seed + 37 * f + c, "", NULL, NULL);
       ex_close(&x);
     }
 }
 
 static void test_numerics(Tally *t, mixc_context *ctx, uint64_t seed, const char *only) {
-  DIR *dir = opendir("examples");
-  if (!dir) {
-    result(t, 0, "numerics: open examples/", "run from the source root");
+  char *files[128];
+  int nf = list_examples(files, 128);
+  if (nf == 0) {
+    result(t, 0, "numerics: examples/", "none found (run from the source root)");
     return;
   }
-  char *files[128];
-  int nf = 0;
-  struct dirent *de;
-  while ((de = readdir(dir)) && nf < 128) {
-    size_t l = strlen(de->d_name);
-    if (l > 4 && !strcmp(de->d_name + l - 4, ".mix")) {
-      files[nf] = malloc(l + 10);
-      if (files[nf]) snprintf(files[nf++], l + 10, "examples/%s", de->d_name);
-    }
-  }
-  closedir(dir);
-  qsort(files, (size_t)nf, sizeof files[0], cmp_str);
   result(t, nf >= 10, "numerics: examples found", NULL);
   Work w;
   memset(&w, 0, sizeof w);
@@ -1745,7 +1262,7 @@ static void test_numerics(Tally *t, mixc_context *ctx, uint64_t seed, const char
     int ok = ex_open(&a, ctx, "examples/gla.mix", MIXC_STRATEGY_RECURRENT, err, sizeof err) &&
              ex_open(&b, ctx, "examples/gla.mix", MIXC_STRATEGY_RECURRENT, err, sizeof err);
     if (ok) {
-      Cfg c = {2, 5, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0};
+      Cfg c = {2, 5, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, 0, NULL, 0, 0, 0, 0};
       ok = run_case(t, &a, &c, seed + 7, "cache, first kernel", NULL, NULL) &&
            run_case(t, &b, &c, seed + 8, "cache, second kernel", NULL, NULL);
       int nv = 0;

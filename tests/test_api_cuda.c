@@ -25,7 +25,6 @@
  * cu_seqlens. Examples run on 8 threads sharing one context, each with its own stream.
  * `test_api_cuda SEED` replays a run. One summary line: passed, failed. */
 #define _POSIX_C_SOURCE 200809L
-#include <dirent.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -40,11 +39,12 @@
 #include "../runtime/inputs.h"
 #include "../runtime/reference.h"
 #include "mixc.h"
+#include "testlib.h"
 #ifdef MIXC_HAVE_CUDA
 #include "../backends/cuda/cuda_loader.h"
 #endif
 
-enum { MAXSYM = 64, MAXD = MIXC_MAX_DIMS, SKIP = 77, WORKERS = 8 };
+enum { SKIP = 77, WORKERS = 8 };
 
 static int passed, failed;
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -58,21 +58,6 @@ static void result(FILE *out, int ok, const char *name, const char *detail) {
   pthread_mutex_unlock(&g_mu);
   fprintf(out, "%s %s%s%s\n", ok ? "ok  " : "FAIL", name, detail && *detail ? ": " : "",
           detail ? detail : "");
-}
-
-static char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  char *b = NULL;
-  if (!fseek(f, 0, SEEK_END)) {
-    long n = ftell(f);
-    if (n >= 0 && !fseek(f, 0, SEEK_SET) && (b = malloc((size_t)n + 1))) {
-      *len = fread(b, 1, (size_t)n, f);
-      b[*len] = 0;
-    }
-  }
-  fclose(f);
-  return b;
 }
 
 /* ---- without a GPU (and before using one) ---- */
@@ -120,55 +105,6 @@ static int probe(mixc_context *ctx, mixc_module *mod, mixc_kernel **k) {
 
 static MixcCuda *g_cu;
 
-typedef struct Buf {
-  void *mem; /* host image of the device storage */
-  size_t bytes;
-  MixcDevPtr d;
-  mixc_tensor t; /* data: the device address */
-} Buf;
-
-enum { L_CONTIG, L_TRANSPOSE, L_BROADCAST_B };
-
-static size_t esize(mixc_dtype d) { return d == MIXC_F32 ? 4 : 2; }
-
-static int buf_make(Buf *b, mixc_dtype dt, int ndim, const int64_t *shape, int layout, int lead,
-                    int pad, char *err, size_t n) {
-  memset(b, 0, sizeof *b);
-  b->t.dtype = dt;
-  b->t.ndim = ndim;
-  int perm[MAXD];
-  for (int d = 0; d < ndim; d++) perm[d] = d;
-  if (layout == L_TRANSPOSE && lead >= 3) {
-    int h = lead - 1;
-    for (int d = h; d > 1; d--) perm[d] = perm[d - 1];
-    perm[1] = h;
-  }
-  int64_t st = 1;
-  for (int i = ndim - 1; i >= 0; i--) {
-    int d = perm[i];
-    b->t.shape[d] = shape[d];
-    if (layout == L_BROADCAST_B && d == 0 && lead) {
-      b->t.stride[d] = 0;
-      continue;
-    }
-    b->t.stride[d] = st;
-    st *= shape[d] + (i == ndim - 1 ? pad : 0);
-  }
-  b->bytes = (size_t)(st > 0 ? st : 1) * esize(dt);
-  b->mem = calloc(1, b->bytes);
-  if (!b->mem) return snprintf(err, n, "out of memory"), 0;
-  if (mixc_cuda_alloc(g_cu, b->bytes, &b->d, err, n)) return 0;
-  b->t.data = (void *)(uintptr_t)b->d;
-  return 1;
-}
-
-static void buf_free(Buf *b) {
-  char e[256];
-  free(b->mem);
-  if (b->d) mixc_cuda_free(g_cu, b->d, e, sizeof e);
-  memset(b, 0, sizeof *b);
-}
-
 static int buf_upload(Buf *b, char *err, size_t n) {
   return !mixc_cuda_memcpy_htod(g_cu, b->d, b->mem, b->bytes, err, n);
 }
@@ -177,342 +113,23 @@ static int buf_download(Buf *b, char *err, size_t n) {
   return !mixc_cuda_memcpy_dtoh(g_cu, b->mem, b->d, b->bytes, err, n);
 }
 
-static int buf_poison(Buf *b, char *err, size_t n) {
-  size_t k = b->bytes / esize(b->t.dtype);
-  for (size_t i = 0; i < k; i++) {
-    if (b->t.dtype == MIXC_F32) {
-      float f = NAN;
-      memcpy((char *)b->mem + 4 * i, &f, 4);
-    } else {
-      uint16_t h = b->t.dtype == MIXC_BF16 ? 0x7fc0 : 0x7e00;
-      memcpy((char *)b->mem + 2 * i, &h, 2);
-    }
-  }
+/* A filled buffer to the device: storage allocated there and uploaded; the tensor's data is
+ * the device address. */
+static int buf_place(Buf *b, char *err, size_t n) {
+  if (mixc_cuda_alloc(g_cu, b->bytes, &b->d, err, n)) return 0;
+  b->t.data = (void *)(uintptr_t)b->d;
   return buf_upload(b, err, n);
 }
 
-static int64_t buf_numel(const Buf *b) {
-  int64_t n = 1;
-  for (int d = 0; d < b->t.ndim; d++) n *= b->t.shape[d];
-  return n;
+static void buf_release(Buf *b) {
+  char e[256];
+  mixc_cuda_free(g_cu, b->d, e, sizeof e);
 }
 
-static int64_t buf_offset(const Buf *b, int64_t flat) {
-  int64_t off = 0;
-  for (int d = b->t.ndim - 1; d >= 0; d--) {
-    off += (flat % b->t.shape[d]) * b->t.stride[d];
-    flat /= b->t.shape[d];
-  }
-  return off;
-}
-
-static void buf_put(Buf *b, const double *src) {
-  int64_t n = buf_numel(b);
-  for (int64_t i = 0; i < n; i++) {
-    char *p = (char *)b->mem + (size_t)buf_offset(b, i) * esize(b->t.dtype);
-    if (b->t.dtype == MIXC_F32) {
-      float f = (float)src[i];
-      memcpy(p, &f, 4);
-    } else {
-      uint16_t h = b->t.dtype == MIXC_BF16 ? mixc_f32_to_bf16((float)src[i])
-                                           : mixc_f32_to_f16((float)src[i]);
-      memcpy(p, &h, 2);
-    }
-  }
-}
-
-static void buf_get(const Buf *b, double *dst) {
-  int64_t n = buf_numel(b);
-  for (int64_t i = 0; i < n; i++) {
-    const char *p = (const char *)b->mem + (size_t)buf_offset(b, i) * esize(b->t.dtype);
-    if (b->t.dtype == MIXC_F32) {
-      float f;
-      memcpy(&f, p, 4);
-      dst[i] = f;
-    } else {
-      uint16_t h;
-      memcpy(&h, p, 2);
-      dst[i] = b->t.dtype == MIXC_BF16 ? mixc_bf16_to_f32(h) : mixc_f16_to_f32(h);
-    }
-  }
-}
+/* The tensors of a call on the device (testlib's call_make and friends). */
+static const CallDevice g_dev = {buf_place, buf_download, buf_release};
 
 /* ---- examples and data ---- */
-
-typedef struct Ex {
-  char name[64];
-  int index;
-  Compilation comp;
-  const Mixer *m;
-  InputRole roles[MAXSYM];
-  int64_t dims[MAXSYM];
-  mixc_dim kdims[MAXSYM];
-  int nkdims;
-  mixc_module *mod;
-  int grid, ndir;
-} Ex;
-
-typedef struct Data {
-  int64_t B, T, H, Y, X, N;
-  int64_t numel[MAXSYM];
-  double *in[MAXSYM];
-  double *out[MAXSYM];
-  int64_t *cu;
-} Data;
-
-static void data_free(Data *d) {
-  for (int s = 0; s < MAXSYM; s++) {
-    free(d->in[s]);
-    free(d->out[s]);
-  }
-  free(d->cu);
-  memset(d, 0, sizeof *d);
-}
-
-static int64_t feat(const Ex *x, int s) {
-  const Sym *y = &x->m->syms[s];
-  int64_t n = 1;
-  for (int p = 0; p < y->rank; p++) n *= x->dims[y->shape[p]];
-  return n;
-}
-
-static int tshape(const Ex *x, const Data *d, int s, int state, int64_t *sh, int *lead) {
-  const Sym *y = &x->m->syms[s];
-  int r = 0;
-  *lead = 0;
-  if (state) {
-    sh[r++] = d->N;
-    sh[r++] = d->H;
-  } else if (y->kind == SYM_PARAM) {
-    sh[r++] = d->H;
-  } else {
-    sh[r++] = d->B;
-    if (x->grid) {
-      sh[r++] = d->Y;
-      sh[r++] = d->X;
-    } else {
-      sh[r++] = d->T;
-    }
-    sh[r++] = d->H;
-    *lead = r;
-    if (y->kind == SYM_INPUT && y->per_direction) sh[r++] = x->ndir;
-  }
-  for (int p = 0; p < y->rank; p++) sh[r++] = x->dims[y->shape[p]];
-  return r;
-}
-
-static double round_to(mixc_dtype dt, double v) {
-  return dt == MIXC_BF16 ? mixc_round_bf16(v) : dt == MIXC_F16 ? mixc_round_f16(v) : mixc_round_f32(v);
-}
-
-typedef struct Cfg {
-  int64_t B, T, Y, X;
-  mixc_dtype dt;
-  int layout_in, layout_out;
-  int init, fin, params;
-  const int64_t *seqlens;
-  int nseq, cu_i32, cu_stride;
-  int user_stream;
-} Cfg;
-
-/* Draw one call's data (examples/README.md ranges), rounded to what the kernel reads. */
-static int data_make(const Ex *x, const Cfg *c, MixcRng *rng, Data *d) {
-  memset(d, 0, sizeof *d);
-  const Mixer *m = x->m;
-  d->B = c->B;
-  d->H = 3;
-  d->Y = c->Y;
-  d->X = c->X;
-  d->T = x->grid ? c->Y * c->X : c->T;
-  d->N = d->B;
-  if (c->seqlens) {
-    d->cu = malloc(sizeof(int64_t) * (size_t)(c->nseq + 1));
-    if (!d->cu) return 0;
-    d->cu[0] = 0;
-    for (int i = 0; i < c->nseq; i++) d->cu[i + 1] = d->cu[i] + c->seqlens[i];
-    d->T = d->cu[c->nseq];
-    d->N = c->nseq;
-  }
-  for (int s = 0; s < m->nsyms; s++) {
-    const Sym *y = &m->syms[s];
-    int64_t last = y->rank ? x->dims[y->shape[y->rank - 1]] : 1, n = feat(x, s);
-    int nd = y->per_direction ? x->ndir : 1;
-    if (y->kind == SYM_INPUT)
-      n *= d->B * d->T * d->H * nd;
-    else if (y->kind == SYM_PARAM)
-      n *= d->H;
-    else if (y->kind == SYM_OUTPUT)
-      n *= d->B * d->T * d->H;
-    else if (y->kind == SYM_STATE)
-      n *= d->N * d->H;
-    else
-      continue;
-    d->numel[s] = n;
-    size_t bytes = sizeof(double) * (size_t)(n > 0 ? n : 1);
-    int give = y->kind == SYM_INPUT || (y->kind == SYM_PARAM && (c->params || !y->init)) ||
-               (y->kind == SYM_STATE && c->init);
-    if (give) {
-      if (!(d->in[s] = malloc(bytes))) return 0;
-      mixc_fill(rng, x->roles[s], d->in[s], n, last);
-    }
-    if (y->kind == SYM_OUTPUT || (y->kind == SYM_STATE && c->fin))
-      if (!(d->out[s] = malloc(bytes))) return 0;
-  }
-  const char *nonneg[] = {"linear_attn_norm", "q", "linear_attn_norm", "k",
-                          "lightnet",         "q", "lightnet2d",       "q"};
-  for (int i = 0; i < 8; i += 2) {
-    int s = mixer_find(m, nonneg[i + 1]);
-    if (strcmp(m->name.name, nonneg[i]) || s < 0 || !d->in[s]) continue;
-    for (int64_t j = 0; j < d->numel[s]; j++) d->in[s][j] = fabs(d->in[s][j]);
-  }
-  if (!strcmp(m->name.name, "rwkv7")) {
-    int sa = mixer_find(m, "a"), sb = mixer_find(m, "b");
-    int64_t K = feat(x, sa);
-    for (int64_t r = 0; r * K < d->numel[sa]; r++) {
-      double alpha = mixc_rng_uniform(rng);
-      for (int64_t i = 0; i < K; i++) d->in[sb][r * K + i] = -d->in[sa][r * K + i] * alpha;
-    }
-  }
-  if (c->layout_in == L_BROADCAST_B)
-    for (int s = 0; s < m->nsyms; s++) {
-      if (m->syms[s].kind != SYM_INPUT || !d->in[s] || d->B < 2) continue;
-      int64_t row = d->numel[s] / d->B;
-      for (int64_t b = 1; b < d->B; b++)
-        memcpy(d->in[s] + b * row, d->in[s], sizeof(double) * (size_t)row);
-    }
-  for (int s = 0; s < m->nsyms; s++) {
-    if (!d->in[s]) continue;
-    mixc_dtype dt = m->syms[s].kind == SYM_STATE ? MIXC_F32 : c->dt;
-    for (int64_t j = 0; j < d->numel[s]; j++) d->in[s][j] = round_to(dt, d->in[s][j]);
-  }
-  return 1;
-}
-
-static int run_reference(const Ex *x, Data *d, char *err, size_t n) {
-  RefBinding b;
-  memset(&b, 0, sizeof b);
-  b.B = d->B;
-  b.T = d->T;
-  b.H = d->H;
-  b.Y = d->Y;
-  b.X = d->X;
-  b.dims = x->dims;
-  b.in = (const double *const *)d->in;
-  b.out = d->out;
-  b.cu_seqlens = d->cu;
-  b.nseq = d->cu ? d->N : 0;
-  return mixc_ref_run(x->m, &b, err, n);
-}
-
-/* The device tensors of one call. */
-typedef struct Call {
-  Buf buf[MAXSYM], sin[MAXSYM], sout[MAXSYM], cub;
-  mixc_named_tensor in[MAXSYM], out[MAXSYM], init[MAXSYM], fin[MAXSYM];
-  int nin, nout, ninit, nfin, has_cu;
-} Call;
-
-static void call_free(Call *k) {
-  for (int s = 0; s < MAXSYM; s++) {
-    buf_free(&k->buf[s]);
-    buf_free(&k->sin[s]);
-    buf_free(&k->sout[s]);
-  }
-  buf_free(&k->cub);
-}
-
-static int call_make(const Ex *x, const Cfg *c, const Data *d, Call *k, char *err, size_t n) {
-  memset(k, 0, sizeof *k);
-  const Mixer *m = x->m;
-  int64_t sh[MAXD + 2];
-  int lead;
-  for (int s = 0; s < m->nsyms; s++) {
-    const Sym *y = &m->syms[s];
-    if (y->kind == SYM_INPUT || (y->kind == SYM_PARAM && d->in[s])) {
-      int r = tshape(x, d, s, 0, sh, &lead);
-      int lay = y->kind == SYM_PARAM ? L_CONTIG : c->layout_in;
-      if (!buf_make(&k->buf[s], c->dt, r, sh, lay, lead, 0, err, n)) return 0;
-      buf_put(&k->buf[s], d->in[s]);
-      if (!buf_upload(&k->buf[s], err, n)) return 0;
-      k->in[k->nin].name = y->name;
-      k->in[k->nin++].tensor = k->buf[s].t;
-    } else if (y->kind == SYM_OUTPUT) {
-      int r = tshape(x, d, s, 0, sh, &lead);
-      if (!buf_make(&k->buf[s], c->dt, r, sh, c->layout_out, lead, c->layout_out ? 3 : 0, err, n) ||
-          !buf_poison(&k->buf[s], err, n))
-        return 0;
-      k->out[k->nout].name = y->name;
-      k->out[k->nout++].tensor = k->buf[s].t;
-    } else if (y->kind == SYM_STATE) {
-      int r = tshape(x, d, s, 1, sh, &lead);
-      if (d->in[s]) {
-        if (!buf_make(&k->sin[s], MIXC_F32, r, sh, L_CONTIG, 0, 0, err, n)) return 0;
-        buf_put(&k->sin[s], d->in[s]);
-        if (!buf_upload(&k->sin[s], err, n)) return 0;
-        k->init[k->ninit].name = y->name;
-        k->init[k->ninit++].tensor = k->sin[s].t;
-      }
-      if (d->out[s]) {
-        if (!buf_make(&k->sout[s], MIXC_F32, r, sh, c->layout_out ? L_TRANSPOSE : L_CONTIG, 0,
-                      c->layout_out ? 1 : 0, err, n) ||
-            !buf_poison(&k->sout[s], err, n))
-          return 0;
-        k->fin[k->nfin].name = y->name;
-        k->fin[k->nfin++].tensor = k->sout[s].t;
-      }
-    }
-  }
-  if (d->cu) {
-    int64_t n1 = d->N + 1, st = c->cu_stride > 0 ? c->cu_stride : 1, len = (n1 - 1) * st + 1;
-    mixc_dtype dt = c->cu_i32 ? MIXC_I32 : MIXC_I64;
-    memset(&k->cub, 0, sizeof k->cub);
-    k->cub.bytes = (size_t)len * (c->cu_i32 ? 4 : 8);
-    k->cub.mem = calloc(1, k->cub.bytes);
-    if (!k->cub.mem) return snprintf(err, n, "out of memory"), 0;
-    for (int64_t i = 0; i < n1; i++) {
-      if (c->cu_i32)
-        ((int32_t *)k->cub.mem)[i * st] = (int32_t)d->cu[i];
-      else
-        ((int64_t *)k->cub.mem)[i * st] = d->cu[i];
-    }
-    if (mixc_cuda_alloc(g_cu, k->cub.bytes, &k->cub.d, err, n) || !buf_upload(&k->cub, err, n))
-      return 0;
-    k->cub.t = mixc_tensor_contiguous((void *)(uintptr_t)k->cub.d, dt, 1, &n1);
-    k->cub.t.stride[0] = st;
-    k->has_cu = 1;
-  }
-  return 1;
-}
-
-static mixc_args call_args(Call *k, void *stream) {
-  mixc_args a;
-  memset(&a, 0, sizeof a);
-  a.inputs = k->in;
-  a.ninputs = k->nin;
-  a.outputs = k->out;
-  a.noutputs = k->nout;
-  a.initial_states = k->init;
-  a.ninitial = k->ninit;
-  a.final_states = k->fin;
-  a.nfinal = k->nfin;
-  a.cu_seqlens = k->has_cu ? &k->cub.t : NULL;
-  a.stream = stream;
-  return a;
-}
-
-/* Download the results into got (allocated like d->out). */
-static int call_results(const Ex *x, const Data *d, Call *k, Data *got, char *err, size_t n) {
-  memset(got, 0, sizeof *got);
-  for (int s = 0; s < x->m->nsyms; s++) {
-    if (!d->out[s]) continue;
-    Buf *b = x->m->syms[s].kind == SYM_STATE ? &k->sout[s] : &k->buf[s];
-    if (!buf_download(b, err, n)) return 0;
-    got->numel[s] = d->numel[s];
-    got->out[s] = malloc(sizeof(double) * (size_t)(d->numel[s] > 0 ? d->numel[s] : 1));
-    if (!got->out[s]) return snprintf(err, n, "out of memory"), 0;
-    buf_get(b, got->out[s]);
-  }
-  return 1;
-}
 
 static int compare(const Ex *x, const Data *ref, const Data *got, double tol_out, double tol_state,
                    char *detail, size_t n, double *worst) {
@@ -520,17 +137,9 @@ static int compare(const Ex *x, const Data *ref, const Data *got, double tol_out
   size_t used = strlen(detail);
   for (int s = 0; s < x->m->nsyms; s++) {
     if (!ref->out[s] || !got->out[s]) continue;
-    double mx = 0, err = 0;
-    int64_t at = -1;
-    for (int64_t i = 0; i < ref->numel[s]; i++) {
-      double r = ref->out[s][i], g = got->out[s][i];
-      if (fabs(r) > mx) mx = fabs(r);
-      double e = fabs(g - r);
-      if (!(e <= err)) {
-        err = isnan(e) ? INFINITY : e;
-        at = i;
-      }
-    }
+    double mx;
+    int64_t at;
+    double err = max_abs_err(ref->out[s], got->out[s], ref->numel[s], &mx, &at); /* NaN: inf */
     double rel = err / (mx > 0 ? mx : 1);
     if (rel > *worst) *worst = rel;
     double tol = x->m->syms[s].kind == SYM_STATE ? tol_state : tol_out;
@@ -583,7 +192,7 @@ static int run_case(Worker *w, const Ex *x, mixc_kernel *k, const char *strat, c
   memset(&call, 0, sizeof call);
   int ok = data_make(x, c, &rng, &d);
   if (!ok) snprintf(detail, sizeof detail, "out of memory");
-  if (ok) ok = call_make(x, c, &d, &call, detail, sizeof detail);
+  if (ok) ok = call_make(x, c, &d, &call, &g_dev, detail, sizeof detail);
   if (ok) {
     mixc_args a = call_args(&call, c->user_stream ? w->stream : NULL);
     mixc_error e;
@@ -630,7 +239,7 @@ static void step_case(Worker *w, const Ex *x, mixc_kernel *k, const char *strat,
   for (int s = 0; ok && s < x->m->nsyms; s++)
     if (x->m->syms[s].kind == SYM_STATE && !d.in[s]) ok = 0, snprintf(detail, sizeof detail, "no state");
   /* the forward */
-  if (ok) ok = call_make(x, &c, &d, &call2, detail, sizeof detail);
+  if (ok) ok = call_make(x, &c, &d, &call2, &g_dev, detail, sizeof detail);
   if (ok) {
     mixc_args a = call_args(&call2, w->stream);
     mixc_error e;
@@ -639,7 +248,7 @@ static void step_case(Worker *w, const Ex *x, mixc_kernel *k, const char *strat,
       ok = 0, snprintf(detail, sizeof detail, "mixc_forward: %s", e.message);
   }
   /* the steps: states start as the initial ones and are updated in place */
-  if (ok) ok = call_make(x, &c, &d, &call, detail, sizeof detail);
+  if (ok) ok = call_make(x, &c, &d, &call, &g_dev, detail, sizeof detail);
   mixc_named_tensor st[MAXSYM];
   int nst = 0;
   for (int s = 0; ok && s < x->m->nsyms; s++) {
@@ -650,26 +259,7 @@ static void step_case(Worker *w, const Ex *x, mixc_kernel *k, const char *strat,
   int64_t at = 0;
   for (int i = 0; ok && i < 4; i++) {
     mixc_named_tensor in[MAXSYM], out[MAXSYM];
-    for (int j = 0; j < call.nin; j++) {
-      in[j] = call.in[j];
-      int s = mixer_find(x->m, in[j].name);
-      if (x->m->syms[s].kind != SYM_INPUT) continue;
-      in[j].tensor.shape[1] = steps[i];
-      in[j].tensor.data = (char *)in[j].tensor.data +
-                          at * in[j].tensor.stride[1] * (int64_t)esize(in[j].tensor.dtype);
-    }
-    for (int j = 0; j < call.nout; j++) {
-      out[j] = call.out[j];
-      out[j].tensor.shape[1] = steps[i];
-      out[j].tensor.data = (char *)out[j].tensor.data +
-                           at * out[j].tensor.stride[1] * (int64_t)esize(out[j].tensor.dtype);
-    }
-    mixc_args a;
-    memset(&a, 0, sizeof a);
-    a.inputs = in;
-    a.ninputs = call.nin;
-    a.outputs = out;
-    a.noutputs = call.nout;
+    mixc_args a = step_args(x, &call, at, steps[i], in, out);
     a.stream = i % 2 ? w->stream : NULL; /* the workspace follows the stream */
     mixc_error e;
     mixc_status s = mixc_step(k, &a, st, nst, &e);
@@ -701,23 +291,7 @@ static void step_case(Worker *w, const Ex *x, mixc_kernel *k, const char *strat,
 
 static int ex_open(Ex *x, mixc_context *ctx, const char *path, int index, MixcRng *rng, char *err,
                    size_t n) {
-  memset(x, 0, sizeof *x);
-  x->index = index;
-  size_t len = 0;
-  char *src = read_file(path, &len);
-  if (!src) return snprintf(err, n, "cannot read %s", path), 0;
-  int nerr = compile_source(&x->comp, path, src, len, STAGE_REC);
-  mixc_error e;
-  mixc_status st = nerr ? MIXC_ERROR_SOURCE : mixc_module_compile(ctx, src, len, path, &x->mod, &e);
-  free(src);
-  if (nerr || st != MIXC_OK || !x->comp.prog || x->comp.prog->nmixers != 1)
-    return snprintf(err, n, "%s does not compile: %.1000s", path, nerr ? "(source errors)" : e.message), 0;
-  x->m = x->comp.prog->mixers[0];
-  if (x->m->nsyms > MAXSYM) return snprintf(err, n, "too many symbols"), 0;
-  snprintf(x->name, sizeof x->name, "%s", x->m->name.name);
-  x->grid = x->m->ngrid > 0;
-  x->ndir = x->grid && x->m->ndirs > 0 ? x->m->ndirs : 1;
-  mixc_input_roles(x->m, x->roles);
+  if (!ex_load(x, ctx, path, err, n)) return 0;
   static const int64_t sizes[3] = {16, 24, 32};
   int last = -1;
   for (int s = 0; s < x->m->nsyms; s++) {
@@ -760,7 +334,7 @@ static void gla_extras(Worker *w, const Ex *x, mixc_kernel *k, uint64_t seed) {
   Call call;
   char detail[4800] = "";
   memset(&call, 0, sizeof call);
-  if (!data_make(x, &c, &rng, &d) || !call_make(x, &c, &d, &call, detail, sizeof detail)) {
+  if (!data_make(x, &c, &rng, &d) || !call_make(x, &c, &d, &call, &g_dev, detail, sizeof detail)) {
     result(w->out, 0, "gla argument errors: setup", detail);
     call_free(&call);
     data_free(&d);
@@ -829,7 +403,7 @@ static void gla_extras(Worker *w, const Ex *x, mixc_kernel *k, uint64_t seed) {
   v.cu_stride = 1;
   mixc_rng_seed(&rng, seed + 3);
   memset(&call, 0, sizeof call);
-  if (data_make(x, &v, &rng, &d) && call_make(x, &v, &d, &call, detail, sizeof detail)) {
+  if (data_make(x, &v, &rng, &d) && call_make(x, &v, &d, &call, &g_dev, detail, sizeof detail)) {
     int32_t bad_last = 10; /* T = 11 */
     char err[256];
     int up = !mixc_cuda_memcpy_htod(g_cu, call.cub.d + 3 * 4, &bad_last, 4, err, sizeof err);
@@ -995,22 +569,9 @@ static void *worker_main(void *p) {
   return NULL;
 }
 
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static void run_gpu(mixc_context *ctx, uint64_t seed) {
-  DIR *dir = opendir("examples");
   char *files[256];
-  int nf = 0;
-  struct dirent *de;
-  while (dir && (de = readdir(dir)) && nf < 256) {
-    size_t l = strlen(de->d_name);
-    if (l > 4 && !strcmp(de->d_name + l - 4, ".mix") && (files[nf] = malloc(l + 16)))
-      snprintf(files[nf++], l + 16, "examples/%s", de->d_name);
-  }
-  if (dir) closedir(dir);
-  qsort(files, (size_t)nf, sizeof files[0], cmp_str);
+  int nf = list_examples(files, 256);
   if (nf == 0) result(stdout, 0, "examples", "none found (run from the repository root)");
   Pool pool = {ctx, files, nf, 0, seed};
   pthread_t th[WORKERS];

@@ -35,6 +35,7 @@
 #include "runtime/half.h"
 #include "runtime/inputs.h"
 #include "runtime/reference.h"
+#include "testlib.h"
 #ifdef MIXC_HAVE_CUDA
 #include "backends/cuda/cuda_loader.h"
 #endif
@@ -92,23 +93,6 @@ static int run_cmd(const char *cmd, char *out, size_t n) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static char *read_all(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long len = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *b = len >= 0 ? malloc((size_t)len + 1) : NULL;
-  if (b && fread(b, 1, (size_t)len, f) != (size_t)len) {
-    free(b);
-    b = NULL;
-  }
-  if (b) b[len] = 0;
-  fclose(f);
-  if (n) *n = (size_t)len;
-  return b;
-}
-
 /* ---- the cases ---- */
 
 typedef struct CaseDef {
@@ -135,13 +119,7 @@ typedef struct Case {
   const CaseDef *def;
   Compilation comp;
   int compiled; /* comp holds a compilation */
-  const RecMixer *rm;
-  const Mixer *m;
-  KernelSpec sp;
-  KernelPlan pl;
-  int64_t *dims;
-  KType *dtype;
-  unsigned char *present, *want;
+  KCase k;
   char name[128], cu[512], obj[512], log[512];
   int ok; /* emitted and compiled */
   void *so;
@@ -150,9 +128,9 @@ typedef struct Case {
 } Case;
 
 static int set_dims(Case *c) {
-  const Mixer *m = c->m;
+  const Mixer *m = c->k.m;
   for (int s = 0; s < m->nsyms; s++)
-    if (m->syms[s].kind == SYM_DIM) c->dims[s] = m->syms[s].fixed;
+    if (m->syms[s].kind == SYM_DIM) c->k.dims[s] = m->syms[s].fixed;
   char buf[128];
   snprintf(buf, sizeof buf, "%s", c->def->dims);
   for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
@@ -161,64 +139,45 @@ static int set_dims(Case *c) {
     *eq = 0;
     int s = mixer_find(m, tok);
     if (s < 0 || m->syms[s].kind != SYM_DIM) return 1;
-    c->dims[s] = atoll(eq + 1);
+    c->k.dims[s] = atoll(eq + 1);
   }
   for (int s = 0; s < m->nsyms; s++)
-    if (m->syms[s].kind == SYM_DIM && c->dims[s] < 1) return 1;
+    if (m->syms[s].kind == SYM_DIM && c->k.dims[s] < 1) return 1;
   return 0;
 }
 
 /* Lowers the case as `mixc emit` does (params with defaults built in, every state given and
  * wanted outside grids) and prints the file for target t. */
 static int prepare(Case *c, const MixcCudaTarget *t) {
-  size_t n;
   char err[1024];
-  char *src = read_all(c->def->file, &n);
-  if (!src || compile_source(&c->comp, c->def->file, src, n, STAGE_REC)) {
-    printf("FAIL %s: does not compile\n", c->def->file);
-    free(src);
-    if (src) compilation_free(&c->comp);
-    return 1;
-  }
-  free(src);
+  const RecMixer *rm = compile_file(&c->comp, c->def->file);
+  if (!rm) return 1;
   c->compiled = 1;
-  c->rm = c->comp.rec->mixers[0];
-  c->m = c->rm->mixer;
-  const Mixer *m = c->m;
-  size_t ns = (size_t)m->nsyms + 1;
-  c->dims = calloc(ns, sizeof *c->dims);
-  c->dtype = calloc(ns, sizeof *c->dtype);
-  c->present = calloc(ns, 1);
-  c->want = calloc(ns, 1);
-  if (!c->dims || !c->dtype || !c->present || !c->want || set_dims(c)) {
+  if (kcase_alloc(&c->k, rm) || set_dims(c)) {
     printf("FAIL %s: bad dims %s\n", c->def->file, c->def->dims);
     return 1;
   }
+  const Mixer *m = c->k.m;
   for (int s = 0; s < m->nsyms; s++) {
     const Sym *y = &m->syms[s];
-    c->dtype[s] = y->kind == SYM_STATE ? KT_F32 : c->def->dtype;
-    c->present[s] = (y->kind == SYM_STATE && !m->ngrid) || (y->kind == SYM_PARAM && !y->init);
-    c->want[s] = y->kind == SYM_STATE && !m->ngrid;
+    c->k.dtype[s] = y->kind == SYM_STATE ? KT_F32 : c->def->dtype;
+    c->k.present[s] = (y->kind == SYM_STATE && !m->ngrid) || (y->kind == SYM_PARAM && !y->init);
+    c->k.want[s] = y->kind == SYM_STATE && !m->ngrid;
   }
-  c->sp.rm = c->rm;
-  c->sp.dims = c->dims;
-  c->sp.dtype = c->dtype;
-  c->sp.present = c->present;
-  c->sp.want = c->want;
-  c->sp.strategy = c->def->strategy;
-  c->sp.varlen = c->def->varlen;
-  c->sp.cu_type = c->def->cu_type;
+  c->k.sp.strategy = c->def->strategy;
+  c->k.sp.varlen = c->def->varlen;
+  c->k.sp.cu_type = c->def->cu_type;
   snprintf(c->name, sizeof c->name, "%s_%s_%s%s", m->name.name, strategy_name(c->def->strategy),
            c->def->dtype == KT_F32 ? "f32" : "bf16",
            c->def->varlen ? (c->def->cu_type == KT_I32 ? "_varlen32" : "_varlen64") : "");
-  if (lower_mixer(&c->comp.arena, &c->sp, &c->pl, err, sizeof err)) {
+  if (lower_mixer(&c->comp.arena, &c->k.sp, &c->k.pl, err, sizeof err)) {
     printf("FAIL %s: lower: %s\n", c->name, err);
     return 1;
   }
   snprintf(c->cu, sizeof c->cu, "%s/%s.cu", tmpdir, c->name);
   FILE *f = fopen(c->cu, "w");
   if (!f) return 1;
-  int rc = mixc_emit_cuda_file(f, c->def->file, &c->sp, &c->pl, t, err, sizeof err);
+  int rc = mixc_emit_cuda_file(f, c->def->file, &c->k.sp, &c->k.pl, t, err, sizeof err);
   if (fclose(f)) rc = 1;
   if (rc) {
     printf("FAIL %s: emit: %s\n", c->name, err);
@@ -229,10 +188,7 @@ static int prepare(Case *c, const MixcCudaTarget *t) {
 
 static void free_case(Case *c) {
   if (c->so) dlclose(c->so);
-  free(c->dims);
-  free(c->dtype);
-  free(c->present);
-  free(c->want);
+  kcase_free(&c->k);
   if (c->compiled) compilation_free(&c->comp);
 }
 
@@ -263,11 +219,11 @@ static void check_arguments(Case *c, int gpu) {
   /* every pointer NULL: the first data tensor is named */
   Words a;
   memset(&a, 0, sizeof a);
-  const Mixer *m = c->m;
+  const Mixer *m = c->k.m;
   const char *first = NULL, *first_kind = "";
   int ndata = 0, nstate_words = 0;
   for (int s = 0; s < m->nsyms; s++)
-    if (c->pl.ptr[s] >= 0 && m->syms[s].kind != SYM_STATE) {
+    if (c->k.pl.ptr[s] >= 0 && m->syms[s].kind != SYM_STATE) {
       if (!first) {
         first = m->syms[s].name;
         first_kind = sym_kind_name(m->syms[s].kind);
@@ -275,8 +231,8 @@ static void check_arguments(Case *c, int gpu) {
       ndata++;
     }
   for (int s = 0; s < m->nsyms; s++)
-    nstate_words += 2 * ((c->pl.state_in[s] >= 0) + (c->pl.state_out[s] >= 0));
-  a.n = 2 * ndata + nstate_words + (c->sp.varlen ? 2 : 0);
+    nstate_words += 2 * ((c->k.pl.state_in[s] >= 0) + (c->k.pl.state_out[s] >= 0));
+  a.n = 2 * ndata + nstate_words + (c->k.sp.varlen ? 2 : 0);
   put_word(&a, 1);  /* batch */
   put_word(&a, 5);  /* seqlen or grid_y */
   put_word(&a, 2);  /* heads or grid_x */
@@ -285,13 +241,13 @@ static void check_arguments(Case *c, int gpu) {
   put_word(&a, 0);
   err[0] = 0;
   rc = c->forward(a.w, NULL, err, sizeof err);
-  if (c->sp.varlen) {
+  if (c->k.sp.varlen) {
     CHECK(rc == 1 && strstr(err, "cu_seqlens is NULL"), "%s: NULL cu_seqlens: rc %d, '%s'",
           c->name, rc, err);
     return;
   }
   char want[160];
-  snprintf(want, sizeof want, "%s_forward: %s (%s) is NULL", c->rm->name, first, first_kind);
+  snprintf(want, sizeof want, "%s_forward: %s (%s) is NULL", c->k.rm->name, first, first_kind);
   CHECK(rc == 1 && strstr(err, want), "%s: NULL %s: rc %d, '%s'", c->name, first, rc, err);
   /* a negative size, with the pointers set (aligned, never dereferenced) */
   static float dummy[64] __attribute__((aligned(256)));
@@ -345,119 +301,22 @@ static void check_arguments(Case *c, int gpu) {
 #ifdef MIXC_HAVE_CUDA
 static MixcCuda *g_cuda;
 
-typedef struct Tensor {
-  double *ref;   /* contiguous [layout] */
-  void *host;    /* the storage */
-  MixcDevPtr dev;
-  int rank;
-  int64_t shape[16], stride[16];
-  int64_t numel, alloc;
-  KType type;
-} Tensor;
-
-static double load_as(KType t, const void *p, int64_t i) {
-  if (t == KT_F32) return ((const float *)p)[i];
-  return mixc_bf16_to_f32(((const uint16_t *)p)[i]);
-}
-
-static void store_as(KType t, void *p, int64_t i, double v) {
-  if (t == KT_F32)
-    ((float *)p)[i] = (float)v;
-  else
-    ((uint16_t *)p)[i] = mixc_f32_to_bf16((float)v);
-}
-
-static int64_t offset_of(const Tensor *t, int64_t flat) {
-  int64_t off = 0;
-  for (int d = t->rank - 1; d >= 0; d--) {
-    off += (flat % t->shape[d]) * t->stride[d];
-    flat /= t->shape[d];
-  }
-  return off;
-}
-
-/* Strided: [B, T, H, ...] stored as [B, H, T, ...], others with the last dim's rows padded by
- * one; else contiguous. */
-static int make_storage(Tensor *t, int btH, int strided) {
-  int64_t st = 1;
-  if (strided && btH && t->rank >= 3) {
-    int64_t inner = 1;
-    for (int d = 3; d < t->rank; d++) inner *= t->shape[d];
-    for (int d = t->rank - 1; d >= 3; d--) {
-      t->stride[d] = st;
-      st *= t->shape[d];
-    }
-    t->stride[1] = inner;
-    t->stride[2] = inner * t->shape[1];
-    t->stride[0] = t->stride[2] * t->shape[2];
-    t->alloc = t->stride[0] * t->shape[0];
-  } else {
-    for (int d = t->rank - 1; d >= 0; d--) {
-      t->stride[d] = st;
-      st *= t->shape[d] + (strided && d == t->rank - 1 ? 1 : 0);
-    }
-    t->alloc = st;
-  }
-  size_t es = t->type == KT_F32 ? 4 : 2;
-  t->host = calloc((size_t)(t->alloc ? t->alloc : 1), es);
-  return t->host == NULL;
-}
-
 static int upload(Tensor *t, char *err, size_t n) {
   size_t bytes = (size_t)t->alloc * (t->type == KT_F32 ? 4 : 2);
   return mixc_cuda_alloc(g_cuda, bytes ? bytes : 4, &t->dev, err, n) ||
-         (bytes && mixc_cuda_memcpy_htod(g_cuda, t->dev, t->host, bytes, err, n));
+         (bytes && mixc_cuda_memcpy_htod(g_cuda, t->dev, t->data, bytes, err, n));
 }
 
 static int download(Tensor *t, char *err, size_t n) {
   size_t bytes = (size_t)t->alloc * (t->type == KT_F32 ? 4 : 2);
-  return bytes && mixc_cuda_memcpy_dtoh(g_cuda, t->host, t->dev, bytes, err, n);
-}
-
-static void layout_shape(const Case *c, int s, int state, int64_t B, int64_t N, int64_t T,
-                         int64_t H, int64_t Y, int64_t X, Tensor *t) {
-  const Sym *y = &c->m->syms[s];
-  int n = 0;
-  if (state) {
-    t->shape[n++] = N;
-    t->shape[n++] = H;
-  } else if (y->kind == SYM_PARAM) {
-    t->shape[n++] = H;
-  } else {
-    t->shape[n++] = B;
-    if (c->m->ngrid) {
-      t->shape[n++] = Y;
-      t->shape[n++] = X;
-    } else {
-      t->shape[n++] = T;
-    }
-    t->shape[n++] = H;
-    if (y->per_direction) t->shape[n++] = c->m->ndirs;
-  }
-  for (int i = 0; i < y->rank; i++) t->shape[n++] = c->dims[y->shape[i]];
-  t->rank = n;
-  t->numel = 1;
-  for (int i = 0; i < n; i++) t->numel *= t->shape[i];
-}
-
-static double rel_err(const Tensor *t, const double *ref, int *nan) {
-  double emax = 0, rmax = 0;
-  *nan = 0;
-  for (int64_t i = 0; i < t->numel; i++) {
-    double x = load_as(t->type, t->host, offset_of(t, i));
-    double d = fabs(x - ref[i]);
-    if (!(d <= INFINITY)) *nan = 1;
-    if (d > emax) emax = d;
-    if (fabs(ref[i]) > rmax) rmax = fabs(ref[i]);
-  }
-  return rmax > 0 ? emax / rmax : emax;
+  return bytes && mixc_cuda_memcpy_dtoh(g_cuda, t->data, t->dev, bytes, err, n);
 }
 
 /* way 0: strided, initial state given, workspace NULL, default stream; way 1: contiguous
  * (strides NULL), initial NULL (zeros), the caller's workspace, a stream of its own; way 2:
  * strided, initial given, no final state. */
 static void run_gpu(Case *c, int64_t T, int way, MixcRng *rng) {
-  const Mixer *m = c->m;
+  const Mixer *m = c->k.m;
   int ns = m->nsyms, grid = m->ngrid > 0, strided = way != 1;
   int64_t B = 2, H = 3, Y = 0, X = 0, N = 2;
   int64_t cu[5] = {0, 5, 5, 17, 33};
@@ -466,7 +325,7 @@ static void run_gpu(Case *c, int64_t T, int way, MixcRng *rng) {
     X = 4;
     T = Y * X;
   }
-  if (c->sp.varlen) {
+  if (c->k.sp.varlen) {
     B = 1;
     T = 33;
     N = 4;
@@ -483,24 +342,20 @@ static void run_gpu(Case *c, int64_t T, int way, MixcRng *rng) {
   if (!bad) mixc_input_roles(m, roles);
   for (int s = 0; s < ns && !bad; s++) { /* data tensors, in declaration order */
     const Sym *y = &m->syms[s];
-    if (c->pl.ptr[s] < 0 || y->kind == SYM_STATE) continue;
+    if (c->k.pl.ptr[s] < 0 || y->kind == SYM_STATE) continue;
     Tensor *t = &ts[s];
-    t->type = c->dtype[s];
-    layout_shape(c, s, 0, B, N, T, H, Y, X, t);
+    t->type = c->k.dtype[s];
+    layout_shape(&c->k, s, 0, B, N, T, H, Y, X, t);
     t->ref = calloc((size_t)(t->numel ? t->numel : 1), sizeof(double));
     bad |= !t->ref || make_storage(t, y->kind != SYM_PARAM, strided);
     if (bad) break;
-    int64_t last = y->rank ? c->dims[y->shape[y->rank - 1]] : 1;
+    int64_t last = y->rank ? c->k.dims[y->shape[y->rank - 1]] : 1;
     if (y->kind == SYM_OUTPUT) {
-      for (int64_t i = 0; i < t->numel; i++) store_as(t->type, t->host, offset_of(t, i), NAN);
+      poison(t);
       refout[s] = t->ref;
     } else {
       mixc_fill(rng, roles[s], t->ref, t->numel, last);
-      for (int64_t i = 0; i < t->numel; i++) {
-        double v = t->type == KT_F32 ? mixc_round_f32(t->ref[i]) : mixc_round_bf16(t->ref[i]);
-        t->ref[i] = v;
-        store_as(t->type, t->host, offset_of(t, i), v);
-      }
+      fill_storage(t); /* rounded: the reference sees what the kernel reads */
       refin[s] = t->ref;
     }
     bad |= upload(t, err, sizeof err);
@@ -508,11 +363,11 @@ static void run_gpu(Case *c, int64_t T, int way, MixcRng *rng) {
     put_ptr(&a, strided ? t->stride : NULL);
   }
   for (int s = 0; s < ns && !bad; s++) { /* states: initial, final */
-    if (c->pl.state_in[s] < 0 && c->pl.state_out[s] < 0) continue;
-    if (c->pl.state_in[s] >= 0) {
+    if (c->k.pl.state_in[s] < 0 && c->k.pl.state_out[s] < 0) continue;
+    if (c->k.pl.state_in[s] >= 0) {
       Tensor *t = &ini[s];
       t->type = KT_F32;
-      layout_shape(c, s, 1, B, N, T, H, Y, X, t);
+      layout_shape(&c->k, s, 1, B, N, T, H, Y, X, t);
       t->ref = calloc((size_t)t->numel, sizeof(double));
       bad |= !t->ref || make_storage(t, 0, strided);
       if (bad) break;
@@ -522,20 +377,17 @@ static void run_gpu(Case *c, int64_t T, int way, MixcRng *rng) {
         put_word(&a, 0);
       } else {
         mixc_fill(rng, roles[s], t->ref, t->numel, 1);
-        for (int64_t i = 0; i < t->numel; i++) {
-          t->ref[i] = mixc_round_f32(t->ref[i]);
-          store_as(KT_F32, t->host, offset_of(t, i), t->ref[i]);
-        }
+        fill_storage(t);
         refin[s] = t->ref;
         bad |= upload(t, err, sizeof err);
         put_word(&a, t->dev);
         put_ptr(&a, t->stride);
       }
     }
-    if (c->pl.state_out[s] >= 0) {
+    if (c->k.pl.state_out[s] >= 0) {
       Tensor *t = &fin[s];
       t->type = KT_F32;
-      layout_shape(c, s, 1, B, N, T, H, Y, X, t);
+      layout_shape(&c->k, s, 1, B, N, T, H, Y, X, t);
       t->ref = calloc((size_t)t->numel, sizeof(double));
       bad |= !t->ref || make_storage(t, 0, strided);
       if (bad) break;
@@ -543,10 +395,10 @@ static void run_gpu(Case *c, int64_t T, int way, MixcRng *rng) {
       if (way == 2) {
         put_word(&a, 0);
         put_word(&a, 0);
-        free(t->host);
-        t->host = NULL;
+        free(t->data);
+        t->data = NULL;
       } else {
-        for (int64_t i = 0; i < t->numel; i++) store_as(KT_F32, t->host, offset_of(t, i), NAN);
+        poison(t);
         bad |= upload(t, err, sizeof err);
         put_word(&a, t->dev);
         put_ptr(&a, strided ? t->stride : NULL);
@@ -554,12 +406,12 @@ static void run_gpu(Case *c, int64_t T, int way, MixcRng *rng) {
     }
   }
   MixcDevPtr dcu = 0, ws = 0;
-  if (c->sp.varlen && !bad) {
+  if (c->k.sp.varlen && !bad) {
     int32_t cu32[5];
     for (int i = 0; i < 5; i++) cu32[i] = (int32_t)cu[i];
-    size_t bytes = c->sp.cu_type == KT_I32 ? sizeof cu32 : sizeof cu;
+    size_t bytes = c->k.sp.cu_type == KT_I32 ? sizeof cu32 : sizeof cu;
     bad |= mixc_cuda_alloc(g_cuda, bytes, &dcu, err, sizeof err) ||
-           mixc_cuda_memcpy_htod(g_cuda, dcu, c->sp.cu_type == KT_I32 ? (void *)cu32 : (void *)cu,
+           mixc_cuda_memcpy_htod(g_cuda, dcu, c->k.sp.cu_type == KT_I32 ? (void *)cu32 : (void *)cu,
                                  bytes, err, sizeof err);
     put_word(&a, dcu);
     put_word(&a, (uint64_t)N);
@@ -596,19 +448,11 @@ static void run_gpu(Case *c, int64_t T, int way, MixcRng *rng) {
   }
   for (int s = 0; s < ns && !rc; s++) {
     if (m->syms[s].kind == SYM_OUTPUT) rc |= download(&ts[s], err, sizeof err);
-    if (fin[s].host) rc |= download(&fin[s], err, sizeof err);
+    if (fin[s].data) rc |= download(&fin[s], err, sizeof err);
   }
   /* the reference (a NULL initial state: ini[s].ref, zeros) */
-  RefBinding b = {0};
-  b.B = B;
-  b.T = T;
-  b.H = H;
-  b.Y = Y;
-  b.X = X;
-  b.dims = c->dims;
-  b.in = refin;
-  b.out = refout;
-  if (c->sp.varlen) {
+  RefBinding b = ref_binding(B, T, H, Y, X, c->k.dims, refin, refout);
+  if (c->k.sp.varlen) {
     b.cu_seqlens = cu;
     b.nseq = N;
   }
@@ -616,22 +460,7 @@ static void run_gpu(Case *c, int64_t T, int way, MixcRng *rng) {
   int rrc = bad ? 1 : mixc_ref_run(m, &b, rerr, sizeof rerr);
   double worst = 0, tol = c->def->dtype == KT_F32 ? 1e-4 : 1e-2;
   double stol = c->def->dtype == KT_F32 ? 1e-4 : 1e-3;
-  int nan = 0, ok = !rc && !rrc;
-  for (int s = 0; ok && s < ns; s++) {
-    int n = 0;
-    if (m->syms[s].kind == SYM_OUTPUT) {
-      double e = rel_err(&ts[s], refout[s], &n);
-      if (e > worst) worst = e;
-      if (n || !(e <= tol)) ok = 0;
-      nan |= n;
-    }
-    if (fin[s].host) {
-      double e = rel_err(&fin[s], refout[s], &n);
-      if (e > worst) worst = e;
-      if (n || !(e <= stol)) ok = 0;
-      nan |= n;
-    }
-  }
+  int nan = 0, ok = check_tensors(m, ts, fin, refout, tol, stol, !rc && !rrc, &worst, &nan);
   static const char *const ways[] = {"strided, workspace allocated, default stream",
                                      "contiguous, zero initial, own workspace and stream",
                                      "strided, no final state"};
@@ -647,7 +476,7 @@ static void run_gpu(Case *c, int64_t T, int way, MixcRng *rng) {
     for (int k = 0; k < 3; k++) {
       if (all[k]->dev) mixc_cuda_free(g_cuda, all[k]->dev, ignore, sizeof ignore);
       free(all[k]->ref);
-      free(all[k]->host);
+      free(all[k]->data);
     }
   }
   if (dcu) mixc_cuda_free(g_cuda, dcu, ignore, sizeof ignore);
@@ -681,7 +510,7 @@ static void check_cli(const char *mixc, char *cli_cu, size_t n) {
            "--varlen i64 -o %s 2>&1",
            mixc, cli_cu);
   int rc = run_cmd(cmd, out, sizeof out);
-  char *text = rc == 0 ? read_all(cli_cu, NULL) : NULL;
+  char *text = rc == 0 ? read_file(cli_cu, NULL) : NULL;
   CHECK(text && strstr(text, "(chunk length 8)") && strstr(text, "const int64_t *cu_seqlens;") &&
             strstr(text, "cudaError_t gla_forward(const gla_args *a, cudaStream_t stream"),
         "mixc emit --target cuda --chunk 8 --varlen i64 -o: exit %d, '%s'", rc, out);
@@ -719,9 +548,9 @@ static void compile_all(Case *cases, int ncases, const char *extra_cu, const cha
 static int compile_result(const char *base, char *log, size_t n) {
   char path[600];
   snprintf(path, sizeof path, "%s.rc", base);
-  char *rc = read_all(path, NULL);
+  char *rc = read_file(path, NULL);
   snprintf(path, sizeof path, "%s.log", base);
-  char *lg = read_all(path, NULL);
+  char *lg = read_file(path, NULL);
   snprintf(log, n, "%s", lg ? lg : "");
   int ok = rc && atoi(rc) == 0 && lg && !lg[0];
   free(rc);
@@ -806,9 +635,9 @@ int main(int argc, char **argv) {
     char path[600], sym[200];
     snprintf(path, sizeof path, "%s/%s.so", tmpdir, c->name);
     c->so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    snprintf(sym, sizeof sym, "%s_forward", c->rm->name);
+    snprintf(sym, sizeof sym, "%s_forward", c->k.rm->name);
     void *f1 = c->so ? dlsym(c->so, sym) : NULL;
-    snprintf(sym, sizeof sym, "%s_workspace_size", c->rm->name);
+    snprintf(sym, sizeof sym, "%s_workspace_size", c->k.rm->name);
     void *f2 = c->so ? dlsym(c->so, sym) : NULL;
     CHECK(f1 && f2, "%s: loading %s: %s", c->name, path, dlerror());
     if (!f1 || !f2) {
@@ -824,7 +653,7 @@ int main(int argc, char **argv) {
     static const int64_t Ts[] = {0, 1, 33, 70};
     for (int i = 0; i < NDEFS; i++) {
       if (!cases[i].ok) continue;
-      int grid_or_varlen = cases[i].m->ngrid || cases[i].sp.varlen;
+      int grid_or_varlen = cases[i].k.m->ngrid || cases[i].k.sp.varlen;
       for (int k = 0; k < 4; k++)
         for (int way = 0; way < 3; way++)
           if ((k + way) % 2 == 0 || grid_or_varlen) /* half the grid of T x ways, all for one T */
