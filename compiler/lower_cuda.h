@@ -58,8 +58,7 @@ typedef struct CudaChunkShape {
    * segs 1: CCM_FUSED, one kernel over the whole sequence. */
   int64_t segs;
   int mode;
-  unsigned threads; /* threads a block: scalar and diagonal forms 512 (0) or 256; delta 256 (0)
-                       or 512 */
+  unsigned threads; /* threads a block: 512 (0) or 256 */
 } CudaChunkShape;
 
 enum { CCG_INPUT = 0, CCG_PARAM = 1, CCG_CONST = 2 };

@@ -13,7 +13,8 @@
  *                      [K, vtile + K / vtiles]);
  *   combine  S_0 = the initial state, S_{p+1} = e^{G_p} S_p + L_p (delta: P_p S_p + L_p), in
  *            fp32, written over L_p (element-parallel for scalar and diag; for delta 16
- *            columns a block, P_p read from the items of every tile of the pair);
+ *            columns at a time, groups seg, seg + SEGS, ... of the tile, P_p read from the
+ *            items of every tile of the pair);
  *   output   every segment as the fused kernel from S_p (the last one writes the final
  *            state).
  *
@@ -92,13 +93,14 @@ static int combine_source(FILE *out, const CudaChunkShape *s, const char *name, 
             "  }\n}\n",
             nt, h0, s->kind == CCK_DIAG ? "i" : "0");
   } else {
-    /* 16 columns a block: S [KD, 16] in shared memory; thread: row tid / 2, 8 columns */
+    /* 16 columns at a time, column groups seg, seg + SEGS, ... of the tile: S [KD, 16] in
+     * shared memory; thread: row tid / 2, 8 columns */
     fprintf(out,
             "  __shared__ float sS[%" PRId64 " * 16];\n"
-            "  const int64_t c0 = seg * 16;\n"
-            "  if (c0 >= vw) return;\n"
             "  const int i = threadIdx.x >> 1, cb = (threadIdx.x & 1) * 8;\n"
             "  const int64_t PT = W - VTP;\n"
+            "  for (int64_t c0 = seg * 16; c0 < vw; c0 += SEGS * 16) {\n"
+            "  __syncthreads();\n"
             "#pragma unroll\n"
             "  for (int c = 0; c < 8; c++) {\n"
             "    const int64_t j = c0 + cb + c;\n"
@@ -124,6 +126,7 @@ static int combine_source(FILE *out, const CudaChunkShape *s, const char *name, 
             "      if (c0 + cb + c < vw) L[c0 + cb + c] = acc[c];\n"
             "    }\n"
             "    __syncthreads();\n"
+            "  }\n"
             "  }\n}\n",
             KD, s->p_h0 >= 0 ? h0 : "0.0f");
   }

@@ -101,17 +101,25 @@ typedef struct CaseDef {
   KType dtype;
   int varlen; /* 0, or cu_seqlens of KT_I32 / KT_I64 */
   KType cu_type;
+  /* the hand-structured GPU chunk kernels (KernelSpec.gpu, as `mixc emit --target cuda`),
+   * with segs sequence segments (--segments: three kernels passing data through the
+   * workspace) and a value tile (0: the schedule's) */
+  int gpu;
+  int64_t segs, vtile;
 } CaseDef;
 
 static const CaseDef defs[] = {
-    {"examples/gla.mix", "K=32,V=32", STRAT_CHUNK, KT_F32, 0, KT_I64},
-    {"examples/gla.mix", "K=16,V=32", STRAT_RECURRENT, KT_BF16, 0, KT_I64},
-    {"examples/delta.mix", "K=32,V=16", STRAT_CHUNK, KT_F32, 0, KT_I64},
-    {"examples/gated_delta.mix", "K=32,V=32", STRAT_CHUNK, KT_BF16, 1, KT_I32},
-    {"examples/mamba2.mix", "N=16,P=32", STRAT_CHUNK, KT_F32, 0, KT_I64},
-    {"examples/rwkv7.mix", "K=64,V=64", STRAT_CHUNK, KT_F32, 0, KT_I64}, /* > 48 KiB smem */
-    {"examples/rwkv7.mix", "K=16,V=16", STRAT_RECURRENT, KT_F32, 1, KT_I64},
-    {"examples/vig2d.mix", "K=16,V=16", STRAT_RECURRENT, KT_F32, 0, KT_I64}, /* a grid */
+    {"examples/gla.mix", "K=32,V=32", STRAT_CHUNK, KT_F32, 0, KT_I64, 0, 0, 0},
+    {"examples/gla.mix", "K=16,V=32", STRAT_RECURRENT, KT_BF16, 0, KT_I64, 0, 0, 0},
+    {"examples/delta.mix", "K=32,V=16", STRAT_CHUNK, KT_F32, 0, KT_I64, 0, 0, 0},
+    {"examples/gated_delta.mix", "K=32,V=32", STRAT_CHUNK, KT_BF16, 1, KT_I32, 0, 0, 0},
+    {"examples/mamba2.mix", "N=16,P=32", STRAT_CHUNK, KT_F32, 0, KT_I64, 0, 0, 0},
+    {"examples/rwkv7.mix", "K=64,V=64", STRAT_CHUNK, KT_F32, 0, KT_I64, 0, 0, 0}, /* > 48 KiB smem */
+    {"examples/rwkv7.mix", "K=16,V=16", STRAT_RECURRENT, KT_F32, 1, KT_I64, 0, 0, 0},
+    {"examples/vig2d.mix", "K=16,V=16", STRAT_RECURRENT, KT_F32, 0, KT_I64, 0, 0, 0}, /* a grid */
+    {"examples/retnet.mix", "K=32,V=48", STRAT_CHUNK, KT_BF16, 0, KT_I64, 1, 0, 0},
+    {"examples/gla.mix", "K=32,V=32", STRAT_CHUNK, KT_BF16, 1, KT_I64, 1, 3, 0},
+    {"examples/gated_delta.mix", "K=32,V=32", STRAT_CHUNK, KT_BF16, 0, KT_I64, 1, 4, 16},
 };
 enum { NDEFS = sizeof defs / sizeof defs[0] };
 
@@ -167,11 +175,30 @@ static int prepare(Case *c, const MixcCudaTarget *t) {
   c->k.sp.strategy = c->def->strategy;
   c->k.sp.varlen = c->def->varlen;
   c->k.sp.cu_type = c->def->cu_type;
-  snprintf(c->name, sizeof c->name, "%s_%s_%s%s", m->name.name, strategy_name(c->def->strategy),
+  if (c->def->gpu) {
+    c->k.sp.gpu = 1;
+    c->k.sp.gpu_arch = t && t->arch ? t->arch : MIXC_CU_DEFAULT_ARCH;
+    c->k.sp.gpu_smem_optin = t && t->max_smem_optin ? t->max_smem_optin
+                                                     : MIXC_CU_DEFAULT_SMEM_OPTIN;
+    c->k.sp.segs = c->def->segs;
+    c->k.sp.vtile = c->def->vtile;
+  }
+  char seg[32] = "";
+  if (c->def->gpu) snprintf(seg, sizeof seg, "_gpu_seg%lld", (long long)c->def->segs);
+  snprintf(c->name, sizeof c->name, "%s_%s_%s%s%s", m->name.name, strategy_name(c->def->strategy),
            c->def->dtype == KT_F32 ? "f32" : "bf16",
-           c->def->varlen ? (c->def->cu_type == KT_I32 ? "_varlen32" : "_varlen64") : "");
+           c->def->varlen ? (c->def->cu_type == KT_I32 ? "_varlen32" : "_varlen64") : "", seg);
   if (lower_mixer(&c->comp.arena, &c->k.sp, &c->k.pl, err, sizeof err)) {
     printf("FAIL %s: lower: %s\n", c->name, err);
+    return 1;
+  }
+  /* the hand-structured kernels were taken, with the segments asked for */
+  if (c->def->gpu &&
+      (!c->k.pl.mod->funcs[0]->cuda_src ||
+       (c->def->segs > 1 ? c->k.pl.segs != c->def->segs || c->k.pl.mod->nfuncs != 3
+                         : c->k.pl.mod->nfuncs != 1))) {
+    printf("FAIL %s: not the hand-structured kernels (%d functions, %lld segments)\n", c->name,
+           c->k.pl.mod->nfuncs, (long long)c->k.pl.segs);
     return 1;
   }
   snprintf(c->cu, sizeof c->cu, "%s/%s.cu", tmpdir, c->name);

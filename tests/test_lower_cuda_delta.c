@@ -22,7 +22,7 @@
  * chunk per phase; MIXC_DELTA_DUMP=DIR writes the sources. MIXC_DELTA_SEGS=N runs every
  * case through the sequence split (lower_cuda_seg.c: local, combine and output kernels, two
  * value tiles where a case has one, the per-item storage in device memory; a shape the split
- * does not fit runs unsplit, said so); MIXC_DELTA_THREADS=512 prints 512 threads a block. */
+ * does not fit runs unsplit, said so); MIXC_DELTA_THREADS=256 prints 256 threads a block. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 
@@ -70,7 +70,8 @@ enum { P_Q, P_K, P_V, P_G, P_BETA, P_O, P_SCALE, P_H0, P_HT, P_CU };
 enum { I_B, I_T, I_H, I_N, S_Q = 4, S_K = 8, S_V = 12, S_G = 16, S_BETA = 19, S_O = 22,
        S_SCALE = 26, S_H0 = 27, S_HT = 31 };
 
-/* MIXC_DELTA_THREADS=512: every kernel with 512 threads a block (CudaChunkShape.threads).
+/* MIXC_DELTA_THREADS=256: every kernel with 256 threads a block (CudaChunkShape.threads;
+ * the default is 512).
  * MIXC_DELTA_SEGS=N: every case split into N sequence segments (three kernels,
  * lower_cuda_seg.c; cases whose split does not fit run unsplit, said so). */
 static unsigned g_threads;
@@ -668,8 +669,8 @@ int main(int argc, char **argv) {
   };
   const int ncases = (int)(sizeof cases / sizeof cases[0]);
   const char *th = getenv("MIXC_DELTA_THREADS");
-  g_threads = th && !strcmp(th, "512") ? 512 : 0;
-  if (g_threads) printf("test_lower_cuda_delta: 512 threads a block\n");
+  g_threads = th && !strcmp(th, "256") ? 256 : 0;
+  if (g_threads) printf("test_lower_cuda_delta: 256 threads a block\n");
   const char *sg = getenv("MIXC_DELTA_SEGS");
   g_segs = sg ? atoll(sg) : 0;
   if (g_segs < 0 || g_segs > 64) g_segs = 0;
