@@ -38,9 +38,8 @@
  * The events of a token are unrolled in the kernel (DeltaProduct's NH steps are NH events
  * per token, the gate moving G before the first). Cost per chunk and state, R x VT, with
  * N = C NE events: ~ N^2 R + N R VT + N^2 VT / 2 (M, Ye S0, the solve) + C R VT + C N (R + VT)
- * (readouts) + N R VT (state) multiply-adds, all but N B VT / 2 of the solve (B = DP_SOLVE_B)
- * in matmuls; per-row
- * decays add one exponential per multiply-add of the (N^2 + C N) R / 2 dot products.
+ * (readouts) + N R VT (state) multiply-adds, all in matmuls; per-row decays add one
+ * exponential per multiply-add of the (N^2 + C N) R / 2 dot products.
  * The columns of the state (the value dim) are independent: with a value-tile split
  * (lw_plan_split) each work item runs the whole algorithm on its columns [j0, j0 + vw),
  * repeating the column-free parts (M, the masked products).
@@ -87,8 +86,8 @@ typedef struct DState {
   int64_t N;      /* events per chunk, C NE (the row length of the event matrices) */
   /* scratch offsets: state [R, VT]; G per token and version [C, NS + 1, GW]; per event
    * (n = token * NE + e): Gp [N, GW], x [N, R] and transposed [R, N], c y [N, R], c [N],
-   * the inputs W (then W + Ye S0) [N, VT], the deltas D [N, VT], e^{G_end - Gp} [N]; the
-   * running G [GW] */
+   * the inputs W (then W + Ye S0, then solved in place into the deltas: D = DI) [N, VT],
+   * e^{G_end - Gp} [N]; the running G [GW] */
   int64_t S, Gv, GP, X, XT, Y, CV, DI, D, dvec, gacc;
 } DState;
 
@@ -665,7 +664,6 @@ static void solve(L *l, Chunk *ck, int s) {
                        I(l, VT), ke_ptradd(l->m, sp(l, d->DI), mul(l, V(l, r), I(l, VT * 4))),
                        I(l, VT), 1));
   lw_close_for(l, outer);
-  d->D = d->DI;
 }
 
 /* R[t, :] = (q_t * e^{G_P})^T S0 + sum_{s < P} (q_t^T diag(e^{G_P - Gp_s}) x_s) delta_s, P the
@@ -833,8 +831,7 @@ static int setup(L *l, Chunk *ck) {
     off += d->N;
     d->DI = off;
     off += d->N * VT;
-    d->D = off;
-    off += d->N * VT;
+    d->D = d->DI; /* the solve turns the inputs into the deltas in place */
     d->dvec = off;
     off += d->N;
   }
@@ -867,8 +864,7 @@ static void body(L *l, Chunk *ck) {
     const DState *d = &ck->ds[s];
     int any = 0;
     for (int e = 0; e < d->nev; e++) any |= d->ev[e].lr >= 0;
-    if (any) solve(l, ck, s);
-    else ck->ds[s].D = ck->ds[s].DI; /* no rank-one term: the deltas are the inputs */
+    if (any) solve(l, ck, s); /* else no rank-one term: the deltas are the inputs */
   }
   for (int r = 0; r < ck->nro; r++) readout_chunk(l, ck, &ck->ro[r]);
   lw_chunk_outputs(l, ck->v_c0, ck->v_len, ck->v_tc);
