@@ -14,7 +14,8 @@
  * shared object, loaded, and NAME_forward is called on device tensors with fresh random
  * inputs (the seed is printed; argv[1] replays it), outputs and final states poisoned with NaN,
  * and compared with mixc_ref_run: f32 1e-4 and bf16 1e-2 relative to max |ref| for outputs,
- * states 1e-4 (1e-3 with bf16 inputs). Three ways of calling rotate over T in {0, 1, 33, 70}:
+ * states 1e-4 (1e-3 with bf16 inputs, 5e-3 for the hand-structured kernels, whose state
+ * products take 16-bit operands). Three ways of calling rotate over T in {0, 1, 33, 70}:
  * strided views, an initial state and the workspace allocated by the launcher on the default
  * stream; contiguous tensors (strides NULL), a zero (NULL) initial state, a caller's
  * workspace and a stream of its own; and no final state wanted. */
@@ -486,7 +487,9 @@ static void run_gpu(Case *c, int64_t T, int way, MixcRng *rng) {
   char rerr[256] = "";
   int rrc = bad ? 1 : mixc_ref_run(m, &b, rerr, sizeof rerr);
   double worst = 0, tol = c->def->dtype == KT_F32 ? 1e-4 : 1e-2;
-  double stol = c->def->dtype == KT_F32 ? 1e-4 : 1e-3;
+  /* the hand-structured kernels accumulate the state from 16-bit operands (k e^{b}, v,
+   * docs/gpu.md): 5e-3 as in test_api_cuda */
+  double stol = c->def->dtype == KT_F32 ? 1e-4 : c->def->gpu ? 5e-3 : 1e-3;
   int nan = 0, ok = check_tensors(m, ts, fin, refout, tol, stol, !rc && !rrc, &worst, &nan);
   static const char *const ways[] = {"strided, workspace allocated, default stream",
                                      "contiguous, zero initial, own workspace and stream",
