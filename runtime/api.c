@@ -88,6 +88,7 @@ struct mixc_kernel {
   mixc_device_kind device;
   Strategy strategy;
   int64_t chunk_size, vtile; /* options.chunk_size, options.vtile */
+  int64_t segments;          /* options.segments */
   int device_index, check_cu; /* MIXC_CUDA: options.device_index, options.check_cu_seqlens */
 #ifdef MIXC_HAVE_CUDA
   MixcCuda *cuda;    /* the device (owned by the context's CudaDevices) */
@@ -425,9 +426,9 @@ static int build_base_key(mixc_kernel *k) {
     target = dev;
   }
 #endif
-  fprintf(f, "mixc %s\ntarget %s\ndevice %d\nstrategy %s chunk %lld vtile %lld\ndims",
+  fprintf(f, "mixc %s\ntarget %s\ndevice %d\nstrategy %s chunk %lld vtile %lld segments %lld\ndims",
           MIXC_VERSION_STRING, target, (int)k->device, strategy_name(k->strategy),
-          ll(k->chunk_size), ll(k->vtile));
+          ll(k->chunk_size), ll(k->vtile), ll(k->segments));
   for (int s = 0; s < mx->nsyms; s++)
     if (mx->syms[s].kind == SYM_DIM) fprintf(f, " %s=%lld", mx->syms[s].name, ll(k->dims[s]));
   fputc('\n', f);
@@ -504,6 +505,7 @@ static mixc_status trial_lowering(const mixc_kernel *k, mixc_error *err) {
   sp.strategy = k->strategy;
   sp.chunk = k->chunk_size;
   sp.vtile = k->vtile;
+  sp.segs = k->device == MIXC_CUDA ? k->segments : 0;
   if (k->device == MIXC_CPU) {
     const HostCaches *hc = &k->mod->ctx->caches;
     sp.cache_l1d_bytes = hc->l1d;
@@ -650,6 +652,9 @@ mixc_status mixc_kernel_create(mixc_module *mod, const mixc_kernel_options *opt,
   if (opt->vtile < 0 || opt->vtile > MAX_DIM_SIZE)
     return fail(err, MIXC_ERROR_ARGUMENT, "options.vtile = %lld is out of range [0, %d]",
                 ll(opt->vtile), MAX_DIM_SIZE);
+  if (opt->segments < 0 || opt->segments > 1024)
+    return fail(err, MIXC_ERROR_ARGUMENT, "options.segments = %lld is out of range [0, 1024]",
+                ll(opt->segments));
   mixc_kernel *k = calloc(1, sizeof *k);
   if (!k) return fail(err, MIXC_ERROR_OUT_OF_MEMORY, "out of memory creating the kernel");
   if (pthread_mutex_init(&k->mu, NULL)) {
@@ -665,6 +670,7 @@ mixc_status mixc_kernel_create(mixc_module *mod, const mixc_kernel_options *opt,
   k->device = opt->device;
   k->chunk_size = opt->chunk_size;
   k->vtile = opt->vtile;
+  k->segments = opt->segments;
   static const Strategy strat[] = {STRAT_AUTO, STRAT_RECURRENT, STRAT_CHUNK, STRAT_PARALLEL};
   k->strategy = strat[opt->strategy];
   k->dims = calloc((size_t)k->mx->nsyms + 1, sizeof *k->dims);
@@ -1329,6 +1335,7 @@ static mixc_status get_variant(mixc_kernel *k, const Call *c, const Spec *sp,
     ks.strategy = k->strategy;
     ks.chunk = k->chunk_size;
     ks.vtile = k->vtile;
+    ks.segs = k->device == MIXC_CUDA ? k->segments : 0;
     ks.bh = sp->bh; /* the schedule's hint (the variant runs for any N, H) */
     if (k->device == MIXC_CPU) {
       ks.target_items = ctx->threads; /* one item per thread */

@@ -56,6 +56,13 @@ expect 0 '^# schedule: strategy chunk, chunk 16, vtile 16, vtiles 3; L2 [0-9]+ K
   "$MIXC" emit examples/gla.mix --target kir --dims K=32,V=48 --vtile 16
 expect 0 '^/\* schedule: strategy chunk, chunk 16, vtile 48, vtiles 1; .*scratch budget' \
   "$MIXC" emit examples/gla.mix --target c --dims K=32,V=48
+# the sequence split of the hand-structured GPU kernels (--segments): three kernels in the
+# file; refused where out of range or for a CPU target
+expect 0 'gla_chunk_combine: 256 threads a block' \
+  "$MIXC" emit examples/gla.mix --target cuda --dtype bf16 --dims K=32,V=32 --segments 3
+expect 2 '--segments 0' "$MIXC" emit examples/gla.mix --target cuda --dims K=32,V=32 --segments 0
+expect 2 'only --target cuda' "$MIXC" emit examples/gla.mix --target c --dims K=32,V=32 --segments 2
+expect 2 '--segments 2000' "$MIXC" run examples/gla.mix --segments 2000
 # --backend cuda without a usable GPU (hidden from the driver where there is one): one plain
 # line, exit 1; a build without the CUDA backend says so, exit 2
 if "$MIXC" version | grep -q 'cuda ('; then

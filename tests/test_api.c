@@ -239,6 +239,13 @@ static void test_arguments(Tally *t, mixc_context *ctx) {
   o.ndims = 2;
   o.strategy = MIXC_STRATEGY_RECURRENT; /* quick to compile; auto is tested in (b) */
   mixc_kernel *k = NULL;
+  o.segments = 1025;
+  s = mixc_kernel_create(m, &o, &k, &e);
+  expect(t, "kernel: options.segments out of range", s, &e, MIXC_ERROR_ARGUMENT,
+         "options.segments = 1025", "[0, 1024]");
+  mixc_kernel_destroy(k);
+  k = NULL;
+  o.segments = 4; /* the CPU ignores it */
   s = mixc_kernel_create(m, &o, &k, &e);
   expect(t, "kernel: gla K = V = 16", s, &e, MIXC_OK, NULL, NULL);
   if (s != MIXC_OK) goto out;

@@ -24,7 +24,7 @@ static const char usage[] =
     "  run FILE [--mixer M] [--backend ref|ir|cpu|cuda] [--dtype f32|bf16|f16]\n"
     "           [--in NAME=FILE.npy]... [--dims K=..,V=..] [--shape B=..,T=..,H=..]\n"
     "           [--seed N] [--out DIR] [--check] [--time] [--strategy auto|recurrent|chunk]\n"
-    "           [--chunk N] [--vtile N]\n"
+    "           [--chunk N] [--vtile N] [--segments N]\n"
     "                                  run a mixer on .npy or random inputs\n"
     "  emit FILE --dims K=..,V=.. [--mixer M] [--target c|llvm|kir] [--dtype f32|bf16|f16]\n"
     "           [--strategy S] [--chunk N] [--vtile N] [--segments N] [-o OUT]\n"

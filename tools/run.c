@@ -32,6 +32,7 @@ typedef struct Opts {
   int seed_given, check, time;
   long long chunk; /* --chunk: options.chunk_size (0: the schedule's) */
   long long vtile; /* --vtile: options.vtile (0: the schedule's) */
+  long long segs;  /* --segments: options.segments (0: the schedule's) */
 } Opts;
 
 /* What a run binds: sizes (with where each came from) and one array per symbol. */
@@ -124,6 +125,13 @@ static int parse_opts(int argc, char **argv, Opts *o) {
       if (*end || errno || !argv[i][0] || o->vtile < 1 || o->vtile > (1 << 20))
         return cli_usage_error("--vtile %s: give a positive integer (at most %d)", argv[i],
                                1 << 20);
+    } else if (!strcmp(a, "--segments")) {
+      if (i + 1 >= argc) return cli_usage_error("--segments needs a number");
+      char *end;
+      errno = 0;
+      o->segs = strtoll(argv[++i], &end, 10);
+      if (*end || errno || !argv[i][0] || o->segs < 1 || o->segs > 1024)
+        return cli_usage_error("--segments %s: give a positive integer (at most 1024)", argv[i]);
     } else if (!strcmp(a, "--check")) {
       o->check = 1;
     } else if (!strcmp(a, "--time")) {
@@ -639,6 +647,7 @@ static int api_setup(Run *r) {
                                                       : MIXC_STRATEGY_AUTO;
   opt.chunk_size = r->o->chunk;
   opt.vtile = r->o->vtile;
+  opt.segments = r->o->segs;
   if (!rc) rc = mixc_kernel_create(r->mod, &opt, &r->k, &err);
   if (rc) {
     fprintf(stderr, "mixc: --backend %s: %s\n", r->o->backend, err.message);

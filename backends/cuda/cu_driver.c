@@ -217,7 +217,10 @@ static void header(const Drv *d) {
           " * sequences, H: heads%s), with scratch (device memory, 16-byte aligned) of\n"
           " * scratch_floats floats; it needs %s_SCRATCH_FLOATS floats per work item and runs\n"
           " * the items in several launches when there are fewer.\n *\n",
-          N, vt, d->items_per > 1 ? ", times the value tiles" : "", N);
+          N, vt,
+          d->pl->segs > 1 ? ", times the value tiles and the sequence segments of the split"
+          : d->items_per > 1 ? ", times the value tiles" : "",
+          N);
   fprintf(f, " * Kernels:\n");
   for (int i = 0; i < m->nfuncs; i++)
     fprintf(f, " *   %s: %u threads a block, %u bytes of dynamic shared memory, %lld floats of "

@@ -42,7 +42,7 @@ class KernelOptions(ctypes.Structure):
                 ('chunk_size', ctypes.c_int64),
                 # added since 0.1 (zero keeps the old meaning)
                 ('device_index', ctypes.c_int), ('check_cu_seqlens', ctypes.c_int),
-                ('vtile', ctypes.c_int64)]
+                ('vtile', ctypes.c_int64), ('segments', ctypes.c_int64)]
 
 
 class Args(ctypes.Structure):

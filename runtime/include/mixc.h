@@ -110,6 +110,9 @@ typedef struct mixc_kernel_options {
                               device cu_seqlens is trusted, as in FlashAttention */
   int64_t vtile;           /* chunk strategy: columns of the state (value-dim tile) per work
                               item; 0: the schedule's choice; >= the value dim: no split */
+  int64_t segments;        /* MIXC_CUDA, the hand-structured chunk kernels: segments each
+                              sequence runs as (docs/gpu.md, "The sequence split"); 0: the
+                              schedule's choice; 1: none. The CPU ignores it */
 } mixc_kernel_options;
 
 mixc_status mixc_kernel_create(mixc_module *mod, const mixc_kernel_options *opt,
