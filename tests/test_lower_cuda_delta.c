@@ -45,6 +45,7 @@ int main(void) {
 #include "compiler/kir.h"
 #include "compiler/lower_cuda.h"
 #include "compiler/schedule.h"
+#include "testlib_cuda.h"
 #include "runtime/half.h"
 #include "runtime/inputs.h"
 
@@ -77,15 +78,7 @@ enum { I_B, I_T, I_H, I_N, S_Q = 4, S_K = 8, S_V = 12, S_G = 16, S_BETA = 19, S_
 static unsigned g_threads;
 static int64_t g_segs;
 
-/* A case's kernels, in launch order (one, or three with segments). */
-typedef struct Kern {
-  int n;
-  MixcCudaFunc *fn[3];
-  char name[3][256];
-  unsigned threads[3], smem[3];
-  int64_t item_floats;
-  int64_t vtiles, segs; /* the split printed */
-} Kern;
+typedef ChunkKern Kern; /* tests/testlib_cuda.h */
 
 static void fill_shape(const Case *c, CudaChunkShape *s) {
   memset(s, 0, sizeof *s);
@@ -121,43 +114,14 @@ static int print_source(const Case *c, const char *name, int arch, int optin, in
     s.vtile = ((s.V + 1) / 2 + 15) / 16 * 16;
     s.vtiles = (s.V + s.vtile - 1) / s.vtile;
   }
-  char err[512];
-  CudaChunkKernel kk[3];
-  int nk = 0;
-  int rc = cuda_chunk_kernels(&s, name, arch, optin, kk, &nk, err, sizeof err);
+  int rc = chunk_kern_print(&s, name, arch, optin, g_prelude, NPTRS, NINTS, src, k);
   if (rc < 0 && s.segs > 1) {
     printf("  %s: no sequence split for this shape (unsplit)\n", c->what);
+    free(*src);
     fill_shape(c, &s);
     s.segs = 1;
-    rc = cuda_chunk_kernels(&s, name, arch, optin, kk, &nk, err, sizeof err);
+    rc = chunk_kern_print(&s, name, arch, optin, g_prelude, NPTRS, NINTS, src, k);
   }
-  if (rc > 0) printf("  error: %s\n", err);
-  if (rc) return rc;
-  size_t len = 0;
-  FILE *f = open_memstream(src, &len);
-  if (!f) {
-    cuda_chunk_kernels_free(kk, nk);
-    return 1;
-  }
-  fputs(g_prelude, f);
-  memset(k, 0, sizeof *k);
-  k->n = nk;
-  k->vtiles = s.vtiles;
-  k->segs = s.segs > 1 ? s.segs : 1;
-  for (int i = 0; i < nk; i++) {
-    fprintf(f, "struct MixcArgs_%s {\n  void *ptrs[%d];\n  int64_t ints[%d];\n};\n", kk[i].name,
-            NPTRS, NINTS);
-    fputs(kk[i].src, f);
-    snprintf(k->name[i], sizeof k->name[i], "%.255s", kk[i].name);
-    k->threads[i] = kk[i].threads, k->smem[i] = kk[i].smem;
-    if (kk[i].item_floats > k->item_floats) k->item_floats = kk[i].item_floats;
-    if (kk[i].scratch_floats != 0) {
-      printf("  scratch_floats %lld, expected 0\n", (long long)kk[i].scratch_floats);
-      rc = 1;
-    }
-  }
-  cuda_chunk_kernels_free(kk, nk);
-  fclose(f);
   /* ldsm = 0: the kernels' mma fragments by element loads instead of ldmatrix */
   int nl = 0;
   for (char *l = rc == 0 && !ldsm ? strstr(*src, "constexpr bool LDSM = true;") : NULL; l;
@@ -170,20 +134,9 @@ static int print_source(const Case *c, const char *name, int arch, int optin, in
   return rc;
 }
 
-/* Launches k's kernels in order over items [begin0, items): each in two launches ([0, mid),
- * [mid, items)) when mid > 0, with scratch for their per-item storage: 0 or 1. */
 static int launch_all(const Kern *k, void *args, int64_t items, int64_t mid, float *scratch,
                       char *err, size_t n) {
-  for (int f = 0; f < k->n; f++)
-    for (int part = 0; part < 2; part++) {
-      int64_t begin = part ? mid : 0, end = part ? items : mid;
-      if (end <= begin) continue;
-      unsigned grid[3] = {(unsigned)(end - begin), 1, 1}, block[3] = {k->threads[f], 1, 1};
-      void *kargs[] = {args, &begin, &end, &scratch};
-      if (mixc_cuda_launch(g_cuda, k->fn[f], grid, block, k->smem[f], NULL, kargs, err, n))
-        return 1;
-    }
-  return 0;
+  return chunk_kern_launch(g_cuda, k, args, items, mid, scratch, err, n);
 }
 
 static void check(int ok, const char *what) {

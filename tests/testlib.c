@@ -1,6 +1,7 @@
 /* testlib: scaffolding shared by the test programs (testlib.h). */
 #define _POSIX_C_SOURCE 200809L
 #include "testlib.h"
+#include "testlib_cuda.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -801,3 +802,57 @@ int call_results(const Ex *x, const Data *d, Call *k, Data *got, char *err, size
   }
   return 1;
 }
+
+#ifdef MIXC_HAVE_CUDA
+/* ==== the hand-structured GPU chunk kernels ==== */
+
+int chunk_kern_print(const CudaChunkShape *s, const char *name, int arch, int optin,
+                     const char *prelude, int nptrs, int nints, char **src, ChunkKern *k) {
+  char err[512];
+  CudaChunkKernel kk[3];
+  int nk = 0;
+  *src = NULL;
+  int rc = cuda_chunk_kernels(s, name, arch, optin, kk, &nk, err, sizeof err);
+  if (rc > 0) printf("  error: %s\n", err);
+  if (rc) return rc;
+  size_t len = 0;
+  FILE *f = open_memstream(src, &len);
+  if (!f) {
+    cuda_chunk_kernels_free(kk, nk);
+    return 1;
+  }
+  fputs(prelude, f);
+  memset(k, 0, sizeof *k);
+  k->n = nk;
+  k->vtiles = s->vtiles;
+  k->segs = s->segs > 1 ? s->segs : 1;
+  for (int i = 0; i < nk; i++) {
+    fprintf(f, "struct MixcArgs_%s {\n  void *ptrs[%d];\n  int64_t ints[%d];\n};\n", kk[i].name,
+            nptrs, nints);
+    fputs(kk[i].src, f);
+    snprintf(k->name[i], sizeof k->name[i], "%.255s", kk[i].name);
+    k->threads[i] = kk[i].threads, k->smem[i] = kk[i].smem;
+    if (kk[i].item_floats > k->item_floats) k->item_floats = kk[i].item_floats;
+    if (kk[i].scratch_floats != 0) {
+      printf("  scratch_floats %lld, expected 0\n", (long long)kk[i].scratch_floats);
+      rc = 1;
+    }
+  }
+  cuda_chunk_kernels_free(kk, nk);
+  if (fclose(f) || !*src) rc = 1;
+  return rc;
+}
+
+int chunk_kern_launch(MixcCuda *cu, const ChunkKern *k, void *args, int64_t items, int64_t mid,
+                      float *scratch, char *err, size_t n) {
+  for (int f = 0; f < k->n; f++)
+    for (int part = 0; part < 2; part++) {
+      int64_t begin = part ? mid : 0, end = part ? items : mid;
+      if (end <= begin) continue;
+      unsigned grid[3] = {(unsigned)(end - begin), 1, 1}, block[3] = {k->threads[f], 1, 1};
+      void *kargs[] = {args, &begin, &end, &scratch};
+      if (mixc_cuda_launch(cu, k->fn[f], grid, block, k->smem[f], NULL, kargs, err, n)) return 1;
+    }
+  return 0;
+}
+#endif

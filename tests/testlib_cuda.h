@@ -1,0 +1,36 @@
+/* testlib_cuda: the part of testlib (testlib.c) for the tests of the hand-structured GPU
+ * chunk kernels (test_lower_cuda_scalar, test_lower_cuda_delta): printing a shape's kernels
+ * (one, or three with the sequence split) with their argument structs, and launching them in
+ * order. Apart from testlib.h, whose names those tests define for themselves. */
+#ifndef MIXC_TESTLIB_CUDA_H
+#define MIXC_TESTLIB_CUDA_H
+
+#ifdef MIXC_HAVE_CUDA
+#include "backends/cuda/cuda_loader.h"
+#include "compiler/lower_cuda.h"
+
+/* A shape's kernels, in launch order: one, or three with the sequence split. */
+typedef struct ChunkKern {
+  MixcCudaModule *mod; /* set by the caller that compiles the source */
+  int n;
+  MixcCudaFunc *fn[3];
+  char name[3][256];
+  unsigned threads[3], smem[3];
+  int64_t item_floats; /* per-item storage the kernels share (0: none) */
+  int64_t vtiles, segs; /* the split printed */
+} ChunkKern;
+
+/* prelude, then each kernel of shape s (cuda_chunk_kernels, base name `name`) after its
+ * argument struct (nptrs pointers, nints integers), into *src (malloc'd); k gets the names and
+ * launches. Returns 0, -1 (outside the form) or 1 (printed an error). */
+int chunk_kern_print(const CudaChunkShape *s, const char *name, int arch, int optin,
+                     const char *prelude, int nptrs, int nints, char **src, ChunkKern *k);
+
+/* Launches k's kernels in order over items [0, items) on cu's default stream, each in two
+ * launches ([0, mid), [mid, items): `begin` exercised) where 0 < mid < items, with scratch for
+ * the per-item storage. Returns 0, or 1 with a message in err. */
+int chunk_kern_launch(MixcCuda *cu, const ChunkKern *k, void *args, int64_t items, int64_t mid,
+                      float *scratch, char *err, size_t n);
+#endif
+
+#endif
