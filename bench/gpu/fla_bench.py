@@ -233,12 +233,19 @@ def check_accuracy(torch, log, mixer, kernel, fla):
         for impl in ('mixc', 'fla'):
             failed(log, ex, kind='accuracy', impl=impl, mixer=mixer, B=B, T=T, H=Hh)
         return
-    for impl in ('mixc', 'fla'):
+    # the floor: the exact output rounded to bf16 (what any bf16 output carries)
+    e = reference.relerr(ref.to(torch.bfloat16).double(), ref)
+    emit(log, 'RESULT', kind='accuracy', impl='bf16_floor', mixer=mixer, B=B, T=T, H=Hh,
+         status='ok', relerr=f'{e:.3g}')
+    for impl in ('mixc', 'mixc_f32out', 'fla'):
         try:
-            if impl == 'mixc':
+            if impl.startswith('mixc'):
                 if isinstance(kernel, Exception):
                     raise kernel
-                o = torch.full((B, T, Hh, D), float('nan'), dtype=torch.bfloat16, device='cuda')
+                # mixc_f32out: the same bf16 inputs, the output written in f32 (its own
+                # variant): the kernel's error without the final rounding
+                dt = torch.float32 if impl == 'mixc_f32out' else torch.bfloat16
+                o = torch.full((B, T, Hh, D), float('nan'), dtype=dt, device='cuda')
                 kernel.forward(**d, outputs={'o': o})
             else:
                 if isinstance(fla, Exception):
@@ -473,11 +480,14 @@ def report(meta, res, outdir):
     B, T, Hh = CHECK
     md.append(f'## Accuracy (B={B}, T={T}, H={Hh}, bf16 inputs; max|x - ref| / max|ref| against '
               f'a float64 token-by-token reference)\n')
-    md.append('| mixer | mixc | fla | target: <= half of fla\'s and <= 5e-3 |')
-    md.append('|---|---|---|---|')
+    md.append('| mixer | mixc | fla | target: <= half of fla\'s and <= 5e-3 | mixc, f32 output | '
+              'the exact output rounded to bf16 |')
+    md.append('|---|---|---|---|---|---|')
     for m in mixers:
         rm = find(kind='accuracy', impl='mixc', mixer=m)
         rf = find(kind='accuracy', impl='fla', mixer=m)
+        r32 = find(kind='accuracy', impl='mixc_f32out', mixer=m)
+        rfl = find(kind='accuracy', impl='bf16_floor', mixer=m)
         for r, who in ((rm, 'mixc'), (rf, 'fla')):
             if r and r.get('status') == 'error':
                 errors.append(f'{who} (accuracy), {m}: {r.get("msg", "")}')
@@ -485,7 +495,13 @@ def report(meta, res, outdir):
         met = 'n/a' if a is None else ('met' if a <= TARGET_ERR and (b is None or a <= b / 2)
                                        else '**not met**')
         md.append(f'| {TITLES.get(m, m)} | {cell(rm, "relerr", lambda x: f"{x:.3g}")} | '
-                  f'{cell(rf, "relerr", lambda x: f"{x:.3g}")} | {met} |')
+                  f'{cell(rf, "relerr", lambda x: f"{x:.3g}")} | {met} | '
+                  f'{cell(r32, "relerr", lambda x: f"{x:.3g}")} | '
+                  f'{cell(rfl, "relerr", lambda x: f"{x:.3g}")} |')
+    md.append('\n"target" holds mixc\'s bf16 output against fla\'s (fla writes bf16). "mixc, f32 '
+              'output": the same bf16 inputs and kernel, the output written in f32: the kernels\' '
+              'own error. "the exact output rounded to bf16": the float64 reference rounded to '
+              'bf16, the error any bf16 output carries.\n')
     refs = [r for r in res if r.get('kind') == 'refcheck']
     if refs:
         md.append('\nThe float64 reference (torch, on the GPU) against mixc\'s own '
