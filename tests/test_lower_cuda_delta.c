@@ -134,11 +134,6 @@ static int print_source(const Case *c, const char *name, int arch, int optin, in
   return rc;
 }
 
-static int launch_all(const Kern *k, void *args, int64_t items, int64_t mid, float *scratch,
-                      char *err, size_t n) {
-  return chunk_kern_launch(g_cuda, k, args, items, mid, scratch, err, n);
-}
-
 static void check(int ok, const char *what) {
   if (ok) {
     passed++;
@@ -148,39 +143,7 @@ static void check(int ok, const char *what) {
   }
 }
 
-/* ---- host data ---- */
-
-static uint16_t to16(KType t, double x) {
-  return t == KT_F16 ? mixc_f32_to_f16((float)x) : mixc_f32_to_bf16((float)x);
-}
-static double from16(KType t, uint16_t x) {
-  return t == KT_F16 ? mixc_f16_to_f32(x) : mixc_bf16_to_f32(x);
-}
-static size_t tsize(KType t) { return t == KT_F32 ? 4 : 2; }
-static double get(KType t, const void *p, int64_t i) {
-  return t == KT_F32 ? ((const float *)p)[i] : from16(t, ((const uint16_t *)p)[i]);
-}
-static void set(KType t, void *p, int64_t i, double x) {
-  if (t == KT_F32)
-    ((float *)p)[i] = (float)x;
-  else
-    ((uint16_t *)p)[i] = to16(t, x);
-}
-static int is_poison(KType t, const void *p, int64_t i) {
-  return t == KT_F32 ? isnan(((const float *)p)[i]) : ((const uint16_t *)p)[i] == 0xffff;
-}
-static void poison(KType t, void *p, int64_t n) {
-  if (t == KT_F32)
-    for (int64_t i = 0; i < n; i++) ((float *)p)[i] = NAN;
-  else
-    memset(p, 0xff, (size_t)n * 2); /* 0xffff: a NaN in bf16 and in f16 */
-}
-
-typedef struct Buf {
-  void *h;
-  size_t bytes;
-  MixcDevPtr d;
-} Buf;
+/* ---- host data (the value helpers and CkBuf: tests/testlib_cuda.h) ---- */
 
 static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
   char err[2048], name[64], what[256];
@@ -236,15 +199,15 @@ static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
   int64_t sg[3] = {2 * T * H, 2 * H, 2};
   int64_t sb[3] = {T * H, H, 1};
   int64_t ss[4] = {H * K * V, K * V, V, 1};
-  Buf bq = {0}, bk = {0}, bvv = {0}, bg = {0}, bb = {0}, bo = {0}, bsc = {0}, bh0 = {0},
+  CkBuf bq = {0}, bk = {0}, bvv = {0}, bg = {0}, bb = {0}, bo = {0}, bsc = {0}, bh0 = {0},
       bht = {0}, bcu = {0};
-  Buf *all[] = {&bq, &bk, &bvv, &bg, &bb, &bo, &bsc, &bh0, &bht, &bcu};
+  CkBuf *all[] = {&bq, &bk, &bvv, &bg, &bb, &bo, &bsc, &bh0, &bht, &bcu};
   bq.bytes = (size_t)(B * sq[0]) * 2;
   bk.bytes = (size_t)(B * sk[0]) * 2;
   bvv.bytes = (size_t)(B * sv[0]) * 2;
-  bo.bytes = (size_t)(B * so[0]) * tsize(c->out);
-  if (c->has_g) bg.bytes = (size_t)(B * sg[0]) * tsize(c->gt);
-  if (c->has_beta) bb.bytes = (size_t)(B * sb[0]) * tsize(c->bt);
+  bo.bytes = (size_t)(B * so[0]) * ck_tsize(c->out);
+  if (c->has_g) bg.bytes = (size_t)(B * sg[0]) * ck_tsize(c->gt);
+  if (c->has_beta) bb.bytes = (size_t)(B * sb[0]) * ck_tsize(c->bt);
   if (c->scale_param) bsc.bytes = (size_t)H * 4;
   if (c->h0) bh0.bytes = (size_t)(N * ss[0]) * 4;
   if (c->ht) bht.bytes = (size_t)(N * ss[0]) * 4;
@@ -264,38 +227,38 @@ static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
     goto done;
   }
   /* inputs: padding of q poisoned too (never read as data), k l2-normalised */
-  poison(c->in, bq.h, (int64_t)(bq.bytes / 2));
-  poison(c->in, bvv.h, (int64_t)(bvv.bytes / 2));
+  ck_poison(c->in, bq.h, (int64_t)(bq.bytes / 2));
+  ck_poison(c->in, bvv.h, (int64_t)(bvv.bytes / 2));
   for (int64_t b = 0; b < B; b++)
     for (int64_t t = 0; t < T; t++)
       for (int64_t h = 0; h < H; h++) {
         double nk = 0, kv[256];
         for (int64_t i = 0; i < K; i++) {
-          set(c->in, bq.h, b * sq[0] + t * sq[1] + h * sq[2] + i * sq[3], mixc_rng_normal(rng));
+          ck_set(c->in, bq.h, b * sq[0] + t * sq[1] + h * sq[2] + i * sq[3], mixc_rng_normal(rng));
           kv[i] = mixc_rng_normal(rng);
           nk += kv[i] * kv[i];
         }
         for (int64_t i = 0; i < K; i++)
-          set(c->in, bk.h, b * sk[0] + t * sk[1] + h * sk[2] + i, kv[i] / sqrt(nk));
+          ck_set(c->in, bk.h, b * sk[0] + t * sk[1] + h * sk[2] + i, kv[i] / sqrt(nk));
         for (int64_t j = 0; j < V; j++)
-          set(c->in, bvv.h, b * sv[0] + t * sv[1] + h * sv[2] + j * sv[3], mixc_rng_normal(rng));
+          ck_set(c->in, bvv.h, b * sv[0] + t * sv[1] + h * sv[2] + j * sv[3], mixc_rng_normal(rng));
         if (c->has_g) {
           double g = -0.2 * mixc_rng_uniform(rng);
           if (c->stress) {
             int r = (int)(mixc_rng_uniform(rng) * 4);
             g = r == 0 ? -30.0 : r == 1 ? 0.0 : r == 2 ? -1e-4 : -3.0 * mixc_rng_uniform(rng);
           }
-          set(c->gt, bg.h, b * sg[0] + t * sg[1] + h * sg[2], g);
+          ck_set(c->gt, bg.h, b * sg[0] + t * sg[1] + h * sg[2], g);
         }
         if (c->has_beta)
-          set(c->bt, bb.h, b * sb[0] + t * sb[1] + h * sb[2], mixc_rng_uniform(rng));
+          ck_set(c->bt, bb.h, b * sb[0] + t * sb[1] + h * sb[2], mixc_rng_uniform(rng));
       }
   if (c->scale_param)
     for (int64_t h = 0; h < H; h++) ((float *)bsc.h)[h] = (float)(0.05 + 0.2 * mixc_rng_uniform(rng));
   if (c->h0)
     for (int64_t i = 0; i < N * ss[0]; i++) ((float *)bh0.h)[i] = (float)(0.3 * mixc_rng_normal(rng));
-  if (c->ht) poison(KT_F32, bht.h, N * ss[0]);
-  poison(c->out, bo.h, (int64_t)(bo.bytes / tsize(c->out)));
+  if (c->ht) ck_poison(KT_F32, bht.h, N * ss[0]);
+  ck_poison(c->out, bo.h, (int64_t)(bo.bytes / ck_tsize(c->out)));
   if (c->varlen)
     for (int i = 0; i <= N; i++) {
       if (c->varlen == 2)
@@ -310,24 +273,24 @@ static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
       double scale = c->scale_param ? ((float *)bsc.h)[h] : 1.0 / sqrt((double)K);
       for (int64_t e = 0; e < K * V; e++) S[e] = c->h0 ? ((float *)bh0.h)[n * ss[0] + h * ss[1] + e] : 0.0;
       for (int64_t t = ta; t < tb; t++) {
-        double eg = c->has_g ? exp(get(c->gt, bg.h, b * sg[0] + t * sg[1] + h * sg[2])) : 1.0;
-        double beta = c->has_beta ? get(c->bt, bb.h, b * sb[0] + t * sb[1] + h * sb[2]) : 1.0;
+        double eg = c->has_g ? exp(ck_get(c->gt, bg.h, b * sg[0] + t * sg[1] + h * sg[2])) : 1.0;
+        double beta = c->has_beta ? ck_get(c->bt, bb.h, b * sb[0] + t * sb[1] + h * sb[2]) : 1.0;
         for (int64_t e = 0; e < K * V; e++) S[e] *= eg;
         for (int64_t j = 0; j < V; j++) u[j] = 0;
         for (int64_t i = 0; i < K; i++) {
-          double kv = get(c->in, bk.h, b * sk[0] + t * sk[1] + h * sk[2] + i);
+          double kv = ck_get(c->in, bk.h, b * sk[0] + t * sk[1] + h * sk[2] + i);
           for (int64_t j = 0; j < V; j++) u[j] += kv * S[i * V + j];
         }
         for (int64_t j = 0; j < V; j++)
-          u[j] = beta * (get(c->in, bvv.h, b * sv[0] + t * sv[1] + h * sv[2] + j * sv[3]) - u[j]);
+          u[j] = beta * (ck_get(c->in, bvv.h, b * sv[0] + t * sv[1] + h * sv[2] + j * sv[3]) - u[j]);
         for (int64_t i = 0; i < K; i++) {
-          double kv = get(c->in, bk.h, b * sk[0] + t * sk[1] + h * sk[2] + i);
+          double kv = ck_get(c->in, bk.h, b * sk[0] + t * sk[1] + h * sk[2] + i);
           for (int64_t j = 0; j < V; j++) S[i * V + j] += kv * u[j];
         }
         double *o = ref_o + ((b * T + t) * H + h) * V;
         for (int64_t j = 0; j < V; j++) o[j] = 0;
         for (int64_t i = 0; i < K; i++) {
-          double qv = get(c->in, bq.h, b * sq[0] + t * sq[1] + h * sq[2] + i * sq[3]);
+          double qv = ck_get(c->in, bq.h, b * sq[0] + t * sq[1] + h * sq[2] + i * sq[3]);
           for (int64_t j = 0; j < V; j++) o[j] += scale * qv * S[i * V + j];
         }
       }
@@ -360,7 +323,7 @@ static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
       mixc_cuda_alloc(g_cuda, (size_t)(items * kn.item_floats) * 4, &dscr, err, sizeof err))
     printf("%s\n", err), bad = 1;
   float *scratch = (float *)(uintptr_t)dscr;
-  if (!bad && launch_all(&kn, &args, items, mid, scratch, err, sizeof err))
+  if (!bad && chunk_kern_launch(g_cuda, &kn, &args, items, mid, scratch, err, sizeof err))
     printf("%s\n", err), bad = 1;
   if (!bad && mixc_cuda_synchronize(g_cuda, err, sizeof err)) printf("%s\n", err), bad = 1;
   if (!bad && (mixc_cuda_memcpy_dtoh(g_cuda, bo.h, bo.d, bo.bytes, err, sizeof err) ||
@@ -381,10 +344,10 @@ static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
           for (int64_t j = 0; j < V + 4; j++) {
             int64_t at = b * so[0] + t * so[1] + h * so[2] + j;
             if (j >= V) {
-              pad += !is_poison(c->out, bo.h, at);
+              pad += !ck_is_poison(c->out, bo.h, at);
               continue;
             }
-            double x = get(c->out, bo.h, at), r = ref_o[((b * T + t) * H + h) * V + j];
+            double x = ck_get(c->out, bo.h, at), r = ref_o[((b * T + t) * H + h) * V + j];
             if (isnan(x) || isinf(x)) nan++;
             if (fabs(r) > maxr) maxr = fabs(r);
             if (fabs(x - r) > maxe || isnan(x)) maxe = isnan(x) ? INFINITY : fabs(x - r);
@@ -419,7 +382,7 @@ static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
     if (!mixc_cuda_event_create(g_cuda, &e0, err, sizeof err) &&
         !mixc_cuda_event_create(g_cuda, &e1, err, sizeof err) &&
         !mixc_cuda_event_record(g_cuda, e0, NULL, err, sizeof err) &&
-        !launch_all(&kn, &args, items, 0, scratch, err, sizeof err) &&
+        !chunk_kern_launch(g_cuda, &kn, &args, items, 0, scratch, err, sizeof err) &&
         !mixc_cuda_event_record(g_cuda, e1, NULL, err, sizeof err) &&
         !mixc_cuda_event_elapsed(g_cuda, e0, e1, &ms, err, sizeof err))
       printf("  %s: %lld items, %u threads, %u B shared: %.3f ms\n", c->what, (long long)items,

@@ -152,11 +152,6 @@ static int load(const Case *c, const char *name, Kern *k) {
   return 0;
 }
 
-static int launch_all(const Kern *k, void *args, int64_t items, int64_t mid, float *scratch,
-                      char *err, size_t n) {
-  return chunk_kern_launch(g_cuda, k, args, items, mid, scratch, err, n);
-}
-
 static void check(int ok, const char *what) {
   if (ok) {
     passed++;
@@ -166,39 +161,7 @@ static void check(int ok, const char *what) {
   }
 }
 
-/* ---- host data ---- */
-
-static uint16_t to16(KType t, double x) {
-  return t == KT_F16 ? mixc_f32_to_f16((float)x) : mixc_f32_to_bf16((float)x);
-}
-static double from16(KType t, uint16_t x) {
-  return t == KT_F16 ? mixc_f16_to_f32(x) : mixc_bf16_to_f32(x);
-}
-static size_t tsize(KType t) { return t == KT_F32 ? 4 : 2; }
-static double get(KType t, const void *p, int64_t i) {
-  return t == KT_F32 ? ((const float *)p)[i] : from16(t, ((const uint16_t *)p)[i]);
-}
-static void set(KType t, void *p, int64_t i, double x) {
-  if (t == KT_F32)
-    ((float *)p)[i] = (float)x;
-  else
-    ((uint16_t *)p)[i] = to16(t, x);
-}
-static int is_poison(KType t, const void *p, int64_t i) {
-  return t == KT_F32 ? isnan(((const float *)p)[i]) : ((const uint16_t *)p)[i] == 0xffff;
-}
-static void poison(KType t, void *p, int64_t n) {
-  if (t == KT_F32)
-    for (int64_t i = 0; i < n; i++) ((float *)p)[i] = NAN;
-  else
-    memset(p, 0xff, (size_t)n * 2); /* 0xffff: a NaN in bf16 and in f16 */
-}
-
-typedef struct Buf {
-  void *h;
-  size_t bytes;
-  MixcDevPtr d;
-} Buf;
+/* ---- host data (the value helpers and CkBuf: tests/testlib_cuda.h) ---- */
 
 typedef struct Args {
   void *ptrs[NPTRS];
@@ -239,16 +202,16 @@ static void run_case(const Case *c, MixcRng *rng, int idx) {
   if (c->diag) sg[0] = H * T * K, sg[1] = K, sg[2] = T * K, sg[3] = 1;
   if (c->gmode == CCG_PARAM) sg[0] = 1; /* [H]: its stride over H */
   int64_t ss[4] = {H * K * V, K * V, V, 1};
-  Buf bq = {0}, bk = {0}, bvv = {0}, bg = {0}, bo = {0}, bsc = {0}, bh0 = {0}, bht = {0},
+  CkBuf bq = {0}, bk = {0}, bvv = {0}, bg = {0}, bo = {0}, bsc = {0}, bh0 = {0}, bht = {0},
       bcu = {0};
-  Buf *all[] = {&bq, &bk, &bvv, &bg, &bo, &bsc, &bh0, &bht, &bcu};
+  CkBuf *all[] = {&bq, &bk, &bvv, &bg, &bo, &bsc, &bh0, &bht, &bcu};
   const int nbuf = 9;
   bq.bytes = (size_t)(B * sq[0]) * 2;
   bk.bytes = (size_t)(B * sk[0]) * 2;
   bvv.bytes = (size_t)(B * sv[0]) * 2;
-  bo.bytes = (size_t)(B * so[0]) * tsize(c->out);
-  if (c->gmode == CCG_INPUT) bg.bytes = (size_t)(B * sg[0]) * tsize(c->gt);
-  if (c->gmode == CCG_PARAM) bg.bytes = (size_t)H * tsize(c->gt);
+  bo.bytes = (size_t)(B * so[0]) * ck_tsize(c->out);
+  if (c->gmode == CCG_INPUT) bg.bytes = (size_t)(B * sg[0]) * ck_tsize(c->gt);
+  if (c->gmode == CCG_PARAM) bg.bytes = (size_t)H * ck_tsize(c->gt);
   if (c->scale_param) bsc.bytes = (size_t)H * 4;
   if (c->h0) bh0.bytes = (size_t)(N * ss[0]) * 4;
   if (c->ht) bht.bytes = (size_t)(N * ss[0]) * 4;
@@ -267,18 +230,18 @@ static void run_case(const Case *c, MixcRng *rng, int idx) {
     failed++;
     goto done;
   }
-  poison(c->in, bq.h, (int64_t)(bq.bytes / 2));
-  poison(c->in, bvv.h, (int64_t)(bvv.bytes / 2));
-  if (c->gmode == CCG_INPUT) poison(c->gt, bg.h, (int64_t)(bg.bytes / tsize(c->gt)));
+  ck_poison(c->in, bq.h, (int64_t)(bq.bytes / 2));
+  ck_poison(c->in, bvv.h, (int64_t)(bvv.bytes / 2));
+  if (c->gmode == CCG_INPUT) ck_poison(c->gt, bg.h, (int64_t)(bg.bytes / ck_tsize(c->gt)));
   for (int64_t b = 0; b < B; b++)
     for (int64_t t = 0; t < T; t++)
       for (int64_t h = 0; h < H; h++) {
         for (int64_t i = 0; i < K; i++) {
-          set(c->in, bq.h, b * sq[0] + t * sq[1] + h * sq[2] + i * sq[3], mixc_rng_normal(rng));
-          set(c->in, bk.h, b * sk[0] + t * sk[1] + h * sk[2] + i, mixc_rng_normal(rng) / sqrt((double)K));
+          ck_set(c->in, bq.h, b * sq[0] + t * sq[1] + h * sq[2] + i * sq[3], mixc_rng_normal(rng));
+          ck_set(c->in, bk.h, b * sk[0] + t * sk[1] + h * sk[2] + i, mixc_rng_normal(rng) / sqrt((double)K));
         }
         for (int64_t j = 0; j < V; j++)
-          set(c->in, bvv.h, b * sv[0] + t * sv[1] + h * sv[2] + j * sv[3], mixc_rng_normal(rng));
+          ck_set(c->in, bvv.h, b * sv[0] + t * sv[1] + h * sv[2] + j * sv[3], mixc_rng_normal(rng));
         if (c->gmode == CCG_INPUT)
           for (int64_t i = 0; i < GK; i++) {
             double g = -0.1 * mixc_rng_uniform(rng);
@@ -286,17 +249,17 @@ static void run_case(const Case *c, MixcRng *rng, int idx) {
               int r = (int)(mixc_rng_uniform(rng) * 4);
               g = r == 0 ? -30.0 : r == 1 ? 0.0 : r == 2 ? -1e-4 : -3.0 * mixc_rng_uniform(rng);
             }
-            set(c->gt, bg.h, b * sg[0] + t * sg[1] + h * sg[2] + i * sg[3], g);
+            ck_set(c->gt, bg.h, b * sg[0] + t * sg[1] + h * sg[2] + i * sg[3], g);
           }
       }
   if (c->gmode == CCG_PARAM)
-    for (int64_t h = 0; h < H; h++) set(c->gt, bg.h, h, -0.2 * mixc_rng_uniform(rng));
+    for (int64_t h = 0; h < H; h++) ck_set(c->gt, bg.h, h, -0.2 * mixc_rng_uniform(rng));
   if (c->scale_param)
     for (int64_t h = 0; h < H; h++) ((float *)bsc.h)[h] = (float)(0.05 + 0.2 * mixc_rng_uniform(rng));
   if (c->h0)
     for (int64_t i = 0; i < N * ss[0]; i++) ((float *)bh0.h)[i] = (float)(0.3 * mixc_rng_normal(rng));
-  if (c->ht) poison(KT_F32, bht.h, N * ss[0]);
-  poison(c->out, bo.h, (int64_t)(bo.bytes / tsize(c->out)));
+  if (c->ht) ck_poison(KT_F32, bht.h, N * ss[0]);
+  ck_poison(c->out, bo.h, (int64_t)(bo.bytes / ck_tsize(c->out)));
   if (c->varlen)
     for (int i = 0; i <= N; i++) {
       if (c->varlen == 2)
@@ -314,23 +277,23 @@ static void run_case(const Case *c, MixcRng *rng, int idx) {
         for (int64_t i = 0; i < K; i++) {
           double g = 0;
           if (c->gmode == CCG_INPUT)
-            g = get(c->gt, bg.h, b * sg[0] + t * sg[1] + h * sg[2] + (c->diag ? i : 0) * sg[3]);
+            g = ck_get(c->gt, bg.h, b * sg[0] + t * sg[1] + h * sg[2] + (c->diag ? i : 0) * sg[3]);
           else if (c->gmode == CCG_PARAM)
-            g = get(c->gt, bg.h, h);
+            g = ck_get(c->gt, bg.h, h);
           else if (c->gmode == CCG_CONST)
             g = G_CONST;
           eg[i] = exp(g);
         }
         for (int64_t i = 0; i < K; i++) {
-          double kv = get(c->in, bk.h, b * sk[0] + t * sk[1] + h * sk[2] + i);
+          double kv = ck_get(c->in, bk.h, b * sk[0] + t * sk[1] + h * sk[2] + i);
           for (int64_t j = 0; j < V; j++)
             S[i * V + j] = eg[i] * S[i * V + j] +
-                           kv * get(c->in, bvv.h, b * sv[0] + t * sv[1] + h * sv[2] + j * sv[3]);
+                           kv * ck_get(c->in, bvv.h, b * sv[0] + t * sv[1] + h * sv[2] + j * sv[3]);
         }
         double *o = ref_o + ((b * T + t) * H + h) * V;
         for (int64_t j = 0; j < V; j++) o[j] = 0;
         for (int64_t i = 0; i < K; i++) {
-          double qv = get(c->in, bq.h, b * sq[0] + t * sq[1] + h * sq[2] + i * sq[3]);
+          double qv = ck_get(c->in, bq.h, b * sq[0] + t * sq[1] + h * sq[2] + i * sq[3]);
           for (int64_t j = 0; j < V; j++) o[j] += scale * qv * S[i * V + j];
         }
       }
@@ -358,7 +321,7 @@ static void run_case(const Case *c, MixcRng *rng, int idx) {
   if (!bad && kn.item_floats > 0 &&
       mixc_cuda_alloc(g_cuda, (size_t)(items * kn.item_floats) * 4, &dscr, err, sizeof err))
     printf("%s\n", err), bad = 1;
-  if (!bad && launch_all(&kn, &args, items, mid, (float *)(uintptr_t)dscr, err, sizeof err))
+  if (!bad && chunk_kern_launch(g_cuda, &kn, &args, items, mid, (float *)(uintptr_t)dscr, err, sizeof err))
     printf("%s\n", err), bad = 1;
   if (!bad && mixc_cuda_synchronize(g_cuda, err, sizeof err)) printf("%s\n", err), bad = 1;
   if (!bad && (mixc_cuda_memcpy_dtoh(g_cuda, bo.h, bo.d, bo.bytes, err, sizeof err) ||
@@ -379,10 +342,10 @@ static void run_case(const Case *c, MixcRng *rng, int idx) {
           for (int64_t j = 0; j < V + 4; j++) {
             int64_t at = b * so[0] + t * so[1] + h * so[2] + j;
             if (j >= V) {
-              pad += !is_poison(c->out, bo.h, at);
+              pad += !ck_is_poison(c->out, bo.h, at);
               continue;
             }
-            double x = get(c->out, bo.h, at), r = ref_o[((b * T + t) * H + h) * V + j];
+            double x = ck_get(c->out, bo.h, at), r = ref_o[((b * T + t) * H + h) * V + j];
             if (isnan(x) || isinf(x)) nan++;
             if (fabs(r) > maxr) maxr = fabs(r);
             if (fabs(x - r) > maxe || isnan(x)) maxe = isnan(x) ? INFINITY : fabs(x - r);
@@ -532,11 +495,11 @@ static void bench(const char *mixer, int diag, int64_t B, int64_t T, int idx, in
   MixcCudaEvent *ev[NRUN + 1] = {0};
   float ms[NRUN];
   for (int i = 0; i < 3 && !bad; i++)
-    bad = launch_all(&kn, &args, items, items, scratch, err, sizeof err);
+    bad = chunk_kern_launch(g_cuda, &kn, &args, items, items, scratch, err, sizeof err);
   for (int i = 0; i <= NRUN && !bad; i++) bad = mixc_cuda_event_create(g_cuda, &ev[i], err, sizeof err);
   if (!bad) bad = mixc_cuda_event_record(g_cuda, ev[0], NULL, err, sizeof err);
   for (int i = 0; i < NRUN && !bad; i++)
-    bad = launch_all(&kn, &args, items, items, scratch, err, sizeof err) ||
+    bad = chunk_kern_launch(g_cuda, &kn, &args, items, items, scratch, err, sizeof err) ||
           mixc_cuda_event_record(g_cuda, ev[i + 1], NULL, err, sizeof err);
   for (int i = 0; i < NRUN && !bad; i++)
     bad = mixc_cuda_event_elapsed(g_cuda, ev[i], ev[i + 1], &ms[i], err, sizeof err);

@@ -855,4 +855,30 @@ int chunk_kern_launch(MixcCuda *cu, const ChunkKern *k, void *args, int64_t item
     }
   return 0;
 }
+
+uint16_t ck_to16(KType t, double x) {
+  return t == KT_F16 ? mixc_f32_to_f16((float)x) : mixc_f32_to_bf16((float)x);
+}
+double ck_from16(KType t, uint16_t x) {
+  return t == KT_F16 ? mixc_f16_to_f32(x) : mixc_bf16_to_f32(x);
+}
+size_t ck_tsize(KType t) { return t == KT_F32 ? 4 : 2; }
+double ck_get(KType t, const void *p, int64_t i) {
+  return t == KT_F32 ? ((const float *)p)[i] : ck_from16(t, ((const uint16_t *)p)[i]);
+}
+void ck_set(KType t, void *p, int64_t i, double x) {
+  if (t == KT_F32)
+    ((float *)p)[i] = (float)x;
+  else
+    ((uint16_t *)p)[i] = ck_to16(t, x);
+}
+int ck_is_poison(KType t, const void *p, int64_t i) {
+  return t == KT_F32 ? isnan(((const float *)p)[i]) : ((const uint16_t *)p)[i] == 0xffff;
+}
+void ck_poison(KType t, void *p, int64_t n) {
+  if (t == KT_F32)
+    for (int64_t i = 0; i < n; i++) ((float *)p)[i] = NAN;
+  else
+    memset(p, 0xff, (size_t)n * 2); /* 0xffff: a NaN in bf16 and in f16 */
+}
 #endif

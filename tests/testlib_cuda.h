@@ -31,6 +31,22 @@ int chunk_kern_print(const CudaChunkShape *s, const char *name, int arch, int op
  * the per-item storage. Returns 0, or 1 with a message in err. */
 int chunk_kern_launch(MixcCuda *cu, const ChunkKern *k, void *args, int64_t items, int64_t mid,
                       float *scratch, char *err, size_t n);
+/* Host values of the kernels' storage types (f32, bf16, f16) as doubles: element i of p. The
+ * 16-bit types round to nearest even; 0xffff (a NaN in bf16 and in f16) is the poison. */
+uint16_t ck_to16(KType t, double x);
+double ck_from16(KType t, uint16_t x);
+size_t ck_tsize(KType t);
+double ck_get(KType t, const void *p, int64_t i);
+void ck_set(KType t, void *p, int64_t i, double x);
+int ck_is_poison(KType t, const void *p, int64_t i);
+void ck_poison(KType t, void *p, int64_t n); /* n elements: NaN (f32) or 0xffff */
+
+/* A host buffer and its device copy. */
+typedef struct CkBuf {
+  void *h;
+  size_t bytes;
+  MixcDevPtr d;
+} CkBuf;
 #endif
 
 #endif
