@@ -196,7 +196,14 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
           "  /* the sequence split: LOCM the local pass, OUTM the output pass (lower_cuda.h) */\n"
           "  const int64_t SEGS = %" PRId64 ", IF = %" PRId64 ";\n"
           "  const bool LOCM = %d, OUTM = %d;\n"
-          "  (void)IF, (void)OUTM;\n",
+          "  (void)IF, (void)OUTM;\n"
+          "#ifdef MIXC_SCALAR_PROF /* cycles a phase (thread 0, barrier to barrier) into scratch */\n"
+          "  long long sprof[12] = {0}, sprof_t = clock64();\n"
+          "#define SPROF(i) do { if (threadIdx.x == 0) { const long long t_ = clock64(); "
+          "sprof[i] += t_ - sprof_t; sprof_t = t_; } } while (0)\n"
+          "#else\n"
+          "#define SPROF(i) do { } while (0)\n"
+          "#endif\n",
           NTHREADS, minb, name, name, KD, VT, CC, NTHREADS, NWARPS, LQ, LV, LAB, LB, NST, NTW, s->V,
           s->vtiles, s->vtile, SEGS, SEGS > 1 ? cuda_chunk_item_floats(s) : (int64_t)0,
           mode == CCM_LOCAL, mode == CCM_OUTPUT);
@@ -320,7 +327,8 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
         "      }\n"
         "    }\n"
         "  }\n"
-        "  __syncthreads();\n\n",
+        "  __syncthreads();\n"
+        "  SPROF(11);\n\n",
         out);
 
   /* ---- the chunks ---- */
@@ -398,7 +406,8 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
             "    for (int u = 0; u < NV8; u++) {\n"
             "      const int e = tid + u * NT, r = e / (VT / 8), c8 = (e % (VT / 8)) * 8;\n"
             "      if (e < CC * (VT / 8)) *(uint4 *)(sV + r * LV + c8) = rv[u];\n"
-            "    }\n",
+            "    }\n"
+            "    SPROF(0);\n",
             out);
       /* cumulative gates */
       if (!diag) {
@@ -423,7 +432,8 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
               "        if (r < CC) sb[r] = loc[u] + off;\n"
               "      }\n"
               "    }\n"
-              "    __syncthreads();\n",
+              "    __syncthreads();\n"
+              "    SPROF(1);\n",
               out);
       } else {
         /* per channel: the gates loaded in parallel, then each channel's prefix sum */
@@ -438,6 +448,7 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
               "      sb[r * LB + i] = gg;\n"
               "    }\n"
               "    __syncthreads();\n"
+              "    SPROF(1);\n"
               "    for (int i = tid; i < KD; i += NT) {\n"
               "      float run = 0.0f;\n"
               "      for (int r0 = 0; r0 < CC; r0 += 16) {\n"
@@ -451,12 +462,14 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
               "        }\n"
               "      }\n"
               "    }\n"
-              "    __syncthreads();\n",
+              "    __syncthreads();\n"
+              "    SPROF(2);\n",
               out);
       }
       fputs("    if (c0 + CC < t1) {\n", out);
     } else {
-      fputs("    }\n", out);
+      fputs("    }\n"
+            "    SPROF(3);\n", out);
     }
   }
 
@@ -484,6 +497,7 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
           "        *(unsigned *)(sAb + t * LAB + u) = MX(pk)(x0, x1);\n"
           "      }\n"
           "    }\n"
+          "    SPROF(4);\n"
           "#pragma unroll\n"
           "    for (int e = tid; e < CC * (KD / 2); e += NT) {\n"
           "      const int t = e / (KD / 2), i = (e % (KD / 2)) * 2;\n"
@@ -492,7 +506,8 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
           "      *(unsigned *)(sKs + t * LQ + i) = MX(pk)(MX(f)((unsigned short)(x & 0xffffu)) * w, "
           "MX(f)((unsigned short)(x >> 16)) * w);\n"
           "    }\n"
-          "    __syncthreads();\n",
+          "    __syncthreads();\n"
+          "    SPROF(6);\n",
           out);
   } else {
     /* the tiles below the diagonal on the tensor cores: operands scaled in registers, r the
@@ -528,6 +543,7 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
           "        *(unsigned *)(sAb + t * LAB + u) = MX(pk)(acc[e], acc[e + 1]);\n"
           "      }\n"
           "    }\n"
+          "    SPROF(4);\n"
           /* the diagonal tiles exactly: A[t, u] = sum_i q[t,i] k[u,i] e^{b[t,i] - b[u,i]},
            * one thread a pair u <= t (136 a tile, by its triangular index: no thread idles
            * on the tiles' upper halves), which are zeros */
@@ -556,7 +572,8 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
           "      if ((ul + 1) * ul / 2 <= p) ul++;\n"
           "      const int t = (e / 120) * 16 + p - ul * (ul - 1) / 2, u = (e / 120) * 16 + ul;\n"
           "      sAb[t * LAB + u] = (unsigned short)0;\n"
-          "    }\n",
+          "    }\n"
+          "    SPROF(5);\n",
           out);
     if (qs)
       fputs("#pragma unroll 4\n"
@@ -575,8 +592,8 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
             "          MX(f)((unsigned short)(x >> 16)) * __expf(sb[t * LB + i + 1]));\n"
             "    }\n",
             out);
-    fputs(""
-          "    __syncthreads();\n",
+    fputs("    __syncthreads();\n"
+          "    SPROF(6);\n",
           out);
   }
   /* O = Ab V + e^{b_t} Q Sb (diag: Qs Sb), stored from the accumulators */
@@ -636,7 +653,8 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
             "        }\n",
             s->out_type == KT_BF16 ? "f2bf" : "f2h", s->out_type == KT_BF16 ? "f2bf" : "f2h");
   fputs("      }\n"
-        "    }\n",
+        "    }\n"
+        "    SPROF(7);\n",
         out);
   /* S <- e^{b_last} S + Ks^T V, in registers */
   fputs("#pragma unroll\n"
@@ -679,6 +697,7 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
         "      }\n"
         "    }\n"
         "    __syncthreads();\n"
+        "    SPROF(8);\n"
         "#pragma unroll\n"
         "    for (int m = 0; m < NTW; m++) {\n"
         "      const int tt = warp + m * NW, si = tt / (VT / 16), sj = tt % (VT / 16);\n"
@@ -689,7 +708,14 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
         "        *(unsigned *)(sSb + i * LV + j) = MX(pk)(st[m][e], st[m][e + 1]);\n"
         "      }\n"
         "    }\n"
-        "  }\n",
+        "    SPROF(9);\n"
+        "  }\n"
+        "  SPROF(10);\n"
+        "#ifdef MIXC_SCALAR_PROF\n"
+        "  if (threadIdx.x == 0 && !LOCM && SEGS == 1)\n"
+        "    for (int i = 0; i < 12; i++)\n"
+        "      atomicAdd((unsigned long long *)scratch + i, (unsigned long long)sprof[i]);\n"
+        "#endif\n",
         out);
   if (mode == CCM_LOCAL)
     fprintf(out,
@@ -724,6 +750,6 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
             "    }\n"
             "  }\n",
             s->p_ht, s->s_ht, s->s_ht + 1, s->s_ht + 2, s->s_ht + 3);
-  fputs("}\n#undef MX\n", out);
+  fputs("}\n#undef SPROF\n#undef MX\n", out);
   return ferror(out) ? 1 : 0;
 }

@@ -21,7 +21,8 @@
  * benchmark take the sequence split, timed by bench/gpu): the median of 25 launches, each
  * between its own two events, over inputs of 64 MiB or more per tensor (past the 50 MiB L2);
  * MIXC_SCALAR_BENCH=2 also times the value splits 128, 64, 32, 16 at (8, 2048), (2, 8192),
- * (1, 32768). MIXC_SCALAR_SEGS=N runs every case split into N sequence segments (the local,
+ * (1, 32768); with MIXC_SCALAR_PROF=1 also the kernels built with MIXC_SCALAR_PROF, their cycles
+ * a chunk per phase (thread 0, barrier to barrier). MIXC_SCALAR_SEGS=N runs every case split into N sequence segments (the local,
  * combine and output kernels of lower_cuda_seg.c, their per-item storage in device memory).
  * MIXC_SCALAR_THREADS=256 prints every kernel with 256 threads a block
  * (CudaChunkShape.threads). MIXC_SCALAR_DUMP=DIR writes the sources. */
@@ -84,6 +85,7 @@ static const double G_CONST = -0.03125; /* the CCG_CONST gate */
  * kernels, lower_cuda_seg.c). */
 static unsigned g_threads;
 static int64_t g_segs;
+static int g_prof; /* load() prints the kernels with MIXC_SCALAR_PROF (the bench's phases) */
 
 typedef ChunkKern Kern; /* tests/testlib_cuda.h */
 
@@ -137,6 +139,17 @@ static int load(const Case *c, const char *name, Kern *k) {
   if (rc) {
     free(src);
     return rc;
+  }
+  if (g_prof) {
+    size_t n = strlen(src) + 64;
+    char *src2 = malloc(n);
+    if (!src2) {
+      free(src);
+      return 1;
+    }
+    snprintf(src2, n, "#define MIXC_SCALAR_PROF 1\n%s", src);
+    free(src);
+    src = src2;
   }
   rc = mixc_cuda_compile(g_cuda, src, "test_lower_cuda_scalar.cu", &k->mod, NULL, NULL, err,
                          sizeof err);
@@ -468,12 +481,13 @@ static void bench(const char *mixer, int diag, int64_t B, int64_t T, int idx, in
             mixc_cuda_alloc(g_cuda, nv * 2, &v, err, sizeof err) ||
             mixc_cuda_alloc(g_cuda, ng * 4, &g, err, sizeof err) ||
             mixc_cuda_alloc(g_cuda, nv * 2, &o, err, sizeof err);
-  /* bytes 0x3c: q, k, v about 0.0115 in bf16; g = 0 */
+  /* bytes 0x3c: q, k, v about 0.0115 in bf16; bytes 0xbd: g about -0.0926 in f32 (a log
+   * decay of the usual size, for the work that depends on the gates' range) */
   if (!bad)
     bad = mixc_cuda_memset8(g_cuda, q, 0x3c, nqk * 2, err, sizeof err) ||
           mixc_cuda_memset8(g_cuda, k, 0x3c, nqk * 2, err, sizeof err) ||
           mixc_cuda_memset8(g_cuda, v, 0x3c, nv * 2, err, sizeof err) ||
-          mixc_cuda_memset8(g_cuda, g, 0, ng * 4, err, sizeof err);
+          mixc_cuda_memset8(g_cuda, g, 0xbd, ng * 4, err, sizeof err);
   Args args;
   memset(&args, 0, sizeof args);
   args.ptrs[P_Q] = (void *)(uintptr_t)q, args.ptrs[P_K] = (void *)(uintptr_t)k;
@@ -489,6 +503,8 @@ static void bench(const char *mixer, int diag, int64_t B, int64_t T, int idx, in
   MixcDevPtr dscr = 0;
   if (!bad && kn.item_floats > 0)
     bad = mixc_cuda_alloc(g_cuda, (size_t)(items * kn.item_floats) * 4, &dscr, err, sizeof err);
+  else if (!bad && g_prof) /* the phase counters (the fused kernel) */
+    bad = mixc_cuda_alloc(g_cuda, 12 * 8, &dscr, err, sizeof err);
   float *scratch = (float *)(uintptr_t)dscr;
   unsigned threads = kn.threads[kn.n - 1], smem = kn.smem[kn.n - 1];
   enum { NRUN = 25 };
@@ -496,6 +512,8 @@ static void bench(const char *mixer, int diag, int64_t B, int64_t T, int idx, in
   float ms[NRUN];
   for (int i = 0; i < 3 && !bad; i++)
     bad = chunk_kern_launch(g_cuda, &kn, &args, items, items, scratch, err, sizeof err);
+  if (!bad && g_prof && kn.item_floats == 0)
+    bad = mixc_cuda_memset8(g_cuda, dscr, 0, 12 * 8, err, sizeof err);
   for (int i = 0; i <= NRUN && !bad; i++) bad = mixc_cuda_event_create(g_cuda, &ev[i], err, sizeof err);
   if (!bad) bad = mixc_cuda_event_record(g_cuda, ev[0], NULL, err, sizeof err);
   for (int i = 0; i < NRUN && !bad; i++)
@@ -509,7 +527,22 @@ static void bench(const char *mixer, int diag, int64_t B, int64_t T, int idx, in
            "%.3f), vtile %lld x %lld%s, %lld blocks of %u threads, %u B shared%s\n",
            mixer, (long long)B, (long long)T, ms[NRUN / 2], NRUN, ms[0], ms[NRUN - 1],
            (long long)vtile, (long long)vtiles, vt_force > 0 ? " (forced)" : " (the runtime's)",
-           (long long)items, threads, smem, "");
+           (long long)items, threads, smem, g_prof ? " (phase counters on)" : "");
+    static const char *const phase[12] = {
+        "q k v to smem", "gates (+ barrier)", "diag: gate prefix sums", "next chunk's loads",
+        "Ab (diag: off-diagonal tiles)", "diag: diagonal tiles", "Ks (diag: Qs) + barrier",
+        "O", "S + barrier", "Sb", "end", "setup"};
+    unsigned long long cyc[12];
+    if (g_prof && kn.item_floats == 0 &&
+        !mixc_cuda_synchronize(g_cuda, err, sizeof err) &&
+        !mixc_cuda_memcpy_dtoh(g_cuda, cyc, dscr, sizeof cyc, err, sizeof err)) {
+      double per = (double)NRUN * (double)items * (double)((T + 63) / 64), tot = 0;
+      for (int i = 0; i < 11; i++) tot += (double)cyc[i] / per;
+      printf("    cycles a chunk (thread 0 of each block, mean): %.0f in all\n", tot);
+      for (int i = 0; i < 12; i++)
+        printf("    %-30s %8.0f%s\n", phase[i], (double)cyc[i] / per,
+               i == 11 ? " (once a block, over chunks)" : "");
+    }
   } else {
     printf("  bench %s: %s\n", mixer, err);
   }
@@ -637,6 +670,14 @@ int main(int argc, char **argv) {
       const int64_t shapes[3][2] = {{8, 2048}, {2, 8192}, {1, 32768}};
       bench("simple_gla", 0, 8, 2048, 0, 0);
       bench("gla", 1, 8, 2048, 1, 0);
+      /* MIXC_SCALAR_PROF=1: the same with the phase counters */
+      const char *pr = getenv("MIXC_SCALAR_PROF");
+      if (pr && *pr && strcmp(pr, "0")) {
+        g_prof = 1;
+        bench("simple_gla", 0, 8, 2048, 2, 0);
+        bench("gla", 1, 8, 2048, 3, 0);
+        g_prof = 0;
+      }
       /* MIXC_SCALAR_BENCH=2: the other value splits too */
       if (!strcmp(b, "2")) {
         const int64_t alt[4] = {128, 64, 32, 16};
