@@ -25,6 +25,13 @@ int plan_layout_rank(const RecMixer *rm, int sym, int state_array) {
 
 int lower_mixer(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, size_t errlen) {
   Strategy s = spec->strategy;
+  /* a GPU decode step or short sequences: the recurrent kernel (lower_cuda_rec.c) */
+  int short_call = spec->tokens_hint > 0 && spec->tokens_hint <= LOWER_SHORT_TOKENS;
+  if (spec->gpu && !spec->no_native &&
+      (s == STRAT_RECURRENT || (s == STRAT_AUTO && short_call))) {
+    int rc = lower_cuda_recurrent(a, spec, plan, err, errlen);
+    if (rc >= 0) return rc;
+  }
   if (spec->gpu && !spec->no_native && (s == STRAT_AUTO || s == STRAT_CHUNK)) {
     int rc = lower_cuda_chunk(a, spec, plan, err, errlen);
     if (rc >= 0) return rc;

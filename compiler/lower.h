@@ -57,7 +57,15 @@ typedef struct KernelSpec {
   int no_native;         /* gpu: never take a hand-structured kernel (the lowered KIR only) */
   int64_t segs;          /* gpu: sequence segments of the hand-structured chunk kernels (0:
                             chosen from bh and target_items; 1: none) */
+  int64_t tokens_hint;   /* tokens per sequence of the calls the kernel is built for, at most
+                            (a hint: the kernel runs for any); 0: unknown or long. gpu: at most
+                            LOWER_SHORT_TOKENS (a decode step, short sequences) and the auto
+                            strategy takes the recurrent kernel (lower_cuda_recurrent) first */
 } KernelSpec;
+
+/* KernelSpec.tokens_hint: on a GPU, calls of at most this many tokens a sequence take the
+ * recurrent (decode) kernel under the auto strategy; the runtime buckets its calls so */
+enum { LOWER_SHORT_TOKENS = 16 };
 
 /* Where each tensor goes in the argument tables. -1: not used. */
 typedef struct KernelPlan {

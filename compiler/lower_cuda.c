@@ -164,7 +164,7 @@ static int delta_fits(const L *l, const RecStep *p, int Kd, int Vd, int *k, int 
 
 /* Fills cs (kinds, symbols) from the IR; 0 when no form applies. syms: q, k, v, g, beta, o,
  * scale param (or -1). */
-static int match(const L *l, CudaChunkShape *cs, int sy[7]) {
+static int match(const L *l, CudaChunkShape *cs, int sy[7], int allow_f32) {
   const RecMixer *rm = l->rm;
   const Mixer *mx = l->mx;
   for (int i = 0; i < 7; i++) sy[i] = -1;
@@ -228,7 +228,7 @@ static int match(const L *l, CudaChunkShape *cs, int sy[7]) {
   }
   sy[0] = q, sy[1] = k, sy[2] = v, sy[4] = beta, sy[5] = out->sym, sy[6] = sp;
   KType it = l->sp->dtype[q];
-  if (it != KT_BF16 && it != KT_F16) return 0;
+  if (it != KT_BF16 && it != KT_F16 && !(allow_f32 && it == KT_F32)) return 0;
   if (l->sp->dtype[k] != it || l->sp->dtype[v] != it) return 0;
   cs->in_type = it;
   cs->K = l->sp->dims[Kd];
@@ -237,22 +237,52 @@ static int match(const L *l, CudaChunkShape *cs, int sy[7]) {
 }
 
 /* A lowering context for spec (no module yet) and match() on it. */
-static int match_spec(const KernelSpec *spec, L *l, CudaChunkShape *cs, int sy[7]) {
+static int match_spec(const KernelSpec *spec, L *l, CudaChunkShape *cs, int sy[7],
+                      int allow_f32) {
   memset(l, 0, sizeof *l);
   l->sp = spec;
   l->rm = spec->rm;
   l->mx = spec->rm->mixer;
   memset(cs, 0, sizeof *cs);
-  return match(l, cs, sy);
+  return match(l, cs, sy, allow_f32);
 }
 
 int lower_cuda_match(const KernelSpec *spec, CudaChunkKind *kind) {
   L l;
   CudaChunkShape cs;
   int sy[7];
-  if (!match_spec(spec, &l, &cs, sy)) return 0;
+  if (!match_spec(spec, &l, &cs, sy, 0)) return 0;
   *kind = cs.kind;
   return 1;
+}
+
+/* The argument-table slots and storage types of a matched shape from the plan (match's sy). */
+static void shape_slots(CudaChunkShape *cs, const KernelSpec *spec, const KernelPlan *plan,
+                        const int sy[7]) {
+  cs->p_q = plan->ptr[sy[0]], cs->s_q = plan->stride[sy[0]];
+  cs->p_k = plan->ptr[sy[1]], cs->s_k = plan->stride[sy[1]];
+  cs->p_v = plan->ptr[sy[2]], cs->s_v = plan->stride[sy[2]];
+  cs->p_o = plan->ptr[sy[5]], cs->s_o = plan->stride[sy[5]];
+  cs->out_type = spec->dtype[sy[5]];
+  cs->p_g = cs->s_g = cs->p_beta = cs->s_beta = cs->p_scale = cs->s_scale = -1;
+  if (cs->has_g && cs->g_mode != CCG_CONST) {
+    cs->p_g = plan->ptr[sy[3]], cs->s_g = plan->stride[sy[3]];
+    cs->g_type = spec->dtype[sy[3]];
+  }
+  if (cs->has_beta) {
+    cs->p_beta = plan->ptr[sy[4]], cs->s_beta = plan->stride[sy[4]];
+    cs->beta_type = spec->dtype[sy[4]];
+  }
+  if (sy[6] >= 0) {
+    cs->p_scale = plan->ptr[sy[6]], cs->s_scale = plan->stride[sy[6]];
+    cs->scale_type = spec->dtype[sy[6]];
+  }
+  int ssym = spec->rm->states[0].sym;
+  cs->p_h0 = plan->state_in[ssym], cs->s_h0 = plan->state_in_stride[ssym];
+  cs->p_ht = plan->state_out[ssym], cs->s_ht = plan->state_out_stride[ssym];
+  cs->p_cu = plan->cu_seqlens;
+  cs->cu_type = spec->cu_type;
+  cs->i_B = plan->size_B, cs->i_T = plan->size_T, cs->i_H = plan->size_H, cs->i_N = plan->size_N;
 }
 
 /* lower_cuda_chunk with the sequence split allowed or not. */
@@ -261,7 +291,7 @@ static int lower_attempt(Arena *a, const KernelSpec *spec, KernelPlan *plan, int
   L l;
   CudaChunkShape cs;
   int sy[7];
-  if (!match_spec(spec, &l, &cs, sy)) return -1;
+  if (!match_spec(spec, &l, &cs, sy, 0)) return -1;
   /* The value split for these kernels: each block holds its chunk's tiles in shared memory and
    * the state on chip, one block an SM (target_items is two a multiprocessor), and every value
    * tile repeats the chunk's work on q and k (Q K^T; the delta form's T solve). So split only
@@ -316,30 +346,7 @@ static int lower_attempt(Arena *a, const KernelSpec *spec, KernelPlan *plan, int
   if (C < 16 || C > 128 || C % 16) C = 64;
   cs.chunk = C;
   plan->chunk = C;
-  cs.p_q = plan->ptr[sy[0]], cs.s_q = plan->stride[sy[0]];
-  cs.p_k = plan->ptr[sy[1]], cs.s_k = plan->stride[sy[1]];
-  cs.p_v = plan->ptr[sy[2]], cs.s_v = plan->stride[sy[2]];
-  cs.p_o = plan->ptr[sy[5]], cs.s_o = plan->stride[sy[5]];
-  cs.out_type = spec->dtype[sy[5]];
-  cs.p_g = cs.s_g = cs.p_beta = cs.s_beta = cs.p_scale = cs.s_scale = -1;
-  if (cs.has_g && cs.g_mode != CCG_CONST) {
-    cs.p_g = plan->ptr[sy[3]], cs.s_g = plan->stride[sy[3]];
-    cs.g_type = spec->dtype[sy[3]];
-  }
-  if (cs.has_beta) {
-    cs.p_beta = plan->ptr[sy[4]], cs.s_beta = plan->stride[sy[4]];
-    cs.beta_type = spec->dtype[sy[4]];
-  }
-  if (sy[6] >= 0) {
-    cs.p_scale = plan->ptr[sy[6]], cs.s_scale = plan->stride[sy[6]];
-    cs.scale_type = spec->dtype[sy[6]];
-  }
-  int ssym = spec->rm->states[0].sym;
-  cs.p_h0 = plan->state_in[ssym], cs.s_h0 = plan->state_in_stride[ssym];
-  cs.p_ht = plan->state_out[ssym], cs.s_ht = plan->state_out_stride[ssym];
-  cs.p_cu = plan->cu_seqlens;
-  cs.cu_type = spec->cu_type;
-  cs.i_B = plan->size_B, cs.i_T = plan->size_T, cs.i_H = plan->size_H, cs.i_N = plan->size_N;
+  shape_slots(&cs, spec, plan, sy);
   if (l.failed || a->failed) return lw_finish(&l);
 
   char name[256];
@@ -386,4 +393,57 @@ int lower_cuda_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *e
   /* a split that does not fit (shared memory, the transition's columns): without it */
   if (rc < 0) rc = lower_attempt(a, spec, plan, 0, err, errlen);
   return rc;
+}
+
+/* The recurrent (decode) kernel (lower_cuda_rec.c): the same forms, f32 inputs too (no tensor
+ * cores), the state tile on chip across the tokens. Its own value split (cuda_rec_vtile: the
+ * blocks fill the SMs at small B H; at most 128 columns a block), no segments, no chunks. */
+int lower_cuda_recurrent(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err,
+                         size_t errlen) {
+  if (!spec->gpu || spec->no_native) return -1;
+  L l;
+  CudaChunkShape cs;
+  int sy[7];
+  if (!match_spec(spec, &l, &cs, sy, 1)) return -1;
+  KernelSpec sp = *spec;
+  if (sp.vtile <= 0) sp.vtile = cuda_rec_vtile(cs.V, sp.bh, sp.target_items);
+  if (sp.vtile > 128) sp.vtile = 128; /* the kernel's widest tile */
+  spec = &sp;
+  if (lw_begin(&l, a, spec, plan, STRAT_RECURRENT, "recurrent", "(sequence, head)", err, errlen))
+    return 1;
+  lw_plan_split(&l, 1);
+  if (l.split) l.f->items = "(sequence, head, value tile)";
+  cs.vtile = plan->vtile > 0 ? plan->vtile : cs.V;
+  cs.vtiles = plan->vtiles > 0 ? plan->vtiles : 1;
+  cs.segs = 1;
+  plan->segs = 1;
+  plan->chunk = 0;
+  shape_slots(&cs, spec, plan, sy);
+  if (l.failed || a->failed) return lw_finish(&l);
+  if (cs.vtile > 128) return -1; /* a state whose columns do not split */
+  char name[256];
+  if (mixc_emit_c_func_name(l.f, name, sizeof name) >= sizeof name) return -1;
+  char *src = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&src, &len);
+  if (!f) {
+    snprintf(err, errlen, "out of memory printing the CUDA kernel");
+    return 1;
+  }
+  unsigned threads = 0, smem = 0;
+  int rc = cuda_rec_source(f, &cs, name, spec->gpu_arch, &threads, &smem, err, errlen);
+  if (fclose(f) != 0 && rc == 0) {
+    snprintf(err, errlen, "out of memory printing the CUDA kernel");
+    rc = 1;
+  }
+  if (rc == 0) {
+    l.f->cuda_src = arena_strdup(a, src ? src : "");
+    l.f->cuda_threads = threads;
+    l.f->cuda_smem = smem;
+    l.f->scratch_floats = 0;
+    l.f->item_floats = 0;
+  }
+  free(src);
+  if (rc) return rc; /* -1: the KIR kernel (lower_mixer goes on) */
+  return lw_finish(&l);
 }

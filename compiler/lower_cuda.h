@@ -95,6 +95,22 @@ int cuda_chunk_delta_source(FILE *out, const CudaChunkShape *s, const char *name
                             int smem_optin, unsigned *threads, unsigned *smem,
                             int64_t *scratch_floats, char *err, size_t errlen);
 
+/* The recurrent (decode) kernel NAME for shape s (lower_cuda_rec.c): the forms above walked
+ * token by token, one block per (sequence, head, value tile), the state tile in registers
+ * across the tokens, read and written once (the initial and final state may be one buffer);
+ * q, k, v in f32, bf16 or f16; s->vtile <= 128 (s->chunk, segs unused; s->threads 0 or a
+ * block size, a multiple of 32). Static shared memory only (*smem 0), no scratch. Returns 0,
+ * 1 with a message, or -1 outside the form. */
+int cuda_rec_source(FILE *out, const CudaChunkShape *s, const char *name, int arch,
+                    unsigned *threads, unsigned *smem, char *err, size_t errlen);
+/* The recurrent kernel's value tile for V columns, bh (sequence, head) pairs and target_items
+ * (2 x SMs; 0: unknown): the blocks fill the SMs at small bh, at most 64 columns. */
+int64_t cuda_rec_vtile(int64_t V, int64_t bh, int64_t target_items);
+/* lower_mixer's entry for spec->gpu with the recurrent strategy (or auto, short sequences):
+ * 0 (plan filled with the recurrent kernel), 1 with a message, or -1: no form applies. */
+int lower_cuda_recurrent(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err,
+                         size_t errlen);
+
 /* lower_mixer's entry for spec->gpu: 0 (plan filled with a hand-structured kernel), 1 with a
  * message, or -1: no form applies (lower the KIR kernel). */
 int lower_cuda_chunk(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err,
