@@ -59,6 +59,9 @@ typedef struct CudaChunkShape {
   int64_t segs;
   int mode;
   unsigned threads; /* threads a block: 512 (0) or 256 */
+  int diag_exact;   /* CCK_DIAG: 1 takes the older form (the diagonal tiles of Q K^T element by
+                       element, the other tiles' operands scaled in registers); 0 the factored
+                       form where it fits (lower_cuda_scalar.c) */
 } CudaChunkShape;
 
 enum { CCG_INPUT = 0, CCG_PARAM = 1, CCG_CONST = 2 };

@@ -42,6 +42,44 @@ static void rd_n(FILE *o, const char *name, KType t, const char *p, const char *
 
 static int64_t al128(int64_t x) { return (x + 127) / 128 * 128; }
 
+/* The diagonal 16 x 16 tiles of Ab exactly: A[t, u] = sum_i q[t,i] k[u,i] e^{b[t,i] - b[u,i]},
+ * one thread a pair u <= t (136 a tile, by its triangular index: no thread idles on the tiles'
+ * upper halves, which are zeros); only the tiles dt where `filter` (an expression of dt) holds,
+ * or every tile (NULL). */
+static void print_diag_exact(FILE *out, const char *filter) {
+  fprintf(out, "#define EXACT_TILE(dt) (%s)\n", filter ? filter : "true");
+  fputs("    for (int e = tid; e < (LOCM ? 0 : NS * 136); e += NT) {\n"
+          "      if (!(EXACT_TILE(e / 136))) continue;\n"
+          "      const int p = e % 136;\n"
+          "      int tl = (int)((sqrtf(8.0f * p + 1.0f) - 1.0f) * 0.5f);\n"
+          "      if ((tl + 1) * (tl + 2) / 2 <= p) tl++;\n"
+          "      if (tl * (tl + 1) / 2 > p) tl--;\n"
+          "      const int t = (e / 136) * 16 + tl, u = (e / 136) * 16 + p - tl * (tl + 1) / 2;\n"
+          "      float x = 0.0f;\n"
+          "#pragma unroll 8\n"
+          "      for (int i = 0; i < KD; i += 2) {\n"
+          "        const unsigned wq = *(const unsigned *)(sQ + t * LQ + i);\n"
+          "        const unsigned wk = *(const unsigned *)(sK + u * LQ + i);\n"
+          "        x += MX(f)((unsigned short)(wq & 0xffffu)) * MX(f)((unsigned short)(wk & "
+          "0xffffu)) * __expf(sb[t * LB + i] - sb[u * LB + i]);\n"
+          "        x += MX(f)((unsigned short)(wq >> 16)) * MX(f)((unsigned short)(wk >> 16)) * "
+          "__expf(sb[t * LB + i + 1] - sb[u * LB + i + 1]);\n"
+          "      }\n"
+          "      sAb[t * LAB + u] = MX(h)(x);\n"
+          "    }\n"
+          "    for (int e = tid; e < (LOCM ? 0 : NS * 120); e += NT) {\n"
+          "      if (!(EXACT_TILE(e / 120))) continue;\n"
+          "      const int p = e % 120; /* the strictly upper pairs (t, u), u > t */\n"
+          "      int ul = (int)((sqrtf(8.0f * p + 1.0f) + 1.0f) * 0.5f);\n"
+          "      if (ul * (ul - 1) / 2 > p) ul--;\n"
+          "      if ((ul + 1) * ul / 2 <= p) ul++;\n"
+          "      const int t = (e / 120) * 16 + p - ul * (ul - 1) / 2, u = (e / 120) * 16 + ul;\n"
+          "      sAb[t * LAB + u] = (unsigned short)0;\n"
+          "    }\n"
+          "#undef EXACT_TILE\n",
+          out);
+}
+
 int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *name, int arch,
                              int smem_optin, unsigned *threads, unsigned *smem,
                              int64_t *scratch_floats, char *err, size_t errlen) {
@@ -71,18 +109,36 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
   /* shared memory layout, bytes */
   /* diag: Qs = Q e^{b_t} and Ks = K e^{b_last - b_s} in shared memory where it has room,
    * else scaled in registers where they are used (qs 0) */
+  /* diag, first choice (dn, the factored form): every tile of A on the tensor cores as
+   * (Q e^{b_t - b_r}) diag(e^{b_r - b_e}) (K e^{b_e - b_s})^T, r the row tile's first token and
+   * e the column tile's last, the scaled operands Qt and Kt built once a chunk in shared
+   * memory next to Qs and Ks, the per-channel factors d in a table; a diagonal tile whose
+   * gates span more than DN_LIM in log space (d up to e^{DN_LIM}, the masked products too)
+   * computed exactly instead. The gates are prefetched with q, k, v, one (channel, row tile) a
+   * thread: needs row tiles NS a power of two and K NS <= threads. */
+  const int64_t NS = CC / 16, NPAIR = NS * (NS + 1) / 2;
+  int dn = diag && !s->diag_exact && (NS & (NS - 1)) == 0 && KD * NS <= NTHREADS;
   int qs = 1;
-  int64_t o_q, o_k, o_ks, o_qs, o_v, o_sb, o_ab, o_b, total;
+  int64_t o_q, o_k, o_ks, o_qs, o_qt, o_kt, o_v, o_sb, o_ab, o_b, o_d, o_er, o_el, o_fl, total;
   for (;;) {
     o_q = 0, o_k = o_q + al128(CC * LQ * 2), o_ks = o_k + al128(CC * LQ * 2);
     o_qs = o_ks + (!diag || qs ? al128(CC * LQ * 2) : 0);
-    o_v = o_qs + (diag && qs ? al128(CC * LQ * 2) : 0);
+    o_qt = o_qs + (diag && qs ? al128(CC * LQ * 2) : 0);
+    o_kt = o_qt + (dn ? al128(CC * LQ * 2) : 0);
+    o_v = o_kt + (dn ? al128(CC * LQ * 2) : 0);
     o_sb = o_v + al128(CC * LV * 2), o_ab = o_sb + al128(KD * LV * 2);
     o_b = o_ab + al128(CC * LAB * 2);
-    total = o_b + al128(CC * LB * 4);
+    o_d = o_b + al128(CC * LB * 4);
+    o_er = o_d + (dn ? al128(NPAIR * KD * 4) : 0);
+    o_el = o_er + (dn ? al128(NS * KD * 4) : 0);
+    o_fl = o_el + (dn ? al128(NS * KD * 4) : 0);
+    total = o_fl + (dn ? 128 : 0);
     if (total <= (int64_t)smem_optin && total <= 227 * 1024) break;
     if (!diag || !qs) return -1;
-    qs = 0;
+    if (dn)
+      dn = 0;
+    else
+      qs = 0;
   }
   *threads = NTHREADS;
   *smem = (unsigned)total;
@@ -221,6 +277,25 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
           o_q, o_k, o_ks, o_v, o_sb, o_ab, o_b);
   if (diag && qs) /* Q e^{b_t} (diagonal decay, where it has room) */
     fprintf(out, "  unsigned short *sQs = (unsigned short *)(smem_ + %" PRId64 ");\n", o_qs);
+  if (dn) /* the factored form's operands and per-channel factors (the dn comment above) */
+    fprintf(out,
+            "  unsigned short *sQt = (unsigned short *)(smem_ + %" PRId64 ");\n"
+            "  unsigned short *sKt = (unsigned short *)(smem_ + %" PRId64 ");\n"
+            "  float *sd = (float *)(smem_ + %" PRId64 "); /* [pair (i, j <= i)][K]: e^{b_r_i - b_e_j} */\n"
+            "  float *ser = (float *)(smem_ + %" PRId64 "); /* [row tile][K]: e^{b_r} */\n"
+            "  float *sel = (float *)(smem_ + %" PRId64 "); /* [row tile][K]: e^{b_last - b_e} */\n"
+            "  unsigned *sflag = (unsigned *)(smem_ + %" PRId64 "); /* [chunk parity]: bit i, diagonal tile i exactly */\n"
+            "  const int NSD = %" PRId64 ", gti = (threadIdx.x & 31) %% NSD;\n"
+            "  const int gch = (int)(threadIdx.x >> 5) * (32 / NSD) + (int)(threadIdx.x & 31) / NSD;\n"
+            "  const bool gok = gch < KD;\n"
+            "  const float DN_LIM = %s;\n"
+            "  int par = 0;\n"
+            "  if (threadIdx.x == 0) sflag[0] = sflag[1] = 0u;\n",
+            o_qt, o_kt, o_d, o_er, o_el, o_fl, NS,
+            /* the span of log gates a diagonal tile takes factored: e^{span} bounds d, the
+             * operands' reciprocal scale and the masked products; f16 operands keep their
+             * precision only to e^{-8} of a row's scale (its normal range) */
+            s->in_type == KT_F16 ? "8.0f" : "24.0f");
   fprintf(out,
           "  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;\n"
           "  const int g = lane >> 2, t2 = (lane & 3) * 2;\n"
@@ -341,6 +416,8 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
         "                  (((unsigned long long)(pv + 2 * (vb + j0))) & 15) == 0;\n"
         "  uint4 rq[NQ], rk[NQ], rv[NV8];\n"
         "  float rg[(CC + 31) / 32];\n"
+        "  float rgd[16]; /* dn: the gates of (channel gch, row tile gti) */\n"
+        "  (void)rgd;\n"
         "  float gacc = 0.0f; /* LOCM: the segment's log decay (diag: of row tid) */\n"
         "  (void)rg, (void)gacc;\n",
         out);
@@ -389,6 +466,20 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
             "      }\n"
             "    }\n",
             out);
+    } else if (dn) {
+      fprintf(out,
+              "#pragma unroll\n"
+              "    for (int r = 0; r < 16; r++) {\n"
+              "      const int row = gti * 16 + r;\n"
+              "      float gg = 0.0f;\n"
+              "      if (gok && row < lnx) gg = ");
+      char idx[96];
+      snprintf(idx, sizeof idx, "gb + (%s + row) * g1 + gch * g3", cn);
+      rd(out, s->g_type, "pg", idx);
+      fputs(";\n"
+            "      rgd[r] = gg;\n"
+            "    }\n",
+            out);
     }
     if (pass == 0) {
       fputs("  }\n"
@@ -434,6 +525,51 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
               "    }\n"
               "    __syncthreads();\n"
               "    SPROF(1);\n",
+              out);
+      } else if (dn) {
+        /* each thread its (channel, row tile): the prefix over its 16 rows in registers, the
+         * tiles' totals scanned across the NS lanes of the channel; then the factors of the
+         * channel (d, e^{b_r}, e^{b_last - b_e}) and whether its row tile's span is too wide
+         * to factor */
+        fputs("    {\n"
+              "      const unsigned FULL = 0xffffffffu;\n"
+              "      float loc[16], run = 0.0f;\n"
+              "#pragma unroll\n"
+              "      for (int r = 0; r < 16; r++) {\n"
+              "        run += rgd[r];\n"
+              "        loc[r] = run;\n"
+              "      }\n"
+              "      float inc = run;\n"
+              "#pragma unroll\n"
+              "      for (int d = 1; d < NSD; d <<= 1) {\n"
+              "        const float y = __shfl_up_sync(FULL, inc, d);\n"
+              "        if (gti >= d) inc += y;\n"
+              "      }\n"
+              "      const float off = inc - run;\n"
+              "      const int l0 = (lane / NSD) * NSD; /* this channel's first lane */\n"
+              "      const float blast = __shfl_sync(FULL, inc, l0 + NSD - 1);\n"
+              "      const float br = loc[0] + off, be = loc[15] + off;\n"
+              "      float mx = loc[0], mn = loc[0];\n"
+              "#pragma unroll\n"
+              "      for (int r = 0; r < 16; r++) {\n"
+              "        mx = fmaxf(mx, loc[r]), mn = fminf(mn, loc[r]);\n"
+              "        if (gok) sb[(gti * 16 + r) * LB + gch] = loc[r] + off;\n"
+              "      }\n"
+              "#pragma unroll\n"
+              "      for (int j = 0; j < NSD; j++) {\n"
+              "        const float bej = __shfl_sync(FULL, be, l0 + j);\n"
+              "        if (gok && j <= gti) sd[(gti * (gti + 1) / 2 + j) * KD + gch] = __expf(br - bej);\n"
+              "      }\n"
+              "      if (gok) {\n"
+              "        ser[gti * KD + gch] = __expf(br);\n"
+              "        sel[gti * KD + gch] = __expf(blast - be);\n"
+              "        /* not <= also catches NaN: the exact form then carries it */\n"
+              "        if (!(loc[15] - loc[0] <= DN_LIM && mx - mn <= DN_LIM)) atomicOr(&sflag[par], 1u << gti);\n"
+              "      }\n"
+              "    }\n"
+              "    __syncthreads();\n"
+              "    SPROF(1);\n"
+              "    if (threadIdx.x == 0) sflag[par ^ 1] = 0u;\n",
               out);
       } else {
         /* per channel: the gates loaded in parallel, then each channel's prefix sum */
@@ -509,6 +645,69 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
           "    __syncthreads();\n"
           "    SPROF(6);\n",
           out);
+  } else if (dn) {
+    /* the factored form: Qt = Q e^{b_t - b_r}, Kt = K e^{b_e - b_s} (r, e the first and last
+     * token of the token's row tile), Qs = Qt e^{b_r} = Q e^{b_t}, Ks = Kt e^{b_last - b_e}
+     * (exponents <= 0, products in fp32 before the one rounding to 16 bits); then every tile
+     * (i, j <= i) of Ab = (Qt_i diag(d_ij)) Kt_j^T, d applied to the A fragments in fp32,
+     * one warp a tile; diagonal tiles too wide to factor exactly (print_diag_exact) */
+    fputs("    if (LOCM && tid < KD) gacc += sb[(CC - 1) * LB + tid];\n"
+          "#pragma unroll 4\n"
+          "    for (int e = tid; e < CC * (KD / 2); e += NT) {\n"
+          "      const int t = e / (KD / 2), i = (e % (KD / 2)) * 2, rt = t >> 4;\n"
+          "      const int r0 = rt * 16, r1 = r0 + 15;\n"
+          "      const float b0 = sb[t * LB + i], b1 = sb[t * LB + i + 1];\n"
+          "      const unsigned xk = *(const unsigned *)(sK + t * LQ + i);\n"
+          "      const float k0 = MX(f)((unsigned short)(xk & 0xffffu)) * __expf(sb[r1 * LB + i] - b0);\n"
+          "      const float k1 = MX(f)((unsigned short)(xk >> 16)) * __expf(sb[r1 * LB + i + 1] - b1);\n"
+          "      *(unsigned *)(sKs + t * LQ + i) = MX(pk)(k0 * sel[rt * KD + i], k1 * sel[rt * KD + i + 1]);\n"
+          "      if (LOCM) continue;\n"
+          "      *(unsigned *)(sKt + t * LQ + i) = MX(pk)(k0, k1);\n"
+          "      const unsigned xq = *(const unsigned *)(sQ + t * LQ + i);\n"
+          "      const float q0 = MX(f)((unsigned short)(xq & 0xffffu)) * __expf(b0 - sb[r0 * LB + i]);\n"
+          "      const float q1 = MX(f)((unsigned short)(xq >> 16)) * __expf(b1 - sb[r0 * LB + i + 1]);\n"
+          "      *(unsigned *)(sQt + t * LQ + i) = MX(pk)(q0, q1);\n"
+          "      *(unsigned *)(sQs + t * LQ + i) = MX(pk)(q0 * ser[rt * KD + i], q1 * ser[rt * KD + i + 1]);\n"
+          "    }\n"
+          "    __syncthreads();\n"
+          "    SPROF(4);\n"
+          "    const unsigned slow = sflag[par];\n"
+          "    for (int tt = warp; tt < (LOCM ? 0 : NS * (NS + 1) / 2); tt += NW) {\n"
+          "      int ti = 0, tj = tt;\n"
+          "      while (tj > ti) tj -= ++ti;\n"
+          "      if (ti == tj && ((slow >> ti) & 1u)) continue; /* exactly, below */\n"
+          "      const float *dd = sd + tt * KD; /* pair (ti, tj): tt = ti (ti + 1) / 2 + tj */\n"
+          "      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};\n"
+          "#pragma unroll 4\n"
+          "      for (int kk = 0; kk < KD / 16; kk++) {\n"
+          "        unsigned fa[4], fb[4];\n"
+          "        MX(ldA)(fa, sQt + ti * 16 * LQ + kk * 16, LQ);\n"
+          "        MX(ldBT)(fb, sKt + tj * 16 * LQ + kk * 16, LQ);\n"
+          "        /* A register x: columns kk 16 + t2 + 8 (x / 2) + {0, 1} */\n"
+          "#pragma unroll\n"
+          "        for (int x = 0; x < 4; x++) {\n"
+          "          const int i = kk * 16 + t2 + (x >> 1) * 8;\n"
+          "          fa[x] = MX(pk)(MX(f)((unsigned short)(fa[x] & 0xffffu)) * dd[i],\n"
+          "                        MX(f)((unsigned short)(fa[x] >> 16)) * dd[i + 1]);\n"
+          "        }\n"
+          "        MX(mma)(acc, fa, fb);\n"
+          "      }\n"
+          "#pragma unroll\n"
+          "      for (int e = 0; e < 8; e += 2) {\n"
+          "        const int t = ti * 16 + g + ((e >> 1) & 1) * 8, u = tj * 16 + (e >> 2) * 8 + t2;\n"
+          "        const float x0 = ti != tj || u <= t ? acc[e] : 0.0f;\n"
+          "        const float x1 = ti != tj || u + 1 <= t ? acc[e + 1] : 0.0f;\n"
+          "        *(unsigned *)(sAb + t * LAB + u) = MX(pk)(x0, x1);\n"
+          "      }\n"
+          "    }\n",
+          out);
+    fputs("    if (slow) {\n", out);
+    print_diag_exact(out, "(slow >> (dt)) & 1u");
+    fputs("    }\n"
+          "    par ^= 1;\n"
+          "    __syncthreads();\n"
+          "    SPROF(5);\n",
+          out);
   } else {
     /* the tiles below the diagonal on the tensor cores: operands scaled in registers, r the
      * row tile's first token: Q e^{b_t - b_r}, K e^{b_r - b_s} */
@@ -543,37 +742,10 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
           "        *(unsigned *)(sAb + t * LAB + u) = MX(pk)(acc[e], acc[e + 1]);\n"
           "      }\n"
           "    }\n"
-          "    SPROF(4);\n"
-          /* the diagonal tiles exactly: A[t, u] = sum_i q[t,i] k[u,i] e^{b[t,i] - b[u,i]},
-           * one thread a pair u <= t (136 a tile, by its triangular index: no thread idles
-           * on the tiles' upper halves), which are zeros */
-          "    for (int e = tid; e < (LOCM ? 0 : NS * 136); e += NT) {\n"
-          "      const int p = e % 136;\n"
-          "      int tl = (int)((sqrtf(8.0f * p + 1.0f) - 1.0f) * 0.5f);\n"
-          "      if ((tl + 1) * (tl + 2) / 2 <= p) tl++;\n"
-          "      if (tl * (tl + 1) / 2 > p) tl--;\n"
-          "      const int t = (e / 136) * 16 + tl, u = (e / 136) * 16 + p - tl * (tl + 1) / 2;\n"
-          "      float x = 0.0f;\n"
-          "#pragma unroll 8\n"
-          "      for (int i = 0; i < KD; i += 2) {\n"
-          "        const unsigned wq = *(const unsigned *)(sQ + t * LQ + i);\n"
-          "        const unsigned wk = *(const unsigned *)(sK + u * LQ + i);\n"
-          "        x += MX(f)((unsigned short)(wq & 0xffffu)) * MX(f)((unsigned short)(wk & "
-          "0xffffu)) * __expf(sb[t * LB + i] - sb[u * LB + i]);\n"
-          "        x += MX(f)((unsigned short)(wq >> 16)) * MX(f)((unsigned short)(wk >> 16)) * "
-          "__expf(sb[t * LB + i + 1] - sb[u * LB + i + 1]);\n"
-          "      }\n"
-          "      sAb[t * LAB + u] = MX(h)(x);\n"
-          "    }\n"
-          "    for (int e = tid; e < (LOCM ? 0 : NS * 120); e += NT) {\n"
-          "      const int p = e % 120; /* the strictly upper pairs (t, u), u > t */\n"
-          "      int ul = (int)((sqrtf(8.0f * p + 1.0f) + 1.0f) * 0.5f);\n"
-          "      if (ul * (ul - 1) / 2 > p) ul--;\n"
-          "      if ((ul + 1) * ul / 2 <= p) ul++;\n"
-          "      const int t = (e / 120) * 16 + p - ul * (ul - 1) / 2, u = (e / 120) * 16 + ul;\n"
-          "      sAb[t * LAB + u] = (unsigned short)0;\n"
-          "    }\n"
-          "    SPROF(5);\n",
+          "    SPROF(4);\n",
+          out);
+    print_diag_exact(out, NULL);
+    fputs("    SPROF(5);\n",
           out);
     if (qs)
       fputs("#pragma unroll 4\n"

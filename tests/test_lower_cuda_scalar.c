@@ -86,12 +86,14 @@ static const double G_CONST = -0.03125; /* the CCG_CONST gate */
 static unsigned g_threads;
 static int64_t g_segs;
 static int g_prof; /* load() prints the kernels with MIXC_SCALAR_PROF (the bench's phases) */
+static int g_diag_exact; /* CudaChunkShape.diag_exact (MIXC_SCALAR_DIAG_EXACT=1) */
 
 typedef ChunkKern Kern; /* tests/testlib_cuda.h */
 
 static void fill_shape(const Case *c, CudaChunkShape *s) {
   memset(s, 0, sizeof *s);
   s->threads = g_threads;
+  s->diag_exact = g_diag_exact;
   s->segs = g_segs;
   s->kind = c->diag ? CCK_DIAG : CCK_SCALAR;
   s->K = c->K, s->V = c->V, s->chunk = 64, s->vtile = c->vtile, s->vtiles = c->vtiles;
@@ -258,7 +260,9 @@ static void run_case(const Case *c, MixcRng *rng, int idx) {
         if (c->gmode == CCG_INPUT)
           for (int64_t i = 0; i < GK; i++) {
             double g = -0.1 * mixc_rng_uniform(rng);
-            if (c->stress) {
+            if (c->stress == 2) /* every third row tile of 16 tokens too wide to factor */
+              g = (t / 16) % 3 == 1 ? -4.0 - mixc_rng_uniform(rng) : -0.6 * mixc_rng_uniform(rng);
+            else if (c->stress) {
               int r = (int)(mixc_rng_uniform(rng) * 4);
               g = r == 0 ? -30.0 : r == 1 ? 0.0 : r == 2 ? -1e-4 : -3.0 * mixc_rng_uniform(rng);
             }
@@ -524,13 +528,14 @@ static void bench(const char *mixer, int diag, int64_t B, int64_t T, int idx, in
   if (!bad) {
     qsort(ms, NRUN, sizeof *ms, cmp_float);
     printf("  bench %-10s B %2lld T %5lld H 16 K=V=128: %.3f ms (median of %d; min %.3f, max "
-           "%.3f), vtile %lld x %lld%s, %lld blocks of %u threads, %u B shared%s\n",
+           "%.3f), vtile %lld x %lld%s, %lld blocks of %u threads, %u B shared%s%s\n",
            mixer, (long long)B, (long long)T, ms[NRUN / 2], NRUN, ms[0], ms[NRUN - 1],
            (long long)vtile, (long long)vtiles, vt_force > 0 ? " (forced)" : " (the runtime's)",
-           (long long)items, threads, smem, g_prof ? " (phase counters on)" : "");
+           (long long)items, threads, smem, diag && g_diag_exact ? " (older form)" : "",
+           g_prof ? " (phase counters on)" : "");
     static const char *const phase[12] = {
         "q k v to smem", "gates (+ barrier)", "diag: gate prefix sums", "next chunk's loads",
-        "Ab (diag: off-diagonal tiles)", "diag: diagonal tiles", "Ks (diag: Qs) + barrier",
+        "Ab (diag: off-diag / dn: build)", "diag: diagonal (dn: Ab)", "Ks (diag: Qs) + barrier",
         "O", "S + barrier", "Sb", "end", "setup"};
     unsigned long long cyc[12];
     if (g_prof && kn.item_floats == 0 &&
@@ -559,6 +564,9 @@ int main(int argc, char **argv) {
                                      : (unsigned long long)time(NULL) ^
                                            ((unsigned long long)getpid() << 16);
   setvbuf(stdout, NULL, _IOLBF, 0);
+  const char *dx = getenv("MIXC_SCALAR_DIAG_EXACT");
+  g_diag_exact = dx && *dx && strcmp(dx, "0");
+  if (g_diag_exact) printf("test_lower_cuda_scalar: GLA's older form (diagonal tiles exact)\n");
   const char *th = getenv("MIXC_SCALAR_THREADS");
   g_threads = th && !strcmp(th, "256") ? 256 : 0;
   const char *sg = getenv("MIXC_SCALAR_SEGS");
@@ -610,6 +618,12 @@ int main(int argc, char **argv) {
       {"gla f16 K=128 V=100 vtile 32 x 4", 1, IN, 128, 100, 32, 4, F16, F16, F16, 1, 1, 0, 0, 0,
        0, 2, 90, 2},
       {"gla f16 K=V=64", 1, IN, 64, 64, 64, 1, F16, F16, F32, 0, 1, 0, 0, 0, 0, 2, 100, 2},
+      /* the factored form's diagonal tiles factored and exact in one chunk (spans of 16
+       * tokens' gates past 24, and in f16 past 8, go exact) */
+      {"gla bf16 mixed gate spans, h0, ht", 1, IN, 128, 128, 128, 1, BF, F32, F32, 1, 1, 0, 0,
+       2, 0, 2, 200, 2},
+      {"gla f16 K=V=64 mixed gate spans, ht", 1, IN, 64, 64, 64, 1, F16, F16, F32, 0, 1, 0, 0,
+       2, 0, 1, 150, 2},
       {"gla bf16 K=256 V=64 (Qs, Ks scaled in registers)", 1, IN, 256, 64, 64, 1, BF, BF, F32, 1,
        1, 0, 0, 0, 0, 1, 100, 2},
       /* long sequences: many chunks a segment under MIXC_SCALAR_SEGS */
@@ -676,8 +690,15 @@ int main(int argc, char **argv) {
         g_prof = 1;
         bench("simple_gla", 0, 8, 2048, 2, 0);
         bench("gla", 1, 8, 2048, 3, 0);
+        g_diag_exact = 1;
+        bench("gla", 1, 8, 2048, 4, 0);
+        g_diag_exact = 0;
         g_prof = 0;
       }
+      /* GLA's older form, next to the default */
+      g_diag_exact = 1;
+      bench("gla", 1, 8, 2048, 5, 0);
+      g_diag_exact = 0;
       /* MIXC_SCALAR_BENCH=2: the other value splits too */
       if (!strcmp(b, "2")) {
         const int64_t alt[4] = {128, 64, 32, 16};
