@@ -790,22 +790,30 @@ static mixc_status check_tensor(const Call *c, mixc_error *err, const char *role
   }
   Layout L;
   layout_of(c, s, state, &L);
+  /* the texts of the messages, made only for one (a call's checks stay cheap) */
   char names[256], want[256], got[256];
-  fmt_names(names, sizeof names, L.name, L.rank);
-  if (t->ndim < 0 || t->ndim > MIXC_MAX_DIMS)
+  if (t->ndim < 0 || t->ndim > MIXC_MAX_DIMS) {
+    fmt_names(names, sizeof names, L.name, L.rank);
     return fail(err, MIXC_ERROR_ARGUMENT,
                 "%s '%s': ndim = %d is out of range [0, %d]; expected %d: %s", role, name, t->ndim,
                 MIXC_MAX_DIMS, L.rank, names);
-  fmt_ints(got, sizeof got, t->shape, t->ndim);
-  if (t->ndim != L.rank)
+  }
+  if (t->ndim != L.rank) {
+    fmt_names(names, sizeof names, L.name, L.rank);
+    fmt_ints(got, sizeof got, t->shape, t->ndim);
     return fail(err, MIXC_ERROR_ARGUMENT, "%s '%s': shape %s has %d dims, expected %d: %s", role,
                 name, got, t->ndim, L.rank, names);
+  }
   for (int d = 0; d < t->ndim; d++)
-    if (t->shape[d] < 0)
+    if (t->shape[d] < 0) {
+      fmt_ints(got, sizeof got, t->shape, t->ndim);
       return fail(err, MIXC_ERROR_ARGUMENT, "%s '%s': shape %s: extent %lld over %s is negative",
                   role, name, got, ll(t->shape[d]), L.name[d]);
+    }
   for (int d = 0; d < t->ndim; d++) {
     if (t->shape[d] == L.shape[d]) continue;
+    fmt_names(names, sizeof names, L.name, L.rank);
+    fmt_ints(got, sizeof got, t->shape, t->ndim);
     fmt_ints(want, sizeof want, L.shape, L.rank);
     char why[160] = "";
     if (d < L.nlead) {
@@ -843,11 +851,13 @@ static mixc_status check_tensor(const Call *c, mixc_error *err, const char *role
   int64_t off = 0, lim = INT64_MAX / 8;
   for (int d = 0; d < t->ndim; d++) {
     int64_t e = t->shape[d] - 1;
-    if (e > 0 && t->stride[d] > (lim - off) / e)
+    if (e > 0 && t->stride[d] > (lim - off) / e) {
+      fmt_ints(got, sizeof got, t->shape, t->ndim);
       return fail(err, MIXC_ERROR_ARGUMENT,
                   "%s '%s': shape %s with these strides spans more than "
                   "the address space",
                   role, name, got);
+    }
     off += e * t->stride[d];
   }
   if (!t->data) return fail(err, MIXC_ERROR_ARGUMENT, "%s '%s': data is NULL", role, name);
@@ -1064,11 +1074,12 @@ static mixc_status read_sizes(Call *c, mixc_error *err, const mixc_tensor *t, in
   c->B = c->T = c->H = c->Y = c->X = c->N = 0;
   layout_of(c, s, 0, &L);
   char names[256], got[256], b1[64];
-  fmt_names(names, sizeof names, L.name, L.rank);
   if (t->dtype != MIXC_F32 && t->dtype != MIXC_BF16 && t->dtype != MIXC_F16)
     return fail(err, MIXC_ERROR_ARGUMENT,
                 "%s '%s': dtype %s is not supported (expected f32, bf16 or f16)", role, name,
                 dtype_text(t->dtype, b1, sizeof b1));
+  if (t->ndim < 0 || t->ndim > MIXC_MAX_DIMS || t->ndim != L.rank)
+    fmt_names(names, sizeof names, L.name, L.rank); /* only for the messages below */
   if (t->ndim < 0 || t->ndim > MIXC_MAX_DIMS)
     return fail(err, MIXC_ERROR_ARGUMENT,
                 "%s '%s': ndim = %d is out of range [0, %d]; expected %d: %s", role, name, t->ndim,
@@ -1215,6 +1226,8 @@ typedef struct Spec {
   unsigned char *present, *want;
   int64_t target; /* work items the device runs at once (KernelSpec.target_items) */
   int64_t bh;     /* the split's hint: the call's sequences x heads, bucketed (split_hint) */
+  int64_t tokens; /* KernelSpec.tokens_hint: LOWER_SHORT_TOKENS for a call of short sequences
+                     (tokens_hint), else 0 */
   char *suffix; /* the variant's part of the key */
   size_t len;
 } Spec;
@@ -1238,9 +1251,21 @@ static int64_t split_hint(int64_t bh, int64_t target) {
   return p < target ? p : target;
 }
 
+/* The tokens hint of a call (KernelSpec.tokens_hint) for a CUDA kernel of the auto strategy:
+ * its tokens per sequence (T; with cu_seqlens the total over the sequences, rounded up; a
+ * decode step's T, usually 1), bucketed to two kinds of call, short (LOWER_SHORT_TOKENS: the
+ * recurrent kernel) and long (0: the chunk kernels), so a kernel used for both has at most
+ * two variants of it. 0 elsewhere (the CPU and the fixed strategies: no effect). */
+static int64_t tokens_hint(const Call *c) {
+  if (!c->cuda || c->k->strategy != STRAT_AUTO || c->grid) return 0;
+  int64_t per = c->T;
+  if (c->cu) per = c->N > 0 ? (c->T + c->N - 1) / c->N : 0;
+  return per <= LOWER_SHORT_TOKENS ? LOWER_SHORT_TOKENS : 0;
+}
+
 /* The spec arrays and the key suffix: one character per symbol (dtype of a tensor, '-'
  * for a defaulted param, '0'..'3' for a state: bit 0 initial given, bit 1 final wanted),
- * then varlen and the cu_seqlens type, then the split hint. */
+ * then varlen and the cu_seqlens type, then the split hint and the tokens hint. */
 static int build_spec(const Call *c, int64_t target, Spec *sp) {
   const Mixer *mx = c->mx;
   size_t ns = (size_t)mx->nsyms + 1;
@@ -1248,7 +1273,7 @@ static int build_spec(const Call *c, int64_t target, Spec *sp) {
   sp->dtype = calloc(ns, sizeof *sp->dtype);
   sp->present = calloc(ns, 1);
   sp->want = calloc(ns, 1);
-  sp->suffix = malloc(ns + 32);
+  sp->suffix = malloc(ns + 48);
   if (!sp->dtype || !sp->present || !sp->want || !sp->suffix) return 1;
   size_t n = 0;
   for (int s = 0; s < mx->nsyms; s++) {
@@ -1271,8 +1296,10 @@ static int build_spec(const Call *c, int64_t target, Spec *sp) {
   }
   sp->target = target;
   sp->bh = split_hint(c->N * c->H, target);
-  n += (size_t)snprintf(sp->suffix + n, 32, " varlen %d %s bh %lld", c->cu ? 1 : 0,
-                        c->cu ? kir_type_name(c->cu_type) : "-", (long long)sp->bh);
+  sp->tokens = tokens_hint(c);
+  n += (size_t)snprintf(sp->suffix + n, 48, " varlen %d %s bh %lld tok %lld", c->cu ? 1 : 0,
+                        c->cu ? kir_type_name(c->cu_type) : "-", (long long)sp->bh,
+                        (long long)sp->tokens);
   sp->len = n;
   return 0;
 }
@@ -1337,6 +1364,7 @@ static mixc_status get_variant(mixc_kernel *k, const Call *c, const Spec *sp,
     ks.vtile = k->vtile;
     ks.segs = k->device == MIXC_CUDA ? k->segments : 0;
     ks.bh = sp->bh; /* the schedule's hint (the variant runs for any N, H) */
+    ks.tokens_hint = sp->tokens; /* short calls: the recurrent kernel (the variant runs any T) */
     if (k->device == MIXC_CPU) {
       ks.target_items = ctx->threads; /* one item per thread */
       ks.cache_l1d_bytes = ctx->caches.l1d; /* the chunk's scratch budget: half the L2 */
