@@ -962,9 +962,10 @@ static void add_target_attrs(Emit *e, LLVMValueRef fn);
  *   void mixc.matmul(ptr A, i64 lda, ptr B, i64 ldb, ptr C, i64 ldc, i64 M, i64 N, i64 K,
  *                    i1 accumulate)
  * Standalone IR (mixc_jit_ir_text) defines it in the module, internal, on its first use. The
- * JIT compiles it once, as MM_SHARED in a module of its own (jit_add_shared_mm), and every
- * kernel module only declares it (Emit.shared_mm): its code generation, a quarter of a chunk
- * kernel's, is not repeated for every kernel. The declaration carries what LLVM infers from
+ * JIT compiles it once, as MM_SHARED in a module of its own (mm_compile, on a thread of its
+ * own beside the first kernel that calls it: mm_start), and every kernel module only
+ * declares it (Emit.shared_mm): its code generation, a quarter of a chunk kernel's, is not
+ * repeated for every kernel. The declaration carries what LLVM infers from
  * the definition (it reads A and B and writes C only through its arguments, captures none),
  * so that the kernel's optimisation around the calls is the same. */
 #define MM_SHARED "mixc_rt_matmul_f32"
@@ -1259,7 +1260,8 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KModule *m, const Ho
  * micro-kernel (mixc.matmul), where O3's extra passes (aggressive instcombine, argument promotion, a larger inliner
  * budget) change nothing measurable at run time, and O2's pipeline took 20-30% less time
  * on the chunk kernels (docs/benchmarks.md). */
-static int optimize_module(LLVMModuleRef mod, LLVMTargetMachineRef tm, char *err, size_t errlen) {
+static int run_pipeline(LLVMModuleRef mod, LLVMTargetMachineRef tm, const char *pipeline,
+                        char *err, size_t errlen) {
   LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
   LLVMSetModuleDataLayout(mod, dl);
   LLVMDisposeTargetData(dl);
@@ -1268,25 +1270,43 @@ static int optimize_module(LLVMModuleRef mod, LLVMTargetMachineRef tm, char *err
   LLVMPassBuilderOptionsSetSLPVectorization(opts, 1);
   LLVMPassBuilderOptionsSetLoopUnrolling(opts, 0);
   LLVMPassBuilderOptionsSetLoopInterleaving(opts, 0);
-  LLVMErrorRef e = LLVMRunPasses(mod, "default<O2>", tm, opts);
+  LLVMErrorRef e = LLVMRunPasses(mod, pipeline, tm, opts);
   LLVMDisposePassBuilderOptions(opts);
   return take_error(e, "optimisation", err, errlen);
 }
 
+static int optimize_module(LLVMModuleRef mod, LLVMTargetMachineRef tm, char *err, size_t errlen) {
+  return run_pipeline(mod, tm, "default<O2>", err, errlen);
+}
+
+/* The shared matmul's passes: its IR is register-blocked by hand, in SSA form (phis, no
+ * allocas), so default<O2> (~20 ms) changed nothing measurable in its speed (the Gated
+ * DeltaNet chunk kernel, 58% of its time in the matmul, ran the same: docs/benchmarks.md);
+ * a clean-up is enough. */
+#define MM_PIPELINE "function(instcombine<max-iterations=1;no-verify-fixpoint>,simplifycfg,loop-mssa(licm))"
+
 /* ---- the JIT ---- */
+
+/* The shared matmul's state (MixcJit.mm). */
+enum { MM_NONE, MM_BUSY, MM_READY };
 
 struct MixcJit {
   LLVMOrcLLJITRef jit;
   pthread_mutex_t mu;
+  pthread_cond_t mm_cv; /* signalled when mm leaves MM_BUSY */
   Host host;
   unsigned long long counter; /* under mu */
-  int mm_added;               /* under mu: the shared matmul (MM_SHARED) is in the JIT */
+  int mm;                     /* under mu: MM_*, the shared matmul (MM_SHARED) in the JIT */
+  int mm_rc;                  /* under mu: the last attempt's result (1: failed, mm_err) */
+  char mm_err[256];           /* under mu */
+  pthread_t mm_thread;        /* under mu: compiling the matmul, to be joined */
+  int mm_joinable;
 };
 
-/* Adds the shared matmul's module to the JIT, once (j->mu held). It is compiled with the
- * first kernel that calls it, in that kernel's lookup. */
-static int jit_add_shared_mm(MixcJit *j, char *err, size_t errlen) {
-  if (j->mm_added) return 0;
+/* Builds, optimises and adds the shared matmul's module to the JIT, then looks it up, which
+ * generates its code (no lock held: ORC is thread-safe, and nothing calls it before
+ * j->mm is MM_READY). */
+static int mm_compile(MixcJit *j, char *err, size_t errlen) {
   LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
   LLVMContextRef ctx = LLVMOrcThreadSafeContextGetContext(tsc);
   LLVMTargetMachineRef tm = NULL;
@@ -1294,7 +1314,7 @@ static int jit_add_shared_mm(MixcJit *j, char *err, size_t errlen) {
   LLVMModuleRef mod = build_mm_module(ctx, &j->host, err, errlen);
   if (!mod) goto done;
   tm = make_tm(&j->host, err, errlen);
-  if (!tm || optimize_module(mod, tm, err, errlen)) {
+  if (!tm || run_pipeline(mod, tm, MM_PIPELINE, err, errlen)) {
     LLVMDisposeModule(mod);
     goto done;
   }
@@ -1305,12 +1325,79 @@ static int jit_add_shared_mm(MixcJit *j, char *err, size_t errlen) {
     take_error(e, "adding the matmul", err, errlen);
     goto done;
   }
-  j->mm_added = 1;
+  LLVMOrcExecutorAddress addr = 0;
+  if (take_error(LLVMOrcLLJITLookup(j->jit, &addr, MM_SHARED), "compiling the matmul", err,
+                 errlen))
+    goto done;
   rc = 0;
 done:
   if (tm) LLVMDisposeTargetMachine(tm);
   LLVMOrcDisposeThreadSafeContext(tsc);
   return rc;
+}
+
+static void *mm_thread_main(void *arg) {
+  MixcJit *j = arg;
+  char err[256] = "";
+  int rc = mm_compile(j, err, sizeof err);
+  pthread_mutex_lock(&j->mu);
+  j->mm_rc = rc;
+  memcpy(j->mm_err, err, sizeof err);
+  j->mm = rc ? MM_NONE : MM_READY;
+  pthread_cond_broadcast(&j->mm_cv);
+  pthread_mutex_unlock(&j->mu);
+  return NULL;
+}
+
+/* The first kernel that calls the shared matmul starts its compilation on a thread of its
+ * own, which runs beside the kernel's optimisation (the matmul's code generation, ~25 ms,
+ * is then off the kernel's critical path on a host with a second core). Where no thread
+ * can be created, mm_wait compiles it in the calling thread. */
+static void mm_start(MixcJit *j) {
+  pthread_mutex_lock(&j->mu);
+  if (j->mm == MM_NONE && !j->mm_joinable) {
+    if (pthread_create(&j->mm_thread, NULL, mm_thread_main, j) == 0) {
+      j->mm = MM_BUSY;
+      j->mm_joinable = 1;
+    }
+  }
+  pthread_mutex_unlock(&j->mu);
+}
+
+/* Waits until the shared matmul is in the JIT (compiling it here if nobody does). Returns
+ * 0, or 1 with the compilation's message. A failed attempt is retried by the next kernel. */
+static int mm_wait(MixcJit *j, char *err, size_t errlen) {
+  pthread_mutex_lock(&j->mu);
+  for (;;) {
+    while (j->mm == MM_BUSY) pthread_cond_wait(&j->mm_cv, &j->mu);
+    if (j->mm_joinable) { /* finished: reap the thread (outside the lock) */
+      pthread_t t = j->mm_thread;
+      j->mm_joinable = 0;
+      pthread_mutex_unlock(&j->mu);
+      pthread_join(t, NULL);
+      pthread_mutex_lock(&j->mu);
+      if (j->mm == MM_NONE && j->mm_rc) { /* the thread's attempt failed: report it */
+        j->mm_rc = 0;
+        set_err(err, errlen, "%s", j->mm_err);
+        pthread_mutex_unlock(&j->mu);
+        return 1;
+      }
+      continue;
+    }
+    if (j->mm == MM_READY) {
+      pthread_mutex_unlock(&j->mu);
+      return 0;
+    }
+    /* MM_NONE, no thread: compile it here */
+    j->mm = MM_BUSY;
+    pthread_mutex_unlock(&j->mu);
+    int rc = mm_compile(j, err, errlen);
+    pthread_mutex_lock(&j->mu);
+    j->mm = rc ? MM_NONE : MM_READY;
+    pthread_cond_broadcast(&j->mm_cv);
+    pthread_mutex_unlock(&j->mu);
+    return rc;
+  }
 }
 
 /* libm functions the generated code calls (directly, or through llvm.exp / llvm.log),
@@ -1348,6 +1435,12 @@ int mixc_jit_create(MixcJit **out, char *err, size_t errlen) {
     set_err(err, errlen, "llvm: cannot create a mutex");
     return 1;
   }
+  if (pthread_cond_init(&j->mm_cv, NULL)) {
+    pthread_mutex_destroy(&j->mu);
+    free(j);
+    set_err(err, errlen, "llvm: cannot create a condition variable");
+    return 1;
+  }
   host_get(&j->host);
   if (!j->host.triple || !j->host.cpu || !j->host.features) {
     set_err(err, errlen, "llvm: cannot describe the host CPU");
@@ -1379,11 +1472,13 @@ fail:
 
 void mixc_jit_free(MixcJit *j) {
   if (!j) return;
+  if (j->mm_joinable) pthread_join(j->mm_thread, NULL); /* no compile is running any more */
   if (j->jit) {
     LLVMErrorRef e = LLVMOrcDisposeLLJIT(j->jit);
     if (e) LLVMConsumeError(e);
   }
   host_free(&j->host);
+  pthread_cond_destroy(&j->mm_cv);
   pthread_mutex_destroy(&j->mu);
   free(j);
 }
@@ -1415,6 +1510,8 @@ int mixc_jit_compile(MixcJit *j, const KModule *m, MixcKernelFn *fns, double *co
   LLVMTargetMachineRef tm = NULL;
   LLVMModuleRef mod = build_module(ctx, m, &j->host, prefix, names, 1, err, errlen);
   if (!mod) goto done;
+  int needs_mm = LLVMGetNamedFunction(mod, MM_SHARED) != NULL;
+  if (needs_mm) mm_start(j);
   tm = make_tm(&j->host, err, errlen);
   if (!tm || optimize_module(mod, tm, err, errlen)) {
     LLVMDisposeModule(mod);
@@ -1425,13 +1522,14 @@ int mixc_jit_compile(MixcJit *j, const KModule *m, MixcKernelFn *fns, double *co
     LLVMDisposeModule(mod);
     goto done;
   }
-  int needs_mm = LLVMGetNamedFunction(mod, MM_SHARED) != NULL;
   LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsc);
+  if (needs_mm && mm_wait(j, err, errlen)) {
+    LLVMOrcDisposeThreadSafeModule(tsm);
+    goto done;
+  }
   pthread_mutex_lock(&j->mu);
   LLVMErrorRef e = NULL;
-  if (needs_mm && jit_add_shared_mm(j, err, errlen)) {
-    LLVMOrcDisposeThreadSafeModule(tsm);
-  } else if ((e = LLVMOrcLLJITAddLLVMIRModule(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit),
+  if ((e = LLVMOrcLLJITAddLLVMIRModule(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit),
                                               tsm))) {
     LLVMOrcDisposeThreadSafeModule(tsm);
     take_error(e, "adding the module", err, errlen);
