@@ -35,7 +35,9 @@
  * T in {8, 16, 32, 64} next to the hand-structured chunk kernel (cuda_chunk_kernels, unsplit
  * as the chunk lowering runs B H = 128 pairs) on the same inputs and states; and, through the
  * public API, mixc_step of bench/gpu/mixers.mix's gated_delta at B = 1 (host time a call,
- * and the wall time a call of 200 back-to-back calls). argv[1] replays a seed.
+ * the wall time a call of 200 back-to-back calls, and a call synchronised after each). With or without a GPU, MIXC_REC_BENCH
+ * also times the host part of a call on the CPU backend (mixc_step of a tiny gated_delta on a
+ * one-thread context: checks, spec, variant lookup, tables, the kernel). argv[1] replays a seed.
  * MIXC_REC_DUMP=DIR writes the sources. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -945,16 +947,32 @@ static void bench_api_step(void) {
     }
     mixc_cuda_synchronize(g_cuda, err, sizeof err);
     double wall = (now_us() - w0) / NCALL;
+    /* each call then a synchronisation: the latency of one step, end to end */
+    double lat[NCALL];
+    for (int i = 0; i < NCALL; i++) {
+      double t0 = now_us();
+      if (mixc_step(k, &a, sts, 1, &e) || mixc_cuda_synchronize(g_cuda, err, sizeof err)) {
+        printf("  bench api: mixc_step: %s\n", e.message);
+        goto done;
+      }
+      lat[i] = now_us() - t0;
+    }
     for (int i = 1; i < NCALL; i++) /* sort */
       for (int j = i; j > 0 && host[j] < host[j - 1]; j--) {
         double x = host[j];
         host[j] = host[j - 1], host[j - 1] = x;
       }
+    for (int i = 1; i < NCALL; i++)
+      for (int j = i; j > 0 && lat[j] < lat[j - 1]; j--) {
+        double x = lat[j];
+        lat[j] = lat[j - 1], lat[j - 1] = x;
+      }
     int nv = 0;
     mixc_kernel_compile_ms(k, &nv);
     printf("  bench api mixc_step gated_delta B 1 T 1 H 16 K=V=128 bf16: host %.2f us a call "
-           "(median; min %.2f), %.2f us a call over %d back-to-back calls (%d variant%s)\n",
-           host[NCALL / 2], host[0], wall, NCALL, nv, nv == 1 ? "" : "s");
+           "(median; min %.2f), %.2f us a call over %d back-to-back calls, %.2f us a call "
+           "synchronised after each (median; min %.2f) (%d variant%s)\n",
+           host[NCALL / 2], host[0], wall, NCALL, lat[NCALL / 2], lat[0], nv, nv == 1 ? "" : "s");
   }
 done:
   mixc_kernel_destroy(k);
@@ -963,6 +981,67 @@ done:
   MixcDevPtr ps[] = {q, kk, v, g, bt, o, st};
   for (int i = 0; i < 7; i++)
     if (ps[i]) mixc_cuda_free(g_cuda, ps[i], err, sizeof err);
+  free(src);
+}
+
+/* The host part of a call, without a GPU: mixc_step of gated_delta (bench/gpu/mixers.mix,
+ * K = V = 16, B = H = T = 1, f32) on the CPU backend of a one-thread context (the work items
+ * run on the calling thread): the argument checks, the spec and key, the variant lookup, the
+ * tables and the (tiny) kernel. Median of 2000 calls. Builds without LLVM say so. */
+static void bench_host_cpu(void) {
+  size_t n;
+  char *src = read_all("bench/gpu/mixers.mix", &n);
+  if (!src) return;
+  mixc_error e;
+  mixc_context *ctx = NULL;
+  mixc_module *mod = NULL;
+  mixc_kernel *k = NULL;
+  float q[16], kk[16], v[16], g = -0.1f, bt = 0.5f, o[16], st[256];
+  for (int i = 0; i < 16; i++) q[i] = kk[i] = v[i] = 0.1f * (float)(i % 5);
+  for (int i = 0; i < 256; i++) st[i] = 0.01f;
+  int64_t sh_k[4] = {1, 1, 1, 16}, sh_g[3] = {1, 1, 1}, sh_s[4] = {1, 1, 16, 16};
+  mixc_named_tensor in[5] = {
+      {"q", mixc_tensor_contiguous(q, MIXC_F32, 4, sh_k)},
+      {"k", mixc_tensor_contiguous(kk, MIXC_F32, 4, sh_k)},
+      {"v", mixc_tensor_contiguous(v, MIXC_F32, 4, sh_k)},
+      {"g", mixc_tensor_contiguous(&g, MIXC_F32, 3, sh_g)},
+      {"beta", mixc_tensor_contiguous(&bt, MIXC_F32, 3, sh_g)},
+  };
+  mixc_named_tensor out[1] = {{"o", mixc_tensor_contiguous(o, MIXC_F32, 4, sh_k)}};
+  mixc_named_tensor sts[1] = {{"S", mixc_tensor_contiguous(st, MIXC_F32, 4, sh_s)}};
+  mixc_args a;
+  memset(&a, 0, sizeof a);
+  a.inputs = in, a.ninputs = 5, a.outputs = out, a.noutputs = 1;
+  mixc_dim dims[2] = {{"K", 16}, {"V", 16}};
+  mixc_kernel_options opt;
+  memset(&opt, 0, sizeof opt);
+  opt.mixer = "gated_delta";
+  opt.dims = dims, opt.ndims = 2;
+  opt.device = MIXC_CPU;
+  if (mixc_context_create(1, &ctx, &e) ||
+      mixc_module_compile(ctx, src, n, "mixers.mix", &mod, &e) ||
+      mixc_kernel_create(mod, &opt, &k, &e) || mixc_step(k, &a, sts, 1, &e)) {
+    printf("  bench host (CPU backend): %s\n", e.message);
+  } else {
+    enum { NCALL = 2000 };
+    static double t[NCALL];
+    for (int i = 0; i < NCALL; i++) {
+      double t0 = now_us();
+      mixc_step(k, &a, sts, 1, &e);
+      t[i] = now_us() - t0;
+    }
+    for (int i = 1; i < NCALL; i++)
+      for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+        double x = t[j];
+        t[j] = t[j - 1], t[j - 1] = x;
+      }
+    printf("  bench host mixc_step gated_delta on the CPU backend, K=V=16, B=H=T=1, 1 thread: "
+           "%.2f us a call (median of %d; min %.2f, 90th percentile %.2f)\n",
+           t[NCALL / 2], NCALL, t[0], t[NCALL * 9 / 10]);
+  }
+  mixc_kernel_destroy(k);
+  mixc_module_destroy(mod);
+  mixc_context_destroy(ctx);
   free(src);
 }
 
@@ -1075,10 +1154,11 @@ int main(int argc, char **argv) {
     }
   }
   if (!g_cuda && nv) mixc_nvrtc_close(nv);
+  const char *bench = getenv("MIXC_REC_BENCH");
+  if (bench && *bench && strcmp(bench, "0")) bench_host_cpu();
   if (g_cuda) {
     for (int i = 0; i < ncases; i++) run_case(&cases[i], &rng, i);
-    const char *b = getenv("MIXC_REC_BENCH");
-    if (b && *b && strcmp(b, "0")) {
+    if (bench && *bench && strcmp(bench, "0")) {
       int idx = 0;
       bench_decode(&idx);
       bench_short(&idx);
