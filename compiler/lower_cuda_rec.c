@@ -18,11 +18,11 @@
  * elements, so the initial and final state may be one buffer (the in-place step).
  *
  * Per token, one barrier: the token's q, k (K values), v (the tile's columns), the gates (as
- * e^g) and beta were put in shared memory (fp32) during the previous token, from registers
- * loaded at its start (so the global loads of token t + 1 are in flight while t computes);
- * three such buffers rotate (the stores for t + 1 happen while slower threads may still read
- * t's in the phase after t's barrier, and t - 1's buffer is free by then). Then one pass over
- * the thread's state elements:
+ * e^g) and beta were put in shared memory (fp32) at the start of the previous token, from
+ * registers loaded a token before that (the global loads of token t + 2 are issued at the
+ * start of t and stay in flight through t's work and barrier); three such buffers rotate (t + 1's
+ * are stored while slower threads may still read t - 1's, in the phase after t - 1's barrier,
+ * and t - 2's buffer is free by then). Then one pass over the thread's state elements:
  *   scalar, diag: S' = e^g S + k v^T in registers and the partial q^T S' of the 4 columns;
  *   delta: the partials k^T S and q^T S of the 4 columns and q.k;
  * reduced over the row slices of the warp (shuffles) and across warps (shared memory, two
@@ -338,13 +338,22 @@ int cuda_rec_source(FILE *out, const CudaChunkShape *s, const char *name, int ar
   print_load(out, s, name, "t0");
   print_store(out, s, "0");
   fputs("  }\n"
+        "  if (t0 + 1 < t1) {\n",
+        out);
+  print_load(out, s, name, "t0 + 1");
+  fputs("  }\n"
         "  __syncthreads();\n"
         "  int bi = 0, ri = 0;\n"
         "  for (int64_t t = t0; t < t1; t++) {\n"
-        "    const bool more = t + 1 < t1;\n"
-        "    if (more) {\n",
+        "    /* token t + 1's inputs (loaded a token ago) into the next buffer, then token\n"
+        "     * t + 2's loads, in flight until the next token stores them */\n"
+        "    if (t + 1 < t1) {\n",
         out);
-  print_load(out, s, name, "t + 1");
+  print_store(out, s, "bi == 2 ? 0 : bi + 1");
+  fputs("    }\n"
+        "    if (t + 2 < t1) {\n",
+        out);
+  print_load(out, s, name, "t + 2");
   fputs("    }\n"
         "    const float *sb = sbuf + bi * SB;\n"
         "    float *red = sred + ri * (NW * VTC * " ,
@@ -411,12 +420,8 @@ int cuda_rec_source(FILE *out, const CudaChunkShape *s, const char *name, int ar
           "    if (lane == 0) sqk[ri * NW + warp] = qk;\n",
           out);
   }
-  /* the next token's inputs into the next buffer, then the token's one barrier */
-  fputs("    if (more) {\n", out);
-  print_store(out, s, "bi == 2 ? 0 : bi + 1");
-  fputs("    }\n"
-        "    __syncthreads();\n",
-        out);
+  /* the token's one barrier */
+  fputs("    __syncthreads();\n", out);
   /* the output (and, delta, the update) */
   if (!delta) {
     fputs("    if (tid < NCG) {\n"
