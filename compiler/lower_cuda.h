@@ -107,7 +107,7 @@ int cuda_chunk_delta_source(FILE *out, const CudaChunkShape *s, const char *name
 int cuda_rec_source(FILE *out, const CudaChunkShape *s, const char *name, int arch,
                     unsigned *threads, unsigned *smem, char *err, size_t errlen);
 /* The recurrent kernel's value tile for V columns, bh (sequence, head) pairs and target_items
- * (2 x SMs; 0: unknown): the blocks fill the SMs at small bh, at most 64 columns. */
+ * (2 x SMs; 0: unknown): the blocks fill the SMs at small bh, at most 128 columns. */
 int64_t cuda_rec_vtile(int64_t V, int64_t bh, int64_t target_items);
 /* lower_mixer's entry for spec->gpu with the recurrent strategy (or auto, short sequences):
  * 0 (plan filled with the recurrent kernel), 1 with a message, or -1: no form applies. */

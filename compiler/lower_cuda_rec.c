@@ -510,10 +510,12 @@ int cuda_rec_source(FILE *out, const CudaChunkShape *s, const char *name, int ar
 }
 
 int64_t cuda_rec_vtile(int64_t V, int64_t bh, int64_t target_items) {
-  /* at most 64 columns a block (256 threads, 8 state rows of 4 columns a thread at K = 128);
-   * where the (sequence, head) pairs are few, as many tiles as give about target_items blocks
-   * (two an SM), 16 columns at least: B = 1, H = 16 on 132 SMs -> 8 tiles of 16 */
-  const int64_t maxw = 64;
+  /* at most 128 columns a block (256 threads, 16 state rows of 4 columns a thread at
+   * K = 128); where the (sequence, head) pairs are few, as many tiles as give about
+   * target_items blocks (two an SM), 16 columns at least: B = 1, H = 16 on 132 SMs -> 8 tiles
+   * of 16. On an H100 at B = 64, H = 16, K = V = 128 (MIXC_REC_BENCH), a decode step's state
+   * traffic ran at 2.47-2.56 TB/s in one tile of 128 columns, 2.43-2.49 in two of 64 */
+  const int64_t maxw = 128;
   int64_t w = maxw;
   if (bh > 0 && target_items > 0) {
     int64_t tiles = (target_items + bh - 1) / bh;

@@ -605,12 +605,12 @@ static void lowering_checks(MixcNvrtc *nv) {
       if (ms[w].mixer && strcmp(rm->name, ms[w].mixer)) continue;
       char what[400];
       Lowered lo;
-      /* recurrent strategy, bf16 and f32, B H = 16 (8 tiles of 16) and 264 (64 columns) */
+      /* recurrent strategy, bf16 and f32, B H = 16 (8 tiles of 16) and 264 (one of 128) */
       for (int f32 = 0; f32 < 2; f32++)
         for (int big = 0; big < 2; big++) {
           int rc = lower_one(rm, &comp.arena, f32 ? KT_F32 : KT_BF16, STRAT_RECURRENT, 0,
                              big ? 264 : 16, big ? 128 : 100, f32 || big ? NULL : nv, &lo);
-          int64_t V = big ? 128 : 100, wt = big ? 64 : 16;
+          int64_t V = big ? 128 : 100, wt = big ? 128 : 16;
           int ok = rc == 0 && lo.native == ms[w].form && lo.strategy == STRAT_RECURRENT &&
                    (!lo.native || (lo.vtile == wt && lo.vtiles == (V + wt - 1) / wt));
           snprintf(what, sizeof what,
