@@ -23,16 +23,13 @@ int64_t sched_chunk_l2(SchedClass cls, int64_t requested, int64_t events, int64_
   /* Measured at K = V = 128, T = 4096 on the 2-core Zen 4 (docs/benchmarks.md):
    * diagonal decay 16 (its element-wise diagonal blocks grow with C: GLA 19.7 ms at 16,
    * 29.7 at 64), identity and scalar decay 32 (Mamba2 9.3 against 12.0 at 64); the delta
-   * family with matrix products 32 (Gated DeltaNet ~10% faster than at 64: its C x C
-   * products and solve shrink with C, the three K x V products per token do not), 16 with
-   * per-row decays (element-wise exponentials per pair of events). */
-  int64_t c = cls == SC_DIAG || cls == SC_DELTA_DIAG ? 16 : 32;
+   * family 16, with matrix products (Gated DeltaNet, one thread: 26.2-26.9 ms at 16,
+   * 27.2-28.0 at 32, 30.6-30.7 at 64: its C x C products and solve shrink with C, the three
+   * K x V products per token do not) and with per-row decays (element-wise exponentials per
+   * pair of events). DeltaProduct's several events per token make its C x C matrices
+   * (C events)^2: 16 is the floor. */
+  int64_t c = cls == SC_SCALAR ? 32 : 16;
   if (events < 1) events = 1;
-  /* The delta family's C x C (events x events) matrices: keep events per chunk near 32. */
-  if (cls == SC_DELTA && events > 1) {
-    c = 32 / events;
-    if (c < 16) c = 16;
-  }
   /* Shrink while the chunk's buffers (~ C (3 R + 3 VT) + 2 (C events)^2 floats, the state
    * apart) overflow the budget; never below 16. */
   while (c > 16) {

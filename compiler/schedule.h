@@ -26,9 +26,9 @@ int64_t sched_scratch_floats(int64_t l2_bytes);
 /* The chunk length for a class, with `events` rank-one events per token (the delta family:
  * DeltaProduct has one per Householder step) and the state's rows x columns per work item
  * (R x VT), on a host with l2_bytes of L2 per core (0: unknown, SCHED_DEFAULT_L2).
- * requested > 0 wins. Otherwise the class's default (16 or 32; 32 / events for the delta
- * family, at least 16), halved while the buffers exceed sched_scratch_floats(l2_bytes),
- * never below 16: in [16, 32], and never longer on a smaller L2. */
+ * requested > 0 wins. Otherwise the class's default (32 for identity and scalar decay, 16
+ * for the others), halved while the buffers exceed sched_scratch_floats(l2_bytes), never
+ * below 16: in [16, 32], and never longer on a smaller L2. */
 int64_t sched_chunk_l2(SchedClass cls, int64_t requested, int64_t events, int64_t R, int64_t VT,
                        int64_t l2_bytes);
 /* sched_chunk_l2 with the L2 unknown (SCHED_DEFAULT_L2). */

@@ -92,9 +92,8 @@ static void test_vtile(void) {
 /* ---- chunk length ---- */
 
 static int64_t class_default(SchedClass cls, int64_t events) {
-  int64_t c = cls == SC_DIAG || cls == SC_DELTA_DIAG ? 16 : 32;
-  if (cls == SC_DELTA && events > 1) c = 32 / events < 16 ? 16 : 32 / events;
-  return c;
+  (void)events;
+  return cls == SC_SCALAR ? 32 : 16;
 }
 
 /* The chunk's buffers in floats (schedule.c's estimate, docs/algorithms.md). */
@@ -170,21 +169,21 @@ static void test_chunk(void) {
   const int64_t L2 = MiB;
   CHECK(sched_chunk_l2(SC_DIAG, 0, 1, 128, 128, L2) == 16, "GLA");
   CHECK(sched_chunk_l2(SC_SCALAR, 0, 1, 128, 128, L2) == 32, "Mamba2");
-  CHECK(sched_chunk_l2(SC_DELTA, 0, 1, 128, 128, L2) == 32, "DeltaNet");
+  CHECK(sched_chunk_l2(SC_DELTA, 0, 1, 128, 128, L2) == 16, "DeltaNet");
   CHECK(sched_chunk_l2(SC_DELTA, 0, 2, 128, 128, L2) == 16, "DeltaProduct 2");
   CHECK(sched_chunk_l2(SC_DELTA, 0, 4, 128, 128, L2) == 16, "DeltaProduct 4");
   CHECK(sched_chunk_l2(SC_DELTA_DIAG, 0, 1, 128, 128, L2) == 16, "KDA");
-  /* cache-dependent: DeltaNet's chunk buffers at 32 (42 Ki floats) fit half of a 512 KiB L2,
+  /* cache-dependent: Mamba2's chunk buffers at 32 (42 Ki floats) fit half of a 512 KiB L2,
    * not half of 256 KiB; a 512 x 512 state overflows half of 1 MiB at any chunk but fits
    * half of 4 MiB at 32 */
-  CHECK(sched_chunk_l2(SC_DELTA, 0, 1, 128, 128, 512 * KiB) == 32, "DeltaNet, 512 KiB: %lld",
-        (long long)sched_chunk_l2(SC_DELTA, 0, 1, 128, 128, 512 * KiB));
-  CHECK(sched_chunk_l2(SC_DELTA, 0, 1, 128, 128, 256 * KiB) == 16, "DeltaNet, 256 KiB: %lld",
-        (long long)sched_chunk_l2(SC_DELTA, 0, 1, 128, 128, 256 * KiB));
-  CHECK(sched_chunk_l2(SC_DELTA, 0, 1, 512, 512, MiB) == 16, "512 x 512, 1 MiB: %lld",
-        (long long)sched_chunk_l2(SC_DELTA, 0, 1, 512, 512, MiB));
-  CHECK(sched_chunk_l2(SC_DELTA, 0, 1, 512, 512, 4 * MiB) == 32, "512 x 512, 4 MiB: %lld",
-        (long long)sched_chunk_l2(SC_DELTA, 0, 1, 512, 512, 4 * MiB));
+  CHECK(sched_chunk_l2(SC_SCALAR, 0, 1, 128, 128, 512 * KiB) == 32, "Mamba2, 512 KiB: %lld",
+        (long long)sched_chunk_l2(SC_SCALAR, 0, 1, 128, 128, 512 * KiB));
+  CHECK(sched_chunk_l2(SC_SCALAR, 0, 1, 128, 128, 256 * KiB) == 16, "Mamba2, 256 KiB: %lld",
+        (long long)sched_chunk_l2(SC_SCALAR, 0, 1, 128, 128, 256 * KiB));
+  CHECK(sched_chunk_l2(SC_SCALAR, 0, 1, 512, 512, MiB) == 16, "512 x 512, 1 MiB: %lld",
+        (long long)sched_chunk_l2(SC_SCALAR, 0, 1, 512, 512, MiB));
+  CHECK(sched_chunk_l2(SC_SCALAR, 0, 1, 512, 512, 4 * MiB) == 32, "512 x 512, 4 MiB: %lld",
+        (long long)sched_chunk_l2(SC_SCALAR, 0, 1, 512, 512, 4 * MiB));
 }
 
 /* ---- the host's caches ---- */
