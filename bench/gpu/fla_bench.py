@@ -2,7 +2,8 @@
 """The GPU benchmark: mixc's CUDA kernels vs flash-linear-attention (fla) vs torch SDPA.
 
     python3 bench/gpu/fla_bench.py [--results DIR] [--mixers a,b] [--shapes 8x2048,2x8192]
-                                   [--runs N] [--no-cold | --cold-only] [--no-check]
+                                   [--runs N] [--no-cold | --cold-only | --decode]
+                                   [--no-check] [--no-decode]
     python3 bench/gpu/fla_bench.py --dry-run          # no GPU needed: the plan and a CPU check
     python3 bench/gpu/fla_bench.py --from-logs LOG... [--results DIR]   # report from logs
 
@@ -18,10 +19,20 @@ chunk_delta_rule, chunk_gated_delta_rule) and for causal SDPA; H = 16, K = V = 1
    Also the memory floor: the bytes of q, k, v, gates, beta and o over 3.0 TB/s.
 3. First call, cold: each in a fresh process; mixc with an empty XDG_CACHE_HOME, then a second
    process with that cache warm; fla with a fresh TRITON_CACHE_DIR, then again with it warm.
+4. Decode step (--decode: only this; --no-decode: not this): one token (T = 1) with a carried
+   fp32 state [B, H, K, V], B = 1 and 64: mixc's Kernel.step (the state updated in place)
+   against fla's fused_recurrent_* with initial_state and output_final_state=True (a new state
+   each call, which the loop carries on with). First one step of each against the fp64
+   reference from the same inputs and state (o and the state); then CUDA events around a pass
+   over rotated state buffers (together over 4x the L2), the median per call, and the state's
+   traffic (read + write) in TB/s; at B = 1 also the latency of one call followed by
+   torch.cuda.synchronize() (host clock, median).
 
 Writes DIR/gpu.md (tables), DIR/gpu.svg (a plot) and DIR/gpu.log (META and RESULT lines, the
-machine-readable record). An error in one mixer, shape or phase goes into the table
-(status=error) and its traceback into the log (TRACE lines) and stderr; the run goes on.
+machine-readable record; gpu-cold.log for --cold-only, gpu-decode.log for --decode; the report
+reads every one of them in DIR, the newest last, so the latest run of a part wins). An error
+in one mixer, shape or phase goes into the table (status=error) and its traceback into the log
+(TRACE lines) and stderr; the run goes on.
 fla is expected on PYTHONPATH (bench/gpu/run.sh installs the wheels of .whl/ into a temporary
 folder); this script installs nothing.
 """
@@ -52,7 +63,16 @@ TITLES = {'simple_gla': 'simple GLA (scalar decay)', 'gla': 'GLA (vector decay)'
           'delta': 'DeltaNet', 'gated_delta': 'Gated DeltaNet'}
 FLA_NAMES = {'simple_gla': 'chunk_simple_gla', 'gla': 'chunk_gla', 'delta': 'chunk_delta_rule',
              'gated_delta': 'chunk_gated_delta_rule'}
+FLA_DECODE_NAMES = {'simple_gla': 'fused_recurrent_simple_gla', 'gla': 'fused_recurrent_gla',
+                    'delta': 'fused_recurrent_delta_rule',
+                    'gated_delta': 'fused_recurrent_gated_delta_rule'}
+DECODE_BATCHES = (1, 64)
+DECODE_SYNC_CALLS = 200       # calls of the synchronised latency (B = 1)
 TARGET_SPEEDUP, TARGET_FLOOR, TARGET_COLD_S, TARGET_CACHED_MS, TARGET_ERR = 1.5, 2.0, 1.0, 10.0, 5e-3
+TARGET_DECODE_US, TARGET_DECODE_TBPS = 15.0, 2.5  # B = 1 synchronised; B = 64 (PERFORMANCE.md)
+# the decode check's bounds: o (bf16, rounding alone gives ~2e-3), the new state (fp32; the
+# CUDA tolerance of states from bf16 inputs, docs/cli.md "--check")
+DECODE_TOL_O, DECODE_TOL_S = 1e-2, 5e-3
 
 
 def emit(log, tag, **kv):
@@ -137,6 +157,37 @@ def fla_op(mixer):
         from fla.ops.gated_delta_rule import chunk_gated_delta_rule
         return lambda d: chunk_gated_delta_rule(d['q'], d['k'], d['v'], d['g'], d['beta'])[0]
     raise ValueError(mixer)
+
+
+def fla_step_op(mixer):
+    """fla's fused recurrent kernel for a mixer as a decode step: f(d, S) -> (o, new state),
+    S the fp32 state [B, H, K, V] (fla's default layout, K first) read as initial_state; fla
+    returns the final state in a new tensor. Import errors propagate (the caller records them)."""
+    if mixer == 'simple_gla':
+        from fla.ops.simple_gla import fused_recurrent_simple_gla
+        return lambda d, S: fused_recurrent_simple_gla(d['q'], d['k'], d['v'], g=d['g'],
+                                                       initial_state=S, output_final_state=True)
+    if mixer == 'gla':
+        from fla.ops.gla import fused_recurrent_gla
+        return lambda d, S: fused_recurrent_gla(d['q'], d['k'], d['v'], gk=d['g'],
+                                                initial_state=S, output_final_state=True)
+    if mixer == 'delta':
+        from fla.ops.delta_rule import fused_recurrent_delta_rule
+        return lambda d, S: fused_recurrent_delta_rule(d['q'], d['k'], d['v'], beta=d['beta'],
+                                                       initial_state=S, output_final_state=True)
+    if mixer == 'gated_delta':
+        from fla.ops.gated_delta_rule import fused_recurrent_gated_delta_rule
+        return lambda d, S: fused_recurrent_gated_delta_rule(
+            d['q'], d['k'], d['v'], g=d['g'], beta=d['beta'], initial_state=S,
+            output_final_state=True)
+    raise ValueError(mixer)
+
+
+def make_state(torch, B, Hh, device, seed):
+    """A carried fp32 state [B, H, K, V] ~ N(0, 1) (fla's examples draw h0 so)."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return torch.randn(B, Hh, D, D, device=device, dtype=torch.float32, generator=gen)
 
 
 def mixc_kernel(mixer, device='cuda'):
@@ -336,6 +387,125 @@ def bench_sdpa(torch, log, B, T, runs, warmup):
         pass
 
 
+def decode_plan(B):
+    """(state bytes, number of rotated state buffers) of a decode step at batch B: buffers
+    enough to be over 4x the L2 together (at least 4, at most 256)."""
+    state_bytes = B * H * D * D * 4
+    return state_bytes, min(256, max(4, math.ceil(4 * L2_BYTES / state_bytes)))
+
+
+def check_decode(torch, log, mixer, kernel, fla, B, d, S0):
+    """One step of mixc and of fla from (d, S0) against the fp64 reference of that step:
+    max|x - ref| / max|ref| of o and of the new state."""
+    kv = dict(kind='decode_check', mixer=mixer, B=B, H=H)
+    try:
+        d64 = {n: x.double() for n, x in d.items()}
+        o_ref, S_ref = reference.recurrent(torch, mixer, d64['q'], d64['k'], d64['v'],
+                                           d64.get('g'), d64.get('beta'), S0=S0.double())
+        e = reference.relerr(o_ref.to(torch.bfloat16).double(), o_ref)
+        emit(log, 'RESULT', impl='bf16_floor', status='ok', relerr_o=f'{e:.3g}', **kv)
+    except Exception as ex:
+        for impl in ('mixc', 'fla'):
+            failed(log, ex, impl=impl, **kv)
+        return
+    for impl in ('mixc', 'fla'):
+        try:
+            if impl == 'mixc':
+                if isinstance(kernel, Exception):
+                    raise kernel
+                S = S0.clone()
+                o = torch.full((B, 1, H, D), float('nan'), dtype=torch.bfloat16, device='cuda')
+                kernel.step({'S': S}, outputs={'o': o}, **d)
+            else:
+                if isinstance(fla, Exception):
+                    raise fla
+                S_in = S0.clone()
+                o, S = fla(d, S_in)
+                if not torch.equal(S_in, S0):
+                    raise AssertionError('fla changed its initial_state in place')
+            torch.cuda.synchronize()
+            eo = reference.relerr(o.double(), o_ref)
+            es = reference.relerr(S.double(), S_ref)
+            emit(log, 'RESULT', impl=impl, status='ok', relerr_o=f'{eo:.3g}',
+                 relerr_S=f'{es:.3g}', **kv)
+        except Exception as ex:
+            failed(log, ex, impl=impl, **kv)
+        sync(torch)
+
+
+def bench_decode(torch, log, mixer, kernel, fla, B, runs, warmup, check=True):
+    """The decode step at batch B (T = 1): check, then time mixc's step and fla's fused
+    recurrent kernel over rotated state buffers; at B = 1 also the synchronised latency."""
+    state_bytes, nbuf = decode_plan(B)
+    floor_us = 2 * state_bytes / BANDWIDTH * 1e6
+    common = dict(kind='decode', mixer=mixer, B=B, T=1, H=H, bufs=nbuf, state_bytes=state_bytes,
+                  floor_us=f'{floor_us:.3g}')
+    try:
+        sets = [make_inputs(torch, mixer, B, 1, H, 'cuda', 100 + i) for i in range(nbuf)]
+        base = [make_state(torch, B, H, 'cuda', 500 + i) for i in range(nbuf)]
+    except Exception as ex:
+        for impl in ('mixc', 'fla'):
+            failed(log, ex, impl=impl, **common)
+        sync(torch)
+        return
+    with torch.no_grad():
+        if check:
+            check_decode(torch, log, mixer, kernel, fla, B, sets[0], base[0])
+        for impl in ('mixc', 'fla'):
+            slots = None
+            try:
+                if impl == 'mixc':
+                    if isinstance(kernel, Exception):
+                        raise kernel
+                    # each slot: inputs, its state (updated in place), its output buffer
+                    slots = [(x, S.clone(), torch.empty(B, 1, H, D, dtype=torch.bfloat16,
+                                                        device='cuda'))
+                             for x, S in zip(sets, base)]
+
+                    def fn(p):
+                        kernel.step({'S': p[1]}, outputs={'o': p[2]}, **p[0])
+                else:
+                    if isinstance(fla, Exception):
+                        raise fla
+                    # each slot carries fla's new state into its next call, as a decode loop
+                    slots = [{'d': x, 'S': S.clone()} for x, S in zip(sets, base)]
+
+                    def fn(p):
+                        p['S'] = fla(p['d'], p['S'])[1]
+                ms = time_calls(torch, fn, slots, runs, max(warmup, nbuf))
+                us = ms[0] * 1e3
+                extra = {}
+                if B == 1:
+                    lat = []
+                    for i in range(DECODE_SYNC_CALLS):
+                        p = slots[i % nbuf]
+                        t0 = time.perf_counter()
+                        fn(p)
+                        torch.cuda.synchronize()
+                        lat.append((time.perf_counter() - t0) * 1e6)
+                    extra = dict(sync_us=f'{statistics.median(lat):.4g}',
+                                 sync_us_min=f'{min(lat):.4g}')
+                emit(log, 'RESULT', impl=impl, status='ok', us=f'{us:.4g}',
+                     us_min=f'{ms[1] * 1e3:.4g}', us_max=f'{ms[2] * 1e3:.4g}',
+                     host_us=f'{ms[3] * 1e3:.3g}', tbps=f'{2 * state_bytes / us * 1e-6:.3g}',
+                     **common, **extra)
+            except Exception as ex:
+                failed(log, ex, impl=impl, **common)
+            del slots
+            sync(torch)
+    del sets, base
+    try:
+        torch.cuda.empty_cache()
+    except Exception:
+        pass
+
+
+def run_decode(torch, log, mixer, kernel, fla, runs, warmup, check=True):
+    """Every batch of the decode step for one mixer."""
+    for B in DECODE_BATCHES:
+        bench_decode(torch, log, mixer, kernel, fla, B, runs, warmup, check)
+
+
 def cold_one(impl, mixer, cache):
     """In a fresh process (--cold-one): the first forward of one mixer at B=8, T=2048."""
     import torch
@@ -448,133 +618,222 @@ def report(meta, res, outdir):
               f'{meta.get("commit", "?")}). GPU: {meta.get("gpu", "?")}; torch '
               f'{meta.get("torch", "?")}, Triton {meta.get("triton", "?")}, fla '
               f'{meta.get("fla", "?")}, CUDA {meta.get("cuda", "?")}.\n')
-    md.append(f'Forward only, bf16 inputs and outputs, H = {H}, K = V = {D}. Median ms per call '
-              f'over CUDA-event-timed passes across rotating input sets (together > 4x the '
-              f'50 MB L2), after warm-up. Floor: the bytes of q, k, v, gates, beta and o over '
-              f'{BANDWIDTH / 1e12:.1f} TB/s. SDPA: torch causal scaled_dot_product_attention, '
-              f'same q, k, v.\n')
-    md.append('| mixer | B, T | mixc ms | fla ms | SDPA ms | fla / mixc | floor ms | mixc / floor '
-              '| mixc vs fla rel. diff | host ms per call, mixc / fla |')
-    md.append('|---|---|---|---|---|---|---|---|---|---|')
+    kinds = {r.get('kind') for r in res}
     errors = []
-    for m in mixers:
-        for B, T in shapes:
-            rm = find(kind='time', impl='mixc', mixer=m, B=B, T=T)
-            rf = find(kind='time', impl='fla', mixer=m, B=B, T=T)
-            rs = find(kind='time', impl='sdpa', B=B, T=T)
+    if 'time' in kinds:
+        md.append(f'Forward, bf16 inputs and outputs, H = {H}, K = V = {D}. Median ms per call '
+                  f'over CUDA-event-timed passes across rotating input sets (together > 4x the '
+                  f'50 MB L2), after warm-up. Floor: the bytes of q, k, v, gates, beta and o '
+                  f'over {BANDWIDTH / 1e12:.1f} TB/s. SDPA: torch causal '
+                  f'scaled_dot_product_attention, same q, k, v.\n')
+        md.append('| mixer | B, T | mixc ms | fla ms | SDPA ms | fla / mixc | floor ms | '
+                  'mixc / floor | mixc vs fla rel. diff | host ms per call, mixc / fla |')
+        md.append('|---|---|---|---|---|---|---|---|---|---|')
+        for m in mixers:
+            for B, T in shapes:
+                rm = find(kind='time', impl='mixc', mixer=m, B=B, T=T)
+                rf = find(kind='time', impl='fla', mixer=m, B=B, T=T)
+                rs = find(kind='time', impl='sdpa', B=B, T=T)
+                for r, who in ((rm, 'mixc'), (rf, 'fla')):
+                    if r and r.get('status') == 'error':
+                        errors.append(f'{who}, {m}, B={B} T={T}: {r.get("msg", "")}')
+                floor = float((rm or rf or {}).get('floor_ms', 'nan'))
+                a, b = val(rm), val(rf)
+                md.append(f'| {TITLES.get(m, m)} | {B}, {T} | {cell(rm)} | {cell(rf)} | '
+                          f'{cell(rs)} | {f"{b / a:.2f}x" if a and b else "n/a"} | '
+                          f'{fnum(floor)} | '
+                          f'{f"{a / floor:.2f}x" if a and floor == floor else "n/a"} | '
+                          f'{(rf or {}).get("agree", "n/a")} | '
+                          f'{(rm or {}).get("host_ms", "n/a")} / '
+                          f'{(rf or {}).get("host_ms", "n/a")} |')
+        md.append('\n"fla / mixc" above 1: mixc is faster. "rel. diff": max|mixc - fla| / '
+                  'max|fla| on the first input set of the timed shape (a sanity check; accuracy '
+                  'is below). "host ms": the median time Python took to issue one call; where it '
+                  'nears the device time, the timing measures the launch path, not the '
+                  'kernels.\n')
+
+    if kinds & {'accuracy', 'refcheck'}:
+        B, T, Hh = CHECK
+        md.append(f'## Accuracy (B={B}, T={T}, H={Hh}, bf16 inputs; max|x - ref| / max|ref| '
+                  f'against a float64 token-by-token reference)\n')
+        md.append('| mixer | mixc | fla | target: <= half of fla\'s and <= 5e-3 | '
+                  'mixc, f32 output | the exact output rounded to bf16 |')
+        md.append('|---|---|---|---|---|---|')
+        for m in mixers:
+            rm = find(kind='accuracy', impl='mixc', mixer=m)
+            rf = find(kind='accuracy', impl='fla', mixer=m)
+            r32 = find(kind='accuracy', impl='mixc_f32out', mixer=m)
+            rfl = find(kind='accuracy', impl='bf16_floor', mixer=m)
             for r, who in ((rm, 'mixc'), (rf, 'fla')):
                 if r and r.get('status') == 'error':
-                    errors.append(f'{who}, {m}, B={B} T={T}: {r.get("msg", "")}')
-            floor = float((rm or rf or {}).get('floor_ms', 'nan'))
-            a, b = val(rm), val(rf)
-            md.append(f'| {TITLES.get(m, m)} | {B}, {T} | {cell(rm)} | {cell(rf)} | {cell(rs)} | '
-                      f'{f"{b / a:.2f}x" if a and b else "n/a"} | {fnum(floor)} | '
-                      f'{f"{a / floor:.2f}x" if a and floor == floor else "n/a"} | '
-                      f'{(rf or {}).get("agree", "n/a")} | {(rm or {}).get("host_ms", "n/a")} / '
-                      f'{(rf or {}).get("host_ms", "n/a")} |')
-    md.append('\n"fla / mixc" above 1: mixc is faster. "rel. diff": max|mixc - fla| / max|fla| '
-              'on the first input set of the timed shape (a sanity check; accuracy is below). '
-              '"host ms": the median time Python took to issue one call; where it nears the '
-              'device time, the timing measures the launch path, not the kernels.\n')
+                    errors.append(f'{who} (accuracy), {m}: {r.get("msg", "")}')
+            a, b = val(rm, 'relerr'), val(rf, 'relerr')
+            met = 'n/a' if a is None else (
+                'met' if a <= TARGET_ERR and (b is None or a <= b / 2) else '**not met**')
+            md.append(f'| {TITLES.get(m, m)} | {cell(rm, "relerr", lambda x: f"{x:.3g}")} | '
+                      f'{cell(rf, "relerr", lambda x: f"{x:.3g}")} | {met} | '
+                      f'{cell(r32, "relerr", lambda x: f"{x:.3g}")} | '
+                      f'{cell(rfl, "relerr", lambda x: f"{x:.3g}")} |')
+        md.append('\n"target" holds mixc\'s bf16 output against fla\'s (fla writes bf16). '
+                  '"mixc, f32 output": the same bf16 inputs and kernel, the output written in '
+                  'f32: the kernels\' own error. "the exact output rounded to bf16": the float64 '
+                  'reference rounded to bf16, the error any bf16 output carries.\n')
+        refs = [r for r in res if r.get('kind') == 'refcheck']
+        if refs:
+            md.append('\nThe float64 reference (torch, on the GPU) against mixc\'s own '
+                      '(`mixc run --backend ref`), B=1, T=7, H=2, K=V=8: ' +
+                      ', '.join(f'{r["mixer"]} {r.get("relerr", r.get("status"))}'
+                                for r in refs) + '.\n')
 
-    B, T, Hh = CHECK
-    md.append(f'## Accuracy (B={B}, T={T}, H={Hh}, bf16 inputs; max|x - ref| / max|ref| against '
-              f'a float64 token-by-token reference)\n')
-    md.append('| mixer | mixc | fla | target: <= half of fla\'s and <= 5e-3 | mixc, f32 output | '
-              'the exact output rounded to bf16 |')
-    md.append('|---|---|---|---|---|---|')
-    for m in mixers:
-        rm = find(kind='accuracy', impl='mixc', mixer=m)
-        rf = find(kind='accuracy', impl='fla', mixer=m)
-        r32 = find(kind='accuracy', impl='mixc_f32out', mixer=m)
-        rfl = find(kind='accuracy', impl='bf16_floor', mixer=m)
-        for r, who in ((rm, 'mixc'), (rf, 'fla')):
-            if r and r.get('status') == 'error':
-                errors.append(f'{who} (accuracy), {m}: {r.get("msg", "")}')
-        a, b = val(rm, 'relerr'), val(rf, 'relerr')
-        met = 'n/a' if a is None else ('met' if a <= TARGET_ERR and (b is None or a <= b / 2)
-                                       else '**not met**')
-        md.append(f'| {TITLES.get(m, m)} | {cell(rm, "relerr", lambda x: f"{x:.3g}")} | '
-                  f'{cell(rf, "relerr", lambda x: f"{x:.3g}")} | {met} | '
-                  f'{cell(r32, "relerr", lambda x: f"{x:.3g}")} | '
-                  f'{cell(rfl, "relerr", lambda x: f"{x:.3g}")} |')
-    md.append('\n"target" holds mixc\'s bf16 output against fla\'s (fla writes bf16). "mixc, f32 '
-              'output": the same bf16 inputs and kernel, the output written in f32: the kernels\' '
-              'own error. "the exact output rounded to bf16": the float64 reference rounded to '
-              'bf16, the error any bf16 output carries.\n')
-    refs = [r for r in res if r.get('kind') == 'refcheck']
-    if refs:
-        md.append('\nThe float64 reference (torch, on the GPU) against mixc\'s own '
-                  '(`mixc run --backend ref`), B=1, T=7, H=2, K=V=8: ' +
-                  ', '.join(f'{r["mixer"]} {r.get("relerr", r.get("status"))}' for r in refs) +
-                  '.\n')
-
-    md.append(f'## First call (B={SHAPES[0][0]}, T={SHAPES[0][1]}), each in a fresh process\n')
-    md.append('| mixer | mixc cold s | mixc compile ms | mixc, cache warm s | fla cold s | '
-              'fla, Triton cache warm s | import s (mixc / fla) |')
-    md.append('|---|---|---|---|---|---|---|')
-    for m in mixers:
-        c = {(i, k): find(kind='cold', impl=i, mixer=m, cache=k)
-             for i in ('mixc', 'fla') for k in ('cold', 'warm')}
-        for (i, k), r in c.items():
-            if r and r.get('status') not in ('ok', 'not run'):
-                errors.append(f'{i} first call ({k}), {m}: {r.get("msg", r.get("status"))}')
-        imp = lambda r: r.get('import_s', '?') if r and r.get('status') == 'ok' else 'n/a'
-        md.append(f'| {TITLES.get(m, m)} | {cell(c["mixc", "cold"], "first_s")} | '
-                  f'{cell(c["mixc", "cold"], "compile_ms")} | {cell(c["mixc", "warm"], "first_s")} | '
-                  f'{cell(c["fla", "cold"], "first_s")} | {cell(c["fla", "warm"], "first_s")} | '
-                  f'{imp(c["mixc", "cold"])} / {imp(c["fla", "cold"])} |')
-    md.append('\nFirst call: the first forward including compilation (mixc: context, module, '
-              'kernel, NVRTC; fla: Triton compilation and autotuning), synchronised, after the '
-              'inputs exist; the package import is the last column.\n')
-
-    md.append('## Targets (PERFORMANCE.md)\n')
-    md.append('| target | ' + ' | '.join(TITLES.get(m, m) for m in mixers) + ' |')
-    md.append('|---' * (len(mixers) + 1) + '|')
-
-    def row(name, fn):
-        cells = []
+    if 'cold' in kinds:
+        md.append(f'## First call (B={SHAPES[0][0]}, T={SHAPES[0][1]}), each in a fresh '
+                  f'process\n')
+        md.append('| mixer | mixc cold s | mixc compile ms | mixc, cache warm s | fla cold s | '
+                  'fla, Triton cache warm s | import s (mixc / fla) |')
+        md.append('|---|---|---|---|---|---|---|')
         for m in mixers:
-            v = fn(m)
-            cells.append('n/a' if v is None else f'{v[0]}: {"met" if v[1] else "**not met**"}')
-        md.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+            c = {(i, k): find(kind='cold', impl=i, mixer=m, cache=k)
+                 for i in ('mixc', 'fla') for k in ('cold', 'warm')}
+            for (i, k), r in c.items():
+                if r and r.get('status') not in ('ok', 'not run'):
+                    errors.append(f'{i} first call ({k}), {m}: '
+                                  f'{r.get("msg", r.get("status"))}')
+            imp = lambda r: r.get('import_s', '?') if r and r.get('status') == 'ok' else 'n/a'
+            md.append(f'| {TITLES.get(m, m)} | {cell(c["mixc", "cold"], "first_s")} | '
+                      f'{cell(c["mixc", "cold"], "compile_ms")} | '
+                      f'{cell(c["mixc", "warm"], "first_s")} | '
+                      f'{cell(c["fla", "cold"], "first_s")} | '
+                      f'{cell(c["fla", "warm"], "first_s")} | '
+                      f'{imp(c["mixc", "cold"])} / {imp(c["fla", "cold"])} |')
+        md.append('\nFirst call: the first forward including compilation (mixc: context, module, '
+                  'kernel, NVRTC; fla: Triton compilation and autotuning), synchronised, after the '
+                  'inputs exist; the package import is the last column.\n')
 
-    def worst(m, f):
-        vals = []
-        for B, T in shapes:
-            a = val(find(kind='time', impl='mixc', mixer=m, B=B, T=T))
-            b = val(find(kind='time', impl='fla', mixer=m, B=B, T=T))
-            fl = find(kind='time', impl='mixc', mixer=m, B=B, T=T)
-            v = f(a, b, float(fl['floor_ms']) if fl and fl.get('floor_ms') else None)
-            if v is None:
-                return None
-            vals.append(v)
-        return min(vals) if vals else None
+    if kinds & {'decode', 'decode_check'}:
+        report_decode(md, errors, find, val, cell, mixers)
+    if kinds & {'time', 'cold', 'decode'}:
+        md.append('## Targets (PERFORMANCE.md)\n')
+        md.append('| target | ' + ' | '.join(TITLES.get(m, m) for m in mixers) + ' |')
+        md.append('|---' * (len(mixers) + 1) + '|')
 
-    row('forward >= 1.5x fla (worst shape)', lambda m: (lambda v: None if v is None else (
-        f'{v:.2f}x', v >= TARGET_SPEEDUP))(worst(m, lambda a, b, f: b / a if a and b else None)))
-    row('forward within 2x of the floor (worst shape)', lambda m: (
-        lambda v: None if v is None else (f'{1 / v:.2f}x', 1 / v <= TARGET_FLOOR))(
-            worst(m, lambda a, b, f: f / a if a and f else None)))
-    row('first call cold <= 1 s', lambda m: (lambda v: None if v is None else (
-        f'{v:.2f} s', v <= TARGET_COLD_S))(val(find(kind='cold', impl='mixc', mixer=m,
-                                                      cache='cold'), 'first_s')))
-    row('first call, cache warm <= 10 ms', lambda m: (lambda v: None if v is None else (
-        f'{v * 1e3:.1f} ms', v * 1e3 <= TARGET_CACHED_MS))(val(find(
-            kind='cold', impl='mixc', mixer=m, cache='warm'), 'first_s')))
+        def row(name, fn):
+            cells = []
+            for m in mixers:
+                v = fn(m)
+                cells.append('n/a' if v is None else
+                             f'{v[0]}: {"met" if v[1] else "**not met**"}')
+            md.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+
+        def worst(m, f):
+            vals = []
+            for B, T in shapes:
+                a = val(find(kind='time', impl='mixc', mixer=m, B=B, T=T))
+                b = val(find(kind='time', impl='fla', mixer=m, B=B, T=T))
+                fl = find(kind='time', impl='mixc', mixer=m, B=B, T=T)
+                v = f(a, b, float(fl['floor_ms']) if fl and fl.get('floor_ms') else None)
+                if v is None:
+                    return None
+                vals.append(v)
+            return min(vals) if vals else None
+
+        if 'time' in kinds:
+            row('forward >= 1.5x fla (worst shape)', lambda m: (
+                lambda v: None if v is None else (f'{v:.2f}x', v >= TARGET_SPEEDUP))(
+                    worst(m, lambda a, b, f: b / a if a and b else None)))
+            row('forward within 2x of the floor (worst shape)', lambda m: (
+                lambda v: None if v is None else (f'{1 / v:.2f}x', 1 / v <= TARGET_FLOOR))(
+                    worst(m, lambda a, b, f: f / a if a and f else None)))
+        if 'cold' in kinds:
+            row('first call cold <= 1 s', lambda m: (lambda v: None if v is None else (
+                f'{v:.2f} s', v <= TARGET_COLD_S))(val(find(kind='cold', impl='mixc', mixer=m,
+                                                              cache='cold'), 'first_s')))
+            row('first call, cache warm <= 10 ms', lambda m: (lambda v: None if v is None else (
+                f'{v * 1e3:.1f} ms', v * 1e3 <= TARGET_CACHED_MS))(val(find(
+                    kind='cold', impl='mixc', mixer=m, cache='warm'), 'first_s')))
+        if 'decode' in kinds:
+            row(f'decode B=1 <= {TARGET_DECODE_US:g} us a call, synchronised', lambda m: (
+                lambda v: None if v is None else (f'{v:.1f} us', v <= TARGET_DECODE_US))(
+                    val(find(kind='decode', impl='mixc', mixer=m, B=1), 'sync_us')))
+            row(f'decode B=64 >= {TARGET_DECODE_TBPS:g} TB/s of state', lambda m: (
+                lambda v: None if v is None else (f'{v:.2f} TB/s', v >= TARGET_DECODE_TBPS))(
+                    val(find(kind='decode', impl='mixc', mixer=m, B=64), 'tbps')))
     md.append('')
     if errors:
         md.append('## Errors\n')
         md.extend(f'- {e}' for e in errors)
         md.append('')
-    md.append('![forward ms per implementation](gpu.svg)\n')
+    if 'time' in kinds:
+        md.append('![forward ms per implementation](gpu.svg)\n')
     text = '\n'.join(md)
     os.makedirs(outdir, exist_ok=True)
     with open(os.path.join(outdir, 'gpu.md'), 'w') as f:
         f.write(text)
-    with open(os.path.join(outdir, 'gpu.svg'), 'w') as f:
-        f.write(svg(meta, res, mixers, shapes, find, val))
+    if 'time' in kinds:
+        with open(os.path.join(outdir, 'gpu.svg'), 'w') as f:
+            f.write(svg(meta, res, mixers, shapes, find, val))
     return text
+
+
+def report_decode(md, errors, find, val, cell, mixers):
+    """The "Decode step" section of the report (and its errors into `errors`)."""
+    md.append(f'## Decode step (T = 1 with a carried state, H = {H}, K = V = {D})\n')
+    md.append(f'bf16 q, k, v, gates and beta; fp32 state [B, H, K, V] read and written each call. '
+              f'mixc: `Kernel.step` (the state updated in place, the strategy auto); fla: '
+              f'{", ".join(f"`{FLA_DECODE_NAMES[m]}`" for m in mixers)} with `initial_state` and '
+              f'`output_final_state=True` (a new state each call, carried into the next). '
+              f'Median us per call over CUDA-event-timed passes across rotated state buffers '
+              f'(together > 4x the 50 MB L2), after a warm-up pass; TB/s: 2 x the state\'s bytes '
+              f'over that time (the memory floor at {BANDWIDTH / 1e12:.1f} TB/s in the last '
+              f'column). Synchronised: one call then `torch.cuda.synchronize()`, host clock, '
+              f'median of {DECODE_SYNC_CALLS}. Errors: max|x - ref| / max|ref| of o (bf16) and '
+              f'of the new state (fp32) after one step, against float64 from the same inputs '
+              f'and state.\n')
+    md.append('| mixer | B | mixc us | fla us | fla / mixc | mixc TB/s | fla TB/s | '
+              'synchronised us, mixc / fla | host us a call, mixc / fla | '
+              'rel. err o / state, mixc | rel. err o / state, fla | o rounded to bf16 | '
+              'floor us |')
+    md.append('|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+    f3 = lambda x: f'{x:.3g}'
+    for m in mixers:
+        for B in DECODE_BATCHES:
+            rm = find(kind='decode', impl='mixc', mixer=m, B=B)
+            rf = find(kind='decode', impl='fla', mixer=m, B=B)
+            if rm is None and rf is None:
+                continue
+            ck = {i: find(kind='decode_check', impl=i, mixer=m, B=B)
+                  for i in ('mixc', 'fla', 'bf16_floor')}
+            for r, who in ((rm, 'mixc'), (rf, 'fla'), (ck['mixc'], 'mixc (check)'),
+                           (ck['fla'], 'fla (check)')):
+                if r and r.get('status') == 'error':
+                    errors.append(f'{who}, decode {m}, B={B}: {r.get("msg", "")}')
+            a, b = val(rm, 'us'), val(rf, 'us')
+            sync_cell = (f'{cell(rm, "sync_us")} / {cell(rf, "sync_us")}'
+                         if B == 1 else 'n/a')
+            for i in ('mixc', 'fla'):
+                r = ck[i]
+                if r and r.get('status') == 'ok' and not (
+                        float(r['relerr_o']) <= DECODE_TOL_O and
+                        float(r['relerr_S']) <= DECODE_TOL_S):
+                    errors.append(f'{i} (check), decode {m}, B={B}: rel. err o '
+                                  f'{r["relerr_o"]}, state {r["relerr_S"]} (bounds '
+                                  f'{DECODE_TOL_O:g}, {DECODE_TOL_S:g})')
+            errs = lambda r: (cell(r) if r is None or r.get('status') != 'ok' else
+                              f'{f3(float(r["relerr_o"]))} / {f3(float(r["relerr_S"]))}' + (
+                                  '' if float(r['relerr_o']) <= DECODE_TOL_O and
+                                  float(r['relerr_S']) <= DECODE_TOL_S else ' **over**'))
+            floor = (rm or rf or {}).get('floor_us', 'n/a')
+            md.append(f'| {TITLES.get(m, m)} | {B} | {cell(rm, "us")} | {cell(rf, "us")} | '
+                      f'{f"{b / a:.2f}x" if a and b else "n/a"} | {cell(rm, "tbps", f3)} | '
+                      f'{cell(rf, "tbps", f3)} | {sync_cell} | '
+                      f'{(rm or {}).get("host_us", "n/a")} / {(rf or {}).get("host_us", "n/a")} | '
+                      f'{errs(ck["mixc"])} | {errs(ck["fla"])} | '
+                      f'{cell(ck["bf16_floor"], "relerr_o", f3)} | {floor} |')
+    md.append('\n"fla / mixc" above 1: mixc is faster. "host us": the median time Python took to '
+              'issue one call; where it nears the device time, the timing measures the launch '
+              'path (ctypes for mixc, Triton\'s launcher and the allocation of o and the new '
+              'state for fla), not the kernels. "o rounded to bf16": the float64 o rounded to '
+              f'bf16, the error any bf16 output carries. "**over**": above {DECODE_TOL_O:g} (o) '
+              f'or {DECODE_TOL_S:g} (state).\n')
 
 
 def svg(meta, res, mixers, shapes, find, val):
@@ -674,6 +933,12 @@ def dry_run(args, mixers, shapes):
             nsets = min(16, max(2, math.ceil(4 * L2_BYTES / set_bytes)))
             print(f'  {m:12s} B={B} T={T}: {set_bytes / 1e6:.0f} MB per input set, {nsets} sets,'
                   f' floor {set_bytes / BANDWIDTH * 1e3:.3f} ms')
+    for B in DECODE_BATCHES:
+        state_bytes, nbuf = decode_plan(B)
+        print(f'  decode step B={B} T=1: {state_bytes / 2**20:g} MiB fp32 state, {nbuf} buffers '
+              f'({nbuf * state_bytes / 1e6:.0f} MB), floor {2 * state_bytes / BANDWIDTH * 1e6:.2f}'
+              f' us')
+    print(f'  decode step, fla: {", ".join(FLA_DECODE_NAMES[m] for m in mixers)}')
     try:
         import mixc
         ctx = mixc.Context()
@@ -698,6 +963,7 @@ def dry_run(args, mixers, shapes):
         ref, _ = reference.recurrent(np, m, *(d32[n].astype(np.float64) for n in ('q', 'k', 'v')),
                                      d32['g'].astype(np.float64) if 'g' in d32 else None,
                                      d32['beta'].astype(np.float64) if 'beta' in d32 else None)
+        k = None
         try:
             k = mod.kernel(m, dims={'K': K, 'V': K})
             o = np.full((B, T, Hh, K), np.nan, dtype='float32')
@@ -709,6 +975,30 @@ def dry_run(args, mixers, shapes):
                   f'rel. err {e:.2g} {"ok" if ok else "FAILED (> 2e-4)"}')
         except Exception as ex:
             print(f'  {m:12s} mixc CPU: {short(ex)}')
+        # the decode step: one token from a carried state, Kernel.step (in place) against the
+        # reference's step from S0 (the one the GPU check uses)
+        try:
+            if k is None:
+                raise RuntimeError('no kernel (above)')
+            S0 = rng.standard_normal((B, Hh, K, K))
+            one = {n: x[:, :1] for n, x in d32.items()}
+            o_ref, S_ref = reference.recurrent(
+                np, m, *(one[n].astype(np.float64) for n in ('q', 'k', 'v')),
+                one['g'].astype(np.float64) if 'g' in one else None,
+                one['beta'].astype(np.float64) if 'beta' in one else None,
+                S0=S0.astype('float32').astype(np.float64))
+            S = S0.astype('float32')
+            o = np.full((B, 1, Hh, K), np.nan, dtype='float32')
+            k.step({'S': S}, outputs={'o': o}, **{n: np.ascontiguousarray(x)
+                                                  for n, x in one.items()})
+            e = max(reference.relerr(o.astype(np.float64), o_ref),
+                    reference.relerr(S.astype(np.float64), S_ref))
+            ok = e <= 2e-4
+            status |= not ok
+            print(f'  {m:12s} mixc CPU step (T=1, carried state) vs numpy fp64 reference: '
+                  f'rel. err (o, state) {e:.2g} {"ok" if ok else "FAILED (> 2e-4)"}')
+        except Exception as ex:
+            print(f'  {m:12s} mixc CPU step: {short(ex)}')
     return status
 
 
@@ -723,6 +1013,9 @@ def main():
     ap.add_argument('--cold-only', action='store_true', help='only the first-call measurements')
     ap.add_argument('--no-check', action='store_true', help='skip the accuracy check')
     ap.add_argument('--no-fla', action='store_true', help='mixc and SDPA only')
+    ap.add_argument('--decode', action='store_true',
+                    help='only the decode step (T = 1, B = 1 and 64; log: gpu-decode.log)')
+    ap.add_argument('--no-decode', action='store_true', help='skip the decode step')
     ap.add_argument('--dry-run', action='store_true', help='no GPU: the plan and a CPU check')
     ap.add_argument('--from-logs', nargs='+', metavar='LOG', help='write the report from logs')
     ap.add_argument('--cold-one', nargs=3, metavar=('IMPL', 'MIXER', 'CACHE'),
@@ -738,6 +1031,8 @@ def main():
     except (ValueError, AssertionError):
         ap.error(f'--shapes {args.shapes!r}: expected BxT,BxT,...')
 
+    if args.decode and (args.cold_only or args.no_decode):
+        ap.error('--decode runs only the decode step: not with --cold-only or --no-decode')
     if args.from_logs:
         meta, res = parse_logs(args.from_logs)
         print(report(meta, res, args.results))
@@ -759,7 +1054,8 @@ def main():
         return 0
 
     os.makedirs(args.results, exist_ok=True)
-    log_path = os.path.join(args.results, 'gpu.log' if not args.cold_only else 'gpu-cold.log')
+    log_path = os.path.join(args.results, 'gpu-cold.log' if args.cold_only else
+                            'gpu-decode.log' if args.decode else 'gpu.log')
     log = open(log_path, 'w')
     try:
         import triton
@@ -783,7 +1079,26 @@ def main():
          gpu=torch.cuda.get_device_name(), torch=torch.__version__, triton=tv, fla=fv,
          cuda=torch.version.cuda, mixc_lib=os.environ.get('MIXC_LIB', '?'))
     t_start = time.time()
-    if not args.cold_only:
+    if args.decode:
+        for m in mixers:
+            kernel = fla_fn = None
+            try:
+                try:
+                    kernel = mixc_kernel(m)
+                except Exception as ex:
+                    kernel = ex
+                try:
+                    if args.no_fla:
+                        raise NotRun('not run (--no-fla)')
+                    fla_fn = fla_step_op(m)
+                except Exception as ex:
+                    fla_fn = ex
+                run_decode(torch, log, m, kernel, fla_fn, args.runs, args.warmup,
+                           not args.no_check)
+            except Exception as ex:
+                failed(log, ex, kind='mixer', mixer=m)
+            del kernel, fla_fn
+    elif not args.cold_only:
         cli = os.environ.get('MIXC_CLI')
         if not args.no_check:
             check_reference(torch, log, cli)
@@ -805,29 +1120,41 @@ def main():
                     check_accuracy(torch, log, m, kernel, fla_fn)
                 for B, T in shapes:
                     bench_shape(torch, log, m, kernel, fla_fn, B, T, args.runs, args.warmup)
+                if not args.no_decode:
+                    try:
+                        if args.no_fla:
+                            raise NotRun('not run (--no-fla)')
+                        fla_step = fla_step_op(m)
+                    except Exception as ex:
+                        fla_step = ex
+                    run_decode(torch, log, m, kernel, fla_step, args.runs, args.warmup,
+                               not args.no_check)
             except Exception as ex:
                 failed(log, ex, kind='mixer', mixer=m)
             del kernel, fla_fn
         for B, T in shapes:
             bench_sdpa(torch, log, B, T, args.runs, args.warmup)
-    if not args.no_cold:
+    if not args.no_cold and not args.decode:
         try:
             run_cold(log, mixers, args.no_fla)
         except Exception as ex:
             failed(log, ex, kind='cold')
     emit(log, 'META', seconds=f'{time.time() - t_start:.0f}')
     log.close()
-    logs = [os.path.join(args.results, n) for n in ('gpu.log', 'gpu-cold.log')
-            if os.path.exists(os.path.join(args.results, n))]
+    logs = [os.path.join(args.results, n) for n in ('gpu.log', 'gpu-cold.log', 'gpu-decode.log')]
+    logs = sorted((p for p in logs if os.path.exists(p)), key=os.path.getmtime)
     print()
     try:
-        print(report(*parse_logs(logs), args.results))
+        meta, res = parse_logs(logs)
+        print(report(meta, res, args.results))
     except Exception as ex:
         trace(None, ex, 'report')
         print(f'fla_bench.py: the report failed; the log is complete: fla_bench.py --from-logs '
               f'{" ".join(logs)} writes it again', file=sys.stderr)
         return 1
-    print(f'\nfla_bench.py: wrote {args.results}/gpu.md, gpu.svg, {os.path.basename(log_path)}')
+    plot = ', gpu.svg' if any(r.get('kind') == 'time' for r in res) else ''
+    print(f'\nfla_bench.py: wrote {args.results}/gpu.md{plot}, {os.path.basename(log_path)} '
+          f'(the report from {", ".join(os.path.basename(p) for p in logs)})')
     return 0
 
 
