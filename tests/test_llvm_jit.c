@@ -2,7 +2,8 @@
  * against its fp64 expectations; vectorisation of the dot product; unique symbols across
  * modules; several functions in one module; compiling from several threads; bad KIR gives
  * a message, never a crash; the inline exp (vectorised, max ulp error over 10^7 values);
- * KS_MATMUL on random shapes against guard pages, and its speed (GFLOP/s, printed;
+ * KS_MATMUL on random shapes against guard pages, its first use from several threads at
+ * once, and its speed (GFLOP/s, printed;
  * MIXC_MM_BENCH_MS=<ms> per shape sets how long it is timed).
  *
  * Without LLVM (-DMIXC_LLVM=OFF, e.g. the sanitizer build) it compiles to a skip.
@@ -266,6 +267,74 @@ static void test_threads(MixcJit *j, KirSample *s, int n) {
     CHECK(started[t] && jobs[t].failures == 0, "thread %d: %d failures: %s", t,
           jobs[t].failures, jobs[t].err);
   }
+}
+
+/* The shared matmul on a fresh JIT, asked for by several threads at once: one compiles it
+ * (on a thread of the JIT's own, llvm_jit.c's mm_start), the others wait for it; every kernel
+ * then computes right. The modules are built before the threads start (the arena is not
+ * thread-safe). */
+typedef struct MmJob {
+  MixcJit *j;
+  KModule *mod;
+  MixcKernelFn fn;
+  int rc;
+  char err[512];
+} MmJob;
+
+static void *mm_compile_thread(void *arg) {
+  MmJob *t = arg;
+  t->rc = mixc_jit_compile(t->j, t->mod, &t->fn, NULL, t->err, sizeof t->err);
+  return NULL;
+}
+
+static KModule *mm_module(Arena *a, int64_t M, int64_t N, int64_t K, int runtime, int acc);
+static int mm_random_case(MixcKernelFn fn, SRng *r, int64_t M, int64_t N, int64_t K, int acc,
+                          int pad, char *msg, size_t msglen);
+
+static void test_mm_threads(Arena *a, uint64_t seed) {
+  enum { NT = 4 };
+  char err[512];
+  for (int round = 0; round < 3; round++) { /* a fresh JIT each round: the first use again */
+    MixcJit *j = NULL;
+    if (mixc_jit_create(&j, err, sizeof err)) {
+      CHECK(0, "mixc_jit_create: %s", err);
+      return;
+    }
+    MmJob jobs[NT];
+    pthread_t th[NT];
+    int started[NT];
+    for (int t = 0; t < NT; t++) {
+      jobs[t] = (MmJob){j, mm_module(a, 0, 0, 0, 1, t & 1), NULL, 1, ""};
+      /* round 2: one constant-size module too (its own specialised calls) */
+      if (round == 2 && t == 0) jobs[t].mod = mm_module(a, 24, 40, 33, 0, 0);
+    }
+    for (int t = 0; t < NT; t++)
+      started[t] = !pthread_create(&th[t], NULL, mm_compile_thread, &jobs[t]);
+    SRng r = {seed ^ (0x5eedULL + (uint64_t)round)};
+    char msg[512] = "";
+    for (int t = 0; t < NT; t++) {
+      if (started[t]) pthread_join(th[t], NULL);
+      else mm_compile_thread(&jobs[t]); /* no thread: compile here */
+      CHECK(jobs[t].rc == 0 && jobs[t].fn, "round %d thread %d: %s", round, t, jobs[t].err);
+      if (jobs[t].rc || !jobs[t].fn) continue;
+      int cst = round == 2 && t == 0;
+      int64_t M = cst ? 24 : 1 + (int64_t)(srng_next(&r) % 40),
+              N = cst ? 40 : 1 + (int64_t)(srng_next(&r) % 80),
+              K = cst ? 33 : (int64_t)(srng_next(&r) % 60);
+      int fails = mm_random_case(jobs[t].fn, &r, M, N, K, cst ? 0 : t & 1, !cst, msg, sizeof msg);
+      CHECK(!fails, "round %d thread %d: %s", round, t, msg);
+    }
+    mixc_jit_free(j);
+  }
+  /* a JIT freed right after its first matmul kernel started the shared matmul's thread */
+  MixcJit *j = NULL;
+  if (!mixc_jit_create(&j, err, sizeof err)) {
+    MixcKernelFn fn = NULL;
+    CHECK(!mixc_jit_compile(j, mm_module(a, 0, 0, 0, 1, 0), &fn, NULL, err, sizeof err) && fn,
+          "compile then free: %s", err);
+    mixc_jit_free(j);
+  }
+  printf("  matmul: first use from %d threads at once, 3 fresh JITs\n", NT);
 }
 
 /* ---- the inline expf ---- */
@@ -584,6 +653,7 @@ int main(void) {
     test_two_funcs(j, &a);
     test_bad(j, &a);
     test_threads(j, s, n);
+    test_mm_threads(&a, seed);
     test_exp(j, &a, seed);
     test_mm_random(j, &a, seed);
     test_mm_speed(j, &a);
