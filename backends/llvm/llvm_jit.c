@@ -1301,12 +1301,17 @@ struct MixcJit {
   char mm_err[256];           /* under mu */
   pthread_t mm_thread;        /* under mu: compiling the matmul, to be joined */
   int mm_joinable;
+  int mm_in_jit; /* its module was added (only the one mm_compile running touches it) */
 };
 
 /* Builds, optimises and adds the shared matmul's module to the JIT, then looks it up, which
  * generates its code (no lock held: ORC is thread-safe, and nothing calls it before
  * j->mm is MM_READY). */
 static int mm_compile(MixcJit *j, char *err, size_t errlen) {
+  LLVMOrcExecutorAddress addr = 0;
+  if (j->mm_in_jit) /* added by an attempt whose code generation failed: look it up again */
+    return take_error(LLVMOrcLLJITLookup(j->jit, &addr, MM_SHARED), "compiling the matmul",
+                      err, errlen);
   LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
   LLVMContextRef ctx = LLVMOrcThreadSafeContextGetContext(tsc);
   LLVMTargetMachineRef tm = NULL;
@@ -1325,7 +1330,7 @@ static int mm_compile(MixcJit *j, char *err, size_t errlen) {
     take_error(e, "adding the matmul", err, errlen);
     goto done;
   }
-  LLVMOrcExecutorAddress addr = 0;
+  j->mm_in_jit = 1;
   if (take_error(LLVMOrcLLJITLookup(j->jit, &addr, MM_SHARED), "compiling the matmul", err,
                  errlen))
     goto done;
@@ -1350,7 +1355,7 @@ static void *mm_thread_main(void *arg) {
 }
 
 /* The first kernel that calls the shared matmul starts its compilation on a thread of its
- * own, which runs beside the kernel's optimisation (the matmul's code generation, ~25 ms,
+ * own, which runs beside the kernel's optimisation (the matmul's code generation, ~20 ms,
  * is then off the kernel's critical path on a host with a second core). Where no thread
  * can be created, mm_wait compiles it in the calling thread. */
 static void mm_start(MixcJit *j) {

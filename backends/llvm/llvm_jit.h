@@ -20,7 +20,10 @@
  *
  * Thread safety: one MixcJit may be used by several threads at once; compilation builds
  * and optimises each module in its own LLVM context, and adds it to the JIT under a mutex.
- * Compiled functions stay valid until mixc_jit_free. */
+ * The first kernel that calls the shared matmul compiles that function on a second thread
+ * of the JIT's own while it optimises itself, and waits for it before returning (the thread
+ * is joined there, or at mixc_jit_free after a failed compile). Compiled functions stay
+ * valid until mixc_jit_free. */
 #ifndef MIXC_LLVM_JIT_H
 #define MIXC_LLVM_JIT_H
 #include <stddef.h>
