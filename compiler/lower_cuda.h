@@ -59,6 +59,9 @@ typedef struct CudaChunkShape {
   int64_t segs;
   int mode;
   unsigned threads; /* threads a block: 512 (0) or 256 */
+  int no_hilo;      /* CCK_DELTA with g: 1 rounds P and D to one 16-bit value each in the
+                       output's P D (the older form); 0 splits both into hi + lo where shared
+                       memory has room (lower_cuda_delta.c) */
   int diag_exact;   /* CCK_DIAG: 1 takes the older form (the diagonal tiles of Q K^T element by
                        element, the other tiles' operands scaled in registers); 0 the factored
                        form where it fits (lower_cuda_scalar.c) */

@@ -77,6 +77,7 @@ enum { I_B, I_T, I_H, I_N, S_Q = 4, S_K = 8, S_V = 12, S_G = 16, S_BETA = 19, S_
  * lower_cuda_seg.c; cases whose split does not fit run unsplit, said so). */
 static unsigned g_threads;
 static int64_t g_segs;
+static int g_no_hilo; /* CudaChunkShape.no_hilo (MIXC_DELTA_NO_HILO=1: P D in single 16 bits) */
 
 typedef ChunkKern Kern; /* tests/testlib_cuda.h */
 
@@ -84,6 +85,7 @@ static void fill_shape(const Case *c, CudaChunkShape *s) {
   memset(s, 0, sizeof *s);
   s->threads = g_threads;
   s->segs = g_segs;
+  s->no_hilo = g_no_hilo;
   s->kind = CCK_DELTA;
   s->K = c->K, s->V = c->V, s->chunk = 64, s->vtile = c->vtile, s->vtiles = c->vtiles;
   s->in_type = c->in, s->out_type = c->out, s->g_type = c->gt, s->beta_type = c->bt;
@@ -504,9 +506,10 @@ static void bench(const Case *c0, int idx, int64_t B, int64_t T, int64_t vtile, 
     if (!bad && !mixc_cuda_event_record(g_cuda, e1, NULL, err, sizeof err) &&
         !mixc_cuda_event_elapsed(g_cuda, e0, e1, &ms, err, sizeof err))
       printf("  bench%s %s (B %lld, T %lld, H 16, vtile %lld x %lld, %lld items): %.3f ms a "
-             "launch (%u threads, %u B shared)\n",
+             "launch (%u threads, %u B shared)%s\n",
              prof ? " (phase counters on)" : "", c->what, (long long)B, (long long)T,
-             (long long)vtile, (long long)c->vtiles, (long long)items, ms / 10, threads, smem);
+             (long long)vtile, (long long)c->vtiles, (long long)items, ms / 10, threads, smem,
+             g_no_hilo && c->has_g ? " (P D in single 16 bits)" : "");
   }
   if (!bad && prof) {
     unsigned long long cyc[12];
@@ -587,6 +590,9 @@ int main(int argc, char **argv) {
   const char *th = getenv("MIXC_DELTA_THREADS");
   g_threads = th && !strcmp(th, "256") ? 256 : 0;
   if (g_threads) printf("test_lower_cuda_delta: 256 threads a block\n");
+  const char *nh = getenv("MIXC_DELTA_NO_HILO");
+  g_no_hilo = nh && *nh && strcmp(nh, "0");
+  if (g_no_hilo) printf("test_lower_cuda_delta: P D in single 16-bit operands (the older form)\n");
   const char *sg = getenv("MIXC_DELTA_SEGS");
   g_segs = sg ? atoll(sg) : 0;
   if (g_segs < 0 || g_segs > 64) g_segs = 0;
@@ -662,6 +668,10 @@ int main(int argc, char **argv) {
       for (int i = 0; i < 3; i++)
         for (int d = 1; d >= 0; d--) /* delta, gated delta */
           bench(&cases[d], 2 * i + d, shapes[i][0], shapes[i][1], 0, 0);
+      /* Gated DeltaNet's P D in single 16-bit operands (the older form), next to the split */
+      g_no_hilo = !g_no_hilo;
+      bench(&cases[0], 9, shapes[0][0], shapes[0][1], 0, 0);
+      g_no_hilo = !g_no_hilo;
       /* without the split (one block a (sequence, head)) where the runtime splits */
       bench(&cases[1], 7, 2, 8192, 128, 0);
       bench(&cases[1], 8, 1, 32768, 128, 0);
