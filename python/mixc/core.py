@@ -6,7 +6,10 @@ are not given are allocated (outputs in the first input's dtype, states in float
 first input's device.
 """
 import ctypes
+import functools
 import numbers
+import sys
+import threading
 
 from . import _capi, _decl
 
@@ -142,6 +145,226 @@ def _named(items):
     return arr
 
 
+# ---- the cached path of repeated calls ----
+#
+# A call's signature (the names, kinds, dtypes, shapes, strides and devices of its tensors, the
+# kind of final_states, whether cu_seqlens is given) decides every check the package makes and
+# every field of the ctypes structs but the data pointers (and the stream). The first call with
+# a signature goes the full way (the checks, the structs); when it succeeds, its structs are
+# kept in the kernel under the signature (_Entry), and a later call with the same signature
+# only writes its data pointers into them. Only plain numpy arrays and torch tensors (and
+# numbers for params) take this path; anything else always goes the full way.
+
+_CACHE_SIZE = 64  # signatures kept per kernel (the cache is emptied when full)
+_TENSOR_OFF = _capi.NamedTensor.tensor.offset
+_DATA_OFF = _TENSOR_OFF + _capi.Tensor.data.offset
+_NT_SIZE = ctypes.sizeof(_capi.NamedTensor)
+assert _DATA_OFF % 8 == 0 and _NT_SIZE % 8 == 0
+
+
+_TYPES = []  # [(torch.Tensor, numpy.ndarray)] once both modules are imported
+
+
+def _array_types():
+    """(torch.Tensor, numpy.ndarray), None for a module not imported (no such object can exist
+    then)."""
+    if _TYPES:
+        return _TYPES[0]
+    t, n = sys.modules.get('torch'), sys.modules.get('numpy')
+    types = getattr(t, 'Tensor', None), getattr(n, 'ndarray', None)
+    if None not in types:
+        _TYPES.append(types)
+    return types
+
+
+_NONE = {}  # (never written)
+
+
+class _Uncached(Exception):
+    pass
+
+
+def _signature(groups):
+    """(signature, data pointers) of a call's tensors: groups [(tag, {name: tensor})] (tag 0:
+    the inputs and params, where numbers are allowed; 3: final states, where None is; the
+    others: outputs, states, cu_seqlens). The pointers list a number's value for a number.
+    (None, None) where a group holds anything but plain numpy arrays and torch tensors: such
+    a call is not for the cache."""
+    tt, nd = _array_types()
+    sig, ptrs = [], []
+    add, put = sig.append, ptrs.append
+    try:
+        for g, d in groups:
+            add(g)
+            for n, x in d.items():
+                t = type(x)
+                if t is tt:
+                    add((n, x.dtype, x.shape, x.stride(), x.device))
+                    put(x.data_ptr())
+                elif t is nd:
+                    add((n, x.dtype, x.shape, x.strides))
+                    put(x.__array_interface__['data'][0])
+                elif g == 0 and isinstance(x, numbers.Number):
+                    add((n, 0))
+                    put(x)
+                elif x is None and (g == 3 or g == 6):
+                    add((n, None))
+                else:
+                    raise _Uncached
+        return tuple(sig), ptrs
+    except Exception:  # an odd object or tensor (sparse, ...): the full path says what
+        return None, None
+
+
+def _ptr(x):
+    return x.data_ptr() if hasattr(x, 'data_ptr') else x.__array_interface__['data'][0]
+
+
+class _Entry:
+    """The ctypes structs of a call that succeeded, in one buffer of mixc_named_tensor (inputs,
+    outputs, then states or initial and final states, then cu_seqlens), with where each data
+    pointer goes (slots: indexes of 64-bit words) in the order _signature lists them. `lock`
+    is held while a call uses it (another thread with the same signature takes the full path).
+    It holds no reference to the caller's tensors."""
+
+    __slots__ = ('lock', 'buf', 'mv', 'names', 'args', 'args_addr', 'err', 'err_addr',
+                 'states_addr', 'nstates', 'slots', 'out_alloc', 'fin_kind', 'fin_alloc', 'nums',
+                 'numcache', 'make_scalar', 'cuda', 'device_index', 'raw_stream')
+
+    def __init__(self, kern, call, tensors, groups, step, fin_kind=False, fin_alloc=()):
+        """groups: [(array, count, positions given by the caller)] after inputs and outputs:
+        [states] for a step, [initial, final] for a forward; fin_kind: True for a forward (its
+        final states join the result); fin_alloc: [(name, make, position in the final
+        states)] for those allocated here."""
+        keep = call['keep']
+        self.lock = threading.Lock()
+        self.names = (keep['in'], keep['out']) + tuple(a for a, _, _ in groups)  # the strings
+        regions = [(keep['in'], len(call['in_names'])), (keep['out'], len(call['outputs']))]
+        regions += [(a, n) for a, n, _ in groups]
+        cu = keep.get('cu')
+        total = sum(max(n, 1) for _, n in regions) + (cu is not None)
+        self.buf = buf = (_capi.NamedTensor * total)()
+        base = ctypes.addressof(buf)
+        starts, pos = [], 0
+        for arr, n in regions:
+            ctypes.memmove(base + pos * _NT_SIZE, ctypes.addressof(arr), max(n, 1) * _NT_SIZE)
+            starts.append(pos)
+            pos += max(n, 1)
+        words, data = _NT_SIZE // 8, _DATA_OFF // 8
+
+        def slot(region, i):
+            return (starts[region] + i) * words + data
+
+        def ptr(region):
+            return ctypes.cast(base + starts[region] * _NT_SIZE,
+                               ctypes.POINTER(_capi.NamedTensor))
+
+        slots = [slot(0, call['in_names'].index(n)) for n in tensors]
+        slots += [slot(1, j) for j in range(call['given'])]
+        for g, (_, _, given) in enumerate(groups):
+            slots += [slot(2 + g, j) for j in given]
+        args = _capi.Args()
+        ctypes.memmove(ctypes.addressof(args), ctypes.addressof(call['args']),
+                       ctypes.sizeof(args))
+        args.inputs, args.outputs = ptr(0), ptr(1)
+        if cu is not None:
+            ctypes.memmove(base + pos * _NT_SIZE + _TENSOR_OFF, ctypes.addressof(cu),
+                           ctypes.sizeof(cu))
+            slots.append(pos * words + data)
+            args.cu_seqlens = ctypes.cast(base + pos * _NT_SIZE + _TENSOR_OFF,
+                                          ctypes.POINTER(_capi.Tensor))
+        self.slots = slots
+        if step:
+            self.states_addr, self.nstates = base + starts[2] * _NT_SIZE, groups[0][1]
+        else:
+            self.states_addr, self.nstates = None, 0
+            args.initial_states, args.final_states = ptr(2), ptr(3)
+        self.args, self.args_addr = args, ctypes.addressof(args)
+        self.err = _capi.Error()
+        self.err_addr = ctypes.addressof(self.err)
+        self.mv = memoryview(buf).cast('B').cast('Q')
+        given = call['given']
+        self.out_alloc = [(n, slot(1, given + a), make)
+                          for a, (n, make) in enumerate(call['out_alloc'])]
+        self.fin_kind = fin_kind
+        self.fin_alloc = [(n, slot(3, j), make) for n, make, j in fin_alloc]
+        self.nums = [j for j, x in enumerate(tensors.values()) if isinstance(x, numbers.Number)]
+        self.numcache, self.make_scalar = {}, None
+        if self.nums:
+            self.make_scalar = kern._scalar_maker(call['heads'], call['first'])
+            conv = dict(keep['refs'])
+            for j, (n, x) in enumerate(tensors.items()):
+                if j in self.nums:
+                    self.numcache[j] = (x, conv[n], _ptr(conv[n]))
+        self.cuda = kern.device == 'cuda'
+        self.device_index, self.raw_stream = None, None
+        if self.cuda:
+            self.device_index = call['first'].device.index
+            torch = sys.modules.get('torch')
+            self.raw_stream = getattr(getattr(torch, '_C', None), '_cuda_getCurrentRawStream',
+                                      None)
+
+    def run(self, kern, ptrs, tensors, outputs, final_states, stream):
+        """The call again with the data pointers ptrs: returns what forward or step returns."""
+        keep = tensors
+        if self.nums:
+            keep = (tensors, self.scalars(ptrs))
+        mv = self.mv
+        for i, p in zip(self.slots, ptrs):
+            mv[i] = p
+        res = dict(outputs) if outputs else {}
+        for name, i, make in self.out_alloc:
+            x = make()
+            mv[i] = _ptr(x)
+            res[name] = x
+        if self.fin_kind:
+            fin = dict(final_states) if type(final_states) is dict else {}
+            for name, i, make in self.fin_alloc:
+                x = make()
+                mv[i] = _ptr(x)
+                fin[name] = x
+            res.update(fin)
+        if self.cuda:
+            self.args.stream = self.stream(stream)
+        kern._keep = keep  # temporaries (a broadcast param) outlive an async call
+        if self.states_addr is None:
+            st = kern._lib.mixc_forward_addr(kern._hv, self.args_addr, self.err_addr)
+        else:
+            st = kern._lib.mixc_step_addr(kern._hv, self.args_addr, self.states_addr,
+                                          self.nstates, self.err_addr)
+        if st != _capi.OK:
+            _raise(st, self.err)
+        return res
+
+    def scalars(self, ptrs):
+        """The broadcast tensors of the numbers in ptrs (replaced there by their pointers): the
+        last one made for a param, where its value is the same."""
+        temps = []
+        for j in self.nums:
+            v = ptrs[j]
+            c = self.numcache[j]
+            if type(v) is type(c[0]) and v == c[0]:
+                t, p = c[1], c[2]
+            else:
+                t = self.make_scalar(v)
+                p = _ptr(t)
+                self.numcache[j] = (v, t, p)
+            ptrs[j] = p
+            temps.append(t)
+        return temps
+
+    def stream(self, stream):
+        """The CUstream of a call (as Kernel._stream)."""
+        if stream is None:
+            if self.raw_stream is not None:
+                return self.raw_stream(self.device_index) or None
+            import torch
+            return torch.cuda.current_stream(self.device_index).cuda_stream or None
+        if hasattr(stream, 'cuda_stream'):
+            return stream.cuda_stream or None
+        return int(stream) or None
+
+
 # ---- objects ----
 
 class Context:
@@ -251,6 +474,7 @@ class Kernel:
     itself) and step()."""
 
     def __init__(self, module, mixer, dims, device, strategy, chunk_size, check_cu_seqlens=False):
+        self._cache = {}  # call signature -> _Entry (the ctypes structs of a call, reused)
         self.module = module
         self._lib = module._lib
         self.device, self.device_index = _parse_device(device)
@@ -283,6 +507,7 @@ class Kernel:
         err = _capi.Error()
         _raise(self._lib.mixc_kernel_create(module._h, ctypes.byref(opt), ctypes.byref(self._h),
                                             ctypes.byref(err)), err)
+        self._hv = self._h.value  # the handle as an int (the cached path's calls)
         self.decl = module._decls.get(mixer) if mixer else None
 
     # -- public --
@@ -302,6 +527,29 @@ class Kernel:
         into (the others are allocated). `initial_states`: {name: tensor} (else zeros).
         `final_states`: True (every state), a list of names, or {name: buffer}.
         Returns {name: tensor} of every output and every final state."""
+        key = ptrs = None
+        fs = final_states
+        if ((outputs is None or type(outputs) is dict) and
+                (initial_states is None or type(initial_states) is dict)):
+            if fs is True or fs is False or fs is None:
+                fin_group = (3, _NONE) if fs is not True else (5, _NONE)
+            elif type(fs) is dict:
+                fin_group = (3, fs)
+            elif type(fs) in (list, tuple) and all(type(n) is str for n in fs):
+                fin_group = (6, dict.fromkeys(fs))  # names: fin_kind 1, allocated
+            else:
+                fin_group = None
+            if fin_group is not None:
+                key, ptrs = _signature(
+                    ((0, tensors), (1, outputs or _NONE), (2, initial_states or _NONE),
+                     fin_group, (4, _NONE if cu_seqlens is None else {'': cu_seqlens})))
+            if key is not None:
+                e = self._cache.get(key)
+                if e is not None and e.lock.acquire(False):
+                    try:
+                        return e.run(self, ptrs, tensors, outputs, final_states, stream)
+                    finally:
+                        e.lock.release()
         call = self._prepare(tensors, outputs, cu_seqlens, stream)
         ini = dict(initial_states or {})
         if final_states is True:
@@ -312,9 +560,12 @@ class Kernel:
             fin = {n: None for n in final_states}
         else:
             fin = {}
+        fin_alloc = []
         for n in fin:
             if fin[n] is None:
-                fin[n] = self._alloc_state(n, call)
+                make = self._state_maker(n, call)
+                fin[n] = make()
+                fin_alloc.append((n, make))
         args = call['args']
         ini_arr = _named([('initial state', n, x) for n, x in ini.items()])
         fin_arr = _named([('final state', n, x) for n, x in fin.items()])
@@ -326,11 +577,30 @@ class Kernel:
         _raise(self._lib.mixc_forward(self._h, ctypes.byref(args), ctypes.byref(err)), err)
         res = dict(call['outputs'])
         res.update(fin)
+        if key is not None:
+            names = list(fin)
+            made = {n for n, _ in fin_alloc}
+            given = [j for j, n in enumerate(names) if n not in made]
+            groups = [(ini_arr, len(ini), range(len(ini))), (fin_arr, len(fin), given)]
+            self._store(key, _Entry(self, call, tensors, groups, False, True,
+                                    [(n, make, names.index(n)) for n, make in fin_alloc]))
         return res
 
     def step(self, states, *, outputs=None, cu_seqlens=None, stream=None, **tensors):
         """A decode step: `states` {name: float32 tensor} (every state) are read as the initial
         states and overwritten with the final ones. Returns {name: tensor} of the outputs."""
+        key = ptrs = None
+        if type(states) is dict and (outputs is None or type(outputs) is dict):
+            key, ptrs = _signature(
+                ((0, tensors), (1, outputs or _NONE), (2, states),
+                 (4, _NONE if cu_seqlens is None else {'': cu_seqlens})))
+            if key is not None:
+                e = self._cache.get(key)
+                if e is not None and e.lock.acquire(False):
+                    try:
+                        return e.run(self, ptrs, tensors, outputs, None, stream)
+                    finally:
+                        e.lock.release()
         call = self._prepare(tensors, outputs, cu_seqlens, stream)
         self._check_devices(list(states.items()), 'state')
         st_arr = _named([('state', n, x) for n, x in states.items()])
@@ -338,9 +608,20 @@ class Kernel:
         self._keep = call['keep']
         _raise(self._lib.mixc_step(self._h, ctypes.byref(call['args']), st_arr, len(states),
                                    ctypes.byref(err)), err)
+        if key is not None:
+            self._store(key, _Entry(self, call, tensors,
+                                    [(st_arr, len(states), range(len(states)))], True))
         return dict(call['outputs'])
 
+    def _store(self, key, entry):
+        cache = self._cache
+        if len(cache) >= _CACHE_SIZE:
+            cache.clear()
+        cache[key] = entry
+
     def close(self):
+        self._cache = {}
+        self._hv = None
         if getattr(self, '_h', None):
             self._lib.mixc_kernel_destroy(self._h)
             self._h = None
@@ -408,8 +689,10 @@ class Kernel:
             if isinstance(x, numbers.Number):
                 x = self._scalar(x, heads, fx)
             conv.append((n, x))
+        given = len(outputs or {})
         self._check_devices(conv, 'input')
         outs = dict(outputs or {})
+        out_alloc = []
         if self.decl is not None:
             for n, dims in self.decl.outputs:
                 if n in outs:
@@ -417,7 +700,9 @@ class Kernel:
                 sizes = None if dims is None else [self._dim_size(d) for d in dims]
                 if sizes is None or any(s is None for s in sizes) or len(shape0) < lead:
                     continue  # left out: mixc names it as missing
-                outs[n] = self._empty(fx, list(shape0[:lead]) + sizes, fx.dtype)
+                make = self._empty_maker(fx, list(shape0[:lead]) + sizes, fx.dtype)
+                outs[n] = make()
+                out_alloc.append((n, make))
         self._check_devices(list(outs.items()), 'output')
         keep = {'in': _named([('input', n, x) for n, x in conv]),
                 'out': _named([('output', n, x) for n, x in outs.items()]),
@@ -433,7 +718,8 @@ class Kernel:
             nseq = max(int(cu_seqlens.shape[0]) - 1, 0) if len(cu_seqlens.shape) == 1 else nseq
         args.stream = self._stream(stream, fx)
         return {'args': args, 'outputs': outs, 'keep': keep, 'N': nseq, 'first': fx,
-                'heads': heads}
+                'heads': heads, 'in_names': [n for n, _ in conv], 'given': given,
+                'out_alloc': out_alloc}
 
     def _stream(self, stream, fx):
         if self.device != 'cuda':
@@ -445,7 +731,8 @@ class Kernel:
             return stream.cuda_stream or None
         return int(stream) or None
 
-    def _alloc_state(self, name, call):
+    def _state_maker(self, name, call):
+        """A function allocating final state `name` (float32 [N, H, dims...])."""
         dims = dict((n, d) for n, d in self.decl.states).get(name) if self.decl else None
         if dims is None:
             raise _arg_error(f"final state '{name}': mixer '{self.mixer}' has no state of that "
@@ -456,27 +743,36 @@ class Kernel:
         fx = call['first']
         if _is_torch(fx):
             import torch
-            return torch.empty([call['N'], call['heads']] + sizes, dtype=torch.float32,
-                               device=fx.device)
-        return _np().empty([call['N'], call['heads']] + sizes, dtype='float32')
+            return self._empty_maker(fx, [call['N'], call['heads']] + sizes, torch.float32)
+        return self._empty_maker(fx, [call['N'], call['heads']] + sizes, 'float32')
 
     @staticmethod
-    def _empty(like, shape, dtype):
+    def _empty_maker(like, shape, dtype):
+        """A function allocating an uninitialised tensor of like's kind (numpy or torch) and
+        device (it holds no reference to `like`)."""
         if _is_torch(like):
             import torch
-            return torch.empty(shape, dtype=dtype, device=like.device)
-        return _np().empty(shape, dtype=dtype)
+            return functools.partial(torch.empty, shape, dtype=dtype, device=like.device)
+        return functools.partial(_np().empty, shape, dtype=dtype)
 
     @staticmethod
     def _scalar(value, heads, like):
+        return Kernel._scalar_maker(heads, like)(value)
+
+    @staticmethod
+    def _scalar_maker(heads, like):
+        """A function making the broadcast tensor of a number for a param (no reference to
+        `like` kept)."""
         if heads is None:
             raise _arg_error('a number for a param needs the heads H read off an input')
         if _is_torch(like):
             import torch
-            return torch.full((1,), float(value), dtype=torch.float32,
-                              device=like.device).expand(heads)
+            device = like.device
+            return lambda value: torch.full((1,), float(value), dtype=torch.float32,
+                                            device=device).expand(heads)
         np = _np()
-        return np.lib.stride_tricks.as_strided(np.full(1, value, dtype='float32'), (heads,), (0,))
+        return lambda value: np.lib.stride_tricks.as_strided(np.full(1, value, dtype='float32'),
+                                                             (heads,), (0,))
 
 
 def load(path, threads=0):

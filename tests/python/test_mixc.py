@@ -264,6 +264,154 @@ class TestErrors(Base):
         self.assertIn('/nonexistent/libmixc.so', p.stdout)
 
 
+class TestCachedCalls(Base):
+    """Repeated calls: a kernel keeps the ctypes structs of a call signature (names, dtypes,
+    shapes, strides, devices) and later calls with it only rewrite the data pointers. Every
+    change of signature must still give correct results, and bad input the same errors."""
+
+    def setUp(self):
+        if cpu_backend(self.mod):
+            self.skipTest(cpu_backend(self.mod))
+
+    def fresh(self, m='gated_delta', K=16, V=8, **kw):
+        return self.mod.kernel(m, dims={'K': K, 'V': V}, **kw)
+
+    def check_forward(self, kern, m, B, T, H, K, V, dt='float32', what='', view=False):
+        low, d64 = inputs(self.rng, m, B, T, H, K, V, dt)
+        if view:  # [B, H, T, ...] buffers seen as [B, T, H, ...]
+            low = {n: np.ascontiguousarray(np.swapaxes(x, 1, 2)).swapaxes(1, 2)
+                   for n, x in low.items()}
+        S0 = (self.rng.standard_normal((B, H, K, V)) * 0.5).astype('float32')
+        o_buf, S_buf = poisoned((B, T, H, V), dt), poisoned((B, H, K, V))
+        res = kern.forward(**low, outputs={'o': o_buf}, initial_states={'S': S0},
+                           final_states={'S': S_buf})
+        self.assertIs(res['o'], o_buf)
+        self.assertIs(res['S'], S_buf)
+        o, S = ref(m, d64, S0.astype(np.float64))
+        self.close(o_buf, o, TOL[dt], f'{what} o')
+        self.close(S_buf, S, STATE_TOL, f'{what} S')
+
+    def test_signature_changes(self):
+        m, H, K, V = 'gated_delta', 2, 16, 8
+        kern = self.fresh(m, K, V)
+        for i in range(3):  # the same signature, fresh data: every call reads its own
+            self.check_forward(kern, m, 2, 9, H, K, V, what=f'repeat {i}')
+        self.assertEqual(len(kern._cache), 1)
+        self.check_forward(kern, m, 2, 17, H, K, V, what='new T')
+        self.check_forward(kern, m, 3, 9, H, K, V, what='new B')
+        self.check_forward(kern, m, 2, 9, H, K, V, 'float16', what='f16')
+        self.check_forward(kern, m, 2, 9, H, K, V, view=True, what='strided views')
+        self.check_forward(kern, m, 2, 9, H, K, V, what='back to the first')
+        self.assertEqual(len(kern._cache), 5)
+
+    def test_allocated_and_scalars(self):
+        B, T, H, K, V = 2, 12, 2, 16, 8
+        kern = self.fresh('simple_gla', K, V)
+        prev = None
+        for scale in (0.25, 0.25, 0.5, 1, 0.5):  # a number's value changes between calls
+            low, d64 = inputs(self.rng, 'simple_gla', B, T, H, K, V)
+            res = kern(**low, scale=scale, final_states=True)
+            o, S = ref('simple_gla', d64, scale=scale)
+            self.close(res['o'], o, TOL['float32'], f'o, scale {scale}')
+            self.close(res['S'], S, STATE_TOL, f'S, scale {scale}')
+            self.assertEqual(list(res), ['o', 'S'])
+            if prev is not None:  # allocated anew on every call
+                self.assertIsNot(res['o'], prev['o'])
+                self.assertIsNot(res['S'], prev['S'])
+            prev = res
+        # final_states as False, {}, a list and a dict with None: the same results each way
+        low, d64 = inputs(self.rng, 'simple_gla', B, T, H, K, V)
+        o, S = ref('simple_gla', d64)
+        for fs in (False, {}, False, ['S'], ['S'], {'S': None}, {'S': None}, None):
+            res = kern(**low, final_states=fs)
+            self.assertEqual(sorted(res), ['S', 'o'] if fs else ['o'], repr(fs))
+            self.close(res['o'], o, TOL['float32'], f'o, final_states={fs!r}')
+            if fs:
+                self.close(res['S'], S, STATE_TOL, f'S, final_states={fs!r}')
+
+    def test_step_and_varlen(self):
+        lens = [5, 0, 9]
+        H, K, V = 2, 16, 8
+        kern = self.fresh('delta', K, V)
+        for rep in range(2):  # cu_seqlens of other values, same signature
+            ls = lens if rep == 0 else lens[::-1]
+            cu = np.cumsum([0] + ls).astype('int32')
+            low, d64 = inputs(self.rng, 'delta', 1, int(cu[-1]), H, K, V)
+            S = kern(**low, cu_seqlens=cu, final_states=True)['S']
+            for i in range(len(ls)):
+                a, b = cu[i], cu[i + 1]
+                _, S_ref = ref('delta', {n: x[:, a:b] for n, x in d64.items()})
+                self.close(S[i:i + 1], S_ref, STATE_TOL, f'varlen S {i}, rep {rep}')
+        B, T = 3, 6
+        low, d64 = inputs(self.rng, 'delta', B, T, H, K, V)
+        S = np.zeros((B, H, K, V), dtype='float32')
+        outs = []
+        for t in range(T):  # allocated o, then given o
+            one = {n: x[:, t:t + 1] for n, x in low.items()}
+            if t % 2:
+                o_buf = poisoned((B, 1, H, V))
+                self.assertIs(kern.step({'S': S}, **one, outputs={'o': o_buf})['o'], o_buf)
+                outs.append(o_buf)
+            else:
+                outs.append(kern.step({'S': S}, **one)['o'])
+        o, S_ref = ref('delta', d64)
+        self.close(np.concatenate(outs, 1), o, TOL['float32'], 'step o')
+        self.close(S, S_ref, STATE_TOL, 'step S')
+
+    def test_errors_after_cached_calls(self):
+        """Bad input to a kernel with cached signatures: the errors of a fresh kernel."""
+        B, T, H, K, V = 2, 8, 2, 16, 8
+        low, _ = inputs(self.rng, 'gla', B, T, H, K, V)
+        S = np.zeros((B, H, K, V), dtype='float32')
+        bads = [dict(low, k=low['k'][..., :8]), dict(low, v=low['v'].astype(np.float64)),
+                dict(low, q=low['q'].tolist()), dict(low, qq=low['q']),
+                {n: x for n, x in low.items() if n != 'g'},
+                dict(low, q=np.ascontiguousarray(low['q'], dtype='>f4'))]
+
+        def errors(kern, warm):
+            out = []
+            for bad in bads:
+                for call in (lambda: kern(**bad), lambda: kern.step({'S': S}, **bad),
+                             lambda: kern(**low, outputs={'o': bad.get('k')})):
+                    if warm:
+                        kern(**low)
+                        kern.step({'S': S}, **low)
+                    try:
+                        call()
+                        out.append(None)
+                    except Exception as e:  # noqa: BLE001
+                        out.append((type(e), str(e)))
+            return out
+
+        cold = errors(self.fresh('gla', K, V), False)
+        warm = errors(self.fresh('gla', K, V), True)
+        self.assertEqual(cold, warm)
+        self.assertNotIn(None, [c for i, c in enumerate(cold) if i % 3 != 2])  # all refused
+
+    def test_threads(self):
+        """Threads sharing a kernel and a signature: each call reads its own tensors."""
+        import threading
+        B, T, H, K, V = 1, 16, 2, 16, 8
+        kern = self.fresh('gated_delta', K, V)
+        work = [inputs(self.rng, 'gated_delta', B, T, H, K, V) for _ in range(4)]
+        kern(**work[0][0])
+        failures = []
+
+        def run(low, d64):
+            o = ref('gated_delta', d64)[0]
+            for _ in range(20):
+                e = reference.relerr(kern(**low)['o'].astype(np.float64), o)
+                if not e <= TOL['float32']:
+                    failures.append(e)
+
+        threads = [threading.Thread(target=run, args=w) for w in work]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(failures, [])
+
+
 @unittest.skipIf(torch is None, 'torch is not installed')
 class TestTorch(Base):
     def test_bf16_cpu_and_autograd(self):
@@ -285,6 +433,37 @@ class TestTorch(Base):
         with self.assertRaises(NotImplementedError) as cm:
             out['o'].float().sum().backward()
         self.assertIn('backward', str(cm.exception))
+
+    def test_cached_torch_cpu(self):
+        if cpu_backend(self.mod):
+            self.skipTest(cpu_backend(self.mod))
+        B, T, H, K, V = 2, 10, 2, 16, 8
+        kern = self.mod.kernel('gated_delta', dims={'K': K, 'V': V})
+        for i, (dt, view, np_in) in enumerate([(torch.float32, False, False)] * 2 +
+                                              [(torch.bfloat16, False, False),
+                                               (torch.float32, True, False),
+                                               (torch.float32, False, True),
+                                               (torch.float32, False, False)]):
+            low, _ = inputs(self.rng, 'gated_delta', B, T, H, K, V)
+            t = {n: torch.from_numpy(x).to(dt) for n, x in low.items()}
+            if view:
+                t = {n: x.transpose(1, 2).contiguous().transpose(1, 2) for n, x in t.items()}
+            d64 = {n: x.double().numpy() for n, x in t.items()}
+            if np_in:
+                t = {n: x.numpy() for n, x in t.items()}
+            S = torch.zeros(B, H, K, V)
+            res = kern.step({'S': S}, **{n: x[:, :1] for n, x in t.items()})
+            o, S_ref = ref('gated_delta', {n: x[:, :1] for n, x in d64.items()})
+            self.assertEqual(type(res['o']).__module__.split('.')[0], 'numpy' if np_in else
+                             'torch')
+            self.close(np.asarray(torch.as_tensor(res['o']).float()), o,
+                       TOL['bfloat16' if dt == torch.bfloat16 else 'float32'], f'step o {i}')
+            self.close(S.numpy(), S_ref, STATE_TOL, f'step S {i}')
+            res = kern(**t, scale=0.3, final_states=True)
+            o, S_ref = ref('gated_delta', d64, scale=0.3)
+            self.close(np.asarray(torch.as_tensor(res['o']).float()), o,
+                       TOL['bfloat16' if dt == torch.bfloat16 else 'float32'], f'o {i}')
+            self.close(np.asarray(res['S']), S_ref, STATE_TOL, f'S {i}')
 
     def test_device_mismatch(self):
         if cuda_device():
