@@ -498,6 +498,39 @@ class TestCuda(Base):
             self.close(o.float().cpu().numpy(), o_ref, TOL['bfloat16'], f'cuda {m} o')
             self.close(S.cpu().numpy(), S_ref, STATE_TOL_CUDA_LOW, f'cuda {m} S')
 
+    def test_cached_calls(self):
+        """Repeated calls of one signature (the cached path: only the pointers and the stream
+        rewritten): fresh inputs each call, one on a side stream, then decode steps in a loop
+        against the forward over the same tokens."""
+        B, T, H, K, V = 2, 40, 2, 32, 16
+        kern = self.mod.kernel('gated_delta', dims={'K': K, 'V': V}, device='cuda')
+        side = torch.cuda.Stream()
+        for call in range(4):
+            low, _ = inputs(self.rng, 'gated_delta', B, T, H, K, V)
+            t, d64 = self.to_cuda(low)
+            o = torch.full((B, T, H, V), float('nan'), dtype=torch.bfloat16, device='cuda')
+            if call == 2:
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    kern(**t, outputs={'o': o})
+                torch.cuda.current_stream().wait_stream(side)
+            else:
+                kern(**t, outputs={'o': o})
+            torch.cuda.synchronize()
+            o_ref, _ = ref('gated_delta', d64)
+            self.close(o.float().cpu().numpy(), o_ref, TOL['bfloat16'], f'cuda cached call {call}')
+        low, _ = inputs(self.rng, 'gated_delta', B, 6, H, K, V)
+        t, d64 = self.to_cuda(low)
+        S = torch.zeros((B, H, K, V), device='cuda')
+        o_ref, S_ref = ref('gated_delta', d64)
+        for i in range(6):
+            one = {n: x[:, i:i + 1].contiguous() for n, x in t.items()}
+            o1 = kern.step({'S': S}, **one)['o']
+            torch.cuda.synchronize()
+            self.close(o1.float().cpu().numpy(), o_ref[:, i:i + 1], TOL['bfloat16'],
+                       f'cuda cached step {i}')
+        self.close(S.cpu().numpy(), S_ref, STATE_TOL_CUDA_LOW, 'cuda cached steps S')
+
     def test_varlen_and_step(self):
         lens = [7, 0, 40, 21]
         H, K, V = 2, 32, 16
