@@ -547,7 +547,11 @@ def run_cold(log, mixers, no_fla=False):
                     try:
                         if impl == 'fla' and no_fla:
                             raise NotRun('not run (--no-fla)')
-                        env = dict(os.environ, **{var: cache})
+                        # the CUDA driver's compute cache (~/.nv/ComputeCache) keeps what
+                        # NVRTC and the driver compiled across processes: a fresh one a mixer,
+                        # shared by its cold and warm runs, so "cold" compiles from nothing
+                        env = dict(os.environ, **{var: cache,
+                                                  'CUDA_CACHE_PATH': os.path.join(cache, 'nv')})
                         p = subprocess.run([sys.executable, me, '--cold-one', impl, m, label],
                                            capture_output=True, text=True, env=env,
                                            timeout=900)
@@ -707,7 +711,10 @@ def report(meta, res, outdir):
                       f'{imp(c["mixc", "cold"])} / {imp(c["fla", "cold"])} |')
         md.append('\nFirst call: the first forward including compilation (mixc: context, module, '
                   'kernel, NVRTC; fla: Triton compilation and autotuning), synchronised, after the '
-                  'inputs exist; the package import is the last column.\n')
+                  'inputs exist; the package import is the last column. Each mixer\'s two '
+                  'processes share a fresh cache folder of their own (mixc: XDG_CACHE_HOME; fla: '
+                  'TRITON_CACHE_DIR) and a fresh CUDA compute cache (CUDA_CACHE_PATH), so '
+                  '"cold" compiles from nothing.\n')
 
     if kinds & {'decode', 'decode_check'}:
         report_decode(md, errors, find, val, cell, mixers)
