@@ -94,6 +94,9 @@ void cuda_chunk_kernels_free(CudaChunkKernel *k, int nk);
  * dynamic shared memory. Sets the launch (threads, shared memory bytes, global scratch floats
  * per block). Returns 0, 1 with a message (an internal error), or -1 when the shape is outside
  * what the form supports (sizes, shared memory): the caller then lowers the KIR kernel. */
+/* The 16-bit conversion helpers every hand-structured kernel's text starts with, named
+ * through the kernel's MX() prefix macro (lower_cuda_scalar.c). */
+void cuda_print_conversions(FILE *out);
 int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *name, int arch,
                              int smem_optin, unsigned *threads, unsigned *smem,
                              int64_t *scratch_floats, char *err, size_t errlen);

@@ -199,19 +199,7 @@ int cuda_rec_source(FILE *out, const CudaChunkShape *s, const char *name, int ar
 
   fprintf(out, "#define MX(x) %s_##x\n", name);
   /* conversions (no headers: NVRTC is given no include path) */
-  fputs("static __device__ __forceinline__ float MX(bf2f)(unsigned short u) {\n"
-        "  return __uint_as_float((unsigned)u << 16);\n}\n"
-        "static __device__ __forceinline__ unsigned short MX(f2bf)(float f) {\n"
-        "  unsigned u = __float_as_uint(f);\n"
-        "  if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);\n"
-        "  u += 0x7fffu + ((u >> 16) & 1u);\n"
-        "  return (unsigned short)(u >> 16);\n}\n"
-        "static __device__ __forceinline__ float MX(h2f)(unsigned short u) {\n"
-        "  float f;\n  asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(u));\n  return f;\n}\n"
-        "static __device__ __forceinline__ unsigned short MX(f2h)(float f) {\n"
-        "  unsigned short u;\n  asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(u) : \"f\"(f));\n"
-        "  return u;\n}\n",
-        out);
+  cuda_print_conversions(out);
   fprintf(out,
           "extern \"C\" __global__ void __launch_bounds__(%d)\n"
           "%s(const MixcArgs_%s args, int64_t begin, int64_t end, float *scratch) {\n"

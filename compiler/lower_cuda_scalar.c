@@ -42,6 +42,25 @@ static void rd_n(FILE *o, const char *name, KType t, const char *p, const char *
 
 static int64_t al128(int64_t x) { return (x + 127) / 128 * 128; }
 
+/* The 16-bit conversions of a hand-structured kernel's text, as MX(bf2f), MX(f2bf),
+ * MX(h2f), MX(f2h) (MX the kernel's name prefix, defined before): round to nearest even, NaN
+ * kept quiet (NVRTC is given no include path, so no <cuda_bf16.h>). */
+void cuda_print_conversions(FILE *out) {
+  fputs("static __device__ __forceinline__ float MX(bf2f)(unsigned short u) {\n"
+        "  return __uint_as_float((unsigned)u << 16);\n}\n"
+        "static __device__ __forceinline__ unsigned short MX(f2bf)(float f) {\n"
+        "  unsigned u = __float_as_uint(f);\n"
+        "  if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);\n"
+        "  u += 0x7fffu + ((u >> 16) & 1u);\n"
+        "  return (unsigned short)(u >> 16);\n}\n"
+        "static __device__ __forceinline__ float MX(h2f)(unsigned short u) {\n"
+        "  float f;\n  asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(u));\n  return f;\n}\n"
+        "static __device__ __forceinline__ unsigned short MX(f2h)(float f) {\n"
+        "  unsigned short u;\n  asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(u) : \"f\"(f));\n"
+        "  return u;\n}\n",
+        out);
+}
+
 /* The diagonal 16 x 16 tiles of Ab exactly: A[t, u] = sum_i q[t,i] k[u,i] e^{b[t,i] - b[u,i]},
  * one thread a pair u <= t (136 a tile, by its triangular index: no thread idles on the tiles'
  * upper halves, which are zeros); only the tiles dt where `filter` (an expression of dt) holds,
@@ -151,19 +170,7 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
   const int bf = s->in_type == KT_BF16;
   fprintf(out, "#define MX(x) %s_##x\n", name);
   /* conversions (no headers: NVRTC is given no include path) */
-  fputs("static __device__ __forceinline__ float MX(bf2f)(unsigned short u) {\n"
-        "  return __uint_as_float((unsigned)u << 16);\n}\n"
-        "static __device__ __forceinline__ unsigned short MX(f2bf)(float f) {\n"
-        "  unsigned u = __float_as_uint(f);\n"
-        "  if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);\n"
-        "  u += 0x7fffu + ((u >> 16) & 1u);\n"
-        "  return (unsigned short)(u >> 16);\n}\n"
-        "static __device__ __forceinline__ float MX(h2f)(unsigned short u) {\n"
-        "  float f;\n  asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(u));\n  return f;\n}\n"
-        "static __device__ __forceinline__ unsigned short MX(f2h)(float f) {\n"
-        "  unsigned short u;\n  asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(u) : \"f\"(f));\n"
-        "  return u;\n}\n",
-        out);
+  cuda_print_conversions(out);
   fprintf(out,
           "static __device__ __forceinline__ float MX(f)(unsigned short u) { return MX(%s)(u); }\n"
           "static __device__ __forceinline__ unsigned short MX(h)(float f) { return MX(%s)(f); }\n",
