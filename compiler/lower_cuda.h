@@ -97,6 +97,10 @@ void cuda_chunk_kernels_free(CudaChunkKernel *k, int nk);
 /* The 16-bit conversion helpers every hand-structured kernel's text starts with, named
  * through the kernel's MX() prefix macro (lower_cuda_scalar.c). */
 void cuda_print_conversions(FILE *out);
+/* A kernel's sequence bounds (t0, t1, b of item n) and its tensors' pointers and strides,
+ * printed the same way by the scalar/diagonal and recurrent kernels (lower_cuda_scalar.c). */
+void cuda_print_seq_bounds(FILE *out, const CudaChunkShape *s);
+void cuda_print_tensor_ptrs(FILE *out, const CudaChunkShape *s);
 int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *name, int arch,
                              int smem_optin, unsigned *threads, unsigned *smem,
                              int64_t *scratch_floats, char *err, size_t errlen);

@@ -228,36 +228,8 @@ int cuda_rec_source(FILE *out, const CudaChunkShape *s, const char *name, int ar
           "  const int vw = (int)(V - j0 < VTP ? V - j0 : VTP);\n"
           "  int64_t t0, t1, b;\n",
           s->i_H);
-  if (s->p_cu >= 0) {
-    const char *ct = s->cu_type == KT_I32 ? "int" : "long long";
-    fprintf(out,
-            "  {\n    const %s *cu = (const %s *)args.ptrs[%d];\n"
-            "    t0 = (int64_t)cu[n];\n    t1 = (int64_t)cu[n + 1];\n    b = 0;\n  }\n",
-            ct, ct, s->p_cu);
-  } else {
-    fprintf(out, "  t0 = 0;\n  t1 = args.ints[%d];\n  b = n;\n", s->i_T);
-  }
-  /* pointers and strides: [B, T, H, dim] */
-  struct {
-    const char *nm;
-    int p, st;
-  } ts[] = {{"q", s->p_q, s->s_q}, {"k", s->p_k, s->s_k}, {"v", s->p_v, s->s_v},
-            {"o", s->p_o, s->s_o}};
-  for (int i = 0; i < 4; i++)
-    fprintf(out,
-            "  %sunsigned char *p%s = (%sunsigned char *)args.ptrs[%d];\n"
-            "  const int64_t %s1 = args.ints[%d], %s3 = args.ints[%d];\n"
-            "  const int64_t %sb = b * args.ints[%d] + h * args.ints[%d];\n",
-            i < 3 ? "const " : "", ts[i].nm, i < 3 ? "const " : "", ts[i].p, ts[i].nm,
-            ts[i].st + 1, ts[i].nm, ts[i].st + 3, ts[i].nm, ts[i].st, ts[i].st + 2);
-  if (gin) {
-    fprintf(out,
-            "  const unsigned char *pg = (const unsigned char *)args.ptrs[%d];\n"
-            "  const int64_t g1 = args.ints[%d];\n"
-            "  const int64_t gb = b * args.ints[%d] + h * args.ints[%d];\n",
-            s->p_g, s->s_g + 1, s->s_g, s->s_g + 2);
-    if (diag) fprintf(out, "  const int64_t g3 = args.ints[%d];\n", s->s_g + 3);
-  }
+  cuda_print_seq_bounds(out, s);
+  cuda_print_tensor_ptrs(out, s);
   if (s->has_beta)
     fprintf(out,
             "  const unsigned char *pbt = (const unsigned char *)args.ptrs[%d];\n"

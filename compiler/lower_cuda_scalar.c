@@ -61,6 +61,47 @@ void cuda_print_conversions(FILE *out) {
         out);
 }
 
+/* A work item's token range [t0, t1) and batch row b from its sequence n: cu_seqlens where
+ * given, else the whole T (the kernel text declares t0, t1, b, n). */
+void cuda_print_seq_bounds(FILE *out, const CudaChunkShape *s) {
+  if (s->p_cu >= 0) {
+    const char *ct = s->cu_type == KT_I32 ? "int" : "long long";
+    fprintf(out,
+            "  {\n    const %s *cu = (const %s *)args.ptrs[%d];\n"
+            "    t0 = (int64_t)cu[n];\n    t1 = (int64_t)cu[n + 1];\n    b = 0;\n  }\n",
+            ct, ct, s->p_cu);
+  } else {
+    fprintf(out, "  t0 = 0;\n  t1 = args.ints[%d];\n  b = n;\n", s->i_T);
+  }
+}
+
+/* The base pointer, row and column strides and (b, h) offset of q, k, v, o and of an input
+ * gate (pq, q1, q3, qb, ...; pg, g1, gb and, diagonal decay, g3). */
+void cuda_print_tensor_ptrs(FILE *out, const CudaChunkShape *s) {
+  const int diag = s->kind == CCK_DIAG;
+  /* pointers and strides: [B, T, H, dim] */
+  struct {
+    const char *nm;
+    int p, st;
+  } ts[] = {{"q", s->p_q, s->s_q}, {"k", s->p_k, s->s_k}, {"v", s->p_v, s->s_v},
+            {"o", s->p_o, s->s_o}};
+  for (int i = 0; i < 4; i++)
+    fprintf(out,
+            "  %sunsigned char *p%s = (%sunsigned char *)args.ptrs[%d];\n"
+            "  const int64_t %s1 = args.ints[%d], %s3 = args.ints[%d];\n"
+            "  const int64_t %sb = b * args.ints[%d] + h * args.ints[%d];\n",
+            i < 3 ? "const " : "", ts[i].nm, i < 3 ? "const " : "", ts[i].p, ts[i].nm,
+            ts[i].st + 1, ts[i].nm, ts[i].st + 3, ts[i].nm, ts[i].st, ts[i].st + 2);
+  if (s->has_g && s->g_mode == CCG_INPUT) {
+    fprintf(out,
+            "  const unsigned char *pg = (const unsigned char *)args.ptrs[%d];\n"
+            "  const int64_t g1 = args.ints[%d];\n"
+            "  const int64_t gb = b * args.ints[%d] + h * args.ints[%d];\n",
+            s->p_g, s->s_g + 1, s->s_g, s->s_g + 2);
+    if (diag) fprintf(out, "  const int64_t g3 = args.ints[%d];\n", s->s_g + 3);
+  }
+}
+
 /* The diagonal 16 x 16 tiles of Ab exactly: A[t, u] = sum_i q[t,i] k[u,i] e^{b[t,i] - b[u,i]},
  * one thread a pair u <= t (136 a tile, by its triangular index: no thread idles on the tiles'
  * upper halves, which are zeros); only the tiles dt where `filter` (an expression of dt) holds,
@@ -316,15 +357,7 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
           "  const int vw = (int)(V - j0 < VTP ? V - j0 : VTP);\n"
           "  int64_t t0, t1, b;\n",
           s->i_H);
-  if (s->p_cu >= 0) {
-    const char *ct = s->cu_type == KT_I32 ? "int" : "long long";
-    fprintf(out,
-            "  {\n    const %s *cu = (const %s *)args.ptrs[%d];\n"
-            "    t0 = (int64_t)cu[n];\n    t1 = (int64_t)cu[n + 1];\n    b = 0;\n  }\n",
-            ct, ct, s->p_cu);
-  } else {
-    fprintf(out, "  t0 = 0;\n  t1 = args.ints[%d];\n  b = n;\n", s->i_T);
-  }
+  cuda_print_seq_bounds(out, s);
   /* this segment's chunks: the sequence's chunks in SEGS runs of equal length */
   fputs("  if (SEGS > 1) {\n"
         "    const int64_t per = ((t1 - t0 + CC - 1) / CC + SEGS - 1) / SEGS * CC;\n"
@@ -333,27 +366,7 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
         "    t0 = s0;\n"
         "  }\n",
         out);
-  /* pointers and strides: [B, T, H, dim] */
-  struct {
-    const char *nm;
-    int p, st;
-  } ts[] = {{"q", s->p_q, s->s_q}, {"k", s->p_k, s->s_k}, {"v", s->p_v, s->s_v},
-            {"o", s->p_o, s->s_o}};
-  for (int i = 0; i < 4; i++)
-    fprintf(out,
-            "  %sunsigned char *p%s = (%sunsigned char *)args.ptrs[%d];\n"
-            "  const int64_t %s1 = args.ints[%d], %s3 = args.ints[%d];\n"
-            "  const int64_t %sb = b * args.ints[%d] + h * args.ints[%d];\n",
-            i < 3 ? "const " : "", ts[i].nm, i < 3 ? "const " : "", ts[i].p, ts[i].nm,
-            ts[i].st + 1, ts[i].nm, ts[i].st + 3, ts[i].nm, ts[i].st, ts[i].st + 2);
-  if (s->has_g && s->g_mode == CCG_INPUT) {
-    fprintf(out,
-            "  const unsigned char *pg = (const unsigned char *)args.ptrs[%d];\n"
-            "  const int64_t g1 = args.ints[%d];\n"
-            "  const int64_t gb = b * args.ints[%d] + h * args.ints[%d];\n",
-            s->p_g, s->s_g + 1, s->s_g, s->s_g + 2);
-    if (diag) fprintf(out, "  const int64_t g3 = args.ints[%d];\n", s->s_g + 3);
-  }
+  cuda_print_tensor_ptrs(out, s);
   /* scale */
   if (s->p_scale >= 0) {
     fprintf(out, "  const float scale = ");
