@@ -542,19 +542,10 @@ int main(int argc, char **argv) {
   mixc_rng_seed(&rng, seed);
   char err[4096];
   /* the CUDA prelude: an empty module printed for NVRTC */
-  {
-    Arena a;
-    arena_init(&a);
-    KModule *m = kir_module(&a);
-    size_t len = 0;
-    FILE *f = open_memstream(&g_prelude, &len);
-    int rc = !m || !f || mixc_emit_c_module(f, m, MIXC_C_CUDA, err, sizeof err);
-    if (f) fclose(f);
-    arena_free(&a);
-    if (rc) {
-      printf("FAIL: the CUDA prelude: %s\n", err);
-      return 1;
-    }
+  g_prelude = ck_prelude(err, sizeof err);
+  if (!g_prelude) {
+    printf("FAIL: the CUDA prelude: %s\n", err);
+    return 1;
   }
   const KType BF = KT_BF16, F16 = KT_F16, F32 = KT_F32;
   const Case cases[] = {
@@ -634,13 +625,7 @@ int main(int argc, char **argv) {
       snprintf(what, sizeof what, "%s%s: printed (%d, expected %d)", c->what,
                ldsm ? "" : " (element loads)", rc, c->expect);
       check(rc == c->expect, what);
-      const char *dump = getenv("MIXC_DELTA_DUMP"); /* a directory: the sources, to inspect */
-      if (rc == 0 && dump && *dump) {
-        char path[512];
-        snprintf(path, sizeof path, "%s/%s.cu", dump, name);
-        FILE *f = fopen(path, "w");
-        if (f) fputs(src, f), fclose(f);
-      }
+      if (rc == 0) ck_dump("MIXC_DELTA_DUMP", name, src);
       if (rc == 0 && g_nvrtc) {
         MixcCubin cb;
         memset(&cb, 0, sizeof cb);

@@ -146,13 +146,7 @@ static int print_shape(const CudaChunkShape *s, const char *name, int arch, char
     free(*src);
     *src = NULL;
   }
-  const char *dump = getenv("MIXC_REC_DUMP");
-  if (rc == 0 && dump && *dump) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s.cu", dump, name);
-    FILE *o = fopen(path, "w");
-    if (o) fputs(*src, o), fclose(o);
-  }
+  if (rc == 0) ck_dump("MIXC_REC_DUMP", name, *src);
   return rc;
 }
 
@@ -1054,19 +1048,11 @@ int main(int argc, char **argv) {
   MixcRng rng;
   mixc_rng_seed(&rng, seed);
   char err[4096];
-  {
-    Arena a;
-    arena_init(&a);
-    KModule *m = kir_module(&a);
-    size_t len = 0;
-    FILE *f = open_memstream(&g_prelude, &len);
-    int rc = !m || !f || mixc_emit_c_module(f, m, MIXC_C_CUDA, err, sizeof err);
-    if (f) fclose(f);
-    arena_free(&a);
-    if (rc) {
-      printf("FAIL: the CUDA prelude: %s\n", err);
-      return 1;
-    }
+  /* the CUDA prelude: an empty module printed for NVRTC */
+  g_prelude = ck_prelude(err, sizeof err);
+  if (!g_prelude) {
+    printf("FAIL: the CUDA prelude: %s\n", err);
+    return 1;
   }
   const KType BF = KT_BF16, F16 = KT_F16, F32 = KT_F32;
   const int IN = CCG_INPUT, PAR = CCG_PARAM, CON = CCG_CONST;

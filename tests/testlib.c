@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backends/c/c_emit.h"
+#include "compiler/arena.h"
+#include "compiler/kir.h"
 #include "runtime/half.h"
 
 /* ==== files ==== */
@@ -805,6 +808,34 @@ int call_results(const Ex *x, const Data *d, Call *k, Data *got, char *err, size
 
 #ifdef MIXC_HAVE_CUDA
 /* ==== the hand-structured GPU chunk kernels ==== */
+
+char *ck_prelude(char *err, size_t n) {
+  char *p = NULL;
+  size_t len = 0;
+  Arena a;
+  arena_init(&a);
+  KModule *m = kir_module(&a);
+  FILE *f = open_memstream(&p, &len);
+  int rc = !m || !f;
+  if (rc) snprintf(err, n, "out of memory");
+  if (!rc) rc = mixc_emit_c_module(f, m, MIXC_C_CUDA, err, n);
+  if (f && fclose(f)) rc = 1;
+  arena_free(&a);
+  if (rc) {
+    free(p);
+    return NULL;
+  }
+  return p;
+}
+
+void ck_dump(const char *env, const char *name, const char *src) {
+  const char *dir = getenv(env);
+  if (!dir || !*dir || !src) return;
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s.cu", dir, name);
+  FILE *o = fopen(path, "w");
+  if (o) fputs(src, o), fclose(o);
+}
 
 int chunk_kern_print(const CudaChunkShape *s, const char *name, int arch, int optin,
                      const char *prelude, int nptrs, int nints, char **src, ChunkKern *k) {

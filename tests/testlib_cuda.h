@@ -20,6 +20,13 @@ typedef struct ChunkKern {
   int64_t vtiles, segs; /* the split printed */
 } ChunkKern;
 
+/* The CUDA prelude every printed kernel starts with (an empty KIR module printed for NVRTC):
+ * malloc'd, or NULL with a message in err. */
+char *ck_prelude(char *err, size_t n);
+/* Writes src to $env/name.cu where the environment variable env names a directory (the
+ * tests' MIXC_*_DUMP: the sources, to inspect). */
+void ck_dump(const char *env, const char *name, const char *src);
+
 /* prelude, then each kernel of shape s (cuda_chunk_kernels, base name `name`) after its
  * argument struct (nptrs pointers, nints integers), into *src (malloc'd); k gets the names and
  * launches. Returns 0, -1 (outside the form) or 1 (printed an error). */
