@@ -1009,6 +1009,17 @@ def dry_run(args, mixers, shapes):
     return status
 
 
+def or_error(make, mixer, not_run=False):
+    """make(mixer), or the exception it raised (NotRun where not_run: --no-fla), which the
+    benchmark parts log in place of that implementation's results."""
+    try:
+        if not_run:
+            raise NotRun('not run (--no-fla)')
+        return make(mixer)
+    except Exception as ex:
+        return ex
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--results', default=os.path.join(ROOT, 'bench', 'results'))
@@ -1090,16 +1101,8 @@ def main():
         for m in mixers:
             kernel = fla_fn = None
             try:
-                try:
-                    kernel = mixc_kernel(m)
-                except Exception as ex:
-                    kernel = ex
-                try:
-                    if args.no_fla:
-                        raise NotRun('not run (--no-fla)')
-                    fla_fn = fla_step_op(m)
-                except Exception as ex:
-                    fla_fn = ex
+                kernel = or_error(mixc_kernel, m)
+                fla_fn = or_error(fla_step_op, m, args.no_fla)
                 run_decode(torch, log, m, kernel, fla_fn, args.runs, args.warmup,
                            not args.no_check)
             except Exception as ex:
@@ -1113,27 +1116,14 @@ def main():
             # each part below logs its own errors; this guards the rest of the run
             kernel = fla_fn = None
             try:
-                try:
-                    kernel = mixc_kernel(m)
-                except Exception as ex:
-                    kernel = ex
-                try:
-                    if args.no_fla:
-                        raise NotRun('not run (--no-fla)')
-                    fla_fn = fla_op(m)
-                except Exception as ex:
-                    fla_fn = ex
+                kernel = or_error(mixc_kernel, m)
+                fla_fn = or_error(fla_op, m, args.no_fla)
                 if not args.no_check:
                     check_accuracy(torch, log, m, kernel, fla_fn)
                 for B, T in shapes:
                     bench_shape(torch, log, m, kernel, fla_fn, B, T, args.runs, args.warmup)
                 if not args.no_decode:
-                    try:
-                        if args.no_fla:
-                            raise NotRun('not run (--no-fla)')
-                        fla_step = fla_step_op(m)
-                    except Exception as ex:
-                        fla_step = ex
+                    fla_step = or_error(fla_step_op, m, args.no_fla)
                     run_decode(torch, log, m, kernel, fla_step, args.runs, args.warmup,
                                not args.no_check)
             except Exception as ex:
