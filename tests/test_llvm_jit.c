@@ -30,6 +30,7 @@ int main(void) {
 
 #include "backends/llvm/llvm_jit.h"
 #include "kir_samples.c"
+#include "testlib.h"
 
 static int g_passed, g_failed;
 
@@ -629,6 +630,93 @@ static void test_mm_speed(MixcJit *j, Arena *a) {
   }
 }
 
+/* ---- diagonal decay's chunk form under strong gates ----
+ *
+ * lower_chunk.c takes a sub-chunk's factored form (exponents up to DIAG_SPAN) only where its
+ * log decays stay close; elsewhere each row is its own block. GLA, HGRN2 and RWKV6 (a readout
+ * before the update) as JIT-compiled chunk kernels (chunk 32: two sub-chunks of 16 a chunk;
+ * T = 70) against the fp64 reference, f32, tolerance 1e-4 relative: ordinary gates (every
+ * sub-chunk factored), gates of -20..-30 on half the elements (every sub-chunk per row), and
+ * gates of -4 on tokens 20..44 only (the sub-chunks [16, 32) and [32, 48) per row, the others
+ * factored, in one run). */
+static int to_ptrs(void *ctx, int slot, int s, int final, Tensor *t, char *err, size_t n) {
+  (void)s;
+  (void)final;
+  (void)err;
+  (void)n;
+  ((void **)ctx)[slot] = t->data;
+  return 0;
+}
+
+static void gate_case(MixcJit *j, const KCase *c, MixcKernelFn fn, MixcRng *rng, int mode,
+                      const char *name) {
+  static const char *modes[] = {"ordinary gates", "gates -30..-20", "gates -4 on tokens 20..44"};
+  const KernelPlan *pl = &c->pl;
+  void **ptrs = calloc((size_t)pl->mod->nptrs + 1, sizeof *ptrs);
+  int64_t *ints = calloc((size_t)pl->mod->nints + 1, sizeof *ints);
+  float *scr = calloc((size_t)pl->mod->funcs[0]->scratch_floats + 16, sizeof *scr);
+  char err[256] = "";
+  KRun r;
+  memset(&r, 0, sizeof r);
+  int bad = !ptrs || !ints || !scr ||
+            krun_make(&r, c, 70, rng, mode == 1, ints, to_ptrs, ptrs, err, sizeof err);
+  if (!bad && mode == 2) { /* the log gates of tokens 20..44 set to -4 */
+    for (int sy = 0; sy < c->m->nsyms; sy++) {
+      Tensor *t = &r.ts[sy];
+      if (r.roles[sy] != ROLE_LOG_GATE || !t->ref || t->rank < 3) continue;
+      int64_t per = t->numel / (t->shape[0] * t->shape[1]); /* [B, T, H, ...] */
+      for (int64_t f = 0; f < t->numel; f++) {
+        int64_t tok = f / per % t->shape[1];
+        if (tok >= 20 && tok < 45) t->ref[f] = -4.0;
+      }
+      fill_storage(t);
+    }
+  }
+  if (!bad) fn(ptrs, ints, 0, plan_items(pl, r.B, r.H), scr);
+  int rrc = bad ? 1 : krun_reference(&r, c, err, sizeof err);
+  double worst = 0;
+  int nan = 0;
+  int ok = check_tensors(c->m, r.ts, r.fin, r.refout, 1e-4, 1e-4, !bad && !rrc, &worst, &nan);
+  printf("%s %s chunk, %s: rel err %.2e%s %s\n", ok ? "ok  " : "FAIL", name, modes[mode], worst,
+         nan ? " (NaN)" : "", err);
+  CHECK(ok, "%s chunk, %s", name, modes[mode]);
+  (void)j;
+  krun_free(&r);
+  free(ptrs);
+  free(ints);
+  free(scr);
+}
+
+static void test_diag_gates(MixcJit *j, uint64_t seed) {
+  static const char *files[] = {"examples/gla.mix", "examples/hgrn2.mix", "examples/rwkv6.mix"};
+  MixcRng rng;
+  mixc_rng_seed(&rng, seed ^ 0x9a7e5ull);
+  for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+    Compilation comp;
+    const RecMixer *rm = compile_file(&comp, files[f]);
+    if (!rm) {
+      g_failed++;
+      continue;
+    }
+    KCase c;
+    memset(&c, 0, sizeof c);
+    char err[1024];
+    MixcKernelFn fn = NULL;
+    double ms;
+    if (kcase_draw(&c, rm, 0, 1, &rng)) {
+      CHECK(0, "%s: out of memory", files[f]);
+    } else if (lower_mixer(&comp.arena, &c.sp, &c.pl, err, sizeof err)) {
+      CHECK(0, "%s: lower: %s", files[f], err);
+    } else if (mixc_jit_compile(j, c.pl.mod, &fn, &ms, err, sizeof err)) {
+      CHECK(0, "%s: compile: %s", files[f], err);
+    } else {
+      for (int mode = 0; mode < 3; mode++) gate_case(j, &c, fn, &rng, mode, files[f]);
+    }
+    kcase_free(&c);
+    compilation_free(&comp);
+  }
+}
+
 int main(void) {
   uint64_t seed = pick_seed();
   printf("test_llvm_jit: seed %" PRIu64 " (replay with MIXC_TEST_SEED)\n", seed);
@@ -657,6 +745,7 @@ int main(void) {
     test_exp(j, &a, seed);
     test_mm_random(j, &a, seed);
     test_mm_speed(j, &a);
+    test_diag_gates(j, seed);
     mixc_jit_free(j);
   }
   kir_samples_free(s, n);
