@@ -78,6 +78,7 @@ typedef struct Variant {
   char *suffix; /* the per-call part of the key */
   size_t len;
   const KCacheEntry *e;
+  int built; /* compiled by this kernel (not found in the context's cache) */
 } Variant;
 
 struct mixc_kernel {
@@ -706,6 +707,63 @@ double mixc_kernel_compile_ms(const mixc_kernel *k, int *nvariants) {
   double ms = k->compile_ms;
   if (nvariants) *nvariants = k->nvariants;
   pthread_mutex_unlock(&mk->mu);
+  return ms;
+}
+
+/* The kernel's variants as they are now (the list only grows; entries live as long as the
+ * context): a malloc'd copy, or NULL with *n = -1 when out of memory. */
+static Variant *variants_snapshot(mixc_kernel *k, int *n) {
+  pthread_mutex_lock(&k->mu);
+  *n = k->nvariants;
+  Variant *v = malloc((size_t)(*n > 0 ? *n : 1) * sizeof *v);
+  if (v && *n > 0) memcpy(v, k->variants, (size_t)*n * sizeof *v);
+  pthread_mutex_unlock(&k->mu);
+  if (!v) *n = -1;
+  return v;
+}
+
+mixc_status mixc_kernel_wait_ready(mixc_kernel *k, mixc_error *err) {
+  if (!k) return fail(err, MIXC_ERROR_ARGUMENT, "mixc_kernel_wait_ready: the kernel is NULL");
+#ifdef MIXC_HAVE_CUDA
+  if (k->device == MIXC_CUDA) {
+    int n = 0;
+    Variant *v = variants_snapshot(k, &n);
+    if (!v) return fail(err, MIXC_ERROR_OUT_OF_MEMORY, "out of memory waiting for the kernel");
+    mixc_status st = MIXC_OK;
+    char msg[2048];
+    /* waits outside the kernel's lock: calls go on (on the fast tier) meanwhile */
+    for (int i = 0; i < n; i++) {
+      mixc_status s = cuda_variant_wait(v[i].e, msg, sizeof msg);
+      if (s != MIXC_OK && st == MIXC_OK)
+        st = fail(err, s, "mixer '%s' on %s: %s", k->rm->name, mixc_cuda_device_name(k->cuda),
+                  msg);
+    }
+    free(v);
+    if (st != MIXC_OK) return st;
+  }
+#endif
+  return ok(err);
+}
+
+double mixc_kernel_optimized_ms(const mixc_kernel *k, int *pending) {
+  if (pending) *pending = 0;
+  double ms = 0;
+#ifdef MIXC_HAVE_CUDA
+  if (k && k->device == MIXC_CUDA) {
+    int n = 0, np = 0;
+    Variant *v = variants_snapshot((mixc_kernel *)k, &n); /* the mutex; nothing else changes */
+    for (int i = 0; i < n; i++) {
+      double t = 0;
+      int tier = cuda_variant_tier(v[i].e, &t);
+      if (tier == CUDA_TIER_PENDING || tier == CUDA_TIER_FAILED) np++;
+      if (v[i].built) ms += t;
+    }
+    free(v);
+    if (pending) *pending = np;
+  }
+#else
+  (void)k;
+#endif
   return ms;
 }
 
@@ -1342,6 +1400,7 @@ static mixc_status get_variant(mixc_kernel *k, const Call *c, const Spec *sp,
   memcpy(suffix, sp->suffix, sp->len);
   suffix[sp->len] = 0;
   const KCacheEntry *e = kcache_find(ctx->cache, key, klen);
+  int built = 0;
   if (!e) {
     double t0 = now_ms();
     KCacheEntry *ne = kcache_entry_new(key, klen);
@@ -1435,11 +1494,13 @@ static mixc_status get_variant(mixc_kernel *k, const Call *c, const Spec *sp,
     ne->compile_ms = ms;
     k->compile_ms += ms;
     e = kcache_insert(ctx->cache, ne);
+    built = e == ne;
   }
   free(key);
   k->variants[k->nvariants].suffix = suffix;
   k->variants[k->nvariants].len = sp->len;
   k->variants[k->nvariants].e = e;
+  k->variants[k->nvariants].built = built;
   k->nvariants++;
   *out = e;
   return MIXC_OK;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../backends/c/c_emit.h"
 
@@ -82,20 +83,207 @@ int64_t cuda_target_items(MixcCuda *cu) { return 2 * (int64_t)mixc_cuda_info(cu)
 
 /* ---- variants ---- */
 
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+enum { TIER_NONE, TIER_PENDING, TIER_READY, TIER_FAILED };
+
 typedef struct CudaVariant {
-  MixcCudaModule *mod;
+  MixcCudaModule *mod; /* the module built first: the optimised one, or the fast tier's */
   int nfns;
   MixcCudaFunc **fns;
   MixcCudaLaunch *launch;
+  char **names; /* the kernels' symbols */
+  /* Tiering (tiered: mu and cv exist): the optimised module, compiled by job while `mod`
+   * (the fast tier) runs, and launched from the first call after it is in. Both modules stay
+   * loaded until the variant is freed (with the context), so launches in flight on a stream
+   * never lose their code. */
+  MixcCuda *cu;
+  int tiered;
+  pthread_mutex_t mu; /* the fields below */
+  pthread_cond_t cv;  /* state left TIER_PENDING */
+  int state;
+  int closing; /* being freed: the thread skips loading */
+  MixcNvrtcJob *job;
+  MixcCudaModule *opt_mod;
+  MixcCudaFunc **opt_fns;
+  mixc_status opt_status; /* TIER_FAILED: the error */
+  int reported;           /* ... already returned by a call */
+  double t_start, opt_ms; /* the optimised compile: start, and wall time to loaded */
+  char opt_err[2048];
 } CudaVariant;
 
 static void variant_free(void *p) {
   CudaVariant *v = p;
   if (!v) return;
+  if (v->job) {
+    pthread_mutex_lock(&v->mu);
+    v->closing = 1;
+    pthread_mutex_unlock(&v->mu);
+    mixc_nvrtc_job_join(v->job); /* the compile runs to its end (and into the cache) */
+  }
+  if (v->opt_mod) mixc_cuda_module_free(v->opt_mod);
+  free(v->opt_fns);
   if (v->mod) mixc_cuda_module_free(v->mod);
+  for (int i = 0; v->names && i < v->nfns; i++) free(v->names[i]);
+  free(v->names);
   free(v->fns);
   free(v->launch);
+  if (v->tiered) {
+    pthread_cond_destroy(&v->cv);
+    pthread_mutex_destroy(&v->mu);
+  }
   free(v);
+}
+
+/* The status of a failed compile: NVRTC rejecting generated code is a mixc bug; the rest is
+ * the device's or memory. */
+static mixc_status compile_status(const char *msg) {
+  return strstr(msg, "could not compile") ? MIXC_ERROR_INTERNAL : dev_status(msg);
+}
+
+/* Loads a cubin and looks up the variant's kernels in it (*fns: nfns handles, malloc'd),
+ * checking that each can have a block of its launch's threads. */
+static mixc_status load_kernels(CudaVariant *v, MixcCuda *cu, const MixcCubin *b,
+                                MixcCudaModule **mod, MixcCudaFunc ***fns, char *err, size_t n) {
+  *mod = NULL;
+  *fns = calloc((size_t)v->nfns + 1, sizeof **fns);
+  if (!*fns) return failn(err, n, MIXC_ERROR_OUT_OF_MEMORY, "out of memory loading a CUDA variant");
+  mixc_status st = MIXC_OK;
+  if (mixc_cuda_module_load(cu, b->data, b->size, mod, err, n)) {
+    *mod = NULL;
+    st = dev_status(err);
+  }
+  for (int i = 0; st == MIXC_OK && i < v->nfns; i++) {
+    if (mixc_cuda_function(*mod, v->names[i], &(*fns)[i], err, n)) {
+      st = MIXC_ERROR_INTERNAL;
+    } else if ((unsigned)mixc_cuda_func_max_threads((*fns)[i]) < v->launch[i].threads) {
+      snprintf(err, n,
+               "kernel %s: a block of %u threads is more than the %d it can have (%d registers "
+               "a thread)%s",
+               v->names[i], v->launch[i].threads, mixc_cuda_func_max_threads((*fns)[i]),
+               mixc_cuda_func_num_regs((*fns)[i]), b->fast ? " in the fast tier" : "");
+      st = MIXC_ERROR_INTERNAL;
+    }
+  }
+  if (st != MIXC_OK) {
+    if (*mod) mixc_cuda_module_free(*mod);
+    *mod = NULL;
+    free(*fns);
+    *fns = NULL;
+  }
+  return st;
+}
+
+/* The optimised compile's end, on its thread: load it and publish it (or the error). */
+static void opt_done(void *arg, MixcCubin *b, const char *msg) {
+  CudaVariant *v = arg;
+  pthread_mutex_lock(&v->mu);
+  int closing = v->closing;
+  pthread_mutex_unlock(&v->mu);
+  MixcCudaModule *mod = NULL;
+  MixcCudaFunc **fns = NULL;
+  char err[sizeof v->opt_err] = "";
+  mixc_status st = MIXC_OK;
+  if (!b) {
+    snprintf(err, sizeof err, "%s", msg ? msg : "the compile failed");
+    st = compile_status(err);
+  } else if (closing) {
+    st = MIXC_ERROR_DEVICE;
+    snprintf(err, sizeof err, "the variant was freed before its optimised module was loaded");
+  } else {
+    st = load_kernels(v, v->cu, b, &mod, &fns, err, sizeof err);
+  }
+  pthread_mutex_lock(&v->mu);
+  v->opt_ms = now_ms() - v->t_start;
+  if (st == MIXC_OK) {
+    v->opt_mod = mod;
+    v->opt_fns = fns;
+    v->state = TIER_READY;
+  } else {
+    v->opt_status = st;
+    memcpy(v->opt_err, err, sizeof err);
+    v->state = TIER_FAILED;
+  }
+  pthread_cond_broadcast(&v->cv);
+  pthread_mutex_unlock(&v->mu);
+}
+
+/* MIXC_CUDA_TIERED: "0" turns tiering off; anything else (or unset) leaves it on. */
+static int tiering_wanted(void) {
+  const char *t = getenv("MIXC_CUDA_TIERED");
+  return !(t && !strcmp(t, "0"));
+}
+
+/* Compiles src into v: the optimised cubin from the disk cache, or (tiering) the fast tier
+ * now and the optimised one on a thread, or (no tiering) the optimised one now. */
+static mixc_status variant_compile(MixcCuda *cu, CudaVariant *v, const char *src,
+                                   const char *prog, double *ms, char *err, size_t n) {
+  MixcNvrtc *r = mixc_cuda_nvrtc(cu);
+  int arch = mixc_cuda_info(cu)->arch;
+  MixcCubin b;
+  memset(&b, 0, sizeof b);
+  mixc_status st = MIXC_OK;
+  int tier = tiering_wanted() && mixc_nvrtc_fast_option(r) != NULL;
+  if (tier) {
+    if (mixc_nvrtc_lookup(r, src, prog, arch, &b, err, n)) return dev_status(err);
+    if (b.data) tier = 0; /* a hit: the optimised cubin, at once */
+  }
+  if (tier) {
+    if (pthread_mutex_init(&v->mu, NULL)) {
+      tier = 0;
+    } else if (pthread_cond_init(&v->cv, NULL)) {
+      pthread_mutex_destroy(&v->mu);
+      tier = 0;
+    } else {
+      v->tiered = 1;
+      v->cu = cu;
+      v->state = TIER_PENDING;
+      v->t_start = now_ms();
+      /* no thread (or no memory for one): the optimised compile here instead */
+      if (mixc_nvrtc_compile_async(r, src, prog, arch, opt_done, v, &v->job, err, n)) {
+        v->job = NULL;
+        v->state = TIER_NONE;
+        tier = 0;
+      }
+    }
+  }
+  if (tier) {
+    if (mixc_nvrtc_compile_fast(r, src, prog, arch, &b, err, n))
+      st = compile_status(err);
+    else
+      st = load_kernels(v, cu, &b, &v->mod, &v->fns, err, n);
+    if (ms) *ms = b.ms;
+    mixc_cubin_release(&b);
+    if (st != MIXC_OK) {
+      /* the fast tier failed: the optimised compile decides, as without tiering */
+      mixc_nvrtc_job_join(v->job);
+      v->job = NULL;
+      pthread_mutex_lock(&v->mu);
+      if (v->state == TIER_READY) {
+        v->mod = v->opt_mod;
+        v->fns = v->opt_fns;
+        v->opt_mod = NULL;
+        v->opt_fns = NULL;
+        v->state = TIER_NONE;
+        st = MIXC_OK;
+      } else if (v->state == TIER_FAILED) {
+        st = v->opt_status;
+        if (n) snprintf(err, n, "%s", v->opt_err);
+      }
+      pthread_mutex_unlock(&v->mu);
+      if (ms) *ms = v->opt_ms;
+    }
+    return st;
+  }
+  if (!b.data && mixc_nvrtc_compile(r, src, prog, arch, &b, err, n)) return compile_status(err);
+  if (ms) *ms = b.ms;
+  st = load_kernels(v, cu, &b, &v->mod, &v->fns, err, n);
+  mixc_cubin_release(&b);
+  return st;
 }
 
 mixc_status cuda_variant_build(MixcCuda *cu, KCacheEntry *e, const char *mixer, double *ms,
@@ -105,10 +293,16 @@ mixc_status cuda_variant_build(MixcCuda *cu, KCacheEntry *e, const char *mixer, 
   CudaVariant *v = calloc(1, sizeof *v);
   if (v) {
     v->nfns = m->nfuncs;
-    v->fns = calloc((size_t)m->nfuncs + 1, sizeof *v->fns);
+    v->names = calloc((size_t)m->nfuncs + 1, sizeof *v->names);
     v->launch = calloc((size_t)m->nfuncs + 1, sizeof *v->launch);
   }
-  if (!v || !v->fns || !v->launch) {
+  int names_ok = v && v->names;
+  for (int i = 0; names_ok && i < m->nfuncs; i++) {
+    char name[256];
+    mixc_emit_c_func_name(m->funcs[i], name, sizeof name);
+    names_ok = (v->names[i] = strdup(name)) != NULL;
+  }
+  if (!v || !names_ok || !v->launch) {
     variant_free(v);
     return failn(err, n, MIXC_ERROR_OUT_OF_MEMORY, "out of memory compiling a CUDA variant");
   }
@@ -124,23 +318,15 @@ mixc_status cuda_variant_build(MixcCuda *cu, KCacheEntry *e, const char *mixer, 
     if (fclose(f) && !rc) rc = 1, snprintf(err, n, "writing the CUDA source failed");
     if (rc) st = MIXC_ERROR_INTERNAL;
   }
-  char prog[160];
-  snprintf(prog, sizeof prog, "mixc_%.100s.cu", mixer);
-  if (st == MIXC_OK && mixc_cuda_compile(cu, src, prog, &v->mod, ms, NULL, err, n)) {
-    v->mod = NULL;
-    /* NVRTC rejecting generated code is a mixc bug; the rest is the device's or memory */
-    st = strstr(err, "could not compile") ? MIXC_ERROR_INTERNAL : dev_status(err);
-  }
-  for (int i = 0; st == MIXC_OK && i < m->nfuncs; i++) {
-    char name[256];
-    mixc_emit_c_func_name(m->funcs[i], name, sizeof name);
-    if (mixc_cuda_function(v->mod, name, &v->fns[i], err, n)) st = MIXC_ERROR_INTERNAL;
-    else if (v->launch[i].threads < 1 || v->launch[i].global_scratch_floats < 0) {
-      snprintf(err, n, "kernel %s: the CUDA printer gave no valid launch (threads %u)", name,
-               v->launch[i].threads);
+  for (int i = 0; st == MIXC_OK && i < m->nfuncs; i++)
+    if (v->launch[i].threads < 1 || v->launch[i].global_scratch_floats < 0) {
+      snprintf(err, n, "kernel %s: the CUDA printer gave no valid launch (threads %u)",
+               v->names[i], v->launch[i].threads);
       st = MIXC_ERROR_INTERNAL;
     }
-  }
+  char prog[160];
+  snprintf(prog, sizeof prog, "mixc_%.100s.cu", mixer);
+  if (st == MIXC_OK) st = variant_compile(cu, v, src, prog, ms, err, n);
   free(src);
   if (st != MIXC_OK) {
     variant_free(v);
@@ -149,6 +335,54 @@ mixc_status cuda_variant_build(MixcCuda *cu, KCacheEntry *e, const char *mixer, 
   e->gpu = v;
   e->gpu_free = variant_free;
   return MIXC_OK;
+}
+
+int cuda_variant_tier(const KCacheEntry *e, double *opt_ms) {
+  CudaVariant *v = e->gpu;
+  if (opt_ms) *opt_ms = 0;
+  if (!v || !v->tiered) return CUDA_TIER_OPTIMISED;
+  pthread_mutex_lock(&v->mu);
+  int s = v->state;
+  if (opt_ms && s != TIER_PENDING) *opt_ms = v->opt_ms;
+  pthread_mutex_unlock(&v->mu);
+  return s == TIER_PENDING  ? CUDA_TIER_PENDING
+         : s == TIER_READY  ? CUDA_TIER_SWITCHED
+         : s == TIER_FAILED ? CUDA_TIER_FAILED
+                            : CUDA_TIER_OPTIMISED;
+}
+
+mixc_status cuda_variant_wait(const KCacheEntry *e, char *err, size_t n) {
+  CudaVariant *v = e->gpu;
+  if (!v || !v->tiered) return MIXC_OK;
+  pthread_mutex_lock(&v->mu);
+  while (v->state == TIER_PENDING) pthread_cond_wait(&v->cv, &v->mu);
+  mixc_status st = v->state == TIER_FAILED ? v->opt_status : MIXC_OK;
+  if (st != MIXC_OK && n) snprintf(err, n, "the optimised compile failed: %s", v->opt_err);
+  pthread_mutex_unlock(&v->mu);
+  return st;
+}
+
+/* The kernels a launch uses now: the optimised module once it is in, else the first one.
+ * A failed optimised compile is returned (once) as this call's error. */
+static mixc_status active_kernels(CudaVariant *v, MixcCudaFunc *const **fns, char *err,
+                                  size_t n) {
+  *fns = v->fns;
+  if (!v->tiered) return MIXC_OK;
+  mixc_status st = MIXC_OK;
+  pthread_mutex_lock(&v->mu);
+  if (v->state == TIER_READY) {
+    *fns = v->opt_fns;
+  } else if (v->state == TIER_FAILED && !v->reported) {
+    v->reported = 1;
+    st = v->opt_status;
+    if (n)
+      snprintf(err, n,
+               "the optimised compile (on its own thread) failed; later calls run the fast "
+               "tier: %s",
+               v->opt_err);
+  }
+  pthread_mutex_unlock(&v->mu);
+  return st;
 }
 
 /* ---- workspaces ---- */
@@ -237,8 +471,11 @@ static int64_t blocks_per_launch(const MixcCudaLaunch *l, int64_t sm_count) {
 mixc_status cuda_run(CudaWorkspace *ws, const KCacheEntry *e, uint64_t *argbuf, int cu_slot,
                      const void *cu_host, size_t cu_bytes, int64_t items, void *stream,
                      char *err, size_t n) {
-  const CudaVariant *v = e->gpu;
+  CudaVariant *v = e->gpu;
   if (!v) return failn(err, n, MIXC_ERROR_INTERNAL, "the variant has no CUDA module");
+  MixcCudaFunc *const *fns = NULL;
+  mixc_status tst = active_kernels(v, &fns, err, n);
+  if (tst != MIXC_OK) return tst;
   if (items <= 0) return MIXC_OK;
   MixcCuda *cu = ws->cu;
   int64_t sms = mixc_cuda_info(cu)->sm_count;
@@ -296,7 +533,7 @@ mixc_status cuda_run(CudaWorkspace *ws, const KCacheEntry *e, uint64_t *argbuf, 
                                                      : 0;
       unsigned grid[3] = {(unsigned)(end - begin), 1, 1}, block[3] = {l->threads, 1, 1};
       void *params[4] = {argbuf, &begin, &end, &sp};
-      if (mixc_cuda_launch(cu, v->fns[f], grid, block, l->smem_bytes, stream, params, err, n))
+      if (mixc_cuda_launch(cu, fns[f], grid, block, l->smem_bytes, stream, params, err, n))
         st = dev_status(err);
     }
   }

@@ -13,6 +13,19 @@
  * through the cubin disk cache and loaded into the device's primary context. The loaded
  * module hangs off the cache entry (KCacheEntry.gpu) and is freed with it.
  *
+ * Tiers: on a disk-cache miss (and unless MIXC_CUDA_TIERED=0, or NVRTC has no -Ofc), the
+ * optimised compile starts on a thread of its own (mixc_nvrtc_compile_async) while the fast
+ * tier (mixc_nvrtc_compile_fast: -Ofc=max, never cached) is compiled and loaded on the calling
+ * thread; the variant runs the fast module until the thread has compiled the optimised one
+ * (into the disk cache), loaded it and looked its kernels up, and every launch after that
+ * uses the optimised module (a mutex in the variant: concurrent calls see one or the other,
+ * whole). Both modules stay loaded until the variant is freed. The thread belongs to the
+ * variant, so to the context's cache: freeing the variant (mixc_context_destroy) waits for
+ * it. A failed optimised compile is kept: the next call returns it (once; later calls run the
+ * fast tier) and cuda_variant_wait returns it every time. Should the fast tier fail (a compile
+ * error, too many registers for the launch), the variant waits for the optimised compile and
+ * uses it, or returns its error, as without tiering.
+ *
  * Workspace: one per kernel, in device memory: the blocks' global scratch and, when
  * cu_seqlens had to be made contiguous, a copy of it. It follows one stream at a time:
  *   - calls on the same stream reuse it without any synchronisation (stream order);
@@ -59,10 +72,25 @@ void cuda_device_describe(MixcCuda *cu, char *buf, size_t n);
 /* Work items the device wants in flight (KernelSpec's target, where the lowering has one). */
 int64_t cuda_target_items(MixcCuda *cu);
 
-/* Prints e->plan.mod as CUDA, compiles and loads it, and hangs the result off e (e->gpu,
- * e->gpu_free); *ms gets the NVRTC (or disk cache) time. */
+/* Prints e->plan.mod as CUDA, compiles and loads it (the fast tier first on a disk-cache
+ * miss, see "Tiers"), and hangs the result off e (e->gpu, e->gpu_free); *ms gets the first
+ * tier's NVRTC (or disk cache) time. */
 mixc_status cuda_variant_build(MixcCuda *cu, KCacheEntry *e, const char *mixer, double *ms,
                                char *err, size_t n);
+
+/* A variant's tier (cuda_variant_tier). */
+enum {
+  CUDA_TIER_OPTIMISED, /* optimised from the start: a disk-cache hit, or tiering off */
+  CUDA_TIER_PENDING,   /* running the fast tier; the optimised compile is on its thread */
+  CUDA_TIER_SWITCHED,  /* the optimised module, compiled in the background, is in use */
+  CUDA_TIER_FAILED,    /* the optimised compile failed: the fast tier goes on */
+};
+/* The tier of e (a CUDA variant); opt_ms (may be NULL) gets the optimised compile's wall
+ * time (NVRTC, cache write, module load) once it has ended, else 0. Does not wait. */
+int cuda_variant_tier(const KCacheEntry *e, double *opt_ms);
+/* Waits until e's optimised compile has ended: MIXC_OK (the optimised module is in use, or
+ * always was), or the compile's error, every time. */
+mixc_status cuda_variant_wait(const KCacheEntry *e, char *err, size_t n);
 
 CudaWorkspace *cuda_workspace_create(MixcCuda *cu); /* NULL when out of memory */
 /* Waits for the device when the workspace holds memory, then frees it. */

@@ -27,10 +27,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>
 #include <math.h>
+#include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -98,6 +101,35 @@ static int probe(mixc_context *ctx, mixc_module *mod, mixc_kernel **k) {
   result(stdout, s2 == MIXC_ERROR_ARGUMENT && strstr(e.message, "NULL"),
          "mixc_forward without a kernel", e.message);
   return 0;
+}
+
+/* mixc_kernel_wait_ready and mixc_kernel_optimized_ms without a GPU: a NULL kernel, and a CPU
+ * kernel (nothing to wait for). */
+static void wait_api(mixc_module *mod) {
+  mixc_error e;
+  mixc_status s = mixc_kernel_wait_ready(NULL, &e);
+  result(stdout, s == MIXC_ERROR_ARGUMENT && strstr(e.message, "NULL"),
+         "mixc_kernel_wait_ready(NULL)", e.message);
+  int pending = -1;
+  double ms = mixc_kernel_optimized_ms(NULL, &pending);
+  result(stdout, ms == 0 && pending == 0, "mixc_kernel_optimized_ms(NULL)", "");
+  mixc_dim dims[] = {{"K", 16}, {"V", 16}};
+  mixc_kernel_options o;
+  memset(&o, 0, sizeof o);
+  o.dims = dims;
+  o.ndims = 2;
+  o.device = MIXC_CPU;
+  mixc_kernel *k = NULL;
+  s = mod ? mixc_kernel_create(mod, &o, &k, &e) : MIXC_ERROR_ARGUMENT;
+  if (s == MIXC_OK) {
+    s = mixc_kernel_wait_ready(k, &e);
+    ms = mixc_kernel_optimized_ms(k, &pending);
+    result(stdout, s == MIXC_OK && e.status == MIXC_OK && ms == 0 && pending == 0,
+           "mixc_kernel_wait_ready on a CPU kernel", e.message);
+  } else {
+    result(stdout, 0, "a CPU kernel", e.message);
+  }
+  mixc_kernel_destroy(k);
 }
 
 #ifdef MIXC_HAVE_CUDA
@@ -569,6 +601,265 @@ static void *worker_main(void *p) {
   return NULL;
 }
 
+/* ---- tiers: the fast cubin first, the optimised one from its thread ---- */
+
+/* Entries of a cubin cache directory: how many, and the inode of the last; temporaries. */
+static int cache_entries(const char *dir, ino_t *ino, int *tmps) {
+  DIR *d = opendir(dir);
+  int k = 0;
+  if (tmps) *tmps = 0;
+  if (!d) return 0;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    size_t l = strlen(de->d_name);
+    if (l > 6 && !strcmp(de->d_name + l - 6, ".entry")) {
+      k++;
+      char path[4400];
+      struct stat st;
+      snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+      if (ino && stat(path, &st) == 0) *ino = st.st_ino;
+    }
+    if (tmps && !strncmp(de->d_name, ".tmp-", 5)) ++*tmps;
+  }
+  closedir(d);
+  return k;
+}
+
+static void remove_tree(const char *path) {
+  struct stat st;
+  if (lstat(path, &st) != 0) return;
+  if (S_ISDIR(st.st_mode)) {
+    DIR *d = opendir(path);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+      if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+      char sub[4400];
+      snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
+      remove_tree(sub);
+    }
+    if (d) closedir(d);
+    rmdir(path);
+  } else {
+    unlink(path);
+  }
+}
+
+/* The tiered case's kernel: gla, chunk, K = V = 32, in a context of its own that opens the
+ * device now (so reads XDG_CACHE_HOME now). */
+typedef struct Tier {
+  mixc_context *ctx;
+  Ex x;
+  mixc_kernel *k;
+} Tier;
+
+static int tier_open(Tier *t, char *err, size_t n) {
+  memset(t, 0, sizeof *t);
+  mixc_error e;
+  if (mixc_context_create(2, &t->ctx, &e)) return snprintf(err, n, "%s", e.message), 0;
+  if (!ex_load(&t->x, t->ctx, "examples/gla.mix", err, n)) return 0;
+  for (int s = 0; s < t->x.m->nsyms; s++)
+    if (t->x.m->syms[s].kind == SYM_DIM) {
+      t->x.dims[s] = 32;
+      t->x.kdims[t->x.nkdims].name = t->x.m->syms[s].name;
+      t->x.kdims[t->x.nkdims++].size = 32;
+    }
+  if (kernel_of(&t->x, MIXC_STRATEGY_CHUNK, 0, &t->k, &e))
+    return snprintf(err, n, "kernel: %s", e.message), 0;
+  return 1;
+}
+
+static void tier_close(Tier *t) {
+  mixc_kernel_destroy(t->k);
+  mixc_module_destroy(t->x.mod);
+  compilation_free(&t->x.comp);
+  mixc_context_destroy(t->ctx); /* waits for the optimised compile, if it still runs */
+  memset(t, 0, sizeof *t);
+}
+
+/* One forward on fresh random data (B = 2, T = 150, f32, initial and final states), compared
+ * with the reference; *pending: the kernel's fast-tier variants just after the call returned
+ * (before the device finished it), so a call that returned with 1 ran the fast tier. */
+static int tier_call(Tier *t, void *stream, uint64_t seed, int *pending, char *detail, size_t n) {
+  Cfg c;
+  memset(&c, 0, sizeof c);
+  c.B = 2;
+  c.T = 150;
+  c.dt = MIXC_F32;
+  c.init = c.fin = 1;
+  MixcRng rng;
+  mixc_rng_seed(&rng, seed);
+  Data d, got;
+  Call call;
+  memset(&got, 0, sizeof got);
+  memset(&call, 0, sizeof call);
+  int ok = data_make(&t->x, &c, &rng, &d);
+  if (!ok) snprintf(detail, n, "out of memory");
+  if (ok) ok = call_make(&t->x, &c, &d, &call, &g_dev, detail, n); /* outputs poisoned */
+  if (ok) {
+    mixc_args a = call_args(&call, stream);
+    mixc_error e;
+    mixc_status s = mixc_forward(t->k, &a, &e);
+    mixc_kernel_optimized_ms(t->k, pending);
+    if (s != MIXC_OK) ok = 0, snprintf(detail, n, "mixc_forward: %s", e.message);
+  }
+  if (ok) ok = sync_all(detail, n) && call_results(&t->x, &d, &call, &got, detail, n);
+  if (ok && run_reference(&t->x, &d, detail, n)) ok = 0;
+  double worst = 0;
+  if (ok) ok = compare(&t->x, &d, &got, 1e-4, 1e-4, detail, n, &worst);
+  if (ok) snprintf(detail, n, "rel err %.2e", worst);
+  call_free(&call);
+  data_free(&d);
+  data_free(&got);
+  return ok;
+}
+
+/* Calls on one kernel from a thread of its own (own stream), until the optimised tier is in
+ * and three calls more; the last one is checked. */
+typedef struct TierThread {
+  Tier *t;
+  uint64_t seed;
+  int ok, calls, fast_calls;
+  char detail[4800];
+} TierThread;
+
+static void *tier_thread(void *p) {
+  TierThread *w = p;
+  void *stream = NULL;
+  char err[512];
+  if (mixc_cuda_stream_create(g_cu, &stream, err, sizeof err)) {
+    snprintf(w->detail, sizeof w->detail, "a stream: %s", err);
+    return NULL;
+  }
+  int after = 0;
+  for (int i = 0; i < 4000 && after < 3; i++) {
+    int pending = 0;
+    w->ok = tier_call(w->t, stream, w->seed + (uint64_t)i, &pending, w->detail, sizeof w->detail);
+    w->calls++;
+    if (pending) w->fast_calls++;
+    if (!w->ok) break;
+    if (!pending) after++;
+  }
+  if (w->ok && after < 3) w->ok = 0, snprintf(w->detail, sizeof w->detail, "never switched");
+  mixc_cuda_stream_synchronize(g_cu, stream, err, sizeof err);
+  mixc_cuda_stream_destroy(g_cu, stream);
+  return NULL;
+}
+
+static void run_tiered(uint64_t seed) {
+  char tmp[] = "/tmp/mixc-tiered-XXXXXX";
+  if (!mkdtemp(tmp)) {
+    result(stdout, 0, "tiers: a temporary directory", strerror(errno));
+    return;
+  }
+  const char *ox = getenv("XDG_CACHE_HOME"), *ot = getenv("MIXC_CUDA_TIERED");
+  char *old_xdg = ox ? strdup(ox) : NULL, *old_tiered = ot ? strdup(ot) : NULL;
+  unsetenv("MIXC_CUDA_TIERED");
+  char xdg[4200], dir[4400], detail[4800], name[200];
+  Tier t;
+  int pending = -1, n = 0, tmps = 0;
+  ino_t ino = 0, ino2 = 0;
+  mixc_error e;
+
+  /* A cold cache: the first call runs the fast tier; then the optimised one, into the cache,
+   * while two threads keep calling. */
+  snprintf(xdg, sizeof xdg, "%s/a", tmp);
+  snprintf(dir, sizeof dir, "%s/mixc/cubin", xdg);
+  setenv("XDG_CACHE_HOME", xdg, 1);
+  if (!tier_open(&t, detail, sizeof detail)) {
+    result(stdout, 0, "tiers: setup", detail);
+    tier_close(&t);
+    goto out;
+  }
+  int ok = tier_call(&t, NULL, seed, &pending, detail, sizeof detail);
+  snprintf(name, sizeof name, "tiers: cold first call runs the fast tier (pending %d)", pending);
+  result(stdout, ok && pending == 1, name, detail);
+  double first_ms = mixc_kernel_compile_ms(t.k, NULL);
+  TierThread tw[2];
+  pthread_t th[2];
+  int nth = 0;
+  for (int i = 0; i < 2; i++) {
+    memset(&tw[i], 0, sizeof tw[i]);
+    tw[i].t = &t;
+    tw[i].seed = seed + 1000 * (uint64_t)(i + 1);
+    if (!pthread_create(&th[nth], NULL, tier_thread, &tw[i])) nth++;
+  }
+  mixc_status s = mixc_kernel_wait_ready(t.k, &e);
+  double opt_ms = mixc_kernel_optimized_ms(t.k, &pending);
+  snprintf(detail, sizeof detail, "%s; first tier %.0f ms, optimised %.0f ms (its own thread)",
+           s ? e.message : "ok", first_ms, opt_ms);
+  result(stdout, s == MIXC_OK && pending == 0 && opt_ms > 0, "tiers: mixc_kernel_wait_ready",
+         detail);
+  ok = tier_call(&t, NULL, seed + 1, &pending, detail, sizeof detail);
+  result(stdout, ok && pending == 0, "tiers: after the wait, the optimised tier", detail);
+  for (int i = 0; i < nth; i++) {
+    pthread_join(th[i], NULL);
+    snprintf(name, sizeof name, "tiers: thread %d calling through the switch (%d calls, %d fast)",
+             i, tw[i].calls, tw[i].fast_calls);
+    result(stdout, tw[i].ok, name, tw[i].detail);
+  }
+  n = cache_entries(dir, &ino, &tmps);
+  snprintf(detail, sizeof detail, "%d entries, %d temporaries in %s", n, tmps, dir);
+  result(stdout, n == 1 && tmps == 0, "tiers: the optimised cubin is cached", detail);
+  tier_close(&t);
+
+  /* A fresh context on that cache: the optimised cubin at once, nothing rewritten. */
+  if (!tier_open(&t, detail, sizeof detail)) {
+    result(stdout, 0, "tiers: setup 2", detail);
+  } else {
+    ok = tier_call(&t, NULL, seed + 2, &pending, detail, sizeof detail);
+    double o2 = mixc_kernel_optimized_ms(t.k, NULL);
+    n = cache_entries(dir, &ino2, NULL);
+    snprintf(name, sizeof name, "tiers: a fresh context hits the cache (pending %d, %d entries)",
+             pending, n);
+    result(stdout, ok && pending == 0 && o2 == 0 && n == 1 && ino2 == ino, name, detail);
+    s = mixc_kernel_wait_ready(t.k, &e);
+    result(stdout, s == MIXC_OK, "tiers: waiting on a cache hit", s ? e.message : "");
+  }
+  tier_close(&t);
+
+  /* MIXC_CUDA_TIERED=0: optimised on the calling thread, cached before the call returns. */
+  snprintf(xdg, sizeof xdg, "%s/b", tmp);
+  snprintf(dir, sizeof dir, "%s/mixc/cubin", xdg);
+  setenv("XDG_CACHE_HOME", xdg, 1);
+  setenv("MIXC_CUDA_TIERED", "0", 1);
+  if (!tier_open(&t, detail, sizeof detail)) {
+    result(stdout, 0, "tiers: setup 3", detail);
+  } else {
+    ok = tier_call(&t, NULL, seed + 3, &pending, detail, sizeof detail);
+    n = cache_entries(dir, NULL, NULL);
+    snprintf(name, sizeof name, "tiers: MIXC_CUDA_TIERED=0 (pending %d, %d entries)", pending, n);
+    result(stdout, ok && pending == 0 && n == 1, name, detail);
+  }
+  tier_close(&t);
+  unsetenv("MIXC_CUDA_TIERED");
+
+  /* The context destroyed while the optimised compile runs: the thread is joined, and the
+   * compile still lands in the cache. */
+  snprintf(xdg, sizeof xdg, "%s/c", tmp);
+  snprintf(dir, sizeof dir, "%s/mixc/cubin", xdg);
+  setenv("XDG_CACHE_HOME", xdg, 1);
+  if (!tier_open(&t, detail, sizeof detail)) {
+    result(stdout, 0, "tiers: setup 4", detail);
+  } else {
+    ok = tier_call(&t, NULL, seed + 4, &pending, detail, sizeof detail);
+    snprintf(name, sizeof name, "tiers: a first call, then destroy at once (pending %d)", pending);
+    result(stdout, ok && pending == 1, name, detail);
+  }
+  tier_close(&t);
+  n = cache_entries(dir, NULL, &tmps);
+  snprintf(detail, sizeof detail, "%d entries, %d temporaries", n, tmps);
+  result(stdout, n == 1 && tmps == 0, "tiers: the destroyed context's optimised cubin is cached",
+         detail);
+
+out:
+  if (old_xdg) setenv("XDG_CACHE_HOME", old_xdg, 1);
+  else unsetenv("XDG_CACHE_HOME");
+  if (old_tiered) setenv("MIXC_CUDA_TIERED", old_tiered, 1);
+  free(old_xdg);
+  free(old_tiered);
+  remove_tree(tmp);
+}
+
 static void run_gpu(mixc_context *ctx, uint64_t seed) {
   char *files[256];
   int nf = list_examples(files, 256);
@@ -604,6 +895,7 @@ int main(int argc, char **argv) {
     gpu = probe(ctx, mod, &k);
   }
   free(src);
+  wait_api(mod);
   mixc_kernel_destroy(k);
   mixc_module_destroy(mod);
   const char *req = getenv("MIXC_TEST_REQUIRE_GPU");
@@ -620,6 +912,7 @@ int main(int argc, char **argv) {
     const MixcCudaInfo *in = mixc_cuda_info(g_cu);
     printf("GPU: %s (%s, %d SMs), NVRTC %d.%d\n", in->name, in->target, in->sm_count,
            in->nvrtc_major, in->nvrtc_minor);
+    run_tiered(seed); /* first: it sets XDG_CACHE_HOME, which no other thread may read */
     run_gpu(ctx, seed);
   }
 #endif

@@ -175,6 +175,164 @@ static void *compile_job(void *arg) {
   return NULL;
 }
 
+/* ---- tiers: the fast compile, the cache lookup, the compile on a thread -------------------- */
+
+typedef struct {
+  pthread_mutex_t mu;
+  int calls;
+  int ok, hit;
+  unsigned char *data; /* taken from the callback's cubin */
+  size_t size;
+  char err[8192];
+} DoneRec;
+
+static void on_done(void *arg, MixcCubin *b, const char *err) {
+  DoneRec *d = arg;
+  pthread_mutex_lock(&d->mu);
+  d->calls++;
+  if (b) {
+    d->ok = is_cubin(b);
+    d->hit = b->cache_hit;
+    d->size = b->size;
+    free(d->data);
+    d->data = b->data; /* the callback may take the bytes */
+    b->data = NULL;
+  } else {
+    snprintf(d->err, sizeof d->err, "%s", err ? err : "(no message)");
+  }
+  pthread_mutex_unlock(&d->mu);
+}
+
+static void done_init(DoneRec *d) {
+  memset(d, 0, sizeof *d);
+  pthread_mutex_init(&d->mu, NULL);
+}
+static void done_free(DoneRec *d) {
+  free(d->data);
+  pthread_mutex_destroy(&d->mu);
+}
+
+static int count_entries(const char *dir) {
+  char path[4096];
+  return find_entries(dir, path, sizeof path);
+}
+
+/* No temporary files left behind in dir (".tmp-*"). */
+static int count_tmp(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  int k = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (!strncmp(e->d_name, ".tmp-", 5)) k++;
+  closedir(d);
+  return k;
+}
+
+static void test_tiers(MixcNvrtc *r, const char *tmp) {
+  char err[8192], dir[4096];
+  snprintf(dir, sizeof dir, "%s/tiers/mixc/cubin", tmp);
+  CHECK(mixc_nvrtc_set_cache_dir(r, dir, err, sizeof err) == 0, "%s", err);
+  int major = 0, minor = 0;
+  mixc_nvrtc_version(r, &major, &minor);
+  const char *fo = mixc_nvrtc_fast_option(r);
+  if (major < 12 || (major == 12 && minor < 8)) {
+    CHECK(fo == NULL, "NVRTC %d.%d has no -Ofc, yet the fast option is %s", major, minor, fo);
+    skip("NVRTC older than 12.8: no fast tier");
+    return;
+  }
+  CHECK(fo && !strcmp(fo, "-Ofc=max"), "fast option %s", fo ? fo : "(none)");
+
+  /* A lookup in an empty cache misses, without compiling or writing anything. */
+  MixcCubin b;
+  int rc = mixc_nvrtc_lookup(r, REVERSE, "rev.cu", 90, &b, err, sizeof err);
+  CHECK(rc == 0 && b.data == NULL && !b.cache_hit, "lookup in an empty cache: rc %d %s", rc, err);
+  CHECK(count_entries(dir) == 0, "a lookup wrote an entry");
+
+  /* The fast tier: a cubin, never written to the cache, never read from it. */
+  MixcCubin fast;
+  rc = mixc_nvrtc_compile_fast(r, REVERSE, "rev.cu", 90, &fast, err, sizeof err);
+  CHECK(rc == 0 && is_cubin(&fast) && fast.fast && !fast.cache_hit,
+        "fast compile: rc %d fast %d hit %d %s", rc, fast.fast, fast.cache_hit, err);
+  CHECK(count_entries(dir) == 0, "the fast cubin was cached");
+  rc = mixc_nvrtc_lookup(r, REVERSE, "rev.cu", 90, &b, err, sizeof err);
+  CHECK(rc == 0 && b.data == NULL, "after the fast compile, the optimised key hits");
+  mixc_cubin_release(&b);
+
+  /* The optimised compile on a thread while the fast one runs here: the callback gets the
+   * cubin once, and the cache holds it (and only it) afterwards. */
+  DoneRec d;
+  done_init(&d);
+  MixcNvrtcJob *job = NULL;
+  rc = mixc_nvrtc_compile_async(r, REVERSE, "rev.cu", 90, on_done, &d, &job, err, sizeof err);
+  CHECK(rc == 0 && job, "async: %s", err);
+  MixcCubin fast2;
+  rc = mixc_nvrtc_compile_fast(r, REVERSE, "rev.cu", 90, &fast2, err, sizeof err);
+  CHECK(rc == 0 && is_cubin(&fast2), "fast compile beside the thread: %s", err);
+  mixc_nvrtc_job_join(job);
+  CHECK(d.calls == 1 && d.ok && !d.hit && !d.err[0], "async result: calls %d ok %d hit %d %s",
+        d.calls, d.ok, d.hit, d.err);
+  CHECK(count_entries(dir) == 1 && count_tmp(dir) == 0, "%d entries, %d temporaries after the job",
+        count_entries(dir), count_tmp(dir));
+  rc = mixc_nvrtc_lookup(r, REVERSE, "rev.cu", 90, &b, err, sizeof err);
+  CHECK(rc == 0 && b.data && b.cache_hit && b.size == d.size && d.data &&
+            !memcmp(b.data, d.data, b.size),
+        "the lookup after the job: rc %d hit %d", rc, b.cache_hit);
+  /* ... and equals a plain (synchronous) compile, from the cache */
+  MixcCubin full;
+  rc = mixc_nvrtc_compile(r, REVERSE, "rev.cu", 90, &full, err, sizeof err);
+  CHECK(rc == 0 && full.cache_hit && full.size == b.size && !memcmp(full.data, b.data, b.size),
+        "mixc_nvrtc_compile after the job: rc %d hit %d", rc, full.cache_hit);
+  printf("tiers: fast %.1f ms (%zu bytes), fast beside the optimised thread %.1f ms\n", fast.ms,
+         fast.size, fast2.ms);
+  mixc_cubin_release(&full);
+  mixc_cubin_release(&b);
+  mixc_cubin_release(&fast);
+  mixc_cubin_release(&fast2);
+  done_free(&d);
+
+  /* A job joined at once (nothing waited for): its callback has run when the join returns. */
+  done_init(&d);
+  rc = mixc_nvrtc_compile_async(r, SAXPY, "saxpy_job.cu", 90, on_done, &d, &job, err, sizeof err);
+  CHECK(rc == 0, "%s", err);
+  if (!rc) mixc_nvrtc_job_join(job);
+  CHECK(d.calls == 1 && d.ok, "joined at once: calls %d ok %d %s", d.calls, d.ok, d.err);
+  done_free(&d);
+
+  /* A compile error on the thread reaches the callback as the message. */
+  done_init(&d);
+  rc = mixc_nvrtc_compile_async(r, BAD, "mixc_bad.cu", 90, on_done, &d, &job, err, sizeof err);
+  CHECK(rc == 0, "%s", err);
+  if (!rc) mixc_nvrtc_job_join(job);
+  CHECK(d.calls == 1 && !d.ok && !d.data && strstr(d.err, "could not compile mixc_bad.cu") &&
+            strstr(d.err, "    3 |   x[i] = undefined_thing;"),
+        "bad source on the thread: calls %d: %s", d.calls, d.err);
+  done_free(&d);
+  rc = mixc_nvrtc_compile_fast(r, BAD, "mixc_bad.cu", 90, &b, err, sizeof err);
+  CHECK(rc == 1 && strstr(err, "could not compile mixc_bad.cu"), "bad source, fast: %s", err);
+
+  /* MIXC_NVRTC_FAST_OPT picks the fast option; one NVRTC refuses is a plain error. */
+  setenv("MIXC_NVRTC_FAST_OPT", "-Ofc=mid", 1);
+  fo = mixc_nvrtc_fast_option(r);
+  CHECK(fo && !strcmp(fo, "-Ofc=mid"), "MIXC_NVRTC_FAST_OPT: %s", fo ? fo : "(none)");
+  rc = mixc_nvrtc_compile_fast(r, SAXPY, "saxpy.cu", 90, &b, err, sizeof err);
+  CHECK(rc == 0 && is_cubin(&b), "-Ofc=mid: %s", err);
+  mixc_cubin_release(&b);
+  setenv("MIXC_NVRTC_FAST_OPT", "--no-such-option", 1);
+  rc = mixc_nvrtc_compile_fast(r, SAXPY, "saxpy.cu", 90, &b, err, sizeof err);
+  CHECK(rc == 1 && strstr(err, "NVRTC"), "a bad fast option: rc %d %s", rc, err);
+  unsetenv("MIXC_NVRTC_FAST_OPT");
+  /* MIXC_NVRTC_OPT with an -Ofc of its own: no second, fast tier */
+  setenv("MIXC_NVRTC_OPT", "-Ofc=mid", 1);
+  CHECK(mixc_nvrtc_fast_option(r) == NULL, "MIXC_NVRTC_OPT=-Ofc=mid still has a fast tier");
+  rc = mixc_nvrtc_compile_fast(r, SAXPY, "saxpy.cu", 90, &b, err, sizeof err);
+  CHECK(rc == 1 && strstr(err, "no fast compile"), "fast without a fast option: rc %d %s", rc, err);
+  unsetenv("MIXC_NVRTC_OPT");
+  /* the two optimised compiles that succeeded, and nothing of the fast ones */
+  CHECK(count_entries(dir) == 2 && count_tmp(dir) == 0, "%d entries (expected 2), %d temporaries",
+        count_entries(dir), count_tmp(dir));
+}
+
 static void test_nvrtc(const char *tmp) {
   char err[8192];
   char t[16];
@@ -331,6 +489,8 @@ static void test_nvrtc(const char *tmp) {
     pthread_join(th[i], NULL);
     CHECK(jobs[i].ok, "thread %d: %s", i, jobs[i].err);
   }
+
+  test_tiers(r, tmp);
 
   mixc_cubin_release(&a);
   mixc_nvrtc_close(r);

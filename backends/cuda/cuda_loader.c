@@ -699,10 +699,23 @@ static int arch_supported(const MixcNvrtc *r, int arch) {
   return 0;
 }
 
-int mixc_nvrtc_compile(MixcNvrtc *r, const char *source, const char *name, int arch,
-                       MixcCubin *out, char *err, size_t n) {
+/* The first tier's option (NVRTC 12.8+'s fastest compile), unless MIXC_NVRTC_FAST_OPT says
+ * otherwise. */
+#define FAST_OPT_DEFAULT "-Ofc=max"
+
+/* How a compile uses the disk cache. */
+enum { MODE_FULL, MODE_LOOKUP, MODE_FAST };
+
+/* The compile behind mixc_nvrtc_compile (MODE_FULL: cache, else NVRTC and a cache write),
+ * mixc_nvrtc_lookup (MODE_LOOKUP: the cache alone; a miss gives 0 with out->data NULL) and
+ * mixc_nvrtc_compile_fast (MODE_FAST: NVRTC with `fast` added, the cache neither read nor
+ * written). extra: MIXC_NVRTC_OPT, read by the caller (NULL or "" for none). */
+static int nvrtc_compile(MixcNvrtc *r, const char *source, const char *name, int arch,
+                         const char *extra, const char *fast, int mode, MixcCubin *out,
+                         char *err, size_t n) {
   double t0 = now_ms();
   memset(out, 0, sizeof *out);
+  out->fast = mode == MODE_FAST;
   if (!source) return fail(err, n, "no CUDA source to compile");
   if (!name || !*name) name = "mixc_kernels.cu";
   mixc_cuda_target_name(arch, out->target, sizeof out->target);
@@ -719,10 +732,11 @@ int mixc_nvrtc_compile(MixcNvrtc *r, const char *source, const char *name, int a
   char arch_opt[40];
   snprintf(arch_opt, sizeof arch_opt, "-arch=%s", out->target);
   /* MIXC_NVRTC_OPT: one more NVRTC option, for experiments (e.g. -Ofc=mid, NVRTC 12.8+'s
-   * faster compile); part of the cache key like the others */
-  const char *extra = getenv("MIXC_NVRTC_OPT");
-  const char *opts[] = {arch_opt, "-std=c++17", "-default-device", "-lineinfo", extra};
-  const int nopts = (int)(sizeof opts / sizeof opts[0]) - (extra && *extra ? 0 : 1);
+   * faster compile); part of the cache key like the others. The fast tier adds its own. */
+  const char *opts[6] = {arch_opt, "-std=c++17", "-default-device", "-lineinfo"};
+  int nopts = 4;
+  if (extra && *extra) opts[nopts++] = extra;
+  if (mode == MODE_FAST && fast && *fast) opts[nopts++] = fast;
 
   /* The key: everything that decides the cubin. */
   unsigned char key[32];
@@ -738,7 +752,8 @@ int mixc_nvrtc_compile(MixcNvrtc *r, const char *source, const char *name, int a
   sha_field(&s, source);
   sha_final(&s, key);
 
-  char *path = r->cache_dir ? entry_path(r->cache_dir, key) : NULL;
+  /* the fast tier's cubin is never cached: it is not the cubin of the optimised key */
+  char *path = r->cache_dir && mode != MODE_FAST ? entry_path(r->cache_dir, key) : NULL;
   if (path) {
     int got = cache_read(path, key, &out->data, &out->size, out->cache_note,
                          sizeof out->cache_note);
@@ -748,6 +763,11 @@ int mixc_nvrtc_compile(MixcNvrtc *r, const char *source, const char *name, int a
       out->ms = now_ms() - t0;
       return 0;
     }
+  }
+  if (mode == MODE_LOOKUP) {
+    free(path);
+    out->ms = now_ms() - t0;
+    return 0;
   }
 
   nvrtcProgram prog = NULL;
@@ -806,6 +826,117 @@ int mixc_nvrtc_compile(MixcNvrtc *r, const char *source, const char *name, int a
   out->size = size;
   out->ms = now_ms() - t0;
   return 0;
+}
+
+int mixc_nvrtc_compile(MixcNvrtc *r, const char *source, const char *name, int arch,
+                       MixcCubin *out, char *err, size_t n) {
+  return nvrtc_compile(r, source, name, arch, getenv("MIXC_NVRTC_OPT"), NULL, MODE_FULL, out,
+                       err, n);
+}
+
+int mixc_nvrtc_lookup(MixcNvrtc *r, const char *source, const char *name, int arch,
+                      MixcCubin *out, char *err, size_t n) {
+  return nvrtc_compile(r, source, name, arch, getenv("MIXC_NVRTC_OPT"), NULL, MODE_LOOKUP, out,
+                       err, n);
+}
+
+/* MIXC_NVRTC_FAST_OPT, else the default; "" when tiering has no fast option to use. */
+static const char *fast_option(const MixcNvrtc *r) {
+  const char *f = getenv("MIXC_NVRTC_FAST_OPT");
+  if (f && *f) return f;
+  /* -Ofc (--Ofast-compile) came with NVRTC 12.8 */
+  return r->major > 12 || (r->major == 12 && r->minor >= 8) ? FAST_OPT_DEFAULT : "";
+}
+
+const char *mixc_nvrtc_fast_option(const MixcNvrtc *r) {
+  const char *f = fast_option(r);
+  const char *extra = getenv("MIXC_NVRTC_OPT");
+  /* an -Ofc of one's own already asks for a fast compile: one tier is enough */
+  if (!*f || (extra && strstr(extra, "-Ofc"))) return NULL;
+  return f;
+}
+
+int mixc_nvrtc_compile_fast(MixcNvrtc *r, const char *source, const char *name, int arch,
+                            MixcCubin *out, char *err, size_t n) {
+  const char *f = mixc_nvrtc_fast_option(r);
+  if (!f) {
+    memset(out, 0, sizeof *out);
+    return fail(err, n, "NVRTC %d.%d has no fast compile (-Ofc needs NVRTC 12.8 or newer)",
+                r->major, r->minor);
+  }
+  return nvrtc_compile(r, source, name, arch, getenv("MIXC_NVRTC_OPT"), f, MODE_FAST, out, err,
+                       n);
+}
+
+/* ---- a compile on a thread of its own ---------------------------------------------------- */
+
+struct MixcNvrtcJob {
+  pthread_t th;
+  MixcNvrtc *r;
+  char *source, *name, *extra; /* copies; extra is MIXC_NVRTC_OPT as read when it started */
+  int arch;
+  MixcNvrtcDoneFn done;
+  void *arg;
+};
+
+/* NVRTC's front end and optimiser recurse deeply: a stack of its own size, not the
+ * process's default (which may be small, or unlimited and then 2 MiB). */
+enum { JOB_STACK = 16 << 20 };
+
+static void *job_main(void *p) {
+  MixcNvrtcJob *j = p;
+  MixcCubin b;
+  char err[8192] = "";
+  int rc = nvrtc_compile(j->r, j->source, j->name, j->arch, j->extra, NULL, MODE_FULL, &b, err,
+                         sizeof err);
+  j->done(j->arg, rc ? NULL : &b, rc ? err : NULL);
+  if (!rc) mixc_cubin_release(&b);
+  return NULL;
+}
+
+static void job_free(MixcNvrtcJob *j) {
+  free(j->source);
+  free(j->name);
+  free(j->extra);
+  free(j);
+}
+
+int mixc_nvrtc_compile_async(MixcNvrtc *r, const char *source, const char *name, int arch,
+                             MixcNvrtcDoneFn done, void *arg, MixcNvrtcJob **out, char *err,
+                             size_t n) {
+  *out = NULL;
+  if (!source || !done) return fail(err, n, "no CUDA source or no callback for the compile");
+  if (!name || !*name) name = "mixc_kernels.cu";
+  const char *extra = getenv("MIXC_NVRTC_OPT");
+  MixcNvrtcJob *j = calloc(1, sizeof *j);
+  if (!j || !(j->source = dup_str(source)) || !(j->name = dup_str(name)) ||
+      (extra && !(j->extra = dup_str(extra)))) {
+    if (j) job_free(j);
+    return fail(err, n, "out of memory");
+  }
+  j->r = r;
+  j->arch = arch;
+  j->done = done;
+  j->arg = arg;
+  pthread_attr_t at;
+  int e = pthread_attr_init(&at);
+  if (!e) {
+    (void)pthread_attr_setstacksize(&at, JOB_STACK); /* else the default */
+    e = pthread_create(&j->th, &at, job_main, j);
+    pthread_attr_destroy(&at);
+  }
+  if (e) {
+    job_free(j);
+    return fail(err, n, "could not start a compile thread (%s)", strerror(e));
+  }
+  *out = j;
+  return 0;
+}
+
+void mixc_nvrtc_job_join(MixcNvrtcJob *j) {
+  if (!j) return;
+  pthread_join(j->th, NULL);
+  job_free(j);
 }
 
 /* ==== The driver ======================================================================== */

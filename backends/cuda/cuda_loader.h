@@ -63,6 +63,7 @@ typedef struct MixcCubin {
   size_t size;
   double ms;             /* wall time of the whole compile call, cache lookup included */
   int cache_hit;         /* 1: read from the disk cache, NVRTC not run */
+  int fast;              /* 1: the fast tier (mixc_nvrtc_compile_fast), never cached */
   char target[16];       /* "sm_90a" */
   char cache_note[512];  /* "" or why the cache was skipped or an entry rebuilt */
 } MixcCubin;
@@ -73,6 +74,43 @@ typedef struct MixcCubin {
 int mixc_nvrtc_compile(MixcNvrtc *r, const char *source, const char *name, int arch,
                        MixcCubin *out, char *err, size_t n);
 void mixc_cubin_release(MixcCubin *b); /* frees data; the struct itself is the caller's */
+
+/* ---- Tiered compiles: a fast cubin first, the optimised one on a thread -------------------
+ * NVRTC's optimiser and ptxas take most of a compile (0.75 to 1.6 s for a hand-structured
+ * kernel on an H100 host); with NVRTC 12.8+'s -Ofc=max the same source compiles in about a
+ * third of that, to code that runs much slower. The runtime (runtime/cuda_exec.c) looks the
+ * optimised cubin up in the cache; on a miss it starts the optimised compile on a thread
+ * (mixc_nvrtc_compile_async), compiles the fast cubin meanwhile, runs it, and switches to the
+ * optimised one when the thread is done. */
+
+/* The optimised cubin from the disk cache: 0 with out->data set on a hit, 0 with out->data
+ * NULL on a miss (out->cache_note says why an entry there was unusable); never compiles.
+ * The key is mixc_nvrtc_compile's. */
+int mixc_nvrtc_lookup(MixcNvrtc *r, const char *source, const char *name, int arch,
+                      MixcCubin *out, char *err, size_t n);
+/* The fast tier's option: $MIXC_NVRTC_FAST_OPT, else "-Ofc=max" (NVRTC 12.8 or newer); NULL
+ * when there is none (an older NVRTC, or MIXC_NVRTC_OPT already holds an -Ofc). */
+const char *mixc_nvrtc_fast_option(const MixcNvrtc *r);
+/* Compiles with mixc_nvrtc_compile's options plus the fast option (out->fast = 1). The disk
+ * cache is neither read nor written: a fast cubin never stands for the optimised one. */
+int mixc_nvrtc_compile_fast(MixcNvrtc *r, const char *source, const char *name, int arch,
+                            MixcCubin *out, char *err, size_t n);
+
+typedef struct MixcNvrtcJob MixcNvrtcJob;
+/* Called once, on the job's thread, when its compile ends: cubin is the result (through the
+ * cache, as mixc_nvrtc_compile: a miss is compiled and written there) and err NULL, or cubin
+ * NULL and err the message. The callback may take cubin->data (set it to NULL); the rest is
+ * freed after it returns. */
+typedef void (*MixcNvrtcDoneFn)(void *arg, MixcCubin *cubin, const char *err);
+/* Starts mixc_nvrtc_compile(r, source, name, arch) on a new thread (source and name are
+ * copied; MIXC_NVRTC_OPT is read now). Errors: out of memory, no thread. r must outlive the
+ * job, and its cache directory must not change until the job is joined. */
+int mixc_nvrtc_compile_async(MixcNvrtc *r, const char *source, const char *name, int arch,
+                             MixcNvrtcDoneFn done, void *arg, MixcNvrtcJob **out, char *err,
+                             size_t n);
+/* Waits for the job's thread (its compile and its callback) and frees the job. NULL: nothing.
+ * A job must be joined exactly once. */
+void mixc_nvrtc_job_join(MixcNvrtcJob *j);
 
 /* ---- The driver: a device and its primary context ------------------------------------- */
 

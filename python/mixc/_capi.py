@@ -69,6 +69,8 @@ _PROTOS = {
     'mixc_step': (ctypes.c_int, [_P, ctypes.POINTER(Args), ctypes.POINTER(NamedTensor),
                                  ctypes.c_int, ctypes.POINTER(Error)]),
     'mixc_kernel_compile_ms': (ctypes.c_double, [_P, ctypes.POINTER(ctypes.c_int)]),
+    'mixc_kernel_wait_ready': (ctypes.c_int, [_P, ctypes.POINTER(Error)]),
+    'mixc_kernel_optimized_ms': (ctypes.c_double, [_P, ctypes.POINTER(ctypes.c_int)]),
     'mixc_status_name': (ctypes.c_char_p, [ctypes.c_int]),
     'mixc_dtype_name': (ctypes.c_char_p, [ctypes.c_int]),
     'mixc_version': (ctypes.c_char_p, []),

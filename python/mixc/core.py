@@ -512,9 +512,25 @@ class Kernel:
 
     # -- public --
     def compile_ms(self):
-        """(milliseconds spent compiling variants so far, number of variants)."""
+        """(milliseconds spent compiling variants so far, number of variants). On CUDA, the
+        first tier: a variant compiled on a miss of the cubin disk cache runs a fast-compiled
+        cubin until its optimised one, compiled on a thread, is in (see wait_ready)."""
         n = ctypes.c_int()
         ms = self._lib.mixc_kernel_compile_ms(self._h, ctypes.byref(n))
+        return ms, n.value
+
+    def wait_ready(self):
+        """Wait until every variant this kernel has used runs its optimised code (CUDA: the
+        background compile of the optimised cubin has ended; at once on the CPU). Raises the
+        background compile's error, if it failed. Call it before timing anything."""
+        err = _capi.Error()
+        _raise(self._lib.mixc_kernel_wait_ready(self._h, ctypes.byref(err)), err)
+
+    def optimized_ms(self):
+        """(milliseconds of the optimised compiles that ran on their own threads and ended,
+        number of variants still running the fast tier). Does not wait."""
+        n = ctypes.c_int()
+        ms = self._lib.mixc_kernel_optimized_ms(self._h, ctypes.byref(n))
         return ms, n.value
 
     def __call__(self, **kw):

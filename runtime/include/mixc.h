@@ -149,8 +149,28 @@ mixc_status mixc_forward(mixc_kernel *k, const mixc_args *args, mixc_error *err)
 mixc_status mixc_step(mixc_kernel *k, const mixc_args *args, const mixc_named_tensor *states,
                       int nstates, mixc_error *err);
 
-/* Time spent compiling the kernel's variants so far, in milliseconds, and their count. */
+/* Time spent compiling the kernel's variants so far, in milliseconds, and their count
+ * (variants found compiled in the context's cache count, at 0 ms). On MIXC_CUDA this is the
+ * first tier: lowering, then NVRTC's fast compile (or the disk-cache read) and the load. */
 double mixc_kernel_compile_ms(const mixc_kernel *k, int *nvariants);
+
+/* MIXC_CUDA tiers. A variant compiled on a miss of the cubin disk cache first runs a cubin
+ * compiled fast (NVRTC -Ofc=max: about a third of the compile time, much slower code) while
+ * the optimised cubin compiles on a thread of its own; calls switch to the optimised one
+ * from the first call after it is loaded. MIXC_CUDA_TIERED=0 turns this off (every compile
+ * optimised, on the calling thread). A disk-cache hit is optimised from the start.
+ *
+ * mixc_kernel_wait_ready waits until every variant the kernel has used runs its optimised
+ * module; call it after the first call of each combination and before timing anything.
+ * Returns MIXC_OK (at once on the CPU, or when nothing is pending), or the error of a failed
+ * optimised compile (MIXC_ERROR_INTERNAL, _DEVICE, _OUT_OF_MEMORY; the fast tier goes on
+ * running). A failed optimised compile is also the error of the kernel's next call, once. */
+mixc_status mixc_kernel_wait_ready(mixc_kernel *k, mixc_error *err);
+/* The summed wall time, in ms, of the optimised compiles that ran on their own threads for
+ * variants this kernel compiled, those that have ended (NVRTC, cache write, module load);
+ * *pending (may be NULL) gets the number of the kernel's variants still running the fast tier
+ * (compile pending, or failed). Does not wait; 0 and 0 on the CPU. */
+double mixc_kernel_optimized_ms(const mixc_kernel *k, int *pending);
 
 const char *mixc_status_name(mixc_status s);
 const char *mixc_dtype_name(mixc_dtype d);

@@ -219,6 +219,12 @@ class TestForward(Base):
 
 
 class TestErrors(Base):
+    def test_wait_ready_cpu(self):
+        """A CPU kernel has no second tier: wait_ready returns at once, nothing pending."""
+        kern = self.mod.kernel('gla', dims={'K': 16, 'V': 8})
+        self.assertIsNone(kern.wait_ready())
+        self.assertEqual(kern.optimized_ms(), (0.0, 0))
+
     def test_bad_arguments(self):
         kern = self.mod.kernel('gla', dims={'K': 16, 'V': 8})
         low, _ = inputs(self.rng, 'gla', 2, 8, 2, 16, 8)
@@ -497,6 +503,47 @@ class TestCuda(Base):
             o_ref, S_ref = ref(m, d64, S0.double().cpu().numpy())
             self.close(o.float().cpu().numpy(), o_ref, TOL['bfloat16'], f'cuda {m} o')
             self.close(S.cpu().numpy(), S_ref, STATE_TOL_CUDA_LOW, f'cuda {m} S')
+
+    def test_tiers(self):
+        """A cold cubin cache (its own XDG_CACHE_HOME): the first call runs the fast tier, and
+        is checked; wait_ready, then the optimised tier, checked; a fresh context on that cache
+        starts optimised (a hit, nothing pending)."""
+        B, T, H, K, V = 2, 130, 2, 64, 64
+        old = os.environ.get('XDG_CACHE_HOME')
+        tiered = os.environ.pop('MIXC_CUDA_TIERED', None)
+        try:
+            with tempfile.TemporaryDirectory(prefix='mixc-tiers-') as cache:
+                os.environ['XDG_CACHE_HOME'] = cache  # read when a context opens the device
+                for run in ('cold', 'cached'):
+                    with mixc.Context(2) as ctx:
+                        kern = ctx.load(MIXERS_MIX).kernel('gated_delta', dims={'K': K, 'V': V},
+                                                           device='cuda')
+                        for call in range(2):
+                            low, _ = inputs(self.rng, 'gated_delta', B, T, H, K, V)
+                            t, d64 = self.to_cuda(low)
+                            o = torch.full((B, T, H, V), float('nan'), dtype=torch.bfloat16,
+                                           device='cuda')
+                            kern(**t, outputs={'o': o})
+                            ms, pending = kern.optimized_ms()
+                            torch.cuda.synchronize()
+                            o_ref, _ = ref('gated_delta', d64)
+                            self.close(o.float().cpu().numpy(), o_ref, TOL['bfloat16'],
+                                       f'tiers: {run} call {call} (pending {pending})')
+                            if run == 'cold' and call == 0:
+                                self.assertEqual(pending, 1, 'the first call ran optimised')
+                                kern.wait_ready()
+                                ms, pending = kern.optimized_ms()
+                                self.assertGreater(ms, 0)
+                            self.assertEqual(pending, 0)
+                            if run == 'cached':
+                                self.assertEqual(ms, 0, 'a cache hit compiled in the background')
+        finally:
+            if old is None:
+                os.environ.pop('XDG_CACHE_HOME', None)
+            else:
+                os.environ['XDG_CACHE_HOME'] = old
+            if tiered is not None:
+                os.environ['MIXC_CUDA_TIERED'] = tiered
 
     def test_cached_calls(self):
         """Repeated calls of one signature (the cached path: only the pointers and the stream
