@@ -515,6 +515,9 @@ class TestCuda(Base):
             with tempfile.TemporaryDirectory(prefix='mixc-tiers-') as cache:
                 os.environ['XDG_CACHE_HOME'] = cache  # read when a context opens the device
                 for run in ('cold', 'cached'):
+                    # the cold run: the switch held back 1 s, so that the first call runs the
+                    # fast tier for certain, even where NVRTC's own cache is warm
+                    os.environ['MIXC_CUDA_TIER_DELAY_MS'] = '1000' if run == 'cold' else '0'
                     with mixc.Context(2) as ctx:
                         kern = ctx.load(MIXERS_MIX).kernel('gated_delta', dims={'K': K, 'V': V},
                                                            device='cuda')
@@ -538,6 +541,7 @@ class TestCuda(Base):
                             if run == 'cached':
                                 self.assertEqual(ms, 0, 'a cache hit compiled in the background')
         finally:
+            os.environ.pop('MIXC_CUDA_TIER_DELAY_MS', None)
             if old is None:
                 os.environ.pop('XDG_CACHE_HOME', None)
             else:
