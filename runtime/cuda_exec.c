@@ -147,8 +147,9 @@ static mixc_status compile_status(const char *msg) {
   return strstr(msg, "could not compile") ? MIXC_ERROR_INTERNAL : dev_status(msg);
 }
 
-/* Loads a cubin and looks up the variant's kernels in it (*fns: nfns handles, malloc'd),
- * checking that each can have a block of its launch's threads. */
+/* Loads a cubin and looks up the variant's kernels in it (*fns: nfns handles, malloc'd);
+ * a fast-tier cubin's kernels must also take a block of their launch's threads (else the
+ * optimised compile is waited for; an optimised kernel that cannot says so at its launch). */
 static mixc_status load_kernels(CudaVariant *v, MixcCuda *cu, const MixcCubin *b,
                                 MixcCudaModule **mod, MixcCudaFunc ***fns, char *err, size_t n) {
   *mod = NULL;
@@ -162,12 +163,13 @@ static mixc_status load_kernels(CudaVariant *v, MixcCuda *cu, const MixcCubin *b
   for (int i = 0; st == MIXC_OK && i < v->nfns; i++) {
     if (mixc_cuda_function(*mod, v->names[i], &(*fns)[i], err, n)) {
       st = MIXC_ERROR_INTERNAL;
-    } else if ((unsigned)mixc_cuda_func_max_threads((*fns)[i]) < v->launch[i].threads) {
+    } else if (b->fast &&
+               (unsigned)mixc_cuda_func_max_threads((*fns)[i]) < v->launch[i].threads) {
       snprintf(err, n,
                "kernel %s: a block of %u threads is more than the %d it can have (%d registers "
                "a thread)%s",
                v->names[i], v->launch[i].threads, mixc_cuda_func_max_threads((*fns)[i]),
-               mixc_cuda_func_num_regs((*fns)[i]), b->fast ? " in the fast tier" : "");
+               mixc_cuda_func_num_regs((*fns)[i]), " in the fast tier");
       st = MIXC_ERROR_INTERNAL;
     }
   }
