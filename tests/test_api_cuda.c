@@ -23,6 +23,13 @@
  * Also: argument errors on CUDA tensors (NULL data, a wrong shape, a misaligned pointer, a
  * bad device index) name the argument; options.check_cu_seqlens catches a bad device
  * cu_seqlens. Examples run on 8 threads sharing one context, each with its own stream.
+ * Tiers (first, in contexts of their own with a fresh XDG_CACHE_HOME; gla chunk, K = V = 32,
+ * f32, against the reference): a cold first call runs the fast tier (the switch held back by
+ * MIXC_CUDA_TIER_DELAY_MS) while two threads call through the switch; mixc_kernel_wait_ready,
+ * then the optimised tier; one cache entry; a fresh context hits it (nothing pending, the entry
+ * not rewritten); MIXC_CUDA_TIERED=0; a context destroyed while its optimised compile is held
+ * back returns promptly and the cubin is cached. Without a GPU: mixc_kernel_wait_ready and
+ * mixc_kernel_optimized_ms on NULL and on a CPU kernel.
  * `test_api_cuda SEED` replays a run. One summary line: passed, failed. */
 #define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>

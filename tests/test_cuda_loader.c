@@ -4,7 +4,10 @@
  * (an ELF image for the CUDA machine), a syntax error comes back with the offending source
  * lines quoted, the disk cache answers a second compile (a hit, and faster), a corrupt or
  * truncated entry is rebuilt, a cache directory that cannot be made or written still
- * compiles, the key tells targets apart, several threads compile at once; and, where
+ * compiles, the key tells targets apart, several threads compile at once; the tiers: a
+ * cache lookup that never compiles, the fast compile (-Ofc) that is never cached, the
+ * optimised compile on a thread beside it (its callback, once; the cache holds it after the
+ * join), a compile error on the thread, MIXC_NVRTC_FAST_OPT and MIXC_NVRTC_OPT; and, where
  * libcuda.so.1 cannot be loaded, mixc_cuda_open answers with the plain "no CUDA driver"
  * sentence.
  *
