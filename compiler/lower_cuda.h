@@ -62,6 +62,9 @@ typedef struct CudaChunkShape {
   int no_hilo;      /* CCK_DELTA with g: 1 rounds P and D to one 16-bit value each in the
                        output's P D (the older form); 0 splits both into hi + lo where shared
                        memory has room (lower_cuda_delta.c) */
+  int local_fused;  /* CCK_SCALAR, CCK_DIAG with segs > 1: 1 prints the local pass as the fused
+                       kernel's local mode (the older form); 0 its own kernel where it fits
+                       (lower_cuda_local.c) */
   int diag_exact;   /* CCK_DIAG: 1 takes the older form (the diagonal tiles of Q K^T element by
                        element, the other tiles' operands scaled in registers); 0 the factored
                        form where it fits (lower_cuda_scalar.c) */
@@ -99,11 +102,21 @@ void cuda_chunk_kernels_free(CudaChunkKernel *k, int nk);
 void cuda_print_conversions(FILE *out);
 /* A kernel's sequence bounds (t0, t1, b of item n) and its tensors' pointers and strides,
  * printed the same way by the scalar/diagonal and recurrent kernels (lower_cuda_scalar.c). */
+/* The tensor-core helpers (ldmatrix, mma.m16n8k16, packing; bf: bf16 operands, else f16)
+ * after the conversions (lower_cuda_scalar.c). */
+void cuda_print_mma_helpers(FILE *out, int bf);
 void cuda_print_seq_bounds(FILE *out, const CudaChunkShape *s);
-void cuda_print_tensor_ptrs(FILE *out, const CudaChunkShape *s);
+/* which: a mask of CUDA_PTRS_Q, _K, _V, _O (the gate's always, where it is an input) */
+enum { CUDA_PTRS_Q = 1, CUDA_PTRS_K = 2, CUDA_PTRS_V = 4, CUDA_PTRS_O = 8, CUDA_PTRS_ALL = 15 };
+void cuda_print_tensor_ptrs(FILE *out, const CudaChunkShape *s, unsigned which);
 int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *name, int arch,
                              int smem_optin, unsigned *threads, unsigned *smem,
                              int64_t *scratch_floats, char *err, size_t errlen);
+/* The sequence split's local pass for scalar and diagonal decay (lower_cuda_local.c): 0, 1
+ * with a message, or -1 outside its form (the caller prints the fused kernel's local mode). */
+int cuda_chunk_local_source(FILE *out, const CudaChunkShape *s, const char *name, int arch,
+                            int smem_optin, unsigned *threads, unsigned *smem, char *err,
+                            size_t errlen);
 int cuda_chunk_delta_source(FILE *out, const CudaChunkShape *s, const char *name, int arch,
                             int smem_optin, unsigned *threads, unsigned *smem,
                             int64_t *scratch_floats, char *err, size_t errlen);

@@ -229,7 +229,7 @@ int cuda_rec_source(FILE *out, const CudaChunkShape *s, const char *name, int ar
           "  int64_t t0, t1, b;\n",
           s->i_H);
   cuda_print_seq_bounds(out, s);
-  cuda_print_tensor_ptrs(out, s);
+  cuda_print_tensor_ptrs(out, s, CUDA_PTRS_ALL);
   if (s->has_beta)
     fprintf(out,
             "  const unsigned char *pbt = (const unsigned char *)args.ptrs[%d];\n"

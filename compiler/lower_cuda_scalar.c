@@ -77,7 +77,7 @@ void cuda_print_seq_bounds(FILE *out, const CudaChunkShape *s) {
 
 /* The base pointer, row and column strides and (b, h) offset of q, k, v, o and of an input
  * gate (pq, q1, q3, qb, ...; pg, g1, gb and, diagonal decay, g3). */
-void cuda_print_tensor_ptrs(FILE *out, const CudaChunkShape *s) {
+void cuda_print_tensor_ptrs(FILE *out, const CudaChunkShape *s, unsigned which) {
   const int diag = s->kind == CCK_DIAG;
   /* pointers and strides: [B, T, H, dim] */
   struct {
@@ -86,7 +86,8 @@ void cuda_print_tensor_ptrs(FILE *out, const CudaChunkShape *s) {
   } ts[] = {{"q", s->p_q, s->s_q}, {"k", s->p_k, s->s_k}, {"v", s->p_v, s->s_v},
             {"o", s->p_o, s->s_o}};
   for (int i = 0; i < 4; i++)
-    fprintf(out,
+    if (which & (1u << i))
+      fprintf(out,
             "  %sunsigned char *p%s = (%sunsigned char *)args.ptrs[%d];\n"
             "  const int64_t %s1 = args.ints[%d], %s3 = args.ints[%d];\n"
             "  const int64_t %sb = b * args.ints[%d] + h * args.ints[%d];\n",
@@ -100,6 +101,90 @@ void cuda_print_tensor_ptrs(FILE *out, const CudaChunkShape *s) {
             s->p_g, s->s_g + 1, s->s_g, s->s_g + 2);
     if (diag) fprintf(out, "  const int64_t g3 = args.ints[%d];\n", s->s_g + 3);
   }
+}
+
+/* The helpers of a tensor-core kernel's text (MX() its name prefix, the conversions printed
+ * before): MX(f) / MX(h) between the 16-bit input type (bf: bf16, else f16) and float, the
+ * shared-memory address, ldmatrix loads of A and B fragments (plain and transposed),
+ * mma.m16n8k16 on a 16 x 16 tile, MX(pk) (two floats to a 16-bit pair), MX(ld8r) (8 elements
+ * of a strided row) and MX(z4). */
+void cuda_print_mma_helpers(FILE *out, int bf) {
+  fprintf(out,
+          "static __device__ __forceinline__ float MX(f)(unsigned short u) { return MX(%s)(u); }\n"
+          "static __device__ __forceinline__ unsigned short MX(h)(float f) { return MX(%s)(f); }\n",
+          bf ? "bf2f" : "h2f", bf ? "f2bf" : "f2h");
+  /* Fragments of mma.m16n8k16 (PTX ISA), lane = 4 g + c: A register i holds row g + 8 (i % 2),
+   * columns 2 c + 8 (i / 2) + {0, 1}; B register i rows 2 c + 8 i + {0, 1}, column g; the
+   * accumulator of a 16 x 16 tile (two m16n8 halves hf) c[4 hf + r]: row g + 8 (r / 2),
+   * column 8 hf + 2 c + r % 2. ldmatrix .x4: lane l gives the address of row l % 8 of matrix
+   * l / 8; register j gets matrix j's row l / 4, columns 2 (l % 4) + {0, 1} (.trans: rows
+   * 2 (l % 4) + {0, 1}, column l / 4). */
+  fputs("static __device__ __forceinline__ unsigned MX(sa)(const void *p) {\n"
+        "  unsigned r;\n"
+        "  asm(\"{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }\" : \"=r\"(r) : "
+        "\"l\"(p));\n"
+        "  return r;\n}\n"
+        "static __device__ __forceinline__ void MX(ldsm)(unsigned *r, const unsigned short *p) {\n"
+        "  asm volatile(\"ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\"\n"
+        "               : \"=r\"(r[0]), \"=r\"(r[1]), \"=r\"(r[2]), \"=r\"(r[3]) : \"r\"(MX(sa)(p)));\n"
+        "}\n"
+        "static __device__ __forceinline__ void MX(ldsmt)(unsigned *r, const unsigned short *p) {\n"
+        "  asm volatile(\"ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\"\n"
+        "               : \"=r\"(r[0]), \"=r\"(r[1]), \"=r\"(r[2]), \"=r\"(r[3]) : \"r\"(MX(sa)(p)));\n"
+        "}\n"
+        "/* A (16 x 16): A(r, k) at A[r * ld + k] */\n"
+        "static __device__ __forceinline__ void MX(ldA)(unsigned *a, const unsigned short *A, int "
+        "ld) {\n"
+        "  const int l = threadIdx.x & 31;\n"
+        "  MX(ldsm)(a, A + (l & 15) * ld + (l >> 4) * 8);\n}\n"
+        "/* A(r, k) at A[k * ld + r] */\n"
+        "static __device__ __forceinline__ void MX(ldAT)(unsigned *a, const unsigned short *A, int "
+        "ld) {\n"
+        "  const int l = threadIdx.x & 31;\n"
+        "  MX(ldsmt)(a, A + ((l & 7) + ((l >> 4) & 1) * 8) * ld + ((l >> 3) & 1) * 8);\n}\n"
+        "/* B (16 x 16, both halves: b[0..1] columns 0..7, b[2..3] columns 8..15): B(k, n) at\n"
+        " * B[k * ld + n] */\n"
+        "static __device__ __forceinline__ void MX(ldB)(unsigned *b, const unsigned short *B, int "
+        "ld) {\n"
+        "  const int l = threadIdx.x & 31;\n"
+        "  MX(ldsmt)(b, B + ((l & 7) + ((l >> 3) & 1) * 8) * ld + (l >> 4) * 8);\n}\n"
+        "/* B(k, n) at B[n * ld + k] */\n"
+        "static __device__ __forceinline__ void MX(ldBT)(unsigned *b, const unsigned short *B, int "
+        "ld) {\n"
+        "  const int l = threadIdx.x & 31;\n"
+        "  MX(ldsm)(b, B + ((l & 7) + ((l >> 4) & 1) * 8) * ld + ((l >> 3) & 1) * 8);\n}\n",
+        out);
+  fprintf(out,
+          "static __device__ __forceinline__ void MX(mma)(float *c, const unsigned *a, const "
+          "unsigned *b) {\n"
+          "#pragma unroll\n"
+          "  for (int hf = 0; hf < 2; hf++)\n"
+          "    asm volatile(\"mma.sync.aligned.m16n8k16.row.col.f32.%s.%s.f32 {%%0, %%1, %%2, %%3}, "
+          "{%%4, %%5, %%6, %%7}, {%%8, %%9}, {%%0, %%1, %%2, %%3};\"\n"
+          "                 : \"+f\"(c[4 * hf]), \"+f\"(c[4 * hf + 1]), \"+f\"(c[4 * hf + 2]), "
+          "\"+f\"(c[4 * hf + 3])\n"
+          "                 : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(b[2 * hf]), "
+          "\"r\"(b[2 * hf + 1]));\n"
+          "}\n",
+          bf ? "bf16" : "f16", bf ? "bf16" : "f16");
+  fputs("static __device__ __forceinline__ unsigned MX(pk)(float lo, float hi) {\n"
+        "  return (unsigned)MX(h)(lo) | ((unsigned)MX(h)(hi) << 16);\n}\n",
+        out);
+  /* a row segment of 8 elements into shared memory: one 16-byte load when contiguous and
+   * aligned, else element by element (n valid elements, the rest zero) */
+  fputs("static __device__ __forceinline__ uint4 MX(ld8r)(const unsigned short *src, int64_t "
+        "stride, int n) {\n"
+        "  unsigned short t[8];\n"
+        "#pragma unroll\n"
+        "  for (int e = 0; e < 8; e++) t[e] = e < n ? src[e * stride] : (unsigned short)0;\n"
+        "  uint4 w;\n"
+        "  w.x = t[0] | ((unsigned)t[1] << 16); w.y = t[2] | ((unsigned)t[3] << 16);\n"
+        "  w.z = t[4] | ((unsigned)t[5] << 16); w.w = t[6] | ((unsigned)t[7] << 16);\n"
+        "  return w;\n"
+        "}\n"
+        "static __device__ __forceinline__ uint4 MX(z4)() {\n"
+        "  uint4 w;\n  w.x = w.y = w.z = w.w = 0u;\n  return w;\n}\n\n",
+        out);
 }
 
 /* The diagonal 16 x 16 tiles of Ab exactly: A[t, u] = sum_i q[t,i] k[u,i] e^{b[t,i] - b[u,i]},
@@ -212,82 +297,7 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
   fprintf(out, "#define MX(x) %s_##x\n", name);
   /* conversions (no headers: NVRTC is given no include path) */
   cuda_print_conversions(out);
-  fprintf(out,
-          "static __device__ __forceinline__ float MX(f)(unsigned short u) { return MX(%s)(u); }\n"
-          "static __device__ __forceinline__ unsigned short MX(h)(float f) { return MX(%s)(f); }\n",
-          bf ? "bf2f" : "h2f", bf ? "f2bf" : "f2h");
-  /* Fragments of mma.m16n8k16 (PTX ISA), lane = 4 g + c: A register i holds row g + 8 (i % 2),
-   * columns 2 c + 8 (i / 2) + {0, 1}; B register i rows 2 c + 8 i + {0, 1}, column g; the
-   * accumulator of a 16 x 16 tile (two m16n8 halves hf) c[4 hf + r]: row g + 8 (r / 2),
-   * column 8 hf + 2 c + r % 2. ldmatrix .x4: lane l gives the address of row l % 8 of matrix
-   * l / 8; register j gets matrix j's row l / 4, columns 2 (l % 4) + {0, 1} (.trans: rows
-   * 2 (l % 4) + {0, 1}, column l / 4). */
-  fputs("static __device__ __forceinline__ unsigned MX(sa)(const void *p) {\n"
-        "  unsigned r;\n"
-        "  asm(\"{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }\" : \"=r\"(r) : "
-        "\"l\"(p));\n"
-        "  return r;\n}\n"
-        "static __device__ __forceinline__ void MX(ldsm)(unsigned *r, const unsigned short *p) {\n"
-        "  asm volatile(\"ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\"\n"
-        "               : \"=r\"(r[0]), \"=r\"(r[1]), \"=r\"(r[2]), \"=r\"(r[3]) : \"r\"(MX(sa)(p)));\n"
-        "}\n"
-        "static __device__ __forceinline__ void MX(ldsmt)(unsigned *r, const unsigned short *p) {\n"
-        "  asm volatile(\"ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\"\n"
-        "               : \"=r\"(r[0]), \"=r\"(r[1]), \"=r\"(r[2]), \"=r\"(r[3]) : \"r\"(MX(sa)(p)));\n"
-        "}\n"
-        "/* A (16 x 16): A(r, k) at A[r * ld + k] */\n"
-        "static __device__ __forceinline__ void MX(ldA)(unsigned *a, const unsigned short *A, int "
-        "ld) {\n"
-        "  const int l = threadIdx.x & 31;\n"
-        "  MX(ldsm)(a, A + (l & 15) * ld + (l >> 4) * 8);\n}\n"
-        "/* A(r, k) at A[k * ld + r] */\n"
-        "static __device__ __forceinline__ void MX(ldAT)(unsigned *a, const unsigned short *A, int "
-        "ld) {\n"
-        "  const int l = threadIdx.x & 31;\n"
-        "  MX(ldsmt)(a, A + ((l & 7) + ((l >> 4) & 1) * 8) * ld + ((l >> 3) & 1) * 8);\n}\n"
-        "/* B (16 x 16, both halves: b[0..1] columns 0..7, b[2..3] columns 8..15): B(k, n) at\n"
-        " * B[k * ld + n] */\n"
-        "static __device__ __forceinline__ void MX(ldB)(unsigned *b, const unsigned short *B, int "
-        "ld) {\n"
-        "  const int l = threadIdx.x & 31;\n"
-        "  MX(ldsmt)(b, B + ((l & 7) + ((l >> 3) & 1) * 8) * ld + (l >> 4) * 8);\n}\n"
-        "/* B(k, n) at B[n * ld + k] */\n"
-        "static __device__ __forceinline__ void MX(ldBT)(unsigned *b, const unsigned short *B, int "
-        "ld) {\n"
-        "  const int l = threadIdx.x & 31;\n"
-        "  MX(ldsm)(b, B + ((l & 7) + ((l >> 4) & 1) * 8) * ld + ((l >> 3) & 1) * 8);\n}\n",
-        out);
-  fprintf(out,
-          "static __device__ __forceinline__ void MX(mma)(float *c, const unsigned *a, const "
-          "unsigned *b) {\n"
-          "#pragma unroll\n"
-          "  for (int hf = 0; hf < 2; hf++)\n"
-          "    asm volatile(\"mma.sync.aligned.m16n8k16.row.col.f32.%s.%s.f32 {%%0, %%1, %%2, %%3}, "
-          "{%%4, %%5, %%6, %%7}, {%%8, %%9}, {%%0, %%1, %%2, %%3};\"\n"
-          "                 : \"+f\"(c[4 * hf]), \"+f\"(c[4 * hf + 1]), \"+f\"(c[4 * hf + 2]), "
-          "\"+f\"(c[4 * hf + 3])\n"
-          "                 : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(b[2 * hf]), "
-          "\"r\"(b[2 * hf + 1]));\n"
-          "}\n",
-          bf ? "bf16" : "f16", bf ? "bf16" : "f16");
-  fputs("static __device__ __forceinline__ unsigned MX(pk)(float lo, float hi) {\n"
-        "  return (unsigned)MX(h)(lo) | ((unsigned)MX(h)(hi) << 16);\n}\n",
-        out);
-  /* a row segment of 8 elements into shared memory: one 16-byte load when contiguous and
-   * aligned, else element by element (n valid elements, the rest zero) */
-  fputs("static __device__ __forceinline__ uint4 MX(ld8r)(const unsigned short *src, int64_t "
-        "stride, int n) {\n"
-        "  unsigned short t[8];\n"
-        "#pragma unroll\n"
-        "  for (int e = 0; e < 8; e++) t[e] = e < n ? src[e * stride] : (unsigned short)0;\n"
-        "  uint4 w;\n"
-        "  w.x = t[0] | ((unsigned)t[1] << 16); w.y = t[2] | ((unsigned)t[3] << 16);\n"
-        "  w.z = t[4] | ((unsigned)t[5] << 16); w.w = t[6] | ((unsigned)t[7] << 16);\n"
-        "  return w;\n"
-        "}\n"
-        "static __device__ __forceinline__ uint4 MX(z4)() {\n"
-        "  uint4 w;\n  w.x = w.y = w.z = w.w = 0u;\n  return w;\n}\n\n",
-        out);
+  cuda_print_mma_helpers(out, bf);
 
   fprintf(out,
           "extern \"C\" __global__ void __launch_bounds__(%d, %d)\n"
@@ -366,7 +376,7 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
         "    t0 = s0;\n"
         "  }\n",
         out);
-  cuda_print_tensor_ptrs(out, s);
+  cuda_print_tensor_ptrs(out, s, CUDA_PTRS_ALL);
   /* scale */
   if (s->p_scale >= 0) {
     fprintf(out, "  const float scale = ");

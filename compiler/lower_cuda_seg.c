@@ -144,8 +144,15 @@ static int one(const CudaChunkShape *s, int mode, const char *name, int arch, in
     snprintf(err, errlen, "out of memory printing the CUDA kernel");
     return 1;
   }
-  int rc;
-  if (mode == CCM_COMBINE)
+  int rc = -1;
+  /* the scalar/diagonal local pass: its own kernel where it fits, else the fused kernel's
+   * local mode (-1 from it prints nothing) */
+  if (mode == CCM_LOCAL && s->kind != CCK_DELTA && !s->local_fused)
+    rc = cuda_chunk_local_source(f, &m, name, arch, smem_optin, &k->threads, &k->smem, err,
+                                 errlen);
+  if (rc != -1) {
+    k->scratch_floats = 0;
+  } else if (mode == CCM_COMBINE)
     rc = combine_source(f, &m, name, &k->threads, &k->smem);
   else if (s->kind == CCK_DELTA)
     rc = cuda_chunk_delta_source(f, &m, name, arch, smem_optin, &k->threads, &k->smem,

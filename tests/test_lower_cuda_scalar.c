@@ -25,7 +25,9 @@
  * a chunk per phase (thread 0, barrier to barrier). MIXC_SCALAR_SEGS=N runs every case split into N sequence segments (the local,
  * combine and output kernels of lower_cuda_seg.c, their per-item storage in device memory).
  * MIXC_SCALAR_THREADS=256 prints every kernel with 256 threads a block
- * (CudaChunkShape.threads). MIXC_SCALAR_DUMP=DIR writes the sources. */
+ * (CudaChunkShape.threads). MIXC_SCALAR_DUMP=DIR writes the sources. MIXC_SCALAR_OLD_LOCAL=1
+ * prints the sequence split's local pass as the fused kernel's local mode (the older form;
+ * CudaChunkShape.local_fused). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 
@@ -84,6 +86,7 @@ static const double G_CONST = -0.03125; /* the CCG_CONST gate */
  * the default is 512). MIXC_SCALAR_SEGS=N: every case split into N sequence segments (three
  * kernels, lower_cuda_seg.c). */
 static unsigned g_threads;
+static int g_old_local; /* MIXC_SCALAR_OLD_LOCAL=1: CudaChunkShape.local_fused */
 static int64_t g_segs;
 static int g_prof; /* load() prints the kernels with MIXC_SCALAR_PROF (the bench's phases) */
 static int g_diag_exact; /* CudaChunkShape.diag_exact (MIXC_SCALAR_DIAG_EXACT=1) */
@@ -93,6 +96,7 @@ typedef ChunkKern Kern; /* tests/testlib_cuda.h */
 static void fill_shape(const Case *c, CudaChunkShape *s) {
   memset(s, 0, sizeof *s);
   s->threads = g_threads;
+  s->local_fused = g_old_local;
   s->diag_exact = g_diag_exact;
   s->segs = g_segs;
   s->kind = c->diag ? CCK_DIAG : CCK_SCALAR;
@@ -395,7 +399,8 @@ done:
 
 /* The value split lower_mixer chooses for KernelSpec.gpu on a mixer of bench/gpu/mixers.mix
  * (K = V = 128, bf16 q, k, v, o, f32 g), bh = B H, 264 target items: 0 with *vtile, *vtiles. */
-static int runtime_split(const char *mixer, int64_t bh, int64_t *vtile, int64_t *vtiles) {
+static int runtime_split(const char *mixer, int64_t bh, int64_t *vtile, int64_t *vtiles,
+                         int64_t *segs) {
   const char *file = "bench/gpu/mixers.mix";
   FILE *f = fopen(file, "rb");
   if (!f) return 1;
@@ -431,10 +436,11 @@ static int runtime_split(const char *mixer, int64_t bh, int64_t *vtile, int64_t 
       sp.gpu = 1, sp.gpu_arch = 90, sp.gpu_smem_optin = 232448;
       KernelPlan pl;
       char err[1024];
-      if (!lower_mixer(&comp.arena, &sp, &pl, err, sizeof err) && pl.mod->nfuncs == 1 &&
-          pl.mod->funcs[0]->cuda_src) {
+      if (!lower_mixer(&comp.arena, &sp, &pl, err, sizeof err) &&
+          (pl.mod->nfuncs == 1 || pl.mod->nfuncs == 3) && pl.mod->funcs[0]->cuda_src) {
         *vtile = pl.vtile > 0 ? pl.vtile : 128;
         *vtiles = pl.vtiles > 0 ? pl.vtiles : 1;
+        *segs = pl.segs > 1 ? pl.segs : 1;
         rc = 0;
       } else {
         printf("  bench %s: no hand-structured kernel (%s)\n", mixer, err);
@@ -455,18 +461,23 @@ static int cmp_float(const void *a, const void *b) {
 static void bench(const char *mixer, int diag, int64_t B, int64_t T, int idx, int64_t vt_force) {
   char err[2048], name[64];
   const int64_t H = 16, K = 128, V = 128;
-  int64_t vtile = 0, vtiles = 0;
+  int64_t vtile = 0, vtiles = 0, segs = 1;
   if (vt_force > 0) {
     vtile = vt_force, vtiles = (V + vt_force - 1) / vt_force;
-  } else if (runtime_split(mixer, B * H, &vtile, &vtiles)) {
+  } else if (runtime_split(mixer, B * H, &vtile, &vtiles, &segs)) {
     printf("  bench %s: the runtime's split not found\n", mixer);
     return;
   }
+  /* the runtime's sequence split unless MIXC_SCALAR_SEGS or a forced value split says */
+  const int64_t segs_env = g_segs;
+  if (vt_force <= 0 && g_segs <= 0) g_segs = segs;
   Case c = {mixer, diag, CCG_INPUT, K, V, vtile, vtiles, KT_BF16, KT_BF16, KT_F32,
             0, 0, 0, 0, 0, 0, B, T, H};
   snprintf(name, sizeof name, "mixc_scalar_bench%d", idx);
   Kern kn;
   int lrc = load(&c, name, &kn);
+  segs = g_segs > 1 ? g_segs : 1;
+  g_segs = segs_env;
   if (lrc) {
     printf("  bench %s: does not compile\n", mixer);
     return;
@@ -497,7 +508,7 @@ static void bench(const char *mixer, int diag, int64_t B, int64_t T, int idx, in
   for (int d = 0; d < 4; d++)
     args.ints[S_Q + d] = s4[d], args.ints[S_K + d] = s4[d], args.ints[S_V + d] = s4v[d],
     args.ints[S_O + d] = s4v[d], args.ints[S_G + d] = diag ? s4g[d] : s3[d];
-  int64_t items = B * H * vtiles * (g_segs > 1 ? g_segs : 1);
+  int64_t items = B * H * vtiles * segs;
   MixcDevPtr dscr = 0;
   if (!bad && kn.item_floats > 0)
     bad = mixc_cuda_alloc(g_cuda, (size_t)(items * kn.item_floats) * 4, &dscr, err, sizeof err);
@@ -527,6 +538,12 @@ static void bench(const char *mixer, int diag, int64_t B, int64_t T, int idx, in
            (long long)vtile, (long long)vtiles, vt_force > 0 ? " (forced)" : " (the runtime's)",
            (long long)items, threads, smem, diag && g_diag_exact ? " (older form)" : "",
            g_prof ? " (phase counters on)" : "");
+    if (kn.n > 1) {
+      float each[3];
+      if (!ck_time_each(g_cuda, &kn, &args, items, scratch, each, err, sizeof err))
+        printf("    %lld segments; each kernel alone (median ms): local %.3f, combine %.3f, "
+               "output %.3f\n", (long long)segs, each[0], each[1], each[2]);
+    }
     static const char *const phase[12] = {
         "q k v to smem", "gates (+ barrier)", "diag: gate prefix sums", "next chunk's loads",
         "Ab (diag: off-diag / dn: build)", "diag: diagonal (dn: Ab)", "Ks (diag: Qs) + barrier",
@@ -563,6 +580,8 @@ int main(int argc, char **argv) {
   if (g_diag_exact) printf("test_lower_cuda_scalar: GLA's older form (diagonal tiles exact)\n");
   const char *th = getenv("MIXC_SCALAR_THREADS");
   g_threads = th && !strcmp(th, "256") ? 256 : 0;
+  const char *ol = getenv("MIXC_SCALAR_OLD_LOCAL");
+  g_old_local = ol && !strcmp(ol, "1");
   const char *sg = getenv("MIXC_SCALAR_SEGS");
   g_segs = sg ? atoll(sg) : 0;
   if (g_segs < 0 || g_segs > 64) g_segs = 0;
@@ -670,6 +689,11 @@ int main(int argc, char **argv) {
       const int64_t shapes[3][2] = {{8, 2048}, {2, 8192}, {1, 32768}};
       bench("simple_gla", 0, 8, 2048, 0, 0);
       bench("gla", 1, 8, 2048, 1, 0);
+      /* the long shapes with the runtime's split (the sequence split: each kernel's time) */
+      for (int sh = 1; sh < 3; sh++) {
+        bench("simple_gla", 0, shapes[sh][0], shapes[sh][1], 10 + sh, 0);
+        bench("gla", 1, shapes[sh][0], shapes[sh][1], 20 + sh, 0);
+      }
       /* MIXC_SCALAR_PROF=1: the same with the phase counters */
       const char *pr = getenv("MIXC_SCALAR_PROF");
       if (pr && *pr && strcmp(pr, "0")) {

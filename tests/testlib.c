@@ -887,6 +887,38 @@ int chunk_kern_launch(MixcCuda *cu, const ChunkKern *k, void *args, int64_t item
   return 0;
 }
 
+static int cmp_ms(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return x < y ? -1 : x > y;
+}
+
+int ck_time_each(MixcCuda *cu, const ChunkKern *k, void *args, int64_t items, float *scratch,
+                 float ms[3], char *err, size_t n) {
+  enum { NRUN = 15 };
+  MixcCudaEvent *ev[NRUN + 1] = {0};
+  float t[NRUN];
+  int bad = 0;
+  for (int i = 0; i <= NRUN && !bad; i++) bad = mixc_cuda_event_create(cu, &ev[i], err, n);
+  for (int f = 0; f < k->n && f < 3 && !bad; f++) {
+    ChunkKern one = *k;
+    one.n = 1, one.fn[0] = k->fn[f], one.threads[0] = k->threads[f], one.smem[0] = k->smem[f];
+    bad = chunk_kern_launch(cu, &one, args, items, items, scratch, err, n) ||
+          mixc_cuda_event_record(cu, ev[0], NULL, err, n);
+    for (int i = 0; i < NRUN && !bad; i++)
+      bad = chunk_kern_launch(cu, &one, args, items, items, scratch, err, n) ||
+            mixc_cuda_event_record(cu, ev[i + 1], NULL, err, n);
+    for (int i = 0; i < NRUN && !bad; i++)
+      bad = mixc_cuda_event_elapsed(cu, ev[i], ev[i + 1], &t[i], err, n);
+    if (!bad) {
+      qsort(t, NRUN, sizeof *t, cmp_ms);
+      ms[f] = t[NRUN / 2];
+    }
+  }
+  for (int i = 0; i <= NRUN; i++)
+    if (ev[i]) mixc_cuda_event_destroy(cu, ev[i]);
+  return bad;
+}
+
 uint16_t ck_to16(KType t, double x) {
   return t == KT_F16 ? mixc_f32_to_f16((float)x) : mixc_f32_to_bf16((float)x);
 }

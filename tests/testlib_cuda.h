@@ -38,6 +38,11 @@ int chunk_kern_print(const CudaChunkShape *s, const char *name, int arch, int op
  * the per-item storage. Returns 0, or 1 with a message in err. */
 int chunk_kern_launch(MixcCuda *cu, const ChunkKern *k, void *args, int64_t items, int64_t mid,
                       float *scratch, char *err, size_t n);
+/* Times each of k's kernels launched alone over items (median of 15 launches between
+ * events, after one untimed): ms[f] for kernel f. For the benches; the sequence split's
+ * kernels give the same work when repeated. Returns 0, or 1 with a message in err. */
+int ck_time_each(MixcCuda *cu, const ChunkKern *k, void *args, int64_t items, float *scratch,
+                 float ms[3], char *err, size_t n);
 /* Host values of the kernels' storage types (f32, bf16, f16) as doubles: element i of p. The
  * 16-bit types round to nearest even; 0xffff (a NaN in bf16 and in f16) is the poison. */
 uint16_t ck_to16(KType t, double x);
