@@ -923,7 +923,7 @@ static void bench_api_step(void) {
     memset(&a, 0, sizeof a);
     a.inputs = in, a.ninputs = 5, a.outputs = out, a.noutputs = 1;
     for (int i = 0; i < 5; i++) /* the variant compiled, the workspace made */
-      if (mixc_step(k, &a, sts, 1, &e)) {
+      if (mixc_step(k, &a, sts, 1, &e) || (i == 0 && mixc_kernel_wait_ready(k, &e))) {
         printf("  bench api: mixc_step: %s\n", e.message);
         goto done;
       }
