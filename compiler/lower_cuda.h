@@ -62,6 +62,9 @@ typedef struct CudaChunkShape {
   int no_hilo;      /* CCK_DELTA with g: 1 rounds P and D to one 16-bit value each in the
                        output's P D (the older form); 0 splits both into hi + lo where shared
                        memory has room (lower_cuda_delta.c) */
+  int split_loads;  /* scalar/diag fused kernel: 1 loads the next chunk's v (and the factored
+                       GLA form's gates) after the output product instead of with q and k, -1
+                       with them; 0 the default (split for diagonal decay only) */
   int local_fused;  /* CCK_SCALAR, CCK_DIAG with segs > 1: 1 prints the local pass as the fused
                        kernel's local mode (the older form); 0 its own kernel where it fits
                        (lower_cuda_local.c) */

@@ -225,6 +225,37 @@ static void print_diag_exact(FILE *out, const char *filter) {
           out);
 }
 
+/* The loads of a chunk starting at token cn (lnx its valid rows, declared before) into the
+ * registers rv (v) and, for the factored diagonal form (dn), rgd (the thread's gates). */
+static void print_vg_loads(FILE *out, const CudaChunkShape *s, const char *name, const char *cn,
+                           int dn) {
+  fprintf(out,
+          "#pragma unroll\n"
+          "    for (int u = 0; u < NV8; u++) {\n"
+          "      const int e = tid + u * NT, r = e / (VT / 8), c8 = (e %% (VT / 8)) * 8;\n"
+          "      const int nv = r < lnx ? (vw - c8 < 8 ? (vw - c8 > 0 ? vw - c8 : 0) : 8) : 0;\n"
+          "      const bool ok = e < CC * (VT / 8) && nv > 0;\n"
+          "      const int64_t tok = %s + (ok ? r : 0);\n"
+          "      const unsigned short *av = (const unsigned short *)pv + vb + tok * v1 + (j0 + c8) * v3;\n"
+          "      rv[u] = ok ? (fv ? __ldg((const uint4 *)av) : MX(ld8r)(av, v3, nv)) : MX(z4)();\n"
+          "    }\n",
+          cn);
+  if (!dn) return;
+  fprintf(out,
+          "#pragma unroll\n"
+          "    for (int r = 0; r < 16; r++) {\n"
+          "      const int row = gti * 16 + r;\n"
+          "      float gg = 0.0f;\n"
+          "      if (gok && row < lnx) gg = ");
+  char idx[96];
+  snprintf(idx, sizeof idx, "gb + (%s + row) * g1 + gch * g3", cn);
+  rd(out, s->g_type, "pg", idx);
+  fputs(";\n"
+        "      rgd[r] = gg;\n"
+        "    }\n",
+        out);
+}
+
 int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *name, int arch,
                              int smem_optin, unsigned *threads, unsigned *smem,
                              int64_t *scratch_floats, char *err, size_t errlen) {
@@ -263,6 +294,10 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
    * thread: needs row tiles NS a power of two and K NS <= threads. */
   const int64_t NS = CC / 16, NPAIR = NS * (NS + 1) / 2;
   int dn = diag && !s->diag_exact && (NS & (NS - 1)) == 0 && KD * NS <= NTHREADS;
+  /* the next chunk's v (and dn's gates) loaded after O rather than with q and k: on an H100
+   * at K = V = 128 the loads' wait moves into the state update's phase, GLA 2-4% faster,
+   * simple GLA 1-2% slower (docs/gpu.md), so the diagonal form's default */
+  const int split = s->split_loads > 0 || (s->split_loads == 0 && diag);
   int qs = 1;
   int64_t o_q, o_k, o_ks, o_qs, o_qt, o_kt, o_v, o_sb, o_ab, o_b, o_d, o_er, o_el, o_fl, total;
   for (;;) {
@@ -465,17 +500,10 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
             "      const unsigned short *ak = (const unsigned short *)pk + kb + tok * k1 + c8 * k3;\n"
             "      if (!LOCM) rq[u] = ok ? (fq ? __ldg((const uint4 *)aq) : MX(ld8r)(aq, q3, 8)) : MX(z4)();\n"
             "      rk[u] = ok ? (fk ? __ldg((const uint4 *)ak) : MX(ld8r)(ak, k3, 8)) : MX(z4)();\n"
-            "    }\n"
-            "#pragma unroll\n"
-            "    for (int u = 0; u < NV8; u++) {\n"
-            "      const int e = tid + u * NT, r = e / (VT / 8), c8 = (e %% (VT / 8)) * 8;\n"
-            "      const int nv = r < lnx ? (vw - c8 < 8 ? (vw - c8 > 0 ? vw - c8 : 0) : 8) : 0;\n"
-            "      const bool ok = e < CC * (VT / 8) && nv > 0;\n"
-            "      const int64_t tok = %s + (ok ? r : 0);\n"
-            "      const unsigned short *av = (const unsigned short *)pv + vb + tok * v1 + (j0 + c8) * v3;\n"
-            "      rv[u] = ok ? (fv ? __ldg((const uint4 *)av) : MX(ld8r)(av, v3, nv)) : MX(z4)();\n"
             "    }\n",
-            cn, cn, cn, cn);
+            cn, cn, cn);
+    /* split loads: the next chunk's v (and dn's gates) after O instead, below */
+    if (pass == 0 || !split) print_vg_loads(out, s, name, cn, dn);
     if (!diag) {
       fputs("    if (warp == NW - 1) {\n"
             "#pragma unroll\n"
@@ -494,20 +522,6 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
       }
       fputs("        rg[u] = gg;\n"
             "      }\n"
-            "    }\n",
-            out);
-    } else if (dn) {
-      fprintf(out,
-              "#pragma unroll\n"
-              "    for (int r = 0; r < 16; r++) {\n"
-              "      const int row = gti * 16 + r;\n"
-              "      float gg = 0.0f;\n"
-              "      if (gok && row < lnx) gg = ");
-      char idx[96];
-      snprintf(idx, sizeof idx, "gb + (%s + row) * g1 + gch * g3", cn);
-      rd(out, s->g_type, "pg", idx);
-      fputs(";\n"
-            "      rgd[r] = gg;\n"
             "    }\n",
             out);
     }
@@ -858,6 +872,13 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
         "    }\n"
         "    SPROF(7);\n",
         out);
+  if (split) {
+    fputs("    if (c0 + CC < t1) {\n"
+          "    const int lnx = (int)(t1 - (c0 + CC) < CC ? t1 - (c0 + CC) : CC);\n",
+          out);
+    print_vg_loads(out, s, name, "(c0 + CC)", dn);
+    fputs("    }\n", out);
+  }
   /* S <- e^{b_last} S + Ks^T V, in registers */
   fputs("#pragma unroll\n"
         "    for (int m = 0; m < NTW; m++) {\n"

@@ -27,7 +27,9 @@
  * MIXC_SCALAR_THREADS=256 prints every kernel with 256 threads a block
  * (CudaChunkShape.threads). MIXC_SCALAR_DUMP=DIR writes the sources. MIXC_SCALAR_OLD_LOCAL=1
  * prints the sequence split's local pass as the fused kernel's local mode (the older form;
- * CudaChunkShape.local_fused). */
+ * CudaChunkShape.local_fused). MIXC_SCALAR_SPLIT_LOADS=1 (or -1) loads the next chunk's v
+ * after O (or with q and k) in every kernel (CudaChunkShape.split_loads; the default splits
+ * for GLA only). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 
@@ -86,6 +88,7 @@ static const double G_CONST = -0.03125; /* the CCG_CONST gate */
  * the default is 512). MIXC_SCALAR_SEGS=N: every case split into N sequence segments (three
  * kernels, lower_cuda_seg.c). */
 static unsigned g_threads;
+static int g_split_loads; /* MIXC_SCALAR_SPLIT_LOADS=1 / -1: CudaChunkShape.split_loads */
 static int g_old_local; /* MIXC_SCALAR_OLD_LOCAL=1: CudaChunkShape.local_fused */
 static int64_t g_segs;
 static int g_prof; /* load() prints the kernels with MIXC_SCALAR_PROF (the bench's phases) */
@@ -96,6 +99,7 @@ typedef ChunkKern Kern; /* tests/testlib_cuda.h */
 static void fill_shape(const Case *c, CudaChunkShape *s) {
   memset(s, 0, sizeof *s);
   s->threads = g_threads;
+  s->split_loads = g_split_loads;
   s->local_fused = g_old_local;
   s->diag_exact = g_diag_exact;
   s->segs = g_segs;
@@ -580,6 +584,8 @@ int main(int argc, char **argv) {
   if (g_diag_exact) printf("test_lower_cuda_scalar: GLA's older form (diagonal tiles exact)\n");
   const char *th = getenv("MIXC_SCALAR_THREADS");
   g_threads = th && !strcmp(th, "256") ? 256 : 0;
+  const char *sl = getenv("MIXC_SCALAR_SPLIT_LOADS");
+  g_split_loads = sl && !strcmp(sl, "1") ? 1 : sl && !strcmp(sl, "-1") ? -1 : 0;
   const char *ol = getenv("MIXC_SCALAR_OLD_LOCAL");
   g_old_local = ol && !strcmp(ol, "1");
   const char *sg = getenv("MIXC_SCALAR_SEGS");
