@@ -147,61 +147,106 @@ static int64_t cols(const L *l, int s) { return l->C[s]; }
 /* for v in [0, n): body opened; returns the block to close to. */
 static KStmt *loop(L *l, int v, KExpr *n, int flags) { return lw_open_for(l, v, I(l, 0), n, flags); }
 
-/* The token within the chunk: set t, the token bases and the prelude lets. */
-/* Per token of the chunk: the log decay, the outer product's u (scaled) and w, and every
- * readout's coefficient vector. */
+/* Per token of the chunk: the log decay (a diagonal one summed into b on the way), the outer
+ * product's u (scaled) and w, and every readout's coefficient vector. The pieces of one
+ * length share one loop (GLA: one loop of K for g, k, v and q, where four loops took a
+ * quarter of the kernel's JIT time), each lowered in its own scope with its index variable
+ * bound to the loop's. */
+enum { P_DECAY, P_U, P_W, P_Q };
+
+typedef struct Piece {
+  int kind, idx; /* P_*, and the state (P_DECAY, P_U, P_W) or readout (P_Q) */
+  int64_t n;     /* the loop's length; 0: the item's columns under the split (lw_ncols) */
+} Piece;
+
+/* Binds index variable v of the current scope to the KIR variable var (an lhs index, when
+ * the scope has it, or the index a readout contracts). */
+static void bind(L *l, int v, int var) {
+  if (v >= 0 && v < l->sc->nivars && v < MIXC_MAX_IVARS) l->ivar[v] = var;
+}
+
+static void piece(L *l, Chunk *ck, const Piece *pc, int fv, const int *cv) {
+  KExpr *tc = V(l, ck->v_tc);
+  if (pc->kind == P_Q) {
+    const Readout *r = &ck->ro[pc->idx];
+    const RecState *rs = &l->rm->states[r->state];
+    lw_use_scope(l, &l->rm->outputs[r->output].scope);
+    if (rs->ndim) bind(l, r->node->terms[0].read.idx[0].v, fv);
+    KExpr *q = F(l, 0);
+    for (int t = 0; t < r->node->nterms; t++) {
+      const RecTerm *tm = &r->node->terms[t];
+      if (rs->ndim && tm->read.idx[0].v != r->node->terms[0].read.idx[0].v) {
+        lw_lfail(l, "internal: readout terms contract different index variables");
+        return;
+      }
+      q = lw_fadd(l, q, lw_fmul(l, F(l, tm->scale), lw_lx(l, tm->coef)));
+    }
+    st(l, r->q, at(l, tc, pc->n, V(l, fv)), q);
+    return;
+  }
+  int s = pc->idx;
+  const RecStep *p = &l->rm->states[s].steps[0];
+  const RecOuter *o = &p->outer[0];
+  lw_use_scope(l, &p->scope);
+  if (pc->kind == P_DECAY) { /* b_t = b_{t-1} + g_t (b_{-1} is the zero row before b) */
+    int gv = lw_var(l, KT_F32, "g");
+    if (p->scope.nlhs > 0) bind(l, 0, fv);
+    lw_set(l, gv, lw_lx(l, p->dl->args[0]));
+    if (ck->need_g[s]) st(l, ck->g[s], at(l, tc, rows(l, s), V(l, fv)), V(l, gv));
+    st(l, ck->b[s], at(l, tc, rows(l, s), V(l, fv)),
+       lw_fadd(l, ld(l, ck->b[s], at(l, isub(l, tc, I(l, 1)), rows(l, s), V(l, fv))), V(l, gv)));
+  } else if (pc->kind == P_U) {
+    if (p->scope.nlhs > 0) bind(l, 0, fv);
+    st(l, ck->U[s], at(l, tc, rows(l, s), V(l, fv)), lw_fmul(l, V(l, cv[s]), lw_lx(l, o->u)));
+  } else {
+    if (p->scope.nlhs > 1) { /* the state's column: the item's own under the split */
+      if (pc->n > 0)
+        bind(l, 1, fv);
+      else
+        lw_set(l, lw_lhs_var(l, 1), lw_gcol(l, V(l, fv)));
+    }
+    st(l, ck->W[s], at(l, tc, cols(l, s), V(l, fv)), p->scope.nlhs > 1 ? lw_lx(l, o->w) : F(l, 1));
+  }
+}
+
 static void gather(L *l, Chunk *ck) {
+  int ns = l->rm->nstates;
+  Piece *pcs = arena_array(l->arena, (size_t)(3 * ns + ck->nro + 1), sizeof *pcs);
+  int *cv = lw_int_array(l, ns, -1);
+  if (!pcs || !cv) {
+    lw_lfail(l, "out of memory");
+    return;
+  }
+  int np = 0;
+  for (int s = 0; s < ns; s++) {
+    if (ck->diag[s]) pcs[np++] = (Piece){P_DECAY, s, rows(l, s)};
+    pcs[np++] = (Piece){P_U, s, rows(l, s)};
+    pcs[np++] = (Piece){P_W, s, l->split ? 0 : cols(l, s)};
+  }
+  for (int k = 0; k < ck->nro; k++) pcs[np++] = (Piece){P_Q, k, rows(l, ck->ro[k].state)};
   KStmt *outer = loop(l, ck->v_tc, V(l, ck->v_len), 0);
   lw_at_token(l, ck->v_c0, ck->v_tc);
   KExpr *tc = V(l, ck->v_tc);
-  for (int s = 0; s < l->rm->nstates; s++) {
+  for (int s = 0; s < ns; s++) { /* per token: a scalar decay's g, the outer products' c */
     const RecStep *p = &l->rm->states[s].steps[0];
-    const RecOuter *o = &p->outer[0];
     lw_use_scope(l, &p->scope);
-    if (ck->diag[s]) { /* b_t = b_{t-1} + g_t here (b_{-1} is the zero row before b) */
-      int gi = lw_lhs_var(l, 0), gv = lw_var(l, KT_F32, "g");
-      KStmt *in = loop(l, gi, I(l, rows(l, s)), KF_BLOCK);
-      lw_set(l, gv, lw_lx(l, p->dl->args[0]));
-      if (ck->need_g[s]) st(l, ck->g[s], at(l, tc, rows(l, s), V(l, gi)), V(l, gv));
-      st(l, ck->b[s], at(l, tc, rows(l, s), V(l, gi)),
-         lw_fadd(l, ld(l, ck->b[s], at(l, ke_bin(l->m, KO_SUB, tc, I(l, 1)), rows(l, s), V(l, gi))),
-                 V(l, gv)));
-      lw_close_for(l, in);
-    } else {
+    if (!ck->diag[s])
       st(l, ck->g[s], tc, p->cls == RC_SCALAR ? lw_lx(l, p->a->args[0]) : F(l, 0));
+    cv[s] = lw_var(l, KT_F32, "c");
+    lw_set(l, cv[s], lw_fmul(l, F(l, p->outer[0].scale), lw_lx(l, p->outer[0].c)));
+  }
+  for (int k = 0; k < np; k++) {
+    if (pcs[k].kind < 0) continue; /* emitted with an earlier one of its length */
+    int64_t n = pcs[k].n;
+    int fv = lw_var(l, KT_I64, "f");
+    KStmt *in = loop(l, fv, n > 0 ? I(l, n) : lw_ncols(l, pcs[k].idx), KF_BLOCK);
+    for (int m = k; m < np && !l->failed; m++) {
+      if (pcs[m].kind < 0 || pcs[m].n != n || (m > k && n == 0)) continue;
+      piece(l, ck, &pcs[m], fv, cv);
+      pcs[m].kind = -1;
     }
-    int cv = lw_var(l, KT_F32, "c");
-    lw_set(l, cv, lw_fmul(l, F(l, o->scale), lw_lx(l, o->c)));
-    int iv = lw_lhs_var(l, 0);
-    KStmt *in = loop(l, iv, I(l, rows(l, s)), KF_BLOCK);
-    st(l, ck->U[s], at(l, tc, rows(l, s), V(l, iv)), lw_fmul(l, V(l, cv), lw_lx(l, o->u)));
-    lw_close_for(l, in);
-    int jv = lw_lhs_var(l, 1), jt = lw_var(l, KT_I64, "jt");
-    in = loop(l, jt, lw_ncols(l, s), KF_BLOCK);
-    lw_set(l, jv, lw_gcol(l, V(l, jt)));
-    st(l, ck->W[s], at(l, tc, cols(l, s), V(l, jt)), p->scope.nlhs > 1 ? lw_lx(l, o->w) : F(l, 1));
     lw_close_for(l, in);
   }
-  for (int k = 0; k < ck->nro; k++) {
-      const Readout *r = &ck->ro[k];
-      const RecOutput *out = &l->rm->outputs[r->output];
-      lw_use_scope(l, &out->scope);
-      const RecState *rs = &l->rm->states[r->state];
-      int64_t R = rows(l, r->state);
-      int iv = rs->ndim ? lw_ivar_of(l, r->node->terms[0].read.idx[0].v) : lw_var(l, KT_I64, "i");
-      KStmt *in = loop(l, iv, I(l, R), KF_BLOCK);
-      KExpr *q = F(l, 0);
-      for (int t = 0; t < r->node->nterms; t++) {
-        const RecTerm *tm = &r->node->terms[t];
-        if (rs->ndim && tm->read.idx[0].v != r->node->terms[0].read.idx[0].v) {
-          lw_lfail(l, "internal: readout terms contract different index variables");
-          return;
-        }
-        q = lw_fadd(l, q, lw_fmul(l, F(l, tm->scale), lw_lx(l, tm->coef)));
-      }
-      st(l, r->q, at(l, tc, R, V(l, iv)), q);
-      lw_close_for(l, in);
-    }
   lw_close_for(l, outer);
 }
 
@@ -318,7 +363,7 @@ static void scalar_attention(L *l, Chunk *ck, const Readout *r) {
  * For the keys before r0 both exponents are <= 0; within the sub-chunk, e^{b_p - b_u} >= 1.
  * That form is taken when every |b_u - b_p| of the sub-chunk is at most DIAG_SPAN (no
  * overflow, no underflow of either factor); otherwise each row t of the sub-chunk is its own
- * block with the pivot t (t - 1 before the update), every exponent <= 0. */
+ * block with the pivot t (t - 1 before the update), every exponent <= 0, the query's factor 1. */
 enum { DIAG_SPAN = 40 };
 
 static void diag_attention(L *l, Chunk *ck, const Readout *r) {
@@ -329,7 +374,7 @@ static void diag_attention(L *l, Chunk *ck, const Readout *r) {
   int p = lw_var(l, KT_I64, "pivot"), span = lw_var(l, KT_F32, "span");
   int ok = lw_var(l, KT_I64, "fits"), blk = lw_var(l, KT_I64, "blk");
   int a = lw_var(l, KT_I64, "ra"), e = lw_var(l, KT_I64, "re"), pv = lw_var(l, KT_I64, "piv");
-  int nc = lw_var(l, KT_I64, "ncol");
+  int nc = lw_var(l, KT_I64, "ncol"), qo = lw_var(l, KT_I64, "qoff");
   int t = lw_var(l, KT_I64, "t"), u = lw_var(l, KT_I64, "u"), i = lw_var(l, KT_I64, "i");
   int bp = lw_var(l, KT_F32, "bp");
   KExpr *nsub = ke_bin(l->m, KO_DIV, add(l, V(l, ck->v_len), I(l, c - 1)), I(l, c));
@@ -355,13 +400,19 @@ static void diag_attention(L *l, Chunk *ck, const Readout *r) {
   lw_set(l, e, ke_select(l->m, V(l, ok), V(l, r1), add(l, V(l, a), I(l, 1))));
   lw_set(l, pv, ke_select(l->m, V(l, ok), V(l, p), isub(l, V(l, a), I(l, before))));
   lw_set(l, nc, ke_select(l->m, V(l, ok), V(l, r1), isub(l, V(l, e), I(l, before))));
-  /* the rows' decayed queries; from the pivot -1 they are the chunk-start ones already in Qs */
-  KStmt *qi = ks_if(l->m, ke_bin(l->m, KO_LE, I(l, 0), V(l, pv)));
-  lw_emit(l, qi);
-  KStmt *in_blk = l->blk;
-  l->blk = qi;
-  decayed_queries(l, ck, r, V(l, a), V(l, e), V(l, pv));
-  l->blk = in_blk;
+  /* The rows' queries: for a sub-chunk from the chunk start (pivot -1) the decayed ones of
+   * readout_chunk already in Qs, for a later one (only when C > the sub-chunk) decayed from
+   * its pivot into Qs; for a single row t the pivot is t (t - 1 before the update) and its
+   * query's factor e^{b_t - b_pivot} is 1: the raw coefficients. */
+  lw_set(l, qo, ke_select(l->m, V(l, ok), I(l, ck->Qs), I(l, r->q)));
+  if (C > c) {
+    KStmt *qi = ks_if(l->m, ke_bin(l->m, KO_AND, V(l, ok), ke_bin(l->m, KO_LT, I(l, 0), V(l, r0))));
+    lw_emit(l, qi);
+    KStmt *in_blk = l->blk;
+    l->blk = qi;
+    decayed_queries(l, ck, r, V(l, r0), V(l, r1), V(l, p));
+    l->blk = in_blk;
+  }
   /* Kp[i, u] = U[u, i] e^{b_pv[i] - b_u[i]}, u < ncol */
   KStmt *kl = loop(l, i, I(l, R), KF_BLOCK);
   lw_set(l, bp, ld(l, ck->b[s], at(l, V(l, pv), R, V(l, i))));
@@ -370,8 +421,9 @@ static void diag_attention(L *l, Chunk *ck, const Readout *r) {
      lw_fmul(l, ld(l, ck->UT[s], at(l, V(l, i), C, V(l, u))),
              fexp(l, fsub(l, V(l, bp), ld(l, ck->bT[s], at(l, V(l, i), C, V(l, u)))))));
   lw_close_for(l, kl);
-  lw_emit(l, ks_matmul(l->m, ke_bin(l->m, KO_SUB, V(l, e), V(l, a)), V(l, nc), I(l, R),
-                       ke_ptradd(l->m, sp(l, ck->Qs), mul(l, V(l, a), I(l, R * 4))), I(l, R),
+  KExpr *qrows = mul(l, add(l, V(l, qo), mul(l, V(l, a), I(l, R))), I(l, 4));
+  lw_emit(l, ks_matmul(l->m, isub(l, V(l, e), V(l, a)), V(l, nc), I(l, R),
+                       ke_ptradd(l->m, V(l, l->v_scr), qrows), I(l, R),
                        sp(l, ck->Kp), I(l, C),
                        ke_ptradd(l->m, sp(l, ck->A), mul(l, V(l, a), I(l, C * 4))), I(l, C), 0));
   /* zero above the diagonal (u > t; u >= t before the update) */
