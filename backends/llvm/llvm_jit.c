@@ -1253,13 +1253,12 @@ static LLVMModuleRef build_module(LLVMContextRef ctx, const KModule *m, const Ho
   return emit_finish(&e);
 }
 
-/* default<O2> for the host CPU, without the generic loop unroller and interleaver: the
+/* A pipeline for the host CPU, without the generic loop unroller and interleaver: the
  * matmul micro-kernel is register-blocked by hand, and on the chunk kernels unrolling doubled
  * the JIT time (GLA 405 -> 227 ms, Gated DeltaNet 204 -> 125 ms) for no measurable speed.
- * O2 rather than O3: each kernel is one function calling one shared, non-inlined matmul
- * micro-kernel (mixc.matmul), where O3's extra passes (aggressive instcombine, argument promotion, a larger inliner
- * budget) change nothing measurable at run time, and O2's pipeline took 20-30% less time
- * on the chunk kernels (docs/benchmarks.md). */
+ * (default<O2> before KERNEL_PIPELINE, below, rather than O3: each kernel is one function
+ * calling one shared, non-inlined matmul micro-kernel (mixc.matmul), where O3's extra passes
+ * changed nothing measurable at run time, and O2 took 20-30% less time: docs/benchmarks.md.) */
 static int run_pipeline(LLVMModuleRef mod, LLVMTargetMachineRef tm, const char *pipeline,
                         char *err, size_t errlen) {
   LLVMTargetDataRef dl = LLVMCreateTargetDataLayout(tm);
@@ -1275,8 +1274,26 @@ static int run_pipeline(LLVMModuleRef mod, LLVMTargetMachineRef tm, const char *
   return take_error(e, "optimisation", err, errlen);
 }
 
+/* The kernels' passes: default<O2>'s function simplification and loop vectorisation, less
+ * what does nothing for KIR's code (one function; its only call, the shared matmul, is never
+ * inlined): no inliner or other interprocedural passes, no loop unswitching, jump threading
+ * or correlated-value propagation, one instcombine round each time. Measured by the
+ * instructions the JIT executes (callgrind, GLA's chunk kernel first in a fresh context;
+ * noise-free where wall time here varies 1.5x): 416 -> 371 million in its compiling thread,
+ * Gated DeltaNet and Mamba2 806 -> 746; kernel speed the same (GLA 23.4-23.8 ms both, one
+ * thread; Gated DeltaNet 26.9-27.2 against 27.1-27.3, alternated; docs/benchmarks.md,
+ * session 5). Without loop-idiom, slp-vectorizer, gvn and loop-load-elim Gated DeltaNet ran
+ * 2-4% slower. */
+#define KERNEL_PIPELINE                                                                       \
+  "function(sroa,early-cse,simplifycfg,instcombine<max-iterations=1;no-verify-fixpoint>,"     \
+  "loop-mssa(loop-rotate,licm),simplifycfg,loop(loop-idiom,indvars,loop-deletion),"           \
+  "loop-vectorize,loop-load-elim,instcombine<max-iterations=1;no-verify-fixpoint>,"           \
+  "simplifycfg<hoist-common-insts;sink-common-insts;switch-to-lookup>,slp-vectorizer,"        \
+  "vector-combine,loop-mssa(licm),gvn,instcombine<max-iterations=1;no-verify-fixpoint>,"      \
+  "simplifycfg)"
+
 static int optimize_module(LLVMModuleRef mod, LLVMTargetMachineRef tm, char *err, size_t errlen) {
-  return run_pipeline(mod, tm, "default<O2>", err, errlen);
+  return run_pipeline(mod, tm, KERNEL_PIPELINE, err, errlen);
 }
 
 /* The shared matmul's passes: its IR is register-blocked by hand, in SSA form (phis, no
