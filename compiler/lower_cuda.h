@@ -103,6 +103,9 @@ void cuda_chunk_kernels_free(CudaChunkKernel *k, int nk);
 /* The 16-bit conversion helpers every hand-structured kernel's text starts with, named
  * through the kernel's MX() prefix macro (lower_cuda_scalar.c). */
 void cuda_print_conversions(FILE *out);
+/* The text of a load of element idx of a tensor of type t (f32, bf16 or f16) at pointer
+ * expression p, as float; name: the kernel's prefix of the conversions. */
+void cuda_print_load_f(FILE *o, const char *name, KType t, const char *p, const char *idx);
 /* A kernel's sequence bounds (t0, t1, b of item n) and its tensors' pointers and strides,
  * printed the same way by the scalar/diagonal and recurrent kernels (lower_cuda_scalar.c). */
 /* The tensor-core helpers (ldmatrix, mma.m16n8k16, packing; bf: bf16 operands, else f16)
@@ -112,6 +115,9 @@ void cuda_print_seq_bounds(FILE *out, const CudaChunkShape *s);
 /* which: a mask of CUDA_PTRS_Q, _K, _V, _O (the gate's always, where it is an input) */
 enum { CUDA_PTRS_Q = 1, CUDA_PTRS_K = 2, CUDA_PTRS_V = 4, CUDA_PTRS_O = 8, CUDA_PTRS_ALL = 15 };
 void cuda_print_tensor_ptrs(FILE *out, const CudaChunkShape *s, unsigned which);
+/* A scalar/diagonal chunk kernel's work item: lanes, (n, h, j0, vw, seg), the early returns
+ * (past the items; where the expression `skip` holds), the segment's [t0, t1) and b. */
+void cuda_print_work_item(FILE *out, const CudaChunkShape *s, const char *skip);
 int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *name, int arch,
                              int smem_optin, unsigned *threads, unsigned *smem,
                              int64_t *scratch_floats, char *err, size_t errlen);

@@ -31,15 +31,6 @@
 
 static int64_t al128(int64_t x) { return (x + 127) / 128 * 128; }
 
-/* A gate element of type t at pointer expression p, index idx, as float. */
-static void rd_gate(FILE *o, const char *name, KType t, const char *p, const char *idx) {
-  if (t == KT_F32)
-    fprintf(o, "((const float *)%s)[%s]", p, idx);
-  else
-    fprintf(o, "%s_%s(((const unsigned short *)%s)[%s])", name, t == KT_BF16 ? "bf2f" : "h2f",
-            p, idx);
-}
-
 int cuda_chunk_local_source(FILE *out, const CudaChunkShape *s, const char *name, int arch,
                             int smem_optin, unsigned *threads, unsigned *smem, char *err,
                             size_t errlen) {
@@ -105,32 +96,13 @@ int cuda_chunk_local_source(FILE *out, const CudaChunkShape *s, const char *name
           "  (void)LG, (void)GPC, (void)OFFG, (void)P;\n"
           "  extern __shared__ __align__(128) unsigned char smem_[];\n"
           "  unsigned short *sKs = (unsigned short *)(smem_ + NSTAGE * STB);\n"
-          "%s"
-          "  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;\n"
-          "  const int g = lane >> 2, t2 = (lane & 3) * 2;\n"
-          "  const int64_t item = begin + blockIdx.x;\n"
-          "  if (item >= end) return;\n"
-          "  const int64_t H = args.ints[%d];\n"
-          "  const int64_t seg = item %% SEGS, pair = item / SEGS / VTILES, tile = item / SEGS %% VTILES;\n"
-          "  if (seg == SEGS - 1) return; /* the last segment's transition is not needed */\n"
-          "  const int64_t n = pair / H, h = pair %% H;\n"
-          "  const int64_t j0 = tile * VTP;\n"
-          "  const int vw = (int)(V - j0 < VTP ? V - j0 : VTP);\n"
-          "  int64_t t0, t1, b;\n",
+          "%s",
           NT, name, name, KD, VT, CC, NT, NW, LQ, LV, LG, GPC, NST, NTW, nstage, P, STB, OFFV,
           OFFG, s->V, s->vtiles, s->vtile, s->segs, cuda_chunk_item_floats(s),
           diag ? "  float *sel = (float *)(smem_ + NSTAGE * STB + OFFV); /* after Ks: b_last a channel */\n"
-               : "",
-          s->i_H);
-  cuda_print_seq_bounds(out, s);
-  /* the segments exactly as the output kernel cuts them (lower_cuda_scalar.c) */
-  fputs("  {\n"
-        "    const int64_t per = ((t1 - t0 + CC - 1) / CC + SEGS - 1) / SEGS * CC;\n"
-        "    const int64_t s0 = t0 + seg * per < t1 ? t0 + seg * per : t1;\n"
-        "    t1 = s0 + per < t1 ? s0 + per : t1;\n"
-        "    t0 = s0;\n"
-        "  }\n",
-        out);
+               : "");
+  /* the item and its segment, exactly as the output kernel cuts them */
+  cuda_print_work_item(out, s, "seg == SEGS - 1");
   cuda_print_tensor_ptrs(out, s, CUDA_PTRS_K | CUDA_PTRS_V);
   if (s->has_g && s->g_mode != CCG_INPUT) {
     fprintf(out, "  float gconst = ");
@@ -138,7 +110,7 @@ int cuda_chunk_local_source(FILE *out, const CudaChunkShape *s, const char *name
       char idx[64], p[48];
       snprintf(idx, sizeof idx, "h * args.ints[%d]", s->s_g);
       snprintf(p, sizeof p, "args.ptrs[%d]", s->p_g);
-      rd_gate(out, name, s->g_type, p, idx);
+      cuda_print_load_f(out, name, s->g_type, p, idx);
     } else {
       fprintf(out, "%.17g", s->g_const);
     }
@@ -219,7 +191,7 @@ int cuda_chunk_local_source(FILE *out, const CudaChunkShape *s, const char *name
           out);
     if (s->has_g && s->g_mode == CCG_INPUT) {
       fputs("      if (r < lnx) gg = ", out);
-      rd_gate(out, name, s->g_type, "pg", "gb + (c0 + r) * g1");
+      cuda_print_load_f(out, name, s->g_type, "pg", "gb + (c0 + r) * g1");
       fputs(";\n", out);
     } else if (s->has_g) {
       fputs("      if (r < lnx) gg = gconst;\n", out);

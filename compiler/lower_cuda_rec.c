@@ -40,15 +40,7 @@
 
 #include "lower_cuda.h"
 
-/* Text of a load of element `idx` of a tensor of type t at pointer expression p, as float. */
-static void rd_n(FILE *o, const char *name, KType t, const char *p, const char *idx) {
-  if (t == KT_F32)
-    fprintf(o, "((const float *)%s)[%s]", p, idx);
-  else
-    fprintf(o, "%s_%s(((const unsigned short *)%s)[%s])", name, t == KT_BF16 ? "bf2f" : "h2f",
-            p, idx);
-}
-#define rd(o, t, p, idx) rd_n(o, name, t, p, idx)
+#define rd(o, t, p, idx) cuda_print_load_f(o, name, t, p, idx)
 
 static int type_ok(KType t) { return t == KT_F32 || t == KT_BF16 || t == KT_F16; }
 

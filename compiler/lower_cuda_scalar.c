@@ -30,15 +30,14 @@
 #include "lower_cuda.h"
 
 
-/* Text of a load of element `idx` of a tensor of type t at pointer expression p, as float. */
-static void rd_n(FILE *o, const char *name, KType t, const char *p, const char *idx) {
+void cuda_print_load_f(FILE *o, const char *name, KType t, const char *p, const char *idx) {
   if (t == KT_F32)
     fprintf(o, "((const float *)%s)[%s]", p, idx);
   else
     fprintf(o, "%s_%s(((const unsigned short *)%s)[%s])", name, t == KT_BF16 ? "bf2f" : "h2f",
             p, idx);
 }
-#define rd(o, t, p, idx) rd_n(o, name, t, p, idx)
+#define rd(o, t, p, idx) cuda_print_load_f(o, name, t, p, idx)
 
 static int64_t al128(int64_t x) { return (x + 127) / 128 * 128; }
 
@@ -73,6 +72,36 @@ void cuda_print_seq_bounds(FILE *out, const CudaChunkShape *s) {
   } else {
     fprintf(out, "  t0 = 0;\n  t1 = args.ints[%d];\n  b = n;\n", s->i_T);
   }
+}
+
+/* A block's work item of the scalar/diagonal chunk kernels (the kernel text declares SEGS,
+ * VTILES, VTP, V, CC): the thread's lane coordinates, the item's (sequence n, head h, value
+ * tile from j0, vw columns, segment seg), the early returns (past `end`; where `skip` holds),
+ * and the segment's token range [t0, t1) and batch row b: the sequence's chunks in SEGS runs
+ * of equal length. */
+void cuda_print_work_item(FILE *out, const CudaChunkShape *s, const char *skip) {
+  fprintf(out,
+          "  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;\n"
+          "  const int g = lane >> 2, t2 = (lane & 3) * 2;\n"
+          "  const int64_t item = begin + blockIdx.x;\n"
+          "  if (item >= end) return;\n"
+          "  const int64_t H = args.ints[%d];\n"
+          "  const int64_t seg = item %% SEGS, pair = item / SEGS / VTILES, tile = item / SEGS %% VTILES;\n"
+          "  if (%s) return; /* the last segment's transition is not needed */\n"
+          "  const int64_t n = pair / H, h = pair %% H;\n"
+          "  const int64_t j0 = tile * VTP;\n"
+          "  const int vw = (int)(V - j0 < VTP ? V - j0 : VTP);\n"
+          "  int64_t t0, t1, b;\n",
+          s->i_H, skip);
+  cuda_print_seq_bounds(out, s);
+  /* this segment's chunks: the sequence's chunks in SEGS runs of equal length */
+  fputs("  if (SEGS > 1) {\n"
+        "    const int64_t per = ((t1 - t0 + CC - 1) / CC + SEGS - 1) / SEGS * CC;\n"
+        "    const int64_t s0 = t0 + seg * per < t1 ? t0 + seg * per : t1;\n"
+        "    t1 = s0 + per < t1 ? s0 + per : t1;\n"
+        "    t0 = s0;\n"
+        "  }\n",
+        out);
 }
 
 /* The base pointer, row and column strides and (b, h) offset of q, k, v, o and of an input
@@ -389,28 +418,7 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
              * operands' reciprocal scale and the masked products; f16 operands keep their
              * precision only to e^{-8} of a row's scale (its normal range) */
             s->in_type == KT_F16 ? "8.0f" : "24.0f");
-  fprintf(out,
-          "  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;\n"
-          "  const int g = lane >> 2, t2 = (lane & 3) * 2;\n"
-          "  const int64_t item = begin + blockIdx.x;\n"
-          "  if (item >= end) return;\n"
-          "  const int64_t H = args.ints[%d];\n"
-          "  const int64_t seg = item %% SEGS, pair = item / SEGS / VTILES, tile = item / SEGS %% VTILES;\n"
-          "  if (LOCM && seg == SEGS - 1) return; /* the last segment's transition is not needed */\n"
-          "  const int64_t n = pair / H, h = pair %% H;\n"
-          "  const int64_t j0 = tile * VTP;\n"
-          "  const int vw = (int)(V - j0 < VTP ? V - j0 : VTP);\n"
-          "  int64_t t0, t1, b;\n",
-          s->i_H);
-  cuda_print_seq_bounds(out, s);
-  /* this segment's chunks: the sequence's chunks in SEGS runs of equal length */
-  fputs("  if (SEGS > 1) {\n"
-        "    const int64_t per = ((t1 - t0 + CC - 1) / CC + SEGS - 1) / SEGS * CC;\n"
-        "    const int64_t s0 = t0 + seg * per < t1 ? t0 + seg * per : t1;\n"
-        "    t1 = s0 + per < t1 ? s0 + per : t1;\n"
-        "    t0 = s0;\n"
-        "  }\n",
-        out);
+  cuda_print_work_item(out, s, "LOCM && seg == SEGS - 1");
   cuda_print_tensor_ptrs(out, s, CUDA_PTRS_ALL);
   /* scale */
   if (s->p_scale >= 0) {

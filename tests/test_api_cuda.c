@@ -72,15 +72,22 @@ static void result(FILE *out, int ok, const char *name, const char *detail) {
 
 /* ---- without a GPU (and before using one) ---- */
 
+/* Kernel options at K = V = 16 on a device (dims: two slots, filled). */
+static void small_opts(mixc_kernel_options *o, mixc_dim dims[2], mixc_device_kind device) {
+  dims[0].name = "K", dims[0].size = 16;
+  dims[1].name = "V", dims[1].size = 16;
+  memset(o, 0, sizeof *o);
+  o->dims = dims;
+  o->ndims = 2;
+  o->device = device;
+}
+
 /* A CUDA kernel of gla: OK with a GPU (*k set), else the failure is checked. Returns 1 when
  * the GPU is usable. */
 static int probe(mixc_context *ctx, mixc_module *mod, mixc_kernel **k) {
-  mixc_dim dims[] = {{"K", 16}, {"V", 16}};
+  mixc_dim dims[2];
   mixc_kernel_options o;
-  memset(&o, 0, sizeof o);
-  o.dims = dims;
-  o.ndims = 2;
-  o.device = MIXC_CUDA;
+  small_opts(&o, dims, MIXC_CUDA);
   mixc_error e;
   *k = NULL;
   mixc_status s = mixc_kernel_create(mod, &o, k, &e);
@@ -120,12 +127,9 @@ static void wait_api(mixc_module *mod) {
   int pending = -1;
   double ms = mixc_kernel_optimized_ms(NULL, &pending);
   result(stdout, ms == 0 && pending == 0, "mixc_kernel_optimized_ms(NULL)", "");
-  mixc_dim dims[] = {{"K", 16}, {"V", 16}};
+  mixc_dim dims[2];
   mixc_kernel_options o;
-  memset(&o, 0, sizeof o);
-  o.dims = dims;
-  o.ndims = 2;
-  o.device = MIXC_CPU;
+  small_opts(&o, dims, MIXC_CPU);
   mixc_kernel *k = NULL;
   s = mod ? mixc_kernel_create(mod, &o, &k, &e) : MIXC_ERROR_ARGUMENT;
   if (s == MIXC_OK) {
