@@ -2,7 +2,10 @@
  * Mamba2 at K = V = 128 (Mamba2: N = P = 128), f32, through the public API (mixc.h).
  *
  *   cpu_bench [--examples DIR] [--out DIR] [--B n] [--T n] [--H n] [--runs n]
- *             [--chunk C] [--mixers gla,gated_delta,mamba2] [--tol x]
+ *             [--chunk C] [--vtile W] [--mixers gla,gated_delta,mamba2] [--tol x]
+ *
+ * --chunk and --vtile set the chunk kernel's chunk length and value-tile width (0, the
+ * default: the schedule's choice).
  *
  * For each mixer: compile the module, create a CHUNK and a RECURRENT kernel (MIXC_NUM_THREADS
  * threads, default every core), draw f32 inputs the way the project's tests do (runtime/inputs.h:
@@ -69,7 +72,7 @@ enum { NMIXERS = sizeof MIXERS / sizeof MIXERS[0] };
 
 typedef struct Opts {
   const char *examples, *out, *mixers;
-  int64_t B, T, H, K, V, chunk;
+  int64_t B, T, H, K, V, chunk, vtile;
   int runs;
   double tol;
 } Opts;
@@ -221,22 +224,38 @@ static void result_na(const MixerSpec *m, const Opts *o, const char *impl, const
          (long long)o->B, (long long)o->H, (long long)o->T, msg);
 }
 
+static double thread_cpu_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
+
+static double median(double *t, int n) {
+  qsort(t, (size_t)n, sizeof t[0], cmp_double);
+  return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
 /* Time full forwards: one warm-up, then at least `runs` timed calls (more while the timed
- * calls total under 0.4 s, at most 51). Returns the median in ms, or -1 on failure. */
-static double time_forward(Run *r, int runs, int *nruns, double *min_ms, mixc_error *err) {
+ * calls total under 0.4 s, at most 51). Returns the median wall time in ms, or -1 on
+ * failure; *cpu_ms: the median CPU time of the calling thread (with MIXC_NUM_THREADS=1 the
+ * whole kernel, unaffected by the host taking the vCPU away). */
+static double time_forward(Run *r, int runs, int *nruns, double *min_ms, double *cpu_ms,
+                           mixc_error *err) {
   if (mixc_forward(r->k, &r->args, err) != MIXC_OK) return -1;
-  double t[51], total = 0;
+  double t[51], c[51], total = 0;
   int n = 0;
   while (n < 51 && (n < runs || total < 400.0)) {
-    double t0 = now_ms();
+    double c0 = thread_cpu_ms(), t0 = now_ms();
     if (mixc_forward(r->k, &r->args, err) != MIXC_OK) return -1;
     t[n] = now_ms() - t0;
+    c[n] = thread_cpu_ms() - c0;
     total += t[n++];
   }
-  qsort(t, (size_t)n, sizeof t[0], cmp_double);
   *nruns = n;
+  *cpu_ms = median(c, n);
+  double med = median(t, n);
   *min_ms = t[0];
-  return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+  return med;
 }
 
 static double chunk_flops(const Opts *o) {
@@ -290,6 +309,7 @@ static int bench_mixer(mixc_context *ctx, const MixerSpec *m, const Opts *o) {
     opt.device = MIXC_CPU;
     opt.strategy = strat[s];
     opt.chunk_size = s == 1 ? o->chunk : 0;
+    opt.vtile = s == 1 ? o->vtile : 0;
     Run *r = &runs[s];
     if (mixc_kernel_create(mod, &opt, &r->k, &err) != MIXC_OK) {
       printf("  %s: not available (%s: %s)\n", s ? "chunk" : "recurrent",
@@ -345,18 +365,20 @@ static int bench_mixer(mixc_context *ctx, const MixerSpec *m, const Opts *o) {
   for (int s = 0; s < 2; s++) {
     if (!have[s]) continue;
     int n = 0;
-    double mn = 0, ms = time_forward(&runs[s], o->runs, &n, &mn, &err);
+    double mn = 0, cpu = 0, ms = time_forward(&runs[s], o->runs, &n, &mn, &cpu, &err);
     if (ms < 0) {
       printf("  %s: forward failed: %s\n", impl[s], err.message);
       result_na(m, o, impl[s], err.message);
       continue;
     }
-    printf("  %-9s median %8.2f ms (min %.2f, %d runs)  %7.2f GFLOP/s (chunk FLOPs, C=64)\n",
-           s ? "chunk" : "recurrent", ms, mn, n, flops / ms * 1e-6);
+    printf("  %-9s median %8.2f ms (min %.2f, %d runs)  %7.2f GFLOP/s (chunk FLOPs, C=64); "
+           "calling thread's CPU %.2f ms\n",
+           s ? "chunk" : "recurrent", ms, mn, n, flops / ms * 1e-6, cpu);
     printf("RESULT\timpl=%s\tmixer=%s\tB=%lld\tH=%lld\tT=%lld\tstatus=ok\tms=%.4f\tmin_ms=%.4f"
-           "\truns=%d\tgflops=%.3f\tcompile_ms=%.2f\tfirst_call_ms=%.2f\trelerr=%.3g\n",
+           "\truns=%d\tgflops=%.3f\tcompile_ms=%.2f\tfirst_call_ms=%.2f\trelerr=%.3g"
+           "\tcpu_ms=%.4f\n",
            impl[s], m->name, (long long)o->B, (long long)o->H, (long long)o->T, ms, mn, n,
-           flops / ms * 1e-6, compile_ms[s], first_ms[s], s ? err_chunk : 0.0);
+           flops / ms * 1e-6, compile_ms[s], first_ms[s], s ? err_chunk : 0.0, cpu);
   }
   if (o->out) {
     for (int i = 0; i < m->nt; i++) {
@@ -397,11 +419,11 @@ static int parse_i64(const char *s, int64_t *v) {
 
 static void usage(void) {
   fprintf(stderr, "usage: cpu_bench [--examples DIR] [--out DIR] [--B n] [--T n] [--H n] "
-                  "[--D n] [--runs n] [--chunk C] [--mixers a,b,...] [--tol x]\n");
+                  "[--D n] [--runs n] [--chunk C] [--vtile W] [--mixers a,b,...] [--tol x]\n");
 }
 
 int main(int argc, char **argv) {
-  Opts o = {"examples", NULL, "gla,gated_delta,mamba2", 1, 4096, 4, 128, 128, 0, 5, 1e-3};
+  Opts o = {"examples", NULL, "gla,gated_delta,mamba2", 1, 4096, 4, 128, 128, 0, 0, 5, 1e-3};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     int64_t x = 0;
@@ -423,6 +445,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--D")) o.K = o.V = x;
     else if (!strcmp(a, "--runs")) o.runs = (int)x;
     else if (!strcmp(a, "--chunk")) o.chunk = x;
+    else if (!strcmp(a, "--vtile")) o.vtile = x;
     else {
       usage();
       return 2;

@@ -3,6 +3,7 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 typedef struct Worker {
@@ -22,14 +23,26 @@ struct Pool {
   PoolFn fn;
   void *ctx;
   int64_t n;
+  int64_t grain;
   int nranges;
-  int pending; /* workers of the current job still running */
+  int pending;         /* workers of the current job still running */
+  _Atomic int64_t next; /* the current job's first item not yet taken */
 };
 
-static void range_of(int64_t n, int nranges, int i, int64_t *begin, int64_t *end) {
-  int64_t base = n / nranges, rem = n % nranges;
-  *begin = (int64_t)i * base + (i < rem ? i : rem);
-  *end = *begin + base + (i < rem ? 1 : 0);
+/* The items a job hands out at a time: one, unless there are many per thread (short
+ * items, e.g. decode steps over many heads), then about an eighth of a thread's share. */
+static int64_t grain_of(int64_t n, int threads) {
+  int64_t g = n / ((int64_t)threads * 8);
+  return g < 1 ? 1 : g;
+}
+
+/* Take items from the job's counter until none are left. */
+static void take_items(Pool *p, PoolFn fn, void *ctx, int thread, int64_t n, int64_t grain) {
+  for (;;) {
+    int64_t b = atomic_fetch_add_explicit(&p->next, grain, memory_order_relaxed);
+    if (b >= n) break;
+    fn(ctx, thread, b, n - b < grain ? n : b + grain);
+  }
 }
 
 static void *worker_main(void *arg) {
@@ -44,10 +57,9 @@ static void *worker_main(void *arg) {
     if (w->index >= p->nranges) continue; /* not needed for this job */
     PoolFn fn = p->fn;
     void *ctx = p->ctx;
-    int64_t begin, end;
-    range_of(p->n, p->nranges, w->index, &begin, &end);
+    int64_t n = p->n, grain = p->grain;
     pthread_mutex_unlock(&p->mu);
-    fn(ctx, w->index, begin, end);
+    take_items(p, fn, ctx, w->index, n, grain);
     pthread_mutex_lock(&p->mu);
     if (--p->pending == 0) pthread_cond_signal(&p->done_cv);
   }
@@ -130,14 +142,14 @@ void pool_run(Pool *p, int64_t n, PoolFn fn, void *ctx) {
   p->fn = fn;
   p->ctx = ctx;
   p->n = n;
+  p->grain = grain_of(n, nranges);
   p->nranges = nranges;
   p->pending = nranges - 1;
+  atomic_store_explicit(&p->next, 0, memory_order_relaxed);
   p->gen++;
   pthread_cond_broadcast(&p->work_cv);
   pthread_mutex_unlock(&p->mu);
-  int64_t begin, end;
-  range_of(n, nranges, 0, &begin, &end);
-  fn(ctx, 0, begin, end);
+  take_items(p, fn, ctx, 0, n, p->grain);
   pthread_mutex_lock(&p->mu);
   while (p->pending > 0) pthread_cond_wait(&p->done_cv, &p->mu);
   pthread_mutex_unlock(&p->mu);
