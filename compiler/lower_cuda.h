@@ -106,6 +106,8 @@ void cuda_print_conversions(FILE *out);
 /* The text of a load of element idx of a tensor of type t (f32, bf16 or f16) at pointer
  * expression p, as float; name: the kernel's prefix of the conversions. */
 void cuda_print_load_f(FILE *o, const char *name, KType t, const char *p, const char *idx);
+/* The same for a per-head param [H] at ptrs[ptr], its stride over H at ints[stride]. */
+void cuda_print_head_load(FILE *o, const char *name, KType t, int ptr, int stride);
 /* A kernel's sequence bounds (t0, t1, b of item n) and its tensors' pointers and strides,
  * printed the same way by the scalar/diagonal and recurrent kernels (lower_cuda_scalar.c). */
 /* The tensor-core helpers (ldmatrix, mma.m16n8k16, packing; bf: bf16 operands, else f16)

@@ -106,14 +106,10 @@ int cuda_chunk_local_source(FILE *out, const CudaChunkShape *s, const char *name
   cuda_print_tensor_ptrs(out, s, CUDA_PTRS_K | CUDA_PTRS_V);
   if (s->has_g && s->g_mode != CCG_INPUT) {
     fprintf(out, "  float gconst = ");
-    if (s->g_mode == CCG_PARAM) {
-      char idx[64], p[48];
-      snprintf(idx, sizeof idx, "h * args.ints[%d]", s->s_g);
-      snprintf(p, sizeof p, "args.ptrs[%d]", s->p_g);
-      cuda_print_load_f(out, name, s->g_type, p, idx);
-    } else {
+    if (s->g_mode == CCG_PARAM)
+      cuda_print_head_load(out, name, s->g_type, s->p_g, s->s_g);
+    else
       fprintf(out, "%.17g", s->g_const);
-    }
     fputs(";\n", out);
   }
   fprintf(out,

@@ -230,22 +230,16 @@ int cuda_rec_source(FILE *out, const CudaChunkShape *s, const char *name, int ar
             s->p_beta, s->s_beta + 1, s->s_beta, s->s_beta + 2);
   /* scale */
   if (s->p_scale >= 0) {
-    char idx[64], p[48];
-    snprintf(idx, sizeof idx, "h * args.ints[%d]", s->s_scale);
-    snprintf(p, sizeof p, "args.ptrs[%d]", s->p_scale);
     fputs("  const float scale = ", out);
-    rd(out, s->scale_type, p, idx);
+    cuda_print_head_load(out, name, s->scale_type, s->p_scale, s->s_scale);
     fputs(";\n", out);
   } else {
     fprintf(out, "  const float scale = (float)%.17g;\n", s->scale);
   }
   /* a gate that does not change along the sequence: e^g once */
   if (s->has_g && s->g_mode == CCG_PARAM) {
-    char idx[64], p[48];
-    snprintf(idx, sizeof idx, "h * args.ints[%d]", s->s_g);
-    snprintf(p, sizeof p, "args.ptrs[%d]", s->p_g);
     fputs("  const float egc = expf(", out);
-    rd(out, s->g_type, p, idx);
+    cuda_print_head_load(out, name, s->g_type, s->p_g, s->s_g);
     fputs(");\n", out);
   } else if (s->has_g && s->g_mode == CCG_CONST) {
     fprintf(out, "  const float egc = expf((float)%.17g);\n", s->g_const);

@@ -39,6 +39,13 @@ void cuda_print_load_f(FILE *o, const char *name, KType t, const char *p, const 
 }
 #define rd(o, t, p, idx) cuda_print_load_f(o, name, t, p, idx)
 
+void cuda_print_head_load(FILE *o, const char *name, KType t, int ptr, int stride) {
+  char idx[64], p[48];
+  snprintf(idx, sizeof idx, "h * args.ints[%d]", stride);
+  snprintf(p, sizeof p, "args.ptrs[%d]", ptr);
+  cuda_print_load_f(o, name, t, p, idx);
+}
+
 static int64_t al128(int64_t x) { return (x + 127) / 128 * 128; }
 
 /* The 16-bit conversions of a hand-structured kernel's text, as MX(bf2f), MX(f2bf),
@@ -423,22 +430,15 @@ int cuda_chunk_scalar_source(FILE *out, const CudaChunkShape *s, const char *nam
   /* scale */
   if (s->p_scale >= 0) {
     fprintf(out, "  const float scale = ");
-    char idx[64];
-    snprintf(idx, sizeof idx, "h * args.ints[%d]", s->s_scale);
-    char p[48];
-    snprintf(p, sizeof p, "args.ptrs[%d]", s->p_scale);
-    rd(out, s->scale_type, p, idx);
+    cuda_print_head_load(out, name, s->scale_type, s->p_scale, s->s_scale);
     fprintf(out, ";\n");
   } else {
     fprintf(out, "  const float scale = %.17g;\n", s->scale);
   }
   if (s->has_g && s->g_mode != CCG_INPUT) fprintf(out, "  float gconst = 0.0f;\n");
   if (s->has_g && s->g_mode == CCG_PARAM) {
-    char idx[64], p[48];
-    snprintf(idx, sizeof idx, "h * args.ints[%d]", s->s_g);
-    snprintf(p, sizeof p, "args.ptrs[%d]", s->p_g);
     fprintf(out, "  gconst = ");
-    rd(out, s->g_type, p, idx);
+    cuda_print_head_load(out, name, s->g_type, s->p_g, s->s_g);
     fprintf(out, ";\n");
   } else if (s->has_g && s->g_mode == CCG_CONST) {
     fprintf(out, "  gconst = %.17g;\n", s->g_const);
