@@ -178,6 +178,7 @@ def _array_types():
 
 
 _NONE = {}  # (never written)
+_MISS = object()  # Kernel._run_cached: no cached entry ran the call
 
 
 class _Uncached(Exception):
@@ -536,6 +537,19 @@ class Kernel:
     def __call__(self, **kw):
         return self.forward(**kw)
 
+    def _run_cached(self, key, ptrs, tensors, outputs, final_states, stream):
+        """The call through the cached entry of its signature (key None: none), or _MISS when
+        there is none or another thread holds it."""
+        if key is None:
+            return _MISS
+        e = self._cache.get(key)
+        if e is None or not e.lock.acquire(False):
+            return _MISS
+        try:
+            return e.run(self, ptrs, tensors, outputs, final_states, stream)
+        finally:
+            e.lock.release()
+
     def forward(self, *, outputs=None, initial_states=None, final_states=False, cu_seqlens=None,
                 stream=None, **tensors):
         """Run the mixer over whole sequences. `tensors`: inputs and params by name (a number for
@@ -559,13 +573,9 @@ class Kernel:
                 key, ptrs = _signature(
                     ((0, tensors), (1, outputs or _NONE), (2, initial_states or _NONE),
                      fin_group, (4, _NONE if cu_seqlens is None else {'': cu_seqlens})))
-            if key is not None:
-                e = self._cache.get(key)
-                if e is not None and e.lock.acquire(False):
-                    try:
-                        return e.run(self, ptrs, tensors, outputs, final_states, stream)
-                    finally:
-                        e.lock.release()
+            hit = self._run_cached(key, ptrs, tensors, outputs, final_states, stream)
+            if hit is not _MISS:
+                return hit
         call = self._prepare(tensors, outputs, cu_seqlens, stream)
         ini = dict(initial_states or {})
         if final_states is True:
@@ -610,13 +620,9 @@ class Kernel:
             key, ptrs = _signature(
                 ((0, tensors), (1, outputs or _NONE), (2, states),
                  (4, _NONE if cu_seqlens is None else {'': cu_seqlens})))
-            if key is not None:
-                e = self._cache.get(key)
-                if e is not None and e.lock.acquire(False):
-                    try:
-                        return e.run(self, ptrs, tensors, outputs, None, stream)
-                    finally:
-                        e.lock.release()
+            hit = self._run_cached(key, ptrs, tensors, outputs, None, stream)
+            if hit is not _MISS:
+                return hit
         call = self._prepare(tensors, outputs, cu_seqlens, stream)
         self._check_devices(list(states.items()), 'state')
         st_arr = _named([('state', n, x) for n, x in states.items()])
