@@ -312,6 +312,12 @@ static void case_constants(Ctx *t) {
   /* a select on an arithmetic condition: (i + 3) ? 5 : 6 */
   ADD(f->body, ks_store(m, KT_I64, P(io), I(k), ke_select(m, B(KO_ADD, V(i), I(3)), I(5), I(6))));
   want[k++] = 5;
+  /* a select of a comparison and 1 is a C int: (i ? (i < 2) : 1) != 2^31 is 1 (gcc's
+   * -Wtype-limits judged this form before the select counted as narrow) */
+  ADD(f->body,
+      ks_store(m, KT_I64, P(io), I(k),
+               B(KO_NE, ke_select(m, V(i), B(KO_LT, V(i), I(2)), I(1)), I(2147483648LL))));
+  want[k++] = 1;
   const int NI = k;
 
   char msg[1024] = "";

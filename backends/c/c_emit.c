@@ -918,8 +918,15 @@ static int is_boolish(const KExpr *e) {
 }
 
 /* What gcc judges by its form when it is compared with a constant: a comparison or an
- * and / or (-Wbool-compare), an i32 load (-Wtype-limits). */
+ * and / or (-Wbool-compare), an i32 load (-Wtype-limits), and a select whose arms are all of
+ * these or int constants (`(c ? (a < b) : 1)` is an int). */
 static int is_narrow(const KExpr *e) {
+  int64_t v;
+  if (e->kind == KE_SELECT) {
+    for (int i = 1; i < 3; i++)
+      if (!is_narrow(e->a[i]) && !(const_i64(e->a[i], &v) && fits_int(v))) return 0;
+    return 1;
+  }
   return is_boolish(e) || (e->kind == KE_LOAD && e->elem == KT_I32);
 }
 
