@@ -72,22 +72,14 @@ static const char *readout_unfit(const RecMixer *rm, const RecOut *n, int *state
   for (int k = 0; k < n->nterms; k++) {
     const RecTerm *t = &n->terms[k];
     const RecRead *r = &t->read;
-    if (r->state < 0) return "a readout term reads no state";
+    const char *why = lw_readout_term_unfit(rm, t);
+    if (why) return why;
     const RecState *st = &rm->states[r->state];
     if (*state >= 0 && r->state != *state) return "one readout reads two states";
     int b = r->version == 0 && st->nsteps > 0;
     if (*state >= 0 && b != *before) return "one readout reads two versions of a state";
     *state = r->state;
     *before = b;
-    if (st->ndim == 0) {
-      if (t->summed) return "a readout of a scalar state sums an index";
-      continue;
-    }
-    if (r->idx[0].kind != RI_VAR || t->summed != ((uint64_t)1 << r->idx[0].v))
-      return "a readout does not contract the state's row index";
-    if (st->ndim == 2 && r->idx[1].kind != RI_VAR) return "a readout reads a constant column";
-    if (t->coef && (t->coef->free & ~((uint64_t)1 << r->idx[0].v)))
-      return "a readout's coefficient depends on more than the contracted index";
   }
   return *state < 0 ? "a readout reads no state" : NULL;
 }

@@ -261,22 +261,6 @@ static const char *plan_events(const RecState *st, Ev *ev, int *nev, int *evb, D
   return NULL;
 }
 
-/* One readout term: it reads a state, contracts the state's row index, and its coefficient
- * depends on that index alone. */
-static const char *term_unfit(const RecMixer *rm, const RecTerm *t) {
-  const RecRead *r = &t->read;
-  if (r->state < 0) return "a readout term reads no state";
-  const RecState *st = &rm->states[r->state];
-  if (r->version < 0 || r->version > st->nsteps) return "internal: a readout's version";
-  if (st->ndim == 0) return t->summed ? "a readout of a scalar state sums an index" : NULL;
-  if (r->idx[0].kind != RI_VAR || t->summed != ((uint64_t)1 << r->idx[0].v))
-    return "a readout does not contract the state's row index";
-  if (st->ndim == 2 && r->idx[1].kind != RI_VAR) return "a readout reads a constant column";
-  if (t->coef && (t->coef->free & ~((uint64_t)1 << r->idx[0].v)))
-    return "a readout's coefficient depends on more than the contracted index";
-  return NULL;
-}
-
 typedef struct Walk {
   const RecMixer *rm;
   Chunk *ck; /* NULL: only check */
@@ -298,7 +282,7 @@ static void walk_out(Walk *w, const RecOut *n) {
   }
   for (int k = 0; k < n->nterms && !w->why; k++) {
     const RecTerm *t = &n->terms[k];
-    w->why = term_unfit(w->rm, t);
+    w->why = lw_readout_term_unfit(w->rm, t);
     if (w->why) return;
     int first = 1; /* the first term of its (state, version) group */
     for (int e = 0; e < k && first; e++) {

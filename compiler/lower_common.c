@@ -213,11 +213,35 @@ KExpr *lw_terms(L *l, const RecTerm *t, int n) {
 
 /* ---- outputs ---- */
 
+const char *lw_readout_term_unfit(const RecMixer *rm, const RecTerm *t) {
+  const RecRead *r = &t->read;
+  if (r->state < 0) return "a readout term reads no state";
+  const RecState *st = &rm->states[r->state];
+  if (r->version < 0 || r->version > st->nsteps) return "internal: a readout's version";
+  if (st->ndim == 0) {
+    if (t->summed) return "a readout of a scalar state sums an index";
+    if (t->coef && t->coef->free)
+      return "a readout's coefficient of a scalar state depends on an index";
+    return NULL;
+  }
+  if (r->idx[0].kind != RI_VAR || t->summed != ((uint64_t)1 << r->idx[0].v))
+    return "a readout does not contract the state's row index";
+  if (st->ndim == 2 && r->idx[1].kind != RI_VAR) return "a readout reads a constant column";
+  if (st->ndim == 2 && r->idx[1].v == r->idx[0].v) return "a readout sums the state's diagonal";
+  if (t->coef && (t->coef->free & ~((uint64_t)1 << r->idx[0].v)))
+    return "a readout's coefficient depends on more than the contracted index";
+  return NULL;
+}
+
+
 KExpr *lw_lout(L *l, const RecOutput *o, const RecOut *n) {
   switch (n->kind) {
   case RO_OPAQUE: return lw_lx(l, n->e);
   case RO_READOUT: {
-    if (l->readout) return l->readout(l, o, n);
+    if (l->readout) {
+      KExpr *r = l->readout(l, o, n);
+      if (r) return r; /* NULL: the strategy leaves this readout to the loops below */
+    }
     KExpr *v = lw_terms(l, n->terms, n->nterms);
     return n->konst ? lw_fadd(l, v, lw_lx(l, n->konst)) : v;
   }

@@ -41,7 +41,8 @@ typedef struct L {
   int64_t ntiles;   /* tiles per (sequence, head) */
   int v_j0, v_vw;   /* the item's first column and its width (variables; split only) */
   int in_output;    /* lw_open_lhs is opening an output's loops */
-  /* the chunk strategy: readouts answered from buffers instead of state reads */
+  /* readouts answered from buffers instead of state reads (the chunk strategies; the
+   * recurrent one on the CPU); NULL from it: the readout's own loops */
   KExpr *(*readout)(struct L *l, const RecOutput *o, const RecOut *n);
   void *strategy; /* the strategy's own context */
 } L;
@@ -77,6 +78,10 @@ KExpr *lw_call(L *l, int fn, KExpr *x, KExpr *y);
 KExpr *lw_lx(L *l, const Expr *e);
 KExpr *lw_state_elem(L *l, const RecRead *r);
 KExpr *lw_terms(L *l, const RecTerm *t, int n);
+/* Whether readout term t fits the chunk strategies: it reads a state, contracts the state's
+ * row index (a scalar state: none), and its coefficient depends on that index alone; if not,
+ * why. */
+const char *lw_readout_term_unfit(const RecMixer *rm, const RecTerm *t);
 KExpr *lw_lout(L *l, const RecOutput *o, const RecOut *n);
 KExpr *lw_sum_loop(L *l, int bound, const Expr *body_e, const RecOut *body_o, const RecOutput *o);
 KExpr *lw_open_lhs(L *l, const RecScope *sc, KStmt **outer);

@@ -10,7 +10,19 @@
  * A state keeps one scratch buffer per version within a token (rec.h: version 0 enters
  * the token, v follows the v-th update), because a readout may read an earlier version
  * than the latest. The buffers are addressed through pointer variables that rotate at the
- * end of a token, so no state is copied between tokens. */
+ * end of a token, so no state is copied between tokens.
+ *
+ * On the CPU (not for CUDA, whose KIR kernels keep the form above), two changes make the
+ * token one pass over each state, as a hand-written loop is:
+ * - in place: a state whose every step reads its source only at the element it writes
+ *   (every class but general) and whose every read elsewhere in the token sees the latest
+ *   version keeps one buffer; nothing rotates;
+ * - readouts by rows: a readout sum(i, c[i] * S[i, j]) (the state's row summed, its column
+ *   the output's index) accumulates into a [cols] buffer row by row, the inner loop over the
+ *   contiguous column, inside the element loop of the step that writes the version it
+ *   reads ("fused"), or in loops of its own before its output when no step writes it in
+ *   this token (a readout of the entering state, a non-causal grid's second pass). The
+ *   output then reads the buffer (the `readout` answer). Other readouts keep their loops. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -33,11 +45,16 @@ static void projection(L *l, int s, const RecStep *st, const RecRankOne *lr, int
     lw_scr_store(l, proj, lw_V(l, o), lw_F(l, 0));
     lw_close_for(l, outer);
     outer = lw_open_for(l, mm, lw_I(l, 0), lw_I(l, n), 0);
+    KExpr *ym = lw_scr_load(l, slot(l, 2), lw_V(l, mm));
+    if (l->strategy) { /* the CPU: y[m] in a variable, out of the vectorised loop */
+      int yv = lw_var(l, KT_F32, "y");
+      lw_set(l, yv, ym);
+      ym = lw_V(l, yv);
+    }
     lw_open_for(l, o, lw_I(l, 0), lw_I(l, other), KF_VECTORIZE | KF_BLOCK);
     lw_scr_store(l, proj, lw_V(l, o),
               lw_fadd(l, lw_scr_load(l, proj, lw_V(l, o)),
-                   lw_fmul(l, lw_scr_load(l, slot(l, 2), lw_V(l, mm)),
-                        lw_src_at(l, s, st->version, lw_V(l, mm), lw_V(l, o)))));
+                   lw_fmul(l, ym, lw_src_at(l, s, st->version, lw_V(l, mm), lw_V(l, o)))));
     lw_close_for(l, outer);
   } else {
     int acc = lw_var(l, KT_F32, "p");
@@ -57,7 +74,7 @@ static int outer_slot(const RecStep *st, int k) {
 }
 
 /* Scalars and vectors of a step, before its element loop. */
-static void prepare_step(L *l, int s, const RecStep *st, int *scal) {
+static void prepare_step(L *l, int s, const RecStep *st, int *scal, int proj_done) {
   int64_t R = l->R[s], C = l->C[s];
   int left = st->side == RS_LEFT || st->side == RS_BOTH;
   int right = st->side == RS_RIGHT || st->side == RS_BOTH;
@@ -74,7 +91,7 @@ static void prepare_step(L *l, int s, const RecStep *st, int *scal) {
     scal[1 + r] = lw_var(l, KT_F32, "c");
     lw_set(l, scal[1 + r], lw_fmul(l, lw_F(l, lr->scale), lw_lx(l, lr->c)));
     lw_vec_into(l, lr->x, lw_lhs_var(l, left ? 0 : 1), left ? R : C, slot(l, 3 + 2 * r));
-    projection(l, s, st, lr, left, slot(l, 4 + 2 * r));
+    if (!proj_done) projection(l, s, st, lr, left, slot(l, 4 + 2 * r));
   }
   for (int k = 0; k < st->nouter; k++) {
     const RecOuter *o = &st->outer[k];
@@ -85,21 +102,57 @@ static void prepare_step(L *l, int s, const RecStep *st, int *scal) {
   }
 }
 
-static KExpr *linear_part(L *l, int s, const RecStep *st, const int *scal, KExpr *x, KExpr *i,
-                          KExpr *j) {
+/* A step's vectors indexed by the row, read once a row into variables before the column
+ * loop (so the loop holds no loop-invariant scratch load beside its stores: LLVM's
+ * vectoriser cannot order those against the stores into the same scratch). */
+enum { MAX_ROW_VALS = 64 };
+typedef struct RowVals {
+  int64_t off[MAX_ROW_VALS];
+  int var[MAX_ROW_VALS];
+  int n;
+} RowVals;
+
+static KExpr *row_load(L *l, const RowVals *rv, int64_t off, KExpr *i) {
+  for (int k = 0; rv && k < rv->n; k++)
+    if (rv->off[k] == off) return lw_V(l, rv->var[k]);
+  return lw_scr_load(l, off, i);
+}
+
+static void row_hoist(L *l, RowVals *rv, int64_t off, int iv) {
+  if (rv->n == MAX_ROW_VALS) return;
+  rv->off[rv->n] = off;
+  rv->var[rv->n] = lw_var(l, KT_F32, "r");
+  lw_set(l, rv->var[rv->n], lw_scr_load(l, off, lw_V(l, iv)));
+  rv->n++;
+}
+
+/* Every vector of step st that its element loop reads at the row (linear_part, input_part). */
+static void row_hoist_step(L *l, RowVals *rv, const RecStep *st, int iv) {
+  int left = st->side != RS_RIGHT;
+  if ((st->cls == RC_DIAG && left) || (st->cls == RC_DPLR && st->side == RS_LEFT))
+    row_hoist(l, rv, slot(l, 0), iv);
+  for (int r = 0; st->cls == RC_DPLR && r < st->nlr; r++)
+    row_hoist(l, rv, slot(l, (st->side == RS_LEFT ? 3 : 4) + 2 * r), iv);
+  for (int k = 0; k < st->nouter; k++) row_hoist(l, rv, slot(l, outer_slot(st, k)), iv);
+}
+
+/* proj0: where the first rank-one term's projection is (slot 4, or the fused buffer). */
+static KExpr *linear_part(L *l, int s, const RecStep *st, const int *scal, const RowVals *rv,
+                          int64_t proj0, KExpr *x, KExpr *i, KExpr *j) {
   switch (st->cls) {
   case RC_IDENTITY: return x;
   case RC_SCALAR: return lw_fmul(l, lw_V(l, scal[0]), x);
   case RC_DIAG:
-    if (st->side != RS_RIGHT) x = lw_fmul(l, lw_scr_load(l, slot(l, 0), i), x);
+    if (st->side != RS_RIGHT) x = lw_fmul(l, row_load(l, rv, slot(l, 0), i), x);
     if (st->side != RS_LEFT) x = lw_fmul(l, lw_scr_load(l, slot(l, 1), j), x);
     return x;
   case RC_DPLR: {
     int left = st->side == RS_LEFT;
-    KExpr *acc = lw_fmul(l, left ? lw_scr_load(l, slot(l, 0), i) : lw_scr_load(l, slot(l, 1), j), x);
+    KExpr *acc = lw_fmul(l, left ? row_load(l, rv, slot(l, 0), i) : lw_scr_load(l, slot(l, 1), j), x);
     for (int r = 0; r < st->nlr; r++) {
-      KExpr *xr = lw_scr_load(l, slot(l, 3 + 2 * r), left ? i : j);
-      KExpr *pr = lw_scr_load(l, slot(l, 4 + 2 * r), left ? j : i);
+      KExpr *xr = left ? row_load(l, rv, slot(l, 3 + 2 * r), i) : lw_scr_load(l, slot(l, 3 + 2 * r), j);
+      int64_t po = r == 0 ? proj0 : slot(l, 4 + 2 * r);
+      KExpr *pr = left ? lw_scr_load(l, po, j) : row_load(l, rv, po, i);
       acc = lw_fadd(l, acc, lw_fmul(l, lw_V(l, scal[1 + r]), lw_fmul(l, xr, pr)));
     }
     return acc;
@@ -111,10 +164,11 @@ static KExpr *linear_part(L *l, int s, const RecStep *st, const int *scal, KExpr
   return lw_F(l, NAN);
 }
 
-static KExpr *input_part(L *l, const RecStep *st, const int *scal, KExpr *i, KExpr *j) {
+static KExpr *input_part(L *l, const RecStep *st, const int *scal, const RowVals *rv, KExpr *i,
+                         KExpr *j) {
   KExpr *acc = lw_F(l, 0);
   for (int k = 0; k < st->nouter; k++) {
-    KExpr *u = lw_scr_load(l, slot(l, outer_slot(st, k)), i);
+    KExpr *u = row_load(l, rv, slot(l, outer_slot(st, k)), i);
     KExpr *w = st->scope.nlhs > 1 ? lw_scr_load(l, slot(l, outer_slot(st, k) + 1), j) : lw_F(l, 1);
     acc = lw_fadd(l, acc, lw_fmul(l, lw_V(l, scal[1 + st->nlr + k]), lw_fmul(l, u, w)));
   }
@@ -122,7 +176,167 @@ static KExpr *input_part(L *l, const RecStep *st, const int *scal, KExpr *i, KEx
   return acc;
 }
 
-static void lower_step(L *l, int s, const RecStep *st) {
+/* ---- the CPU forms: states in place, readouts by rows ---- */
+
+enum { MAX_ROWS_READOUTS = 16 };
+
+typedef struct RowsReadout {
+  const RecOutput *o;
+  const RecOut *n;  /* a readout node of o */
+  int64_t off;      /* its [cols] buffer in scratch */
+  int state, step;  /* fused into states[state].steps[step]; state -1: loops of its own */
+} RowsReadout;
+
+typedef struct RecCtx {
+  int *inplace; /* per state slot: one buffer for every version */
+  int64_t fused_y, fused_proj; /* a projection taken in the previous step's loop: its y and
+                                  the sum (buffers of `big` floats) */
+  RowsReadout rr[MAX_ROWS_READOUTS];
+  int nrr;
+} RecCtx;
+
+/* Whether term t of a readout in output o reads a matrix state as sum(i, c * S[i, j]) with
+ * j the output's one index and c free of anything but i and j. */
+static int rows_term(const RecOutput *o, const RecTerm *t) {
+  const RecRead *r = &t->read;
+  if (o->scope.nlhs != 1 || r->state < 0 || r->nidx != 2) return 0;
+  if (r->idx[0].kind != RI_VAR || r->idx[1].kind != RI_VAR) return 0;
+  int i = r->idx[0].v, j = r->idx[1].v;
+  if (j != 0 || i == j || t->summed != (uint64_t)1 << i) return 0;
+  return !t->coef || (t->coef->free & ~((uint64_t)1 << i | 1)) == 0;
+}
+
+/* Every read of state s in the token, at the event where it happens. A read by an
+ * output or another state's step must see the latest version then; s's own steps must
+ * read their source only at the element they write. */
+static int inplace_ok(const RecMixer *rm, int s) {
+  if (rm->noncausal) return 0;
+  int done = 0; /* steps of s so far in the token */
+  for (int k = 0; k < rm->nevents; k++) {
+    const RecEvent *e = &rm->events[k];
+    if (e->kind == RE_STEP) {
+      const RecStep *st = &rm->states[e->a].steps[e->b];
+      if (e->a == s) {
+        if (st->cls == RC_GENERAL || st->version != done) return 0;
+        done++;
+      } else {
+        for (int t = 0; t < st->nterms; t++)
+          if (st->terms[t].read.state == s && st->terms[t].read.version != done) return 0;
+      }
+      continue;
+    }
+    /* an output: every readout term that reads s (a walk over its tree) */
+    const RecOut *stack[64];
+    int sp = 0;
+    stack[sp++] = rm->outputs[e->a].root;
+    while (sp > 0) {
+      const RecOut *n = stack[--sp];
+      if (n->kind == RO_READOUT)
+        for (int t = 0; t < n->nterms; t++)
+          if (n->terms[t].read.state == s && n->terms[t].read.version != done) return 0;
+      for (int a = 0; a < n->nargs; a++) {
+        if (sp == 64) return 0;
+        stack[sp++] = n->args[a];
+      }
+    }
+  }
+  return 1;
+}
+
+static void plan_rows_node(L *l, RecCtx *c, const RecOutput *o, const RecOut *n,
+                           int64_t *off) {
+  for (int a = 0; a < n->nargs; a++) plan_rows_node(l, c, o, n->args[a], off);
+  if (n->kind != RO_READOUT || n->nterms == 0 || c->nrr == MAX_ROWS_READOUTS) return;
+  if ((n->free & ~(uint64_t)1) != 0) return; /* under a sum of the output's */
+  int fuse_state = n->terms[0].read.state, fuse_version = n->terms[0].read.version;
+  for (int t = 0; t < n->nterms; t++) {
+    const RecTerm *tm = &n->terms[t];
+    if (!rows_term(o, tm)) return;
+    if (tm->read.state != fuse_state || tm->read.version != fuse_version) fuse_state = -1;
+  }
+  RowsReadout *r = &c->rr[c->nrr++];
+  r->o = o;
+  r->n = n;
+  r->off = *off;
+  *off += l->big;
+  /* fused into the step that writes the version it reads (causal mixers: outputs run in
+   * the same token as the steps) */
+  r->state = -1;
+  r->step = -1;
+  if (fuse_state >= 0 && fuse_version > 0 && !l->rm->noncausal) {
+    r->state = fuse_state;
+    r->step = fuse_version - 1;
+  }
+}
+
+
+static const RowsReadout *rows_of(const L *l, const RecOut *n) {
+  const RecCtx *c = l->strategy;
+  for (int k = 0; c && k < c->nrr; k++)
+    if (c->rr[k].n == n) return &c->rr[k];
+  return NULL;
+}
+
+/* The recurrent strategy's readout answer: a rows buffer at the output's index. */
+static KExpr *rows_answer(L *l, const RecOutput *o, const RecOut *n) {
+  (void)o;
+  const RowsReadout *r = rows_of(l, n);
+  return r ? lw_scr_load(l, r->off, lw_V(l, lw_ivar_of(l, 0))) : NULL;
+}
+
+/* buf[j] = the readout's constant part (0 if none), over the output's index. */
+static void rows_init(L *l, const RowsReadout *r) {
+  lw_use_scope(l, &r->o->scope);
+  int j = lw_ivar_of(l, 0);
+  KStmt *outer = lw_open_for(l, j, lw_I(l, 0), lw_I(l, lw_dim_of_ivar(l, 0)), KF_VECTORIZE);
+  lw_scr_store(l, r->off, lw_V(l, j), r->n->konst ? lw_lx(l, r->n->konst) : lw_F(l, 0));
+  lw_close_for(l, outer);
+}
+
+/* A readout by rows in loops of its own: init, then per term and row i,
+ * buf[j] += scale c S[i, j] with j innermost. */
+static void rows_loops(L *l, const RowsReadout *r) {
+  rows_init(l, r);
+  for (int t = 0; t < r->n->nterms; t++) {
+    const RecTerm *tm = &r->n->terms[t];
+    int i = lw_ivar_of(l, tm->read.idx[0].v), j = lw_ivar_of(l, 0);
+    KStmt *outer = lw_open_for(l, i, lw_I(l, 0), lw_I(l, lw_dim_of_ivar(l, tm->read.idx[0].v)), 0);
+    lw_open_for(l, j, lw_I(l, 0), lw_I(l, lw_dim_of_ivar(l, 0)), KF_VECTORIZE);
+    KExpr *x = lw_fmul(l, lw_F(l, tm->scale), lw_fmul(l, lw_lx(l, tm->coef), lw_state_elem(l, &tm->read)));
+    lw_scr_store(l, r->off, lw_V(l, j), lw_fadd(l, lw_scr_load(l, r->off, lw_V(l, j)), x));
+    lw_close_for(l, outer);
+  }
+}
+
+/* The coefficient of term tm (output scope) with its row index bound to the step's row
+ * variable iv and the output's index to the column variable jv; the step's scope is kept. */
+static KExpr *fused_coef(L *l, const RowsReadout *r, const RecTerm *tm, int iv, int jv) {
+  const RecScope *keep = l->sc;
+  int ivars[MIXC_MAX_IVARS];
+  memcpy(ivars, l->ivar, sizeof ivars);
+  lw_use_scope(l, &r->o->scope);
+  l->ivar[tm->read.idx[0].v] = iv;
+  l->ivar[0] = jv;
+  KExpr *c = lw_fmul(l, lw_F(l, tm->scale), lw_lx(l, tm->coef));
+  l->sc = keep;
+  memcpy(l->ivar, ivars, sizeof ivars);
+  return c;
+}
+
+/* Whether step k + 1 of state s (a delta-like left step: one rank-one term) can take its
+ * projection y^T S from step k's element loop, which writes the version it reads (the CPU,
+ * the state in place, step k not itself rank-one: its own projection's slot is free). */
+static int fuse_next_projection(const L *l, int s, int k) {
+  const RecCtx *c = l->strategy;
+  const RecState *rs = &l->rm->states[s];
+  if (!c || !c->inplace[s] || k + 1 >= rs->nsteps) return 0;
+  const RecStep *a = &rs->steps[k], *b = &rs->steps[k + 1];
+  return a->cls != RC_DPLR && a->cls != RC_GENERAL && b->cls == RC_DPLR && b->side == RS_LEFT &&
+         b->nlr == 1;
+}
+
+/* proj_done: this step's projection came from the previous step's loop. */
+static void lower_step(L *l, int s, const RecStep *st, int proj_done) {
   lw_use_scope(l, &st->scope);
   int scal[64];
   if (1 + st->nlr + st->nouter > (int)(sizeof scal / sizeof scal[0])) {
@@ -130,34 +344,102 @@ static void lower_step(L *l, int s, const RecStep *st) {
              "the recurrent kernel", l->rm->states[s].name, st->nlr, st->nouter);
     return;
   }
-  prepare_step(l, s, st, scal);
+  prepare_step(l, s, st, scal, proj_done);
+  const RecCtx *c = l->strategy;
   int64_t R = l->R[s], C = l->C[s];
+  int step_no = (int)(st - l->rm->states[s].steps);
+  int fuse_proj = fuse_next_projection(l, s, step_no);
+  if (fuse_proj) {
+    /* the next step's y (its scope) and its projection, zeroed, in buffers of their own */
+    const RecStep *nx = st + 1;
+    lw_use_scope(l, &nx->scope);
+    lw_vec_into(l, nx->lr[0].y, lw_ivar_of(l, nx->lr[0].m), R, c->fused_y);
+    lw_use_scope(l, &st->scope);
+    int o = lw_var(l, KT_I64, "o");
+    KStmt *z = lw_open_for(l, o, lw_I(l, 0), lw_I(l, C), KF_VECTORIZE);
+    lw_scr_store(l, c->fused_proj, lw_V(l, o), lw_F(l, 0));
+    lw_close_for(l, z);
+  }
   int iv = lw_lhs_var(l, 0), jv = lw_lhs_var(l, 1);
   KStmt *outer = lw_open_for(l, iv, lw_I(l, 0), lw_I(l, R), KF_BLOCK);
+  RowVals rows = {{0}, {0}, 0}, *rv = NULL;
+  int yrow = -1;
+  if (l->strategy) {
+    rv = &rows;
+    row_hoist_step(l, rv, st, iv);
+  }
+  if (fuse_proj) {
+    yrow = lw_var(l, KT_F32, "y");
+    lw_set(l, yrow, lw_scr_load(l, c->fused_y, lw_V(l, iv)));
+  }
+  /* readouts fused into this step: per row, each term's coefficient (when it does not
+   * vary along the row) before the column loop */
+  int nf = 0;
+  int coef[MAX_ROWS_READOUTS * 4];
+  const RowsReadout *fr[MAX_ROWS_READOUTS * 4];
+  const RecTerm *ft[MAX_ROWS_READOUTS * 4];
+  for (int k = 0; c && k < c->nrr; k++) {
+    const RowsReadout *r = &c->rr[k];
+    if (r->state != s || r->step != step_no) continue;
+    for (int t = 0; t < r->n->nterms && nf < MAX_ROWS_READOUTS * 4; t++) {
+      fr[nf] = r;
+      ft[nf] = &r->n->terms[t];
+      coef[nf] = -1;
+      if (!ft[nf]->coef || !(ft[nf]->coef->free & 1)) {
+        coef[nf] = lw_var(l, KT_F32, "rc");
+        lw_set(l, coef[nf], fused_coef(l, r, ft[nf], iv, jv));
+      }
+      nf++;
+    }
+  }
   lw_open_for(l, jv, lw_I(l, 0), lw_I(l, C), KF_VECTORIZE);
   KExpr *i = lw_V(l, iv), *j = lw_V(l, jv);
   KExpr *x = lw_src_at(l, s, st->version, i, j);
-  KExpr *val = lw_fadd(l, linear_part(l, s, st, scal, x, i, j), input_part(l, st, scal, i, j));
+  int64_t proj0 = proj_done ? c->fused_proj : slot(l, 4);
+  KExpr *val = lw_fadd(l, linear_part(l, s, st, scal, rv, proj0, x, i, j),
+                       input_part(l, st, scal, rv, i, j));
+  if (nf || fuse_proj) {
+    int nv = lw_var(l, KT_F32, "s_new");
+    lw_set(l, nv, val);
+    val = lw_V(l, nv);
+  }
   lw_emit(l, ks_store(l->m, KT_F32, lw_V(l, l->ver[s][st->version + 1]),
                    ke_add(l->m, ke_mul(l->m, i, lw_I(l, C)), j), val));
+  for (int k = 0; k < nf; k++) {
+    KExpr *cf = coef[k] >= 0 ? lw_V(l, coef[k]) : fused_coef(l, fr[k], ft[k], iv, jv);
+    lw_scr_store(l, fr[k]->off, j, lw_fadd(l, lw_scr_load(l, fr[k]->off, j), lw_fmul(l, cf, val)));
+  }
+  if (fuse_proj)
+    lw_scr_store(l, c->fused_proj, j,
+                 lw_fadd(l, lw_scr_load(l, c->fused_proj, j), lw_fmul(l, lw_V(l, yrow), val)));
   lw_close_for(l, outer);
 }
 
 /* ---- one token ---- */
 
 static void lower_token(L *l, int steps, int outputs, int acc_dirs, int mean_last) {
+  const RecCtx *c = l->strategy;
   lw_lower_prelude(l);
+  /* the fused readouts' buffers start at their constant parts */
+  for (int k = 0; c && steps && outputs && k < c->nrr; k++)
+    if (c->rr[k].state >= 0) rows_init(l, &c->rr[k]);
   for (int k = 0; k < l->rm->nevents && !l->failed; k++) {
     const RecEvent *e = &l->rm->events[k];
-    if (e->kind == RE_STEP && steps) lower_step(l, e->a, &l->rm->states[e->a].steps[e->b]);
-    if (e->kind == RE_OUTPUT && outputs)
-      lw_lower_output(l, &l->rm->outputs[e->a], acc_dirs, mean_last);
+    if (e->kind == RE_STEP && steps)
+      lower_step(l, e->a, &l->rm->states[e->a].steps[e->b],
+                 e->b > 0 && fuse_next_projection(l, e->a, e->b - 1));
+    if (e->kind == RE_OUTPUT && outputs) {
+      const RecOutput *o = &l->rm->outputs[e->a];
+      for (int r = 0; c && r < c->nrr; r++)
+        if (c->rr[r].o == o && c->rr[r].state < 0) rows_loops(l, &c->rr[r]);
+      lw_lower_output(l, o, acc_dirs, mean_last);
+    }
   }
   if (!steps) return;
   /* Rotate: the last version becomes the next token's version 0. */
   for (int s = 0; s < l->rm->nstates; s++) {
     int n = l->rm->states[s].nsteps;
-    if (!n) continue;
+    if (!n || (c && c->inplace[s])) continue;
     int tmp = lw_var(l, KT_PTR, "tmp");
     lw_set(l, tmp, lw_V(l, l->ver[s][0]));
     lw_set(l, l->ver[s][0], lw_V(l, l->ver[s][n]));
@@ -173,6 +455,14 @@ static int setup_scratch(L *l) {
   l->C = arena_array(l->arena, (size_t)rm->nstates + 1, sizeof *l->C);
   l->let_off = arena_array(l->arena, (size_t)rm->nlets + 1, sizeof *l->let_off);
   if (l->arena->failed) return lw_lfail(l, "out of memory");
+  RecCtx *c = l->strategy;
+  if (c) {
+    /* the CPU forms: which states run in place */
+    c->inplace = lw_int_array(l, rm->nstates + 1, 0);
+    if (!c->inplace) return lw_lfail(l, "out of memory");
+    for (int s = 0; s < rm->nstates; s++)
+      c->inplace[s] = rm->states[s].ndim == 2 && rm->states[s].nsteps > 0 && inplace_ok(rm, s);
+  }
   l->v_scr = lw_var(l, KT_PTR, "scr");
   lw_set(l, l->v_scr, ke_arg(l->m, 4));
   for (int s = 0; s < rm->nstates; s++) {
@@ -185,6 +475,10 @@ static int setup_scratch(L *l) {
     if (!l->ver[s]) return lw_lfail(l, "out of memory");
     for (int v = 0; v <= st->nsteps; v++) {
       l->ver[s][v] = lw_var(l, KT_PTR, arena_printf(l->arena, "%s_v%d", st->name, v));
+      if (v > 0 && c && c->inplace[s]) {
+        lw_set(l, l->ver[s][v], lw_V(l, l->ver[s][0])); /* in place: one buffer */
+        continue;
+      }
       lw_set(l, l->ver[s][v], ke_ptradd(l->m, lw_V(l, l->v_scr), lw_I(l, off * 4)));
       off += l->R[s] * l->C[s];
     }
@@ -199,6 +493,14 @@ static int setup_scratch(L *l) {
   l->vec_off = off;
   l->big = big;
   off += big * (3 + 2 * maxr);
+  if (c) {
+    c->fused_y = off;
+    c->fused_proj = off + big;
+    off += 2 * big;
+  }
+  /* which readouts go by rows, their buffers after the step vectors */
+  for (int k = 0; c && k < rm->noutputs; k++)
+    plan_rows_node(l, c, &rm->outputs[k], rm->outputs[k].root, &off);
   l->f->scratch_floats = off;
   return 0;
 }
@@ -270,10 +572,15 @@ static void grid_body(L *l) {
 int lower_recurrent(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err,
                     size_t errlen) {
   L l;
+  RecCtx cpu;
+  memset(&cpu, 0, sizeof cpu);
   const char *items = spec->rm->mixer->ngrid ? "(batch, head)" : "(sequence, head)";
-  if (lw_begin(&l, a, spec, plan, STRAT_RECURRENT, "recurrent", items, err, errlen) ||
-      setup_scratch(&l))
-    return 1;
+  if (lw_begin(&l, a, spec, plan, STRAT_RECURRENT, "recurrent", items, err, errlen)) return 1;
+  if (!spec->gpu) {
+    l.strategy = &cpu;
+    l.readout = rows_answer;
+  }
+  if (setup_scratch(&l)) return 1;
   KStmt *outer = lw_open_items(&l);
   if (l.mx->ngrid)
     grid_body(&l);

@@ -11,7 +11,9 @@
  *     first (NaN never passes); transposed inputs and padded outputs through strides,
  *     broadcast (zero-stride) inputs; initial and final states; a variable-length batch of
  *     3 sequences (one empty) equals separate runs and the reference; mixc_step token by
- *     token equals one forward; a repeated call compiles nothing.
+ *     token equals one forward; a repeated call compiles nothing. Then 40 random mixers
+ *     of tests/gen_mixer.h (every class; dims from {1, 2, 3, 5, 6, 16}): recurrent forward
+ *     and decode steps, and the auto strategy where it chunks (chunk 16, T = 37).
  *
  *   test_api [seed [example-name]]    (the seed defaults to the time; it is printed)
  *
@@ -32,6 +34,7 @@
 #include "../runtime/half.h"
 #include "../runtime/inputs.h"
 #include "../runtime/reference.h"
+#include "gen_mixer.h"
 #include "mixc.h"
 #include "testlib.h"
 
@@ -1217,6 +1220,75 @@ static void chunk_cases(Tally *t, mixc_context *ctx, uint64_t seed) {
     }
 }
 
+/* Random mixers of tests/gen_mixer.h (every transition class, outputs before, between and
+ * after the updates, lets reading states, grids) through the CPU kernels: the recurrent
+ * strategy on a forward and on decode steps, and the auto strategy where it chunks, each
+ * against the fp64 reference on fresh inputs (f32: 2e-4 of max |ref|). */
+enum { GEN_API_COUNT = 40 };
+
+static void generated_cases(Tally *t, mixc_context *ctx, uint64_t seed) {
+  MixcRng rng;
+  mixc_rng_seed(&rng, seed);
+  char path[] = "/tmp/mixc_gen_XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) {
+    result(t, 0, "generated mixers: a temporary file", "mkstemp failed");
+    return;
+  }
+  close(fd);
+  for (int g = 0; g < GEN_API_COUNT; g++) {
+    char name[32], err[4200];
+    snprintf(name, sizeof name, "gen%d", g);
+    char *text = gen_mixer_text(&rng, name);
+    FILE *f = text ? fopen(path, "w") : NULL;
+    int ok = f && fputs(text, f) >= 0;
+    if (f && fclose(f)) ok = 0;
+    if (!ok) {
+      result(t, 0, name, "cannot write the generated source");
+      free(text);
+      continue;
+    }
+    int64_t sizes[4];
+    static const int64_t pick[] = {1, 2, 3, 5, 6, 16};
+    for (int k = 0; k < 4; k++) sizes[k] = pick[(int)(mixc_rng_uniform(&rng) * 6)];
+    uint64_t cs = (uint64_t)(mixc_rng_uniform(&rng) * 1e15);
+    Ex x;
+    if (!ex_open_opts(&x, ctx, path, MIXC_STRATEGY_RECURRENT, sizes, 0, 0, err, sizeof err)) {
+      result(t, 0, name, err);
+      printf("%s", text);
+      ex_close(&x);
+      free(text);
+      continue;
+    }
+    int good = 1;
+    if (x.grid) {
+      Cfg c = {2, 0, 3, 2, MIXC_F32, L_CONTIG, L_CONTIG, 0, 0, (int)(cs & 1), NULL, 0, 0, 0, 0};
+      good &= run_case(t, &x, &c, cs, "generated", NULL, NULL);
+    } else {
+      Cfg c = {2, 9, 0, 0, MIXC_F32, L_TRANSPOSE, 1, 1, 1, (int)(cs & 1), NULL, 0, 0, 0, 0};
+      good &= run_case(t, &x, &c, cs, "generated", NULL, NULL);
+      step_case(t, &x, cs + 1);
+    }
+    Strategy as = auto_strategy(&x);
+    ex_close(&x);
+    if (as == STRAT_CHUNK && !x.grid) {
+      Ex a;
+      if (!ex_open_opts(&a, ctx, path, MIXC_STRATEGY_AUTO, sizes, 0, 16, err, sizeof err)) {
+        result(t, 0, name, err);
+        good = 0;
+      } else {
+        snprintf(a.name + strlen(a.name), sizeof a.name - strlen(a.name), " (auto: chunk)");
+        Cfg c = {2, 37, 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0, 0};
+        good &= run_case(t, &a, &c, cs + 2, "generated", NULL, NULL);
+      }
+      ex_close(&a);
+    }
+    if (!good) printf("  (the mixer, seed %" PRIu64 "):\n%s", seed, text);
+    free(text);
+  }
+  remove(path);
+}
+
 static void test_numerics(Tally *t, mixc_context *ctx, uint64_t seed, const char *only) {
   char *files[128];
   int nf = list_examples(files, 128);
@@ -1262,6 +1334,7 @@ static void test_numerics(Tally *t, mixc_context *ctx, uint64_t seed, const char
   if (!only || strstr("split", only)) split_cases(t, seed + 13);
   if (!only || strstr("vtile", only)) vtile_cases(t, seed + 17);
   if (!only || strstr("chunk", only)) chunk_cases(t, ctx, seed + 19);
+  if (!only || strstr("generated", only)) generated_cases(t, ctx, seed + 23);
   /* A second kernel of the same mixer text finds its variant in the context's cache. */
   {
     char err[4200];

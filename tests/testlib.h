@@ -132,7 +132,7 @@ int check_tensors(const Mixer *m, const Tensor *ts, const Tensor *fin, double *c
 
 /* ==== API calls ==== */
 
-enum { MAXSYM = 64, MAXD = MIXC_MAX_DIMS };
+enum { MAXSYM = 128, MAXD = MIXC_MAX_DIMS };
 
 /* A tensor in memory: storage of any dtype and layout, read and written as doubles in the
  * contiguous logical order of the reference. */
