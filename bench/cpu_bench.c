@@ -22,6 +22,16 @@
  * as DIR/<mixer>_<name>.npy (float32, C order) for bench/c_loops and bench/numpy_chunk.py,
  * which check themselves against them.
  *
+ * With --decode: the decode step instead (mixc_step, one token, fp32 states carried across
+ * calls; defaults B = 64, H = 16): each mixer's RECURRENT kernel, checked first against a
+ * forward of the same token from the same states (outputs and states, relative error <=
+ * 1e-5), then the median time of a call and the state bytes it must move (read + write,
+ * 2 B H K V 4 bytes) per second, against the memory bandwidth measured in the same process
+ * (the better of an in-place scale x = a x + b over 1 GiB and a copy of 512 MiB, each the
+ * fastest of 5, read + write bytes, on the kernel's thread count; bench/Makefile builds this
+ * file with -O3 -march=native so that the scale loop runs at the memory's speed). The calls rotate over as many state sets (separate
+ * decode streams) as make 1 GiB, so no call finds its states in a cache.
+ *
  * Besides the readable lines, every measurement is one line starting with "RESULT" and
  * made of tab-separated key=value fields (bench/run.sh collects them); a missing strategy is
  * a RESULT line with status=na and the API's message, never a number. */
@@ -30,8 +40,10 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "inputs.h"
 #include "mixc.h"
@@ -49,20 +61,21 @@ typedef struct MixerSpec {
   const char *name;   /* mixer and file name: examples/<name>.mix */
   const char *title;
   const char *kdim, *vdim; /* the names of the key and value dims */
+  const char *state;       /* its state [kdim, vdim] */
   Tensor t[MAX_TENSORS];
   int nt;
 } MixerSpec;
 
 static const MixerSpec MIXERS[] = {
-    {"gla", "GLA", "K", "V",
+    {"gla", "GLA", "K", "V", "S",
      {{"q", 0, 1, ROLE_UNIT}, {"k", 0, 1, ROLE_UNIT}, {"v", 0, 2, ROLE_UNIT},
       {"g", 0, 1, ROLE_LOG_GATE}, {"o", 2, 2, ROLE_NORMAL}},
      5},
-    {"gated_delta", "Gated DeltaNet", "K", "V",
+    {"gated_delta", "Gated DeltaNet", "K", "V", "S",
      {{"q", 0, 1, ROLE_UNIT}, {"k", 0, 1, ROLE_UNIT}, {"v", 0, 2, ROLE_UNIT},
       {"g", 0, 0, ROLE_LOG_GATE}, {"beta", 0, 0, ROLE_UNIFORM01}, {"o", 2, 2, ROLE_NORMAL}},
      6},
-    {"mamba2", "Mamba2", "N", "P",
+    {"mamba2", "Mamba2", "N", "P", "h",
      {{"x", 0, 2, ROLE_UNIT}, {"B", 0, 1, ROLE_UNIT}, {"C", 0, 1, ROLE_UNIT},
       {"dt", 0, 0, ROLE_UNIFORM01}, {"A_log", 1, 0, ROLE_LOG_GATE}, {"dt_bias", 1, 0, ROLE_NORMAL},
       {"D", 1, 0, ROLE_NORMAL}, {"y", 2, 2, ROLE_NORMAL}},
@@ -75,6 +88,7 @@ typedef struct Opts {
   int64_t B, T, H, K, V, chunk, vtile;
   int runs;
   double tol;
+  int decode;
 } Opts;
 
 static double now_ms(void) {
@@ -217,7 +231,7 @@ static void make_args(const MixerSpec *m, Bufs *b, float *out, Run *r) {
 
 static void result_na(const MixerSpec *m, const Opts *o, const char *impl, const char *why) {
   char msg[512];
-  snprintf(msg, sizeof msg, "%s", why);
+  snprintf(msg, sizeof msg, "%.500s", why);
   for (char *p = msg; *p; p++)
     if (*p == '\t' || *p == '\n') *p = ' ';
   printf("RESULT\timpl=%s\tmixer=%s\tB=%lld\tH=%lld\tT=%lld\tstatus=na\tmsg=%s\n", impl, m->name,
@@ -409,6 +423,194 @@ out:
   return rc;
 }
 
+/* ---- the decode step (--decode) ---- */
+
+typedef struct BwJob {
+  float *x, *y; /* y: NULL for the in-place scale */
+  size_t n;
+} BwJob;
+
+static void *bw_main(void *p) {
+  const BwJob *j = p;
+  if (j->y)
+    memcpy(j->y, j->x, j->n * sizeof(float));
+  else
+    for (size_t i = 0; i < j->n; i++) j->x[i] = j->x[i] * 0.999f + 1e-3f;
+  return NULL;
+}
+
+/* Memory bandwidth in GB/s (read + write bytes) on `threads` threads: the better of the
+ * fastest of 5 in-place scales over 2 `mib` MiB and of 5 copies of `mib` MiB (STREAM's
+ * convention: the best time); 0 when out of memory. */
+static double memory_bandwidth(int threads, size_t mib, double *scale_gbs, double *copy_gbs) {
+  size_t n = mib << 18; /* floats */
+  float *x = malloc(2 * n * sizeof(float)), *y = malloc(n * sizeof(float));
+  enum { MAXT = 64 };
+  if (threads > MAXT) threads = MAXT;
+  if (!x || !y) {
+    free(x);
+    free(y);
+    return 0;
+  }
+  for (size_t i = 0; i < 2 * n; i++) x[i] = (float)(i & 1023);
+  for (size_t i = 0; i < n; i++) y[i] = (float)(i & 1023);
+  double best[2] = {0, 0};
+  for (int kind = 0; kind < 2; kind++) {
+    size_t len = kind ? n : 2 * n;
+    double t[5];
+    for (int r = 0; r < 5; r++) {
+      BwJob jobs[MAXT];
+      pthread_t th[MAXT];
+      int started[MAXT];
+      double t0 = now_ms();
+      for (int k = 0; k < threads; k++) {
+        size_t lo = len / (size_t)threads * (size_t)k,
+               hi = k == threads - 1 ? len : lo + len / (size_t)threads;
+        jobs[k].x = x + lo;
+        jobs[k].y = kind ? y + lo : NULL;
+        jobs[k].n = hi - lo;
+        started[k] = pthread_create(&th[k], NULL, bw_main, &jobs[k]) == 0;
+        if (!started[k]) bw_main(&jobs[k]);
+      }
+      for (int k = 0; k < threads; k++)
+        if (started[k]) pthread_join(th[k], NULL);
+      t[r] = now_ms() - t0;
+    }
+    qsort(t, 5, sizeof t[0], cmp_double);
+    best[kind] = 2.0 * (double)(len * sizeof(float)) / (t[0] * 1e6); /* the fastest, as STREAM */
+  }
+  free(x);
+  free(y);
+  *scale_gbs = best[0];
+  *copy_gbs = best[1];
+  return best[0] > best[1] ? best[0] : best[1];
+}
+
+static int bench_decode(mixc_context *ctx, const MixerSpec *m, const Opts *o, double bw) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s.mix", o->examples, m->name);
+  size_t len = 0;
+  char *src = read_file(path, &len);
+  if (!src) {
+    fprintf(stderr, "cpu_bench: cannot read %s (pass --examples DIR)\n", path);
+    return 1;
+  }
+  mixc_error err;
+  mixc_module *mod = NULL;
+  mixc_kernel *k = NULL;
+  int rc = 1;
+  Bufs b;
+  memset(&b, 0, sizeof b);
+  Opts o1 = *o;
+  o1.T = 1;
+  int oi = m->nt - 1;
+  size_t ns = (size_t)(o->B * o->H * o->K * o->V), sbytes = ns * sizeof(float);
+  size_t nsets = ((size_t)1 << 30) / sbytes + 1;
+  if (nsets > 1024) nsets = 1024;
+  float *s0 = malloc(sbytes), *fin = malloc(sbytes), *st = malloc(sbytes * nsets), *out1 = NULL,
+        *out2 = NULL;
+  printf("\n== %s (%s) decode step: B=%lld H=%lld %s=%lld %s=%lld, f32 states (%.1f MiB, "
+         "%zu sets) ==\n",
+         m->title, m->name, (long long)o->B, (long long)o->H, m->kdim, (long long)o->K, m->vdim,
+         (long long)o->V, (double)sbytes / (1 << 20), nsets);
+  mixc_dim dims[2] = {{m->kdim, o->K}, {m->vdim, o->V}};
+  mixc_kernel_options opt;
+  memset(&opt, 0, sizeof opt);
+  opt.mixer = m->name;
+  opt.dims = dims;
+  opt.ndims = 2;
+  opt.device = MIXC_CPU;
+  opt.strategy = MIXC_STRATEGY_RECURRENT;
+  if (!s0 || !fin || !st || make_buffers(m, &o1, &b, 20261122u)) {
+    fprintf(stderr, "cpu_bench: out of memory\n");
+    goto out;
+  }
+  out1 = malloc(b.numel[oi] * sizeof(float));
+  out2 = malloc(b.numel[oi] * sizeof(float));
+  if (!out1 || !out2) goto out;
+  MixcRng rng;
+  mixc_rng_seed(&rng, 7);
+  for (size_t i = 0; i < ns; i++) s0[i] = (float)(0.5 * mixc_rng_normal(&rng));
+  if (mixc_module_compile(ctx, src, len, path, &mod, &err) != MIXC_OK ||
+      mixc_kernel_create(mod, &opt, &k, &err) != MIXC_OK) {
+    printf("  recurrent: not available (%s)\n", err.message);
+    result_na(m, o, "mixc_decode", err.message);
+    rc = 0;
+    goto out;
+  }
+  int64_t sshape[4] = {o->B, o->H, o->K, o->V};
+  mixc_named_tensor sref = {m->state, mixc_tensor_contiguous(s0, MIXC_F32, 4, sshape)};
+  mixc_named_tensor sfin = {m->state, mixc_tensor_contiguous(fin, MIXC_F32, 4, sshape)};
+  mixc_named_tensor scar = {m->state, mixc_tensor_contiguous(st, MIXC_F32, 4, sshape)};
+  /* the check: one forward token from s0 against one step from a copy of s0 */
+  Run r;
+  memset(&r, 0, sizeof r);
+  for (size_t j = 0; j < b.numel[oi]; j++) out1[j] = out2[j] = NAN;
+  for (size_t i = 0; i < ns; i++) fin[i] = NAN;
+  make_args(m, &b, out1, &r);
+  r.args.initial_states = &sref;
+  r.args.ninitial = 1;
+  r.args.final_states = &sfin;
+  r.args.nfinal = 1;
+  if (mixc_forward(k, &r.args, &err) != MIXC_OK) {
+    printf("  forward failed: %s\n", err.message);
+    goto out;
+  }
+  Run rs;
+  memset(&rs, 0, sizeof rs);
+  make_args(m, &b, out2, &rs);
+  memcpy(st, s0, sbytes);
+  if (mixc_step(k, &rs.args, &scar, 1, &err) != MIXC_OK) {
+    printf("  step failed: %s\n", err.message);
+    goto out;
+  }
+  double eo = rel_err(out2, out1, b.numel[oi]), es = rel_err(st, fin, ns);
+  int ok = eo <= 1e-5 && es <= 1e-5;
+  printf("  check: step vs forward of the same token, rel. error output %.3g, state %.3g: %s\n",
+         eo, es, ok ? "ok" : "FAILED");
+  if (!ok) {
+    result_na(m, o, "mixc_decode", "the step differs from the forward");
+    goto out;
+  }
+  /* time: steps carrying the states of set c % nsets, a warm-up of 3, then >= 20 calls
+   * (until 0.5 s, <= 201) */
+  for (size_t c = 1; c < nsets; c++) memcpy(st + c * ns, s0, sbytes);
+  enum { MAXC = 201 };
+  double t[MAXC], total = 0;
+  int n = 0;
+  for (int w = 0; w < 3; w++) mixc_step(k, &rs.args, &scar, 1, &err);
+  while (n < MAXC && (n < 20 || total < 500.0)) {
+    scar.tensor.data = st + (size_t)(n + 3) % nsets * ns;
+    double t0 = now_ms();
+    if (mixc_step(k, &rs.args, &scar, 1, &err) != MIXC_OK) {
+      printf("  step failed: %s\n", err.message);
+      goto out;
+    }
+    t[n] = now_ms() - t0;
+    total += t[n++];
+  }
+  double ms = median(t, n), gbs = 2.0 * (double)sbytes / (ms * 1e6);
+  printf("  step median %.1f us (%d calls): state read + write %.2f GB/s, %.0f%% of the measured "
+         "%.2f GB/s\n",
+         ms * 1e3, n, gbs, bw > 0 ? 100 * gbs / bw : 0.0, bw);
+  printf("RESULT\timpl=mixc_decode\tmixer=%s\tB=%lld\tH=%lld\tT=1\tstatus=ok\tus=%.2f\tcalls=%d"
+         "\tstate_gbs=%.3f\tmem_gbs=%.3f\tpct=%.1f\n",
+         m->name, (long long)o->B, (long long)o->H, ms * 1e3, n, gbs, bw,
+         bw > 0 ? 100 * gbs / bw : 0.0);
+  rc = 0;
+out:
+  mixc_kernel_destroy(k);
+  mixc_module_destroy(mod);
+  free_buffers(m, &b);
+  free(s0);
+  free(fin);
+  free(st);
+  free(out1);
+  free(out2);
+  free(src);
+  return rc;
+}
+
 static int parse_i64(const char *s, int64_t *v) {
   char *end;
   long long x = strtoll(s, &end, 10);
@@ -419,14 +621,22 @@ static int parse_i64(const char *s, int64_t *v) {
 
 static void usage(void) {
   fprintf(stderr, "usage: cpu_bench [--examples DIR] [--out DIR] [--B n] [--T n] [--H n] "
-                  "[--D n] [--runs n] [--chunk C] [--vtile W] [--mixers a,b,...] [--tol x]\n");
+                  "[--D n] [--runs n] [--chunk C] [--vtile W] [--mixers a,b,...] [--tol x] "
+                  "[--decode]\n");
 }
 
 int main(int argc, char **argv) {
-  Opts o = {"examples", NULL, "gla,gated_delta,mamba2", 1, 4096, 4, 128, 128, 0, 0, 5, 1e-3};
+  Opts o = {"examples", NULL, "gla,gated_delta,mamba2", 1, 4096, 4, 128, 128, 0, 0, 5, 1e-3, 0};
+  int setB = 0, setH = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     int64_t x = 0;
+    if (!strcmp(a, "--decode")) {
+      o.decode = 1;
+      continue;
+    }
+    setB |= !strcmp(a, "--B");
+    setH |= !strcmp(a, "--H");
     if (!v) {
       usage();
       return 2;
@@ -455,6 +665,10 @@ int main(int argc, char **argv) {
     usage();
     return 2;
   }
+  if (o.decode) {
+    if (!setB) o.B = 64;
+    if (!setH) o.H = 16;
+  }
   mixc_error err;
   mixc_context *ctx = NULL;
   if (mixc_context_create(0, &ctx, &err) != MIXC_OK) {
@@ -465,11 +679,22 @@ int main(int argc, char **argv) {
   printf("mixc %s, MIXC_NUM_THREADS=%s, chunk size %s%lld\n", mixc_version(), env ? env : "(unset: every core)",
          o.chunk ? "" : "the schedule's choice; FLOPs counted at C = ", (long long)(o.chunk ? o.chunk : 64));
   int rc = 0;
+  double bw = 0;
+  if (o.decode) {
+    long nth = env && atoi(env) > 0 ? atoi(env) : sysconf(_SC_NPROCESSORS_ONLN);
+    double sc = 0, cp = 0;
+    bw = memory_bandwidth(nth > 0 ? (int)nth : 1, 512, &sc, &cp);
+    printf("memory bandwidth, %ld threads (read + write bytes): in-place scale over 1 GiB %.2f "
+           "GB/s, copy of 512 MiB %.2f GB/s\n",
+           nth, sc, cp);
+    printf("RESULT\timpl=memory\tscale_gbs=%.3f\tcopy_gbs=%.3f\tthreads=%ld\n", sc, cp, nth);
+  }
   char list[256], key[64];
   snprintf(list, sizeof list, ",%s,", o.mixers);
   for (int i = 0; i < NMIXERS; i++) {
     snprintf(key, sizeof key, ",%s,", MIXERS[i].name);
-    if (strstr(list, key)) rc |= bench_mixer(ctx, &MIXERS[i], &o);
+    if (strstr(list, key))
+      rc |= o.decode ? bench_decode(ctx, &MIXERS[i], &o, bw) : bench_mixer(ctx, &MIXERS[i], &o);
   }
   mixc_context_destroy(ctx);
   return rc;

@@ -83,6 +83,9 @@ typedef struct KernelPlan {
   int cu_seqlens;  /* ptrs[] slot, or -1 */
   int size_B, size_T, size_H, size_N; /* ints[] slots (N: sequences) */
   int size_Y, size_X;                 /* grid mixers */
+  int state_direct; /* ints[] slot, or -1: 1 when every state's initial and final tensors are
+                       one contiguous [N, H, rows, cols] f32 buffer (a decode step): the CPU
+                       recurrent kernel then updates its in-place states there, no copies */
   /* The schedule chosen (schedule.h), for the runtime and for tools to print. A call has
    * N * H * vtiles * segs work items: item = ((n * H + h) * vtiles + tile) * segs + seg. */
   int64_t chunk;   /* chunk length (chunk strategy), else 0 */

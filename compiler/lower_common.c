@@ -370,6 +370,24 @@ void lw_state_io(L *l, int store) {
     int64_t R = l->R[k], C = l->C[k];
     int nd = l->rm->states[k].ndim;
     if (store && ptr < 0) continue;
+    KStmt *direct_if = NULL, *keep = l->blk;
+    if (l->v_direct >= 0 && l->state_home && l->state_home[k] >= 0 && ptr >= 0) {
+      /* in the caller's buffer when the flag says so (every version: one buffer), else in
+       * scratch with the copies below */
+      if (!store) {
+        KExpr *off = ke_add(l->m, ke_mul(l->m, lw_V(l, l->v_n), lw_V(l, st[0])),
+                            ke_mul(l->m, lw_V(l, l->v_h), lw_V(l, st[1])));
+        lw_set(l, l->ver[k][0],
+               ke_select(l->m, lw_V(l, l->v_direct),
+                         ke_ptradd(l->m, lw_V(l, ptr), ke_mul(l->m, off, lw_I(l, 4))),
+                         lw_V(l, l->state_home[k])));
+        for (int v = 1; v <= l->rm->states[k].nsteps; v++)
+          lw_set(l, l->ver[k][v], lw_V(l, l->ver[k][0]));
+      }
+      direct_if = ks_if(l->m, ke_bin(l->m, KO_EQ, lw_V(l, l->v_direct), lw_I(l, 0)));
+      lw_emit(l, direct_if);
+      l->blk = direct_if;
+    }
     int iv = lw_var(l, KT_I64, "si"), jv = lw_var(l, KT_I64, "sj");
     KStmt *outer = lw_open_for(l, iv, lw_I(l, 0), lw_I(l, R), KF_BLOCK);
     lw_open_for(l, jv, lw_I(l, 0), lw_ncols(l, k), KF_VECTORIZE);
@@ -390,6 +408,7 @@ void lw_state_io(L *l, int store) {
                          ke_load(l->m, KT_F32, lw_V(l, ptr), off)));
     }
     lw_close_for(l, outer);
+    if (direct_if) l->blk = keep;
   }
 }
 
@@ -443,7 +462,8 @@ int lw_setup_tables(L *l) {
   pl->size_T = kir_slot(l->m, KSL_INT, "T");
   pl->size_H = kir_slot(l->m, KSL_INT, "H");
   pl->size_N = kir_slot(l->m, KSL_INT, "N (sequences: B, or the number of cu_seqlens segments)");
-  pl->size_Y = pl->size_X = pl->cu_seqlens = -1;
+  pl->size_Y = pl->size_X = pl->cu_seqlens = pl->state_direct = -1;
+  l->v_direct = -1;
   if (mx->ngrid) {
     pl->size_Y = kir_slot(l->m, KSL_INT, "Y");
     pl->size_X = kir_slot(l->m, KSL_INT, "X");

@@ -41,6 +41,11 @@ typedef struct L {
   int64_t ntiles;   /* tiles per (sequence, head) */
   int v_j0, v_vw;   /* the item's first column and its width (variables; split only) */
   int in_output;    /* lw_open_lhs is opening an output's loops */
+  /* states updated in the caller's buffer (the recurrent strategy on the CPU): v_direct the
+   * variable of the plan's state_direct flag (-1: none), state_home per state slot a pointer
+   * variable to its scratch buffer (-1: the state always lives in scratch) */
+  int v_direct;
+  int *state_home;
   /* readouts answered from buffers instead of state reads (the chunk strategies; the
    * recurrent one on the CPU); NULL from it: the readout's own loops */
   KExpr *(*readout)(struct L *l, const RecOutput *o, const RecOut *n);

@@ -475,6 +475,21 @@ static int setup_scratch(L *l) {
     if (!l->ver[s]) return lw_lfail(l, "out of memory");
     for (int v = 0; v <= st->nsteps; v++) {
       l->ver[s][v] = lw_var(l, KT_PTR, arena_printf(l->arena, "%s_v%d", st->name, v));
+      if (v == 0 && c && c->inplace[s] && l->sp->present[st->sym] && l->sp->want[st->sym] &&
+          !l->rm->mixer->ngrid) {
+        /* it may live in the caller's buffer (lw_state_io): its scratch address kept */
+        if (l->v_direct < 0) {
+          l->pl->state_direct =
+              kir_slot(l->m, KSL_INT, "states in place (1: every state's initial and final "
+                                      "tensors are one contiguous f32 buffer)");
+          l->v_direct = lw_var(l, KT_I64, "direct");
+          lw_set(l, l->v_direct, ke_int_slot(l->m, l->pl->state_direct));
+          l->state_home = lw_int_array(l, rm->nstates + 1, -1);
+          if (!l->state_home) return lw_lfail(l, "out of memory");
+        }
+        l->state_home[s] = lw_var(l, KT_PTR, arena_printf(l->arena, "%s_home", st->name));
+        lw_set(l, l->state_home[s], ke_ptradd(l->m, lw_V(l, l->v_scr), lw_I(l, off * 4)));
+      }
       if (v > 0 && c && c->inplace[s]) {
         lw_set(l, l->ver[s][v], lw_V(l, l->ver[s][0])); /* in place: one buffer */
         continue;

@@ -1537,6 +1537,27 @@ static int put_int(int64_t *ints, const KModule *m, int slot, int64_t v) {
   return 0;
 }
 
+/* Whether every state of the call comes in and goes out in one buffer, f32 and contiguous
+ * (a decode step on its states): the kernel may then update them there (plan state_direct). */
+static int states_direct(const Call *c) {
+  const Mixer *mx = c->mx;
+  for (int s = 0; s < mx->nsyms; s++) {
+    if (mx->syms[s].kind != SYM_STATE) continue;
+    const mixc_tensor *a = c->sin[s], *b = c->sout[s];
+    if (!a || !b || a->data != b->data || a->dtype != MIXC_F32 || b->dtype != MIXC_F32 ||
+        a->ndim != b->ndim)
+      return 0;
+    int64_t want = 1;
+    for (int d = a->ndim - 1; d >= 0; d--) {
+      if (a->shape[d] != b->shape[d] || (a->shape[d] > 1 && (a->stride[d] != want ||
+                                                               b->stride[d] != want)))
+        return 0;
+      want *= a->shape[d];
+    }
+  }
+  return 1;
+}
+
 /* The argument tables of a call from the variant's plan: a pointer and one stride per layout
  * dim for each tensor, the sizes, cu_seqlens. Shared by the CPU and the CUDA launches. */
 static mixc_status fill_tables(const Call *c, const KCacheEntry *e, void **ptrs, int64_t *ints,
@@ -1563,6 +1584,7 @@ static mixc_status fill_tables(const Call *c, const KCacheEntry *e, void **ptrs,
     bad |= put_int(ints, m, pl->size_N, c->N);
     bad |= put_int(ints, m, pl->size_Y, c->Y);
     bad |= put_int(ints, m, pl->size_X, c->X);
+    bad |= put_int(ints, m, pl->state_direct, states_direct(c));
     if (c->cu) {
       what = "cu_seqlens";
       if (pl->cu_seqlens < 0 || pl->cu_seqlens >= m->nptrs)
