@@ -90,6 +90,11 @@ for H in $Hs; do
   "$py" "$root/bench/numpy_chunk.py" "$d" --runs "$runs" --no-sgemm 2>&1 | tee -a "$log" ||
     echo "numpy_chunk.py failed (status $?)" | tee -a "$log"
 done
+echo "== decode step (cpu_bench --decode) ==" | tee -a "$log"
+for B in 64 1; do
+  (cd "$root" && "$bin/cpu_bench" --decode --B "$B") 2>&1 | tee -a "$log" ||
+    echo "cpu_bench --decode failed (status $?)" | tee -a "$log"
+done
 echo "== sgemm ==" | tee -a "$log"
 "$py" "$root/bench/numpy_chunk.py" "$data" --mixers '' 2>&1 | tee -a "$log"
 printf 'META\tload_after=%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$log"
