@@ -277,15 +277,19 @@ static double chunk_flops(const Opts *o) {
   return (double)o->B * (double)o->T * (double)o->H * (2 * C * (K + V) + 4 * K * V);
 }
 
+/* examples/<mixer>.mix into a new buffer (its path into path), or NULL with a message. */
+static char *read_example(const MixerSpec *m, const Opts *o, char *path, size_t n, size_t *len) {
+  snprintf(path, n, "%s/%s.mix", o->examples, m->name);
+  char *src = read_file(path, len);
+  if (!src) fprintf(stderr, "cpu_bench: cannot read %s (pass --examples DIR)\n", path);
+  return src;
+}
+
 static int bench_mixer(mixc_context *ctx, const MixerSpec *m, const Opts *o) {
   char path[1024];
-  snprintf(path, sizeof path, "%s/%s.mix", o->examples, m->name);
   size_t len = 0;
-  char *src = read_file(path, &len);
-  if (!src) {
-    fprintf(stderr, "cpu_bench: cannot read %s (pass --examples DIR)\n", path);
-    return 1;
-  }
+  char *src = read_example(m, o, path, sizeof path, &len);
+  if (!src) return 1;
   mixc_error err;
   mixc_module *mod = NULL;
   int rc = 1;
@@ -493,13 +497,9 @@ static double memory_bandwidth(int threads, size_t mib, double *scale_gbs, doubl
 
 static int bench_decode(mixc_context *ctx, const MixerSpec *m, const Opts *o, double bw) {
   char path[1024];
-  snprintf(path, sizeof path, "%s/%s.mix", o->examples, m->name);
   size_t len = 0;
-  char *src = read_file(path, &len);
-  if (!src) {
-    fprintf(stderr, "cpu_bench: cannot read %s (pass --examples DIR)\n", path);
-    return 1;
-  }
+  char *src = read_example(m, o, path, sizeof path, &len);
+  if (!src) return 1;
   mixc_error err;
   mixc_module *mod = NULL;
   mixc_kernel *k = NULL;
