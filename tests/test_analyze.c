@@ -9,18 +9,9 @@
 #include "compiler/compile.h"
 #include "compiler/rec.h"
 
-static int failures, checks;
+static int g_passed, g_failed;
 
-#define CHECK(cond, ...)                                                 \
-  do {                                                                   \
-    checks++;                                                            \
-    if (!(cond)) {                                                       \
-      failures++;                                                        \
-      fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
-      fprintf(stderr, __VA_ARGS__);                                      \
-      fputc('\n', stderr);                                               \
-    }                                                                    \
-  } while (0)
+#include "check.h"
 
 static char *read_file(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");
@@ -367,10 +358,10 @@ int main(void) {
   test_shapes();
   test_errors();
   test_robust();
-  if (failures) {
-    fprintf(stderr, "test_analyze: %d of %d checks failed\n", failures, checks);
+  if (g_failed) {
+    fprintf(stderr, "test_analyze: %d of %d checks failed\n", g_failed, g_passed + g_failed);
     return 1;
   }
-  printf("test_analyze: %d checks passed\n", checks);
+  printf("test_analyze: %d checks passed\n", g_passed);
   return 0;
 }

@@ -45,18 +45,7 @@ int main(void) {
 
 static int g_passed, g_failed, g_skipped;
 
-#define CHECK(cond, ...)                                                                  \
-  do {                                                                                    \
-    if (cond) {                                                                           \
-      g_passed++;                                                                         \
-    } else {                                                                              \
-      g_failed++;                                                                         \
-      fflush(stdout);                                                                     \
-      fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                     \
-      fprintf(stderr, __VA_ARGS__);                                                       \
-      fputc('\n', stderr);                                                                \
-    }                                                                                     \
-  } while (0)
+#include "check.h"
 
 static void skip(const char *why) {
   g_skipped++;

@@ -41,21 +41,11 @@
 #include "backends/cuda/cuda_loader.h"
 #endif
 
-static int passed, failed;
+static int g_passed, g_failed;
 static char nvcc[1100];
 static char tmpdir[] = "/tmp/mixc_emit_cudaXXXXXX";
 
-#define CHECK(cond, ...)                 \
-  do {                                   \
-    if (cond) {                          \
-      passed++;                          \
-    } else {                             \
-      failed++;                          \
-      printf("FAIL ");                   \
-      printf(__VA_ARGS__);               \
-      printf("\n");                      \
-    }                                    \
-  } while (0)
+#include "check.h"
 
 /* ---- finding nvcc, running commands ---- */
 
@@ -497,9 +487,9 @@ static void run_gpu(Case *c, int64_t T, int way, MixcRng *rng) {
   printf("%s %-28s T=%-3lld %-50s rel err %.2e%s %s%s\n", ok ? "ok  " : "FAIL", c->name,
          (long long)T, ways[way], worst, nan ? " (NaN)" : "", rc ? err : "", rerr);
   if (ok)
-    passed++;
+    g_passed++;
   else
-    failed++;
+    g_failed++;
   char ignore[256];
   for (int s = 0; ts && s < ns; s++) {
     Tensor *all[3] = {&ts[s], &ini[s], &fin[s]};
@@ -618,7 +608,7 @@ int main(int argc, char **argv) {
     printf("no GPU: %s\n", err);
     if (require_gpu) {
       printf("FAIL MIXC_TEST_REQUIRE_GPU=1 and no GPU\n");
-      failed++;
+      g_failed++;
     }
   }
   char arch[32];
@@ -628,7 +618,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < NDEFS; i++) {
     cases[i].def = &defs[i];
     cases[i].ok = prepare(&cases[i], &tg) == 0;
-    if (!cases[i].ok) failed++;
+    if (!cases[i].ok) g_failed++;
   }
   char cli_cu[600] = "";
   const char *mixc = getenv("MIXC_BIN");
@@ -698,7 +688,7 @@ int main(int argc, char **argv) {
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
   if (system(cmd)) printf("warning: could not remove %s\n", tmpdir);
-  printf("test_emit_cuda: %d passed, %d failed%s\n", passed, failed,
+  printf("test_emit_cuda: %d passed, %d failed%s\n", g_passed, g_failed,
          gpu ? "" : " (compile only: no GPU)");
-  return failed != 0;
+  return g_failed != 0;
 }

@@ -34,18 +34,7 @@ int main(void) {
 
 static int g_passed, g_failed;
 
-#define CHECK(cond, ...)                                                                  \
-  do {                                                                                    \
-    if (cond) {                                                                           \
-      g_passed++;                                                                         \
-    } else {                                                                              \
-      g_failed++;                                                                         \
-      fflush(stdout);                                                                     \
-      fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                     \
-      fprintf(stderr, __VA_ARGS__);                                                       \
-      fputc('\n', stderr);                                                                \
-    }                                                                                     \
-  } while (0)
+#include "check.h"
 
 static uint64_t pick_seed(void) {
   const char *s = getenv("MIXC_TEST_SEED");

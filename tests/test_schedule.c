@@ -9,18 +9,8 @@
 
 static int g_passed, g_failed;
 
-#define CHECK(cond, ...)                                                  \
-  do {                                                                    \
-    if (cond) {                                                           \
-      g_passed++;                                                         \
-    } else {                                                              \
-      if (++g_failed <= 20) {                                             \
-        fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);   \
-        fprintf(stderr, __VA_ARGS__);                                     \
-        fputc('\n', stderr);                                              \
-      }                                                                   \
-    }                                                                     \
-  } while (0)
+#define CHECK_MAX_SHOWN 20 /* the first 20 failures printed */
+#include "check.h"
 
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
