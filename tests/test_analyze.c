@@ -8,35 +8,11 @@
 
 #include "compiler/compile.h"
 #include "compiler/rec.h"
+#include "testlib.h"
 
 static int g_passed, g_failed;
 
 #include "check.h"
-
-static char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  char *buf = NULL;
-  size_t n = 0, cap = 0;
-  for (;;) {
-    if (n + 4096 > cap) {
-      cap = cap ? cap * 2 : 8192;
-      char *p = realloc(buf, cap);
-      if (!p) {
-        free(buf);
-        fclose(f);
-        return NULL;
-      }
-      buf = p;
-    }
-    size_t got = fread(buf + n, 1, cap - n, f);
-    n += got;
-    if (!got) break;
-  }
-  fclose(f);
-  *len = n;
-  return buf;
-}
 
 /* Compile `src` to the recurrence IR; prints diagnostics if `quiet` is 0 and it fails. */
 static int compile_text(Compilation *c, const char *name, const char *src, int quiet) {

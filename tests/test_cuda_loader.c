@@ -42,6 +42,7 @@ int main(void) {
 #include <unistd.h>
 
 #include "backends/cuda/cuda_loader.h"
+#include "testlib.h"
 
 static int g_passed, g_failed, g_skipped;
 
@@ -53,13 +54,6 @@ static void skip(const char *why) {
 }
 
 static uint64_t g_rng;
-static uint64_t pick_seed(void) {
-  const char *s = getenv("MIXC_TEST_SEED");
-  if (s && *s) return strtoull(s, NULL, 0);
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec;
-}
 static float frand(void) { /* uniform in [-1, 1) */
   g_rng ^= g_rng << 13;
   g_rng ^= g_rng >> 7;
@@ -770,7 +764,7 @@ static void test_driver(void) {
 }
 
 int main(int argc, char **argv) {
-  uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : pick_seed();
+  uint64_t seed = argc > 1 ? strtoull(argv[1], NULL, 0) : test_seed();
   g_rng = seed | 1;
   printf("test_cuda_loader: seed %llu\n", (unsigned long long)seed);
   char tmp[] = "/tmp/mixc-cuda-test-XXXXXX";

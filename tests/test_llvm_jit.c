@@ -36,13 +36,6 @@ static int g_passed, g_failed;
 
 #include "check.h"
 
-static uint64_t pick_seed(void) {
-  const char *s = getenv("MIXC_TEST_SEED");
-  if (s && *s) return strtoull(s, NULL, 0);
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec;
-}
 
 static int cpu_has(const char *flag) {
   FILE *f = fopen("/proc/cpuinfo", "r");
@@ -707,7 +700,7 @@ static void test_diag_gates(MixcJit *j, uint64_t seed) {
 }
 
 int main(void) {
-  uint64_t seed = pick_seed();
+  uint64_t seed = test_seed();
   printf("test_llvm_jit: seed %" PRIu64 " (replay with MIXC_TEST_SEED)\n", seed);
   Arena a;
   arena_init(&a);

@@ -24,7 +24,6 @@
  *
  *   test_rec_eval [seed]      (default: from the time and pid; it is printed) */
 #define _POSIX_C_SOURCE 200809L
-#include <dirent.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -38,6 +37,7 @@
 #include "../runtime/inputs.h"
 #include "../runtime/rec_eval.h"
 #include "../runtime/reference.h"
+#include "testlib.h"
 #include "gen_mixer.h"
 
 static const double TOL = 1e-10;
@@ -227,35 +227,6 @@ static void draw_varlen(Ctx *cx, Shape *sh, int64_t maxlen) {
 
 /* ---- 1. the examples ---- */
 
-static char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  char *buf = NULL;
-  size_t n = 0, cap = 0;
-  for (;;) {
-    if (n + 4096 > cap) {
-      cap = cap ? cap * 2 : 8192;
-      char *p = realloc(buf, cap);
-      if (!p) {
-        free(buf);
-        fclose(f);
-        return NULL;
-      }
-      buf = p;
-    }
-    size_t got = fread(buf + n, 1, cap - n, f);
-    n += got;
-    if (!got) break;
-  }
-  fclose(f);
-  *len = n;
-  return buf;
-}
-
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static void example_mixer(Ctx *cx, const RecMixer *rm, const char *path) {
   static const int64_t Ts[] = {0, 1, 7, 33}, Bs[] = {1, 2}, Hs[] = {1, 3}, Ds[] = {1, 3, 5, 16};
   static const int64_t YXs[] = {1, 2, 5};
@@ -289,33 +260,11 @@ static void example_mixer(Ctx *cx, const RecMixer *rm, const char *path) {
 }
 
 static void examples(Ctx *cx) {
-  DIR *d = opendir("examples");
-  if (!d) {
-    cx->failed++;
-    printf("FAIL examples/: cannot open (run from the repository root)\n");
-    return;
-  }
-  char **names = NULL;
-  int n = 0, cap = 0;
-  struct dirent *de;
-  while ((de = readdir(d))) {
-    size_t len = strlen(de->d_name);
-    if (len < 5 || strcmp(de->d_name + len - 4, ".mix")) continue;
-    if (n == cap) {
-      cap = cap ? 2 * cap : 32;
-      char **p = realloc(names, (size_t)cap * sizeof *names);
-      if (!p) exit(2);
-      names = p;
-    }
-    names[n] = xcalloc(len + 10, 1);
-    snprintf(names[n], len + 10, "examples/%s", de->d_name);
-    n++;
-  }
-  closedir(d);
-  qsort(names, (size_t)n, sizeof *names, cmp_str);
+  char *names[256];
+  int n = list_examples(names, 256);
   if (n == 0) {
     cx->failed++;
-    printf("FAIL examples/: no .mix files\n");
+    printf("FAIL examples/: no .mix files (run from the repository root)\n");
   }
   for (int i = 0; i < n; i++) {
     size_t len = 0;
@@ -337,7 +286,6 @@ static void examples(Ctx *cx) {
     free(src);
     free(names[i]);
   }
-  free(names);
 }
 
 /* ---- 2. generated mixers ---- */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backends/c/c_emit.h"
 #include "compiler/arena.h"
@@ -86,6 +87,14 @@ int each_example(ExampleFn fn, void *ctx) {
     bad++;
   }
   return bad;
+}
+
+uint64_t test_seed(void) {
+  const char *s = getenv("MIXC_TEST_SEED");
+  if (s && *s) return strtoull(s, NULL, 0);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000007u ^ (uint64_t)ts.tv_nsec;
 }
 
 RefBinding ref_binding(int64_t B, int64_t T, int64_t H, int64_t Y, int64_t X,

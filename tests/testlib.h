@@ -1,7 +1,7 @@
 /* testlib: scaffolding shared by the test programs (tests/CMakeLists.txt links it into every
  * test_*.c). Not a test of its own.
  *
- *   files        read a file, list the examples (examples/NAME.mix)
+ *   files        read a file, list the examples (examples/NAME.mix); the run's seed
  *   kernel runs  host tensors for the KIR kernels (test_emit_c, test_cuda_kernels,
  *                test_emit_cuda): strided storage, inputs drawn by role and rounded, NaN
  *                poisoning, the fp64 reference, relative errors
@@ -39,6 +39,9 @@ int list_examples(char **files, int max);
  * there are none (each printed as a FAIL line). */
 typedef void (*ExampleFn)(void *ctx, const char *path, Compilation *comp, const RecMixer *rm);
 int each_example(ExampleFn fn, void *ctx);
+
+/* The seed of a run: MIXC_TEST_SEED where set (replays a run), else from the clock. */
+uint64_t test_seed(void);
 
 /* A reference binding of B sequences of T tokens (a grid: Y x X), H heads. */
 RefBinding ref_binding(int64_t B, int64_t T, int64_t H, int64_t Y, int64_t X,
