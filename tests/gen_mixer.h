@@ -871,45 +871,45 @@ static inline void gen_state_let(Gen *g) {
   if (g->nlets >= GEN_MAX_LETS || !g->nst) return;
   int s = gen_rnd(g, g->nst);
   const GenState *st = &g->st[s];
-  GenLet *L = &g->lets[g->nlets++];
-  L->name = gen_letname(g);
-  L->used = 0;
-  L->dim = st->ndim && gen_coin(g, 0.7) ? st->d[gen_rnd(g, st->ndim)] : -1;
+  GenLet *lt = &g->lets[g->nlets++];
+  lt->name = gen_letname(g);
+  lt->used = 0;
+  lt->dim = st->ndim && gen_coin(g, 0.7) ? st->d[gen_rnd(g, st->ndim)] : -1;
   GenBuf e = {0};
   const char *ix[1] = {"j"};
   /* A function of a whole readout is allowed, since the let is read by outputs only (a
    * vector let might be summed by its output: a sum of functions of state entries is not). */
-  int nonlinear = L->dim < 0 && gen_coin(g, 0.3);
+  int nonlinear = lt->dim < 0 && gen_coin(g, 0.3);
   if (nonlinear) gb_put(&e, "tanh(");
-  gen_read(g, &e, s, L->dim >= 0, &L->dim, ix);
+  gen_read(g, &e, s, lt->dim >= 0, &lt->dim, ix);
   if (nonlinear) gb_put(&e, ")");
-  if (L->dim >= 0)
-    gb_put(&g->body, "  let %s[j] = %s\n", L->name.s, e.p);
+  if (lt->dim >= 0)
+    gb_put(&g->body, "  let %s[j] = %s\n", lt->name.s, e.p);
   else
-    gb_put(&g->body, "  let %s = %s\n", L->name.s, e.p);
+    gb_put(&g->body, "  let %s = %s\n", lt->name.s, e.p);
   gb_free(&e);
 }
 
 /* An atom of an output free in the nf indices ix: a let's value. */
-static inline void gen_let_atom(Gen *g, GenBuf *e, GenLet *L, int nf, const int *fd,
+static inline void gen_let_atom(Gen *g, GenBuf *e, GenLet *lt, int nf, const int *fd,
                                 const char *const *ix) {
-  L->used = 1;
+  lt->used = 1;
   if (nf == 0) {
-    if (L->dim < 0) {
-      gb_put(e, "%s", L->name.s);
+    if (lt->dim < 0) {
+      gb_put(e, "%s", lt->name.s);
     } else {
       GenName m = gen_idx(g);
-      gb_put(e, "sum(%s, %s[%s])", m.s, L->name.s, m.s);
+      gb_put(e, "sum(%s, %s[%s])", m.s, lt->name.s, m.s);
     }
     return;
   }
-  if (L->dim == fd[nf - 1]) {
-    gb_put(e, "%s[%s]", L->name.s, ix[nf - 1]);
+  if (lt->dim == fd[nf - 1]) {
+    gb_put(e, "%s[%s]", lt->name.s, ix[nf - 1]);
     if (nf == 2) gb_put(e, " * %s[%s]", gen_in(g, 1, fd[0], 0).s, ix[0]);
     return;
   }
   for (int k = 0; k < nf; k++) gb_put(e, "%s[%s] * ", gen_in(g, 1, fd[k], 0).s, ix[k]);
-  gen_let_atom(g, e, L, 0, NULL, NULL);
+  gen_let_atom(g, e, lt, 0, NULL, NULL);
 }
 
 static inline void gen_output(Gen *g, int final) {
@@ -928,13 +928,13 @@ static inline void gen_output(Gen *g, int final) {
   GenBuf e = {0};
   int natoms = 1 + gen_rnd(g, 3);
   for (int a = 0; a < natoms || (final && a < natoms + g->nlets); a++) {
-    GenLet *L = NULL;
-    for (int k = 0; k < g->nlets && !L; k++)
-      if (!g->lets[k].used && (final || gen_coin(g, 0.5))) L = &g->lets[k];
-    if (a >= natoms && !L) break;
+    GenLet *lt = NULL;
+    for (int k = 0; k < g->nlets && !lt; k++)
+      if (!g->lets[k].used && (final || gen_coin(g, 0.5))) lt = &g->lets[k];
+    if (a >= natoms && !lt) break;
     if (a) gb_put(&e, gen_coin(g, 0.5) ? " + " : " - ");
-    if (L) {
-      gen_let_atom(g, &e, L, nf, fd, ix);
+    if (lt) {
+      gen_let_atom(g, &e, lt, nf, fd, ix);
     } else if (g->nst && gen_coin(g, 0.8)) {
       int s = gen_rnd(g, g->nst);
       const GenState *st = &g->st[s];

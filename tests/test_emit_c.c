@@ -5,7 +5,8 @@
  * argument tables filled from the kernel plan, with non-contiguous inputs, outputs and
  * states (inputs and outputs stored [B, H, T, ...] and viewed as [B, T, H, ...]; states with
  * padded rows). Fresh random inputs each run (the seed is printed; argv[1] replays it);
- * outputs poisoned with NaN; f32 and bf16 inputs; several T per compiled file. */
+ * outputs poisoned with NaN; f32 and bf16 inputs; several T per compiled file. Then
+ * GEN_C_COUNT random mixers of tests/gen_mixer.h the same way. */
 #define _POSIX_C_SOURCE 200809L
 #include <dlfcn.h>
 #include <math.h>
@@ -22,9 +23,12 @@
 #include "runtime/half.h"
 #include "runtime/inputs.h"
 #include "runtime/reference.h"
+#include "gen_mixer.h"
 #include "testlib.h"
 
 typedef int (*RunFn)(void *const *ptrs, const int64_t *ints, int64_t items, int threads);
+
+enum { GEN_C_COUNT = 12 }; /* random mixers a run, after the examples */
 
 static int passed, failed;
 
@@ -188,6 +192,24 @@ int main(int argc, char **argv) {
   if (!mkdtemp(dir)) return 1;
   Run run = {dir, &rng};
   failed += each_example(test_file, &run);
+  /* random mixers of gen_mixer.h (every class, outputs anywhere in the token, grids) */
+  for (int g = 0; g < GEN_C_COUNT; g++) {
+    char name[32];
+    snprintf(name, sizeof name, "gen%d", g);
+    char *text = gen_mixer_text(&rng, name);
+    Compilation c;
+    if (!text || compile_source(&c, "gen.mix", text, strlen(text), STAGE_REC) || !c.rec ||
+        c.rec->nmixers != 1) {
+      printf("FAIL %s: the generated mixer does not compile:\n%s", name, text ? text : "");
+      failed++;
+    } else {
+      int before = failed;
+      test_file(&run, "gen.mix", &c, c.rec->mixers[0]);
+      if (failed != before) printf("  (the mixer, seed %llu):\n%s", seed, text);
+    }
+    compilation_free(&c);
+    free(text);
+  }
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd)) printf("warning: could not remove %s\n", dir);
