@@ -15,7 +15,8 @@
  * matmul, global scratch, plain loops, 128 threads). The tensor-core matmul helper is tested
  * alone on random shapes against an fp64 product (test_matmul). argv[1] replays a seed. The
  * NVRTC cache lives in a fresh temporary XDG_CACHE_HOME. MIXC_TEST_REQUIRE_GPU=1 makes "no
- * GPU" a failure. */
+ * GPU" a failure. After the examples, GEN_CUDA_COUNT random mixers of tests/gen_mixer.h go
+ * the same way. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 
@@ -39,7 +40,10 @@ int main(void) {
 #include "runtime/half.h"
 #include "runtime/inputs.h"
 #include "runtime/reference.h"
+#include "gen_mixer.h"
 #include "testlib.h"
+
+enum { GEN_CUDA_COUNT = 8 }; /* random mixers a run, after the examples */
 
 static int passed, failed, skipped;
 static MixcCuda *g_cuda;   /* NULL: no GPU */
@@ -412,6 +416,24 @@ int main(int argc, char **argv) {
   if (g_cuda) test_matmul(&rng);
   if (g_nvrtc || g_cuda) {
     failed += each_example(test_file, &rng);
+    /* random mixers of gen_mixer.h (every class, outputs anywhere in the token, grids) */
+    for (int g = 0; g < GEN_CUDA_COUNT; g++) {
+      char name[32];
+      snprintf(name, sizeof name, "gen%d", g);
+      char *text = gen_mixer_text(&rng, name);
+      Compilation c;
+      if (!text || compile_source(&c, "gen.mix", text, strlen(text), STAGE_REC) || !c.rec ||
+          c.rec->nmixers != 1) {
+        printf("FAIL %s: the generated mixer does not compile:\n%s", name, text ? text : "");
+        failed++;
+      } else {
+        int before = failed;
+        test_file(&rng, "gen.mix", &c, c.rec->mixers[0]);
+        if (failed != before) printf("  (the mixer, seed %llu):\n%s", seed, text);
+      }
+      compilation_free(&c);
+      free(text);
+    }
   }
   if (g_nvrtc) mixc_nvrtc_close(g_nvrtc);
   if (g_cuda) mixc_cuda_close(g_cuda);
