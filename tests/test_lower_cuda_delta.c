@@ -26,18 +26,15 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 
+#include "testlib_cuda.h"
+
 #ifndef MIXC_HAVE_CUDA
-int main(void) {
-  printf("test_lower_cuda_delta: 0 passed, 0 failed, 1 skipped (built without MIXC_CUDA)\n");
-  return 77;
-}
+int main(void) { return ck_no_cuda("test_lower_cuda_delta"); }
 #else
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "backends/c/c_emit.h"
 #include "backends/cuda/cuda_loader.h"
@@ -45,7 +42,6 @@ int main(void) {
 #include "compiler/kir.h"
 #include "compiler/lower_cuda.h"
 #include "compiler/schedule.h"
-#include "testlib_cuda.h"
 #include "runtime/half.h"
 #include "runtime/inputs.h"
 
@@ -53,9 +49,6 @@ static int passed, failed, skipped;
 static MixcNvrtc *g_nvrtc;
 static MixcCuda *g_cuda;
 static char *g_prelude;
-
-#define NPTRS 16
-#define NINTS 64
 
 typedef struct Case {
   const char *what;
@@ -116,13 +109,13 @@ static int print_source(const Case *c, const char *name, int arch, int optin, in
     s.vtile = ((s.V + 1) / 2 + 15) / 16 * 16;
     s.vtiles = (s.V + s.vtile - 1) / s.vtile;
   }
-  int rc = chunk_kern_print(&s, name, arch, optin, g_prelude, NPTRS, NINTS, src, k);
+  int rc = chunk_kern_print(&s, name, arch, optin, g_prelude, CK_NPTRS, CK_NINTS, src, k);
   if (rc < 0 && s.segs > 1) {
     printf("  %s: no sequence split for this shape (unsplit)\n", c->what);
     free(*src);
     fill_shape(c, &s);
     s.segs = 1;
-    rc = chunk_kern_print(&s, name, arch, optin, g_prelude, NPTRS, NINTS, src, k);
+    rc = chunk_kern_print(&s, name, arch, optin, g_prelude, CK_NPTRS, CK_NINTS, src, k);
   }
   /* ldsm = 0: the kernels' mma fragments by element loads instead of ldmatrix */
   int nl = 0;
@@ -136,14 +129,7 @@ static int print_source(const Case *c, const char *name, int arch, int optin, in
   return rc;
 }
 
-static void check(int ok, const char *what) {
-  if (ok) {
-    passed++;
-  } else {
-    failed++;
-    printf("FAIL: %s\n", what);
-  }
-}
+static void check(int ok, const char *what) { ck_check(ok, what, &passed, &failed); }
 
 /* ---- host data (the value helpers and CkBuf: tests/testlib_cuda.h) ---- */
 
@@ -214,12 +200,7 @@ static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
   if (c->h0) bh0.bytes = (size_t)(N * ss[0]) * 4;
   if (c->ht) bht.bytes = (size_t)(N * ss[0]) * 4;
   if (c->varlen) bcu.bytes = (size_t)(N + 1) * (c->varlen == 2 ? 8 : 4);
-  int bad = 0;
-  for (int i = 0; i < 10; i++) {
-    if (!all[i]->bytes) continue;
-    all[i]->h = calloc(1, all[i]->bytes);
-    if (!all[i]->h) bad = 1;
-  }
+  int bad = ck_bufs_host(all, 10);
   double *ref_o = calloc((size_t)(N * H * (T > 0 ? T : 1) * V) + 1, sizeof(double));
   double *ref_s = calloc((size_t)(N * H * K * V), sizeof(double));
   double *S = calloc((size_t)(K * V), sizeof(double)), *u = calloc((size_t)V, sizeof(double));
@@ -261,13 +242,7 @@ static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
     for (int64_t i = 0; i < N * ss[0]; i++) ((float *)bh0.h)[i] = (float)(0.3 * mixc_rng_normal(rng));
   if (c->ht) ck_poison(KT_F32, bht.h, N * ss[0]);
   ck_poison(c->out, bo.h, (int64_t)(bo.bytes / ck_tsize(c->out)));
-  if (c->varlen)
-    for (int i = 0; i <= N; i++) {
-      if (c->varlen == 2)
-        ((int64_t *)bcu.h)[i] = cu[i];
-      else
-        ((int32_t *)bcu.h)[i] = (int32_t)cu[i];
-    }
+  if (c->varlen) ck_put_cu(bcu.h, cu, N, c->varlen == 2);
   /* the fp64 recurrence on the stored values */
   for (int64_t n = 0; n < N; n++)
     for (int64_t h = 0; h < H; h++) {
@@ -299,18 +274,8 @@ static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
       memcpy(ref_s + (n * H + h) * K * V, S, (size_t)(K * V) * sizeof(double));
     }
   /* device */
-  for (int i = 0; i < 10 && !bad; i++) {
-    if (!all[i]->bytes) continue;
-    if (mixc_cuda_alloc(g_cuda, all[i]->bytes, &all[i]->d, err, sizeof err) ||
-        mixc_cuda_memcpy_htod(g_cuda, all[i]->d, all[i]->h, all[i]->bytes, err, sizeof err)) {
-      printf("%s\n", err);
-      bad = 1;
-    }
-  }
-  struct {
-    void *ptrs[NPTRS];
-    int64_t ints[NINTS];
-  } args;
+  if (!bad) bad = ck_bufs_upload(g_cuda, all, 10);
+  CkArgs args;
   memset(&args, 0, sizeof args);
   for (int i = 0; i < 10; i++) args.ptrs[i] = (void *)(uintptr_t)all[i]->d;
   args.ints[I_B] = B, args.ints[I_T] = T, args.ints[I_H] = H, args.ints[I_N] = N;
@@ -325,12 +290,7 @@ static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
       mixc_cuda_alloc(g_cuda, (size_t)(items * kn.item_floats) * 4, &dscr, err, sizeof err))
     printf("%s\n", err), bad = 1;
   float *scratch = (float *)(uintptr_t)dscr;
-  if (!bad && chunk_kern_launch(g_cuda, &kn, &args, items, mid, scratch, err, sizeof err))
-    printf("%s\n", err), bad = 1;
-  if (!bad && mixc_cuda_synchronize(g_cuda, err, sizeof err)) printf("%s\n", err), bad = 1;
-  if (!bad && (mixc_cuda_memcpy_dtoh(g_cuda, bo.h, bo.d, bo.bytes, err, sizeof err) ||
-               (c->ht && mixc_cuda_memcpy_dtoh(g_cuda, bht.h, bht.d, bht.bytes, err, sizeof err))))
-    printf("%s\n", err), bad = 1;
+  if (!bad) bad = ck_launch_fetch(g_cuda, &kn, &args, items, mid, scratch, &bo, c->ht ? &bht : NULL);
   if (bad) {
     snprintf(what, sizeof what, "%s: the launch", c->what);
     check(0, what);
@@ -340,22 +300,8 @@ static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
     double tol = c->in == KT_F16 ? 5e-3 : 2e-2;
     double maxr = 0, maxe = 0;
     int64_t nan = 0, pad = 0;
-    for (int64_t b = 0; b < B; b++)
-      for (int64_t t = 0; t < T; t++)
-        for (int64_t h = 0; h < H; h++) {
-          for (int64_t j = 0; j < V + 4; j++) {
-            int64_t at = b * so[0] + t * so[1] + h * so[2] + j;
-            if (j >= V) {
-              pad += !ck_is_poison(c->out, bo.h, at);
-              continue;
-            }
-            double x = ck_get(c->out, bo.h, at), r = ref_o[((b * T + t) * H + h) * V + j];
-            if (isnan(x) || isinf(x)) nan++;
-            if (fabs(r) > maxr) maxr = fabs(r);
-            if (fabs(x - r) > maxe || isnan(x)) maxe = isnan(x) ? INFINITY : fabs(x - r);
-          }
-        }
-    double rel = maxr > 0 ? maxe / maxr : maxe;
+    ck_err_rows(c->out, bo.h, so, B, T, H, V, 4, ref_o, &maxe, &maxr, &nan, &pad);
+    double rel = ck_rel(maxe, maxr);
     printf("  %s: o max |err| / max |ref| = %.3g (max |ref| %.3g), %lld NaN/inf, %lld padding "
            "written\n",
            c->what, rel, maxr, (long long)nan, (long long)pad);
@@ -363,13 +309,9 @@ static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
     check(nan == 0 && pad == 0 && rel <= tol, what);
     if (c->ht) {
       maxr = maxe = 0, nan = 0;
-      for (int64_t e = 0; e < N * ss[0]; e++) {
-        double x = ((float *)bht.h)[e], r = ref_s[e];
-        if (isnan(x) || isinf(x)) nan++;
-        if (fabs(r) > maxr) maxr = fabs(r);
-        if (fabs(x - r) > maxe || isnan(x)) maxe = isnan(x) ? INFINITY : fabs(x - r);
-      }
-      rel = maxr > 0 ? maxe / maxr : maxe;
+      for (int64_t e = 0; e < N * ss[0]; e++)
+        ck_err_add(((float *)bht.h)[e], ref_s[e], &maxe, &maxr, &nan);
+      rel = ck_rel(maxe, maxr);
       printf("  %s: ht max |err| / max |ref| = %.3g (max |ref| %.3g), %lld NaN/inf\n", c->what,
              rel, maxr, (long long)nan);
       snprintf(what, sizeof what, "%s: ht within %g, no NaN", c->what, tol);
@@ -393,10 +335,7 @@ static int run_case(const Case *c0, MixcRng *rng, int idx, int ldsm) {
     if (e1) mixc_cuda_event_destroy(g_cuda, e1);
   }
 done:
-  for (int i = 0; i < 10; i++) {
-    if (all[i]->d) mixc_cuda_free(g_cuda, all[i]->d, err, sizeof err);
-    free(all[i]->h);
-  }
+  ck_bufs_free(g_cuda, all, 10);
   free(ref_o), free(ref_s), free(S), free(u);
   if (dscr) mixc_cuda_free(g_cuda, dscr, err, sizeof err);
   mixc_cuda_module_free(mod);
@@ -475,10 +414,7 @@ static void bench(const Case *c0, int idx, int64_t B, int64_t T, int64_t vtile, 
           mixc_cuda_memset8(g_cuda, v, 0x3c, nv * 2, err, sizeof err) ||
           mixc_cuda_memset8(g_cuda, g, 0, ng * 4, err, sizeof err) ||
           mixc_cuda_memset8(g_cuda, be, 0x3c, ng * 4, err, sizeof err);
-  struct {
-    void *ptrs[NPTRS];
-    int64_t ints[NINTS];
-  } args;
+  CkArgs args;
   memset(&args, 0, sizeof args);
   args.ptrs[P_Q] = (void *)(uintptr_t)q, args.ptrs[P_K] = (void *)(uintptr_t)k;
   args.ptrs[P_V] = (void *)(uintptr_t)v, args.ptrs[P_G] = (void *)(uintptr_t)g;
@@ -533,20 +469,13 @@ static void bench(const Case *c0, int idx, int64_t B, int64_t T, int64_t vtile, 
 }
 
 int main(int argc, char **argv) {
-  unsigned long long seed = argc > 1 ? strtoull(argv[1], NULL, 0)
-                                     : (unsigned long long)time(NULL) ^
-                                           ((unsigned long long)getpid() << 16);
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  printf("test_lower_cuda_delta: seed %llu\n", seed);
   MixcRng rng;
-  mixc_rng_seed(&rng, seed);
+  unsigned long long seed = ck_start(argc, argv, &rng);
+  printf("test_lower_cuda_delta: seed %llu\n", seed);
   char err[4096];
   /* the CUDA prelude: an empty module printed for NVRTC */
-  g_prelude = ck_prelude(err, sizeof err);
-  if (!g_prelude) {
-    printf("FAIL: the CUDA prelude: %s\n", err);
-    return 1;
-  }
+  g_prelude = ck_prelude();
+  if (!g_prelude) return 1;
   const KType BF = KT_BF16, F16 = KT_F16, F32 = KT_F32;
   const Case cases[] = {
       /* what, K, V, vtile, vtiles, in, out, g, beta, has_g, has_beta, h0, ht, varlen,
@@ -588,23 +517,12 @@ int main(int argc, char **argv) {
   g_segs = sg ? atoll(sg) : 0;
   if (g_segs < 0 || g_segs > 64) g_segs = 0;
   if (g_segs > 1) printf("test_lower_cuda_delta: %lld sequence segments\n", (long long)g_segs);
-  const char *req = getenv("MIXC_TEST_REQUIRE_GPU");
-  int require = req && *req && strcmp(req, "0");
   if (mixc_nvrtc_open(0, &g_nvrtc, err, sizeof err)) {
     printf("no NVRTC: %s\n", err);
     g_nvrtc = NULL;
   }
   if (g_nvrtc) mixc_nvrtc_set_cache_dir(g_nvrtc, NULL, err, sizeof err); /* no disk cache */
-  if (mixc_cuda_open(0, &g_cuda, err, sizeof err)) {
-    printf("no GPU: %s\n", err);
-    g_cuda = NULL;
-    if (require) {
-      printf("FAIL: MIXC_TEST_REQUIRE_GPU is set\n");
-      failed++;
-    } else {
-      skipped++;
-    }
-  }
+  g_cuda = ck_open_gpu(&failed, &skipped, err, sizeof err);
   if (g_cuda) mixc_nvrtc_set_cache_dir(mixc_cuda_nvrtc(g_cuda), NULL, err, sizeof err);
   if (!g_nvrtc && !g_cuda) {
     free(g_prelude);
@@ -627,16 +545,13 @@ int main(int argc, char **argv) {
       check(rc == c->expect, what);
       if (rc == 0) ck_dump("MIXC_DELTA_DUMP", name, src);
       if (rc == 0 && g_nvrtc) {
-        MixcCubin cb;
-        memset(&cb, 0, sizeof cb);
-        int e = mixc_nvrtc_compile(g_nvrtc, src, "test_lower_cuda_delta.cu", 90, &cb, err,
-                                   sizeof err);
-        if (e) printf("%s\n", err);
+        size_t size = 0;
+        double ms = 0;
+        int e = ck_nvrtc(g_nvrtc, src, "test_lower_cuda_delta.cu", 90, &size, &ms);
         snprintf(what, sizeof what, "%s%s: NVRTC sm_90a (%u threads, %u B shared)", c->what,
                  ldsm ? "" : " (element loads)", threads, smem);
-        check(!e && cb.size > 0 && threads >= 32 && smem <= 232448, what);
-        if (!e) printf("  %s: compiled, %zu bytes, %.0f ms\n", what, cb.size, cb.ms);
-        mixc_cubin_release(&cb);
+        check(!e && size > 0 && threads >= 32 && smem <= 232448, what);
+        if (!e) printf("  %s: compiled, %zu bytes, %.0f ms\n", what, size, ms);
       }
       free(src);
     }

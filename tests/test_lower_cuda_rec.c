@@ -42,18 +42,16 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 
+#include "testlib_cuda.h"
+
 #ifndef MIXC_HAVE_CUDA
-int main(void) {
-  printf("test_lower_cuda_rec: 0 passed, 0 failed, 1 skipped (built without MIXC_CUDA)\n");
-  return 77;
-}
+int main(void) { return ck_no_cuda("test_lower_cuda_rec"); }
 #else
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "backends/c/c_emit.h"
 #include "backends/cuda/cuda_loader.h"
@@ -65,14 +63,11 @@ int main(void) {
 #include "compiler/rec.h"
 #include "mixc.h"
 #include "runtime/inputs.h"
-#include "testlib_cuda.h"
+#include "testlib.h"
 
 static int passed, failed, skipped;
 static MixcCuda *g_cuda;
 static char *g_prelude;
-
-#define NPTRS 16
-#define NINTS 64
 
 /* slots of the argument tables */
 enum { P_Q, P_K, P_V, P_G, P_BETA, P_O, P_SCALE, P_H0, P_HT, P_CU };
@@ -93,14 +88,7 @@ typedef struct Case {
   int expect;       /* 0 or -1 */
 } Case;
 
-static void check(int ok, const char *what) {
-  if (ok) {
-    passed++;
-  } else {
-    failed++;
-    printf("FAIL: %s\n", what);
-  }
-}
+static void check(int ok, const char *what) { ck_check(ok, what, &passed, &failed); }
 
 static void fill_shape(const Case *c, CudaChunkShape *s) {
   memset(s, 0, sizeof *s);
@@ -137,8 +125,8 @@ static int print_shape(const CudaChunkShape *s, const char *name, int arch, char
   FILE *f = open_memstream(src, &len);
   if (!f) return 1;
   fputs(g_prelude, f);
-  fprintf(f, "struct MixcArgs_%s {\n  void *ptrs[%d];\n  int64_t ints[%d];\n};\n", name, NPTRS,
-          NINTS);
+  fprintf(f, "struct MixcArgs_%s {\n  void *ptrs[%d];\n  int64_t ints[%d];\n};\n", name, CK_NPTRS,
+          CK_NINTS);
   int rc = cuda_rec_source(f, s, name, arch, threads, smem, err, sizeof err);
   if (rc > 0) printf("  error: %s\n", err);
   if (fclose(f)) rc = 1;
@@ -175,18 +163,13 @@ static int load_shape(const CudaChunkShape *s, const char *name, ChunkKern *k) {
   return 0;
 }
 
-typedef struct Args {
-  void *ptrs[NPTRS];
-  int64_t ints[NINTS];
-} Args;
-
-static double rel_err(double maxe, double maxr) { return maxr > 0 ? maxe / maxr : maxe; }
+typedef CkArgs Args; /* tests/testlib_cuda.h */
 
 /* One run of a compiled case: T tokens (B = 2, H = 3) or the varlen batch; strided tensors or
  * not; the states' layout (0 contiguous, 1 padded rows, 2 transposed); in place. */
 static void run_once(const Case *c, const ChunkKern *kn, MixcRng *rng, int64_t T0, int strided,
                      int slayout, int inplace) {
-  char err[2048], what[400];
+  char what[400];
   const int64_t K = c->K, V = c->V, H = 3;
   const int diag = c->kind == CCK_DIAG, delta = c->kind == CCK_DELTA;
   int64_t B = 2, T = T0, N = B, cu[8] = {0};
@@ -242,12 +225,7 @@ static void run_once(const Case *c, const ChunkKern *kn, MixcRng *rng, int64_t T
   if (c->h0) bh0.bytes = (size_t)(N * ss[0]) * 4;
   if (c->ht && !inplace) bht.bytes = (size_t)(N * ss[0]) * 4;
   if (c->varlen) bcu.bytes = (size_t)(N + 1) * (c->varlen == 2 ? 8 : 4);
-  int bad = 0;
-  for (int i = 0; i < nbuf; i++) {
-    if (!all[i]->bytes) continue;
-    all[i]->h = calloc(1, all[i]->bytes);
-    if (!all[i]->h) bad = 1;
-  }
+  int bad = ck_bufs_host(all, nbuf);
   double *ref_o = calloc((size_t)(B * H * (T > 0 ? T : 1) * V) + 1, sizeof(double));
   double *ref_s = calloc((size_t)(N * H * K * V), sizeof(double));
   double *S = calloc((size_t)(K * V), sizeof(double)), *eg = calloc((size_t)K, sizeof(double));
@@ -307,13 +285,7 @@ static void run_once(const Case *c, const ChunkKern *kn, MixcRng *rng, int64_t T
   }
   if (bht.bytes) ck_poison(KT_F32, bht.h, N * ss[0]);
   ck_poison(c->out, bo.h, (int64_t)(bo.bytes / ck_tsize(c->out)));
-  if (c->varlen)
-    for (int i = 0; i <= N; i++) {
-      if (c->varlen == 2)
-        ((int64_t *)bcu.h)[i] = cu[i];
-      else
-        ((int32_t *)bcu.h)[i] = (int32_t)cu[i];
-    }
+  if (c->varlen) ck_put_cu(bcu.h, cu, N, c->varlen == 2);
   /* the fp64 recurrence on the stored values */
   for (int64_t n = 0; n < N; n++)
     for (int64_t h = 0; h < H; h++) {
@@ -359,14 +331,7 @@ static void run_once(const Case *c, const ChunkKern *kn, MixcRng *rng, int64_t T
       }
       memcpy(ref_s + (n * H + h) * K * V, S, (size_t)(K * V) * sizeof(double));
     }
-  for (int i = 0; i < nbuf && !bad; i++) {
-    if (!all[i]->bytes) continue;
-    if (mixc_cuda_alloc(g_cuda, all[i]->bytes, &all[i]->d, err, sizeof err) ||
-        mixc_cuda_memcpy_htod(g_cuda, all[i]->d, all[i]->h, all[i]->bytes, err, sizeof err)) {
-      printf("%s\n", err);
-      bad = 1;
-    }
-  }
+  if (!bad) bad = ck_bufs_upload(g_cuda, all, nbuf);
   Args args;
   memset(&args, 0, sizeof args);
   for (int i = 0; i < nbuf; i++) args.ptrs[i] = (void *)(uintptr_t)all[i]->d;
@@ -380,13 +345,8 @@ static void run_once(const Case *c, const ChunkKern *kn, MixcRng *rng, int64_t T
   }
   args.ints[S_SCALE] = 1;
   int64_t items = N * H * kn->vtiles, mid = items / 3;
-  if (!bad && chunk_kern_launch(g_cuda, kn, &args, items, mid, NULL, err, sizeof err))
-    printf("%s\n", err), bad = 1;
-  if (!bad && mixc_cuda_synchronize(g_cuda, err, sizeof err)) printf("%s\n", err), bad = 1;
   CkBuf *hs = inplace ? &bh0 : &bht;
-  if (!bad && (mixc_cuda_memcpy_dtoh(g_cuda, bo.h, bo.d, bo.bytes, err, sizeof err) ||
-               (c->ht && mixc_cuda_memcpy_dtoh(g_cuda, hs->h, hs->d, hs->bytes, err, sizeof err))))
-    printf("%s\n", err), bad = 1;
+  if (!bad) bad = ck_launch_fetch(g_cuda, kn, &args, items, mid, NULL, &bo, c->ht ? hs : NULL);
   if (bad) {
     snprintf(what, sizeof what, "%s: the launch", tag);
     check(0, what);
@@ -396,21 +356,8 @@ static void run_once(const Case *c, const ChunkKern *kn, MixcRng *rng, int64_t T
     const double tol_o = c->out == KT_F32 ? 1e-4 : c->out == KT_BF16 ? 5e-3 : 1e-3, tol_s = 1e-4;
     double maxr = 0, maxe = 0;
     int64_t nan = 0, pad = 0;
-    for (int64_t b = 0; b < B; b++)
-      for (int64_t t = 0; t < T; t++)
-        for (int64_t h = 0; h < H; h++)
-          for (int64_t j = 0; j < V + opad; j++) {
-            int64_t at = b * so[0] + t * so[1] + h * so[2] + j * so[3];
-            if (j >= V) {
-              pad += !ck_is_poison(c->out, bo.h, at);
-              continue;
-            }
-            double x = ck_get(c->out, bo.h, at), r = ref_o[((b * T + t) * H + h) * V + j];
-            if (isnan(x) || isinf(x)) nan++;
-            if (fabs(r) > maxr) maxr = fabs(r);
-            if (fabs(x - r) > maxe || isnan(x)) maxe = isnan(x) ? INFINITY : fabs(x - r);
-          }
-    double rel = rel_err(maxe, maxr);
+    ck_err_rows(c->out, bo.h, so, B, T, H, V, opad, ref_o, &maxe, &maxr, &nan, &pad);
+    double rel = ck_rel(maxe, maxr);
     printf("  %s: o %.3g (max |ref| %.3g), %lld NaN/inf, %lld padding written (%u threads, "
            "%lld tiles)\n",
            tag, rel, maxr, (long long)nan, (long long)pad, kn->threads[0], (long long)kn->vtiles);
@@ -418,33 +365,16 @@ static void run_once(const Case *c, const ChunkKern *kn, MixcRng *rng, int64_t T
     check(nan == 0 && pad == 0 && rel <= tol_o, what);
     if (c->ht) {
       maxr = maxe = 0, nan = 0, pad = 0;
-      const float *hv = hs->h;
-      for (int64_t n = 0; n < N; n++)
-        for (int64_t h = 0; h < H; h++)
-          for (int64_t i = 0; i < K; i++)
-            for (int64_t j = 0; j < V + spad; j++) {
-              int64_t at = n * ss[0] + h * ss[1] + i * ss[2] + j * ss[3];
-              if (j >= V) {
-                /* padding: untouched (poison, or the initial state's poison in place) */
-                pad += !isnan(hv[at]);
-                continue;
-              }
-              double x = hv[at], r = ref_s[(n * H + h) * K * V + i * V + j];
-              if (isnan(x) || isinf(x)) nan++;
-              if (fabs(r) > maxr) maxr = fabs(r);
-              if (fabs(x - r) > maxe || isnan(x)) maxe = isnan(x) ? INFINITY : fabs(x - r);
-            }
-      rel = rel_err(maxe, maxr);
+      /* padding: untouched (poison, or the initial state's poison in place) */
+      ck_err_rows(KT_F32, hs->h, ss, N, H, K, V, spad, ref_s, &maxe, &maxr, &nan, &pad);
+      rel = ck_rel(maxe, maxr);
       printf("  %s: ht %.3g (max |ref| %.3g), %lld NaN/inf\n", tag, rel, maxr, (long long)nan);
       snprintf(what, sizeof what, "%s: ht within %g, no NaN, padding untouched", tag, tol_s);
       check(nan == 0 && pad == 0 && rel <= tol_s, what);
     }
   }
 done:
-  for (int i = 0; i < nbuf; i++) {
-    if (all[i]->d) mixc_cuda_free(g_cuda, all[i]->d, err, sizeof err);
-    free(all[i]->h);
-  }
+  ck_bufs_free(g_cuda, all, nbuf);
   free(ref_o), free(ref_s), free(S), free(eg), free(kk), free(u);
 }
 
@@ -471,23 +401,6 @@ static void run_case(const Case *c, MixcRng *rng, int idx) {
 }
 
 /* ---- the lowering (no GPU needed) ---- */
-
-static char *read_all(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  long len = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *s = len >= 0 ? malloc((size_t)len + 1) : NULL;
-  if (s && fread(s, 1, (size_t)len, f) != (size_t)len) {
-    free(s);
-    s = NULL;
-  }
-  if (s) s[len] = 0;
-  *n = (size_t)len;
-  fclose(f);
-  return s;
-}
 
 /* lower_mixer on mixer `mixer` of `file` (dims 128, or V = 100; inputs `in`, gates f32, the
  * states given and wanted): strategy, tokens hint, bh. *native: a cuda_src kernel; *strategy,
@@ -583,17 +496,11 @@ static void lowering_checks(MixcNvrtc *nv) {
       {"examples/gated_delta.mix", NULL, 1},     {"examples/mamba2.mix", NULL, 0},
   };
   for (size_t w = 0; w < sizeof ms / sizeof *ms; w++) {
-    size_t n;
-    char *src = read_all(ms[w].file, &n);
     Compilation comp;
-    if (!src || compile_source(&comp, ms[w].file, src, n, STAGE_REC)) {
-      printf("FAIL %s: does not compile\n", ms[w].file);
+    if (!compile_file(&comp, ms[w].file)) { /* prints the FAIL line */
       failed++;
-      free(src);
-      if (src) compilation_free(&comp);
       continue;
     }
-    free(src);
     for (int k = 0; k < comp.rec->nmixers; k++) {
       const RecMixer *rm = comp.rec->mixers[k];
       if (ms[w].mixer && strcmp(rm->name, ms[w].mixer)) continue;
@@ -837,8 +744,8 @@ static void bench_short(int *idx) {
       memset(&kn, 0, sizeof kn);
       const MixcCudaInfo *in = mixc_cuda_info(g_cuda);
       char err[4096] = "it does not print";
-      if (chunk_kern_print(&cs, name, in->arch, in->max_smem_per_block_optin, g_prelude, NPTRS,
-                           NINTS, &src, &kn) == 0 &&
+      if (chunk_kern_print(&cs, name, in->arch, in->max_smem_per_block_optin, g_prelude, CK_NPTRS,
+                           CK_NINTS, &src, &kn) == 0 &&
           mixc_cuda_compile(g_cuda, src, "test_lower_cuda_rec_chunk.cu", &kn.mod, NULL, NULL, err,
                             sizeof err) == 0 &&
           mixc_cuda_function(kn.mod, kn.name[0], &kn.fn[0], err, sizeof err) == 0)
@@ -868,7 +775,7 @@ static double now_us(void) {
  * kernel ends) and the wall time a call of 200 back-to-back calls (synchronised at the end). */
 static void bench_api_step(void) {
   size_t n;
-  char *src = read_all("bench/gpu/mixers.mix", &n);
+  char *src = read_file("bench/gpu/mixers.mix", &n);
   if (!src) return;
   mixc_error e;
   mixc_context *ctx = NULL;
@@ -984,7 +891,7 @@ done:
  * tables and the (tiny) kernel. Median of 2000 calls. Builds without LLVM say so. */
 static void bench_host_cpu(void) {
   size_t n;
-  char *src = read_all("bench/gpu/mixers.mix", &n);
+  char *src = read_file("bench/gpu/mixers.mix", &n);
   if (!src) return;
   mixc_error e;
   mixc_context *ctx = NULL;
@@ -1040,20 +947,13 @@ static void bench_host_cpu(void) {
 }
 
 int main(int argc, char **argv) {
-  unsigned long long seed = argc > 1 ? strtoull(argv[1], NULL, 0)
-                                     : (unsigned long long)time(NULL) ^
-                                           ((unsigned long long)getpid() << 16);
-  setvbuf(stdout, NULL, _IOLBF, 0);
-  printf("test_lower_cuda_rec: seed %llu\n", seed);
   MixcRng rng;
-  mixc_rng_seed(&rng, seed);
+  unsigned long long seed = ck_start(argc, argv, &rng);
+  printf("test_lower_cuda_rec: seed %llu\n", seed);
   char err[4096];
   /* the CUDA prelude: an empty module printed for NVRTC */
-  g_prelude = ck_prelude(err, sizeof err);
-  if (!g_prelude) {
-    printf("FAIL: the CUDA prelude: %s\n", err);
-    return 1;
-  }
+  g_prelude = ck_prelude();
+  if (!g_prelude) return 1;
   const KType BF = KT_BF16, F16 = KT_F16, F32 = KT_F32;
   const int IN = CCG_INPUT, PAR = CCG_PARAM, CON = CCG_CONST;
   const CudaChunkKind SC = CCK_SCALAR, DG = CCK_DIAG, DL = CCK_DELTA;
@@ -1093,18 +993,9 @@ int main(int argc, char **argv) {
       {"K=1024 (outside the form)", SC, IN, 0, 1024, 64, 64, BF, BF, F32, 0, 0, 0, 0, 0, 0, -1},
   };
   const int ncases = (int)(sizeof cases / sizeof cases[0]);
-  const char *req = getenv("MIXC_TEST_REQUIRE_GPU");
-  int require = req && *req && strcmp(req, "0");
   MixcNvrtc *nv = NULL;
-  if (mixc_cuda_open(0, &g_cuda, err, sizeof err)) {
-    printf("no GPU: %s\n", err);
-    g_cuda = NULL;
-    if (require) {
-      printf("FAIL: MIXC_TEST_REQUIRE_GPU is set\n");
-      failed++;
-    } else {
-      skipped++;
-    }
+  g_cuda = ck_open_gpu(&failed, &skipped, err, sizeof err);
+  if (!g_cuda) {
     if (mixc_nvrtc_open(0, &nv, err, sizeof err)) {
       printf("no NVRTC: %s\n", err);
       nv = NULL;
@@ -1125,13 +1016,7 @@ int main(int argc, char **argv) {
       char *src = NULL;
       unsigned threads = 0, smem = 0;
       int rc = print_shape(&s, name, 90, &src, &threads, &smem);
-      if (rc == 0) {
-        MixcCubin cb;
-        memset(&cb, 0, sizeof cb);
-        rc = mixc_nvrtc_compile(nv, src, "test_lower_cuda_rec.cu", 90, &cb, err, sizeof err);
-        if (rc) printf("%s\n", err), rc = 1;
-        mixc_cubin_release(&cb);
-      }
+      if (rc == 0) rc = ck_nvrtc(nv, src, "test_lower_cuda_rec.cu", 90, NULL, NULL);
       snprintf(what, sizeof what, "%s: printed, NVRTC sm_90a (%d, expected %d; %u threads)",
                cases[i].what, rc, cases[i].expect, threads);
       check(rc == cases[i].expect, what);

@@ -33,18 +33,15 @@
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 
+#include "testlib_cuda.h"
+
 #ifndef MIXC_HAVE_CUDA
-int main(void) {
-  printf("test_lower_cuda_scalar: 0 passed, 0 failed, 1 skipped (built without MIXC_CUDA)\n");
-  return 77;
-}
+int main(void) { return ck_no_cuda("test_lower_cuda_scalar"); }
 #else
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "backends/c/c_emit.h"
 #include "backends/cuda/cuda_loader.h"
@@ -56,15 +53,10 @@ int main(void) {
 #include "compiler/rec.h"
 #include "runtime/half.h"
 #include "runtime/inputs.h"
-#include "testlib_cuda.h"
 
 static int passed, failed, skipped;
 static MixcCuda *g_cuda;
 static char *g_prelude;
-
-
-#define NPTRS 16
-#define NINTS 64
 
 typedef struct Case {
   const char *what;
@@ -129,7 +121,7 @@ static int print_source(const Case *c, const char *name, int arch, int optin, ch
                         Kern *k) {
   CudaChunkShape s;
   fill_shape(c, &s);
-  int rc = chunk_kern_print(&s, name, arch, optin, g_prelude, NPTRS, NINTS, src, k);
+  int rc = chunk_kern_print(&s, name, arch, optin, g_prelude, CK_NPTRS, CK_NINTS, src, k);
   if (rc == 0) ck_dump("MIXC_SCALAR_DUMP", name, *src);
   return rc;
 }
@@ -169,24 +161,11 @@ static int load(const Case *c, const char *name, Kern *k) {
   return 0;
 }
 
-static void check(int ok, const char *what) {
-  if (ok) {
-    passed++;
-  } else {
-    failed++;
-    printf("FAIL: %s\n", what);
-  }
-}
+static void check(int ok, const char *what) { ck_check(ok, what, &passed, &failed); }
 
 /* ---- host data (the value helpers and CkBuf: tests/testlib_cuda.h) ---- */
 
-typedef struct Args {
-  void *ptrs[NPTRS];
-  int64_t ints[NINTS];
-} Args;
-
-/* max |x - r| / max |r| over n values (x of type t at xs[at(i)]); NaN counted */
-static double rel_err(double maxe, double maxr) { return maxr > 0 ? maxe / maxr : maxe; }
+typedef CkArgs Args; /* tests/testlib_cuda.h */
 
 static void run_case(const Case *c, MixcRng *rng, int idx) {
   char err[2048], name[64], what[300];
@@ -233,12 +212,7 @@ static void run_case(const Case *c, MixcRng *rng, int idx) {
   if (c->h0) bh0.bytes = (size_t)(N * ss[0]) * 4;
   if (c->ht) bht.bytes = (size_t)(N * ss[0]) * 4;
   if (c->varlen) bcu.bytes = (size_t)(N + 1) * (c->varlen == 2 ? 8 : 4);
-  int bad = 0;
-  for (int i = 0; i < nbuf; i++) {
-    if (!all[i]->bytes) continue;
-    all[i]->h = calloc(1, all[i]->bytes);
-    if (!all[i]->h) bad = 1;
-  }
+  int bad = ck_bufs_host(all, nbuf);
   double *ref_o = calloc((size_t)(B * H * (T > 0 ? T : 1) * V) + 1, sizeof(double));
   double *ref_s = calloc((size_t)(N * H * K * V), sizeof(double));
   double *S = calloc((size_t)(K * V), sizeof(double)), *eg = calloc((size_t)K, sizeof(double));
@@ -279,13 +253,7 @@ static void run_case(const Case *c, MixcRng *rng, int idx) {
     for (int64_t i = 0; i < N * ss[0]; i++) ((float *)bh0.h)[i] = (float)(0.3 * mixc_rng_normal(rng));
   if (c->ht) ck_poison(KT_F32, bht.h, N * ss[0]);
   ck_poison(c->out, bo.h, (int64_t)(bo.bytes / ck_tsize(c->out)));
-  if (c->varlen)
-    for (int i = 0; i <= N; i++) {
-      if (c->varlen == 2)
-        ((int64_t *)bcu.h)[i] = cu[i];
-      else
-        ((int32_t *)bcu.h)[i] = (int32_t)cu[i];
-    }
+  if (c->varlen) ck_put_cu(bcu.h, cu, N, c->varlen == 2);
   /* the fp64 recurrence on the stored values */
   for (int64_t n = 0; n < N; n++)
     for (int64_t h = 0; h < H; h++) {
@@ -318,14 +286,7 @@ static void run_case(const Case *c, MixcRng *rng, int idx) {
       }
       memcpy(ref_s + (n * H + h) * K * V, S, (size_t)(K * V) * sizeof(double));
     }
-  for (int i = 0; i < nbuf && !bad; i++) {
-    if (!all[i]->bytes) continue;
-    if (mixc_cuda_alloc(g_cuda, all[i]->bytes, &all[i]->d, err, sizeof err) ||
-        mixc_cuda_memcpy_htod(g_cuda, all[i]->d, all[i]->h, all[i]->bytes, err, sizeof err)) {
-      printf("%s\n", err);
-      bad = 1;
-    }
-  }
+  if (!bad) bad = ck_bufs_upload(g_cuda, all, nbuf);
   Args args;
   memset(&args, 0, sizeof args);
   for (int i = 0; i < nbuf; i++) args.ptrs[i] = (void *)(uintptr_t)all[i]->d;
@@ -340,12 +301,9 @@ static void run_case(const Case *c, MixcRng *rng, int idx) {
   if (!bad && kn.item_floats > 0 &&
       mixc_cuda_alloc(g_cuda, (size_t)(items * kn.item_floats) * 4, &dscr, err, sizeof err))
     printf("%s\n", err), bad = 1;
-  if (!bad && chunk_kern_launch(g_cuda, &kn, &args, items, mid, (float *)(uintptr_t)dscr, err, sizeof err))
-    printf("%s\n", err), bad = 1;
-  if (!bad && mixc_cuda_synchronize(g_cuda, err, sizeof err)) printf("%s\n", err), bad = 1;
-  if (!bad && (mixc_cuda_memcpy_dtoh(g_cuda, bo.h, bo.d, bo.bytes, err, sizeof err) ||
-               (c->ht && mixc_cuda_memcpy_dtoh(g_cuda, bht.h, bht.d, bht.bytes, err, sizeof err))))
-    printf("%s\n", err), bad = 1;
+  if (!bad)
+    bad = ck_launch_fetch(g_cuda, &kn, &args, items, mid, (float *)(uintptr_t)dscr, &bo,
+                          c->ht ? &bht : NULL);
   if (bad) {
     snprintf(what, sizeof what, "%s: the launch", c->what);
     check(0, what);
@@ -355,21 +313,8 @@ static void run_case(const Case *c, MixcRng *rng, int idx) {
     const double tol_o = 1e-2, tol_s = 5e-3;
     double maxr = 0, maxe = 0;
     int64_t nan = 0, pad = 0;
-    for (int64_t b = 0; b < B; b++)
-      for (int64_t t = 0; t < T; t++)
-        for (int64_t h = 0; h < H; h++)
-          for (int64_t j = 0; j < V + 4; j++) {
-            int64_t at = b * so[0] + t * so[1] + h * so[2] + j;
-            if (j >= V) {
-              pad += !ck_is_poison(c->out, bo.h, at);
-              continue;
-            }
-            double x = ck_get(c->out, bo.h, at), r = ref_o[((b * T + t) * H + h) * V + j];
-            if (isnan(x) || isinf(x)) nan++;
-            if (fabs(r) > maxr) maxr = fabs(r);
-            if (fabs(x - r) > maxe || isnan(x)) maxe = isnan(x) ? INFINITY : fabs(x - r);
-          }
-    double rel = rel_err(maxe, maxr);
+    ck_err_rows(c->out, bo.h, so, B, T, H, V, 4, ref_o, &maxe, &maxr, &nan, &pad);
+    double rel = ck_rel(maxe, maxr);
     printf("  %s: o max |err| / max |ref| = %.3g (max |ref| %.3g), %lld NaN/inf, %lld padding "
            "written (%d kernels, %u threads, %u B shared)\n",
            c->what, rel, maxr, (long long)nan, (long long)pad, kn.n, kn.threads[kn.n - 1],
@@ -378,13 +323,9 @@ static void run_case(const Case *c, MixcRng *rng, int idx) {
     check(nan == 0 && pad == 0 && rel <= tol_o, what);
     if (c->ht) {
       maxr = maxe = 0, nan = 0;
-      for (int64_t e = 0; e < N * ss[0]; e++) {
-        double x = ((float *)bht.h)[e], r = ref_s[e];
-        if (isnan(x) || isinf(x)) nan++;
-        if (fabs(r) > maxr) maxr = fabs(r);
-        if (fabs(x - r) > maxe || isnan(x)) maxe = isnan(x) ? INFINITY : fabs(x - r);
-      }
-      rel = rel_err(maxe, maxr);
+      for (int64_t e = 0; e < N * ss[0]; e++)
+        ck_err_add(((float *)bht.h)[e], ref_s[e], &maxe, &maxr, &nan);
+      rel = ck_rel(maxe, maxr);
       printf("  %s: ht max |err| / max |ref| = %.3g (max |ref| %.3g), %lld NaN/inf\n", c->what,
              rel, maxr, (long long)nan);
       snprintf(what, sizeof what, "%s: ht within %g, no NaN", c->what, tol_s);
@@ -392,10 +333,7 @@ static void run_case(const Case *c, MixcRng *rng, int idx) {
     }
   }
 done:
-  for (int i = 0; i < nbuf; i++) {
-    if (all[i]->d) mixc_cuda_free(g_cuda, all[i]->d, err, sizeof err);
-    free(all[i]->h);
-  }
+  ck_bufs_free(g_cuda, all, nbuf);
   free(ref_o), free(ref_s), free(S), free(eg);
   if (dscr) mixc_cuda_free(g_cuda, dscr, err, sizeof err);
   mixc_cuda_module_free(kn.mod);
@@ -575,10 +513,8 @@ static void bench(const char *mixer, int diag, int64_t B, int64_t T, int idx, in
 }
 
 int main(int argc, char **argv) {
-  unsigned long long seed = argc > 1 ? strtoull(argv[1], NULL, 0)
-                                     : (unsigned long long)time(NULL) ^
-                                           ((unsigned long long)getpid() << 16);
-  setvbuf(stdout, NULL, _IOLBF, 0);
+  MixcRng rng;
+  unsigned long long seed = ck_start(argc, argv, &rng);
   const char *dx = getenv("MIXC_SCALAR_DIAG_EXACT");
   g_diag_exact = dx && *dx && strcmp(dx, "0");
   if (g_diag_exact) printf("test_lower_cuda_scalar: GLA's older form (diagonal tiles exact)\n");
@@ -594,15 +530,10 @@ int main(int argc, char **argv) {
   printf("test_lower_cuda_scalar: seed %llu%s", seed, g_threads ? ", 256 threads a block" : "");
   if (g_segs > 1) printf(", %lld sequence segments", (long long)g_segs);
   printf("\n");
-  MixcRng rng;
-  mixc_rng_seed(&rng, seed);
   char err[4096];
   /* the CUDA prelude: an empty module printed for NVRTC */
-  g_prelude = ck_prelude(err, sizeof err);
-  if (!g_prelude) {
-    printf("FAIL: the CUDA prelude: %s\n", err);
-    return 1;
-  }
+  g_prelude = ck_prelude();
+  if (!g_prelude) return 1;
   const KType BF = KT_BF16, F16 = KT_F16, F32 = KT_F32;
   const int IN = CCG_INPUT, PAR = CCG_PARAM, CON = CCG_CONST;
   const Case cases[] = {
@@ -646,18 +577,7 @@ int main(int argc, char **argv) {
        0, 0},
   };
   const int ncases = (int)(sizeof cases / sizeof cases[0]);
-  const char *req = getenv("MIXC_TEST_REQUIRE_GPU");
-  int require = req && *req && strcmp(req, "0");
-  if (mixc_cuda_open(0, &g_cuda, err, sizeof err)) {
-    printf("no GPU: %s\n", err);
-    g_cuda = NULL;
-    if (require) {
-      printf("FAIL: MIXC_TEST_REQUIRE_GPU is set\n");
-      failed++;
-    } else {
-      skipped++;
-    }
-  }
+  g_cuda = ck_open_gpu(&failed, &skipped, err, sizeof err);
   if (!g_cuda) { /* NVRTC alone: every case printed for an H100 and compiled */
     MixcNvrtc *nv = NULL;
     if (mixc_nvrtc_open(0, &nv, err, sizeof err) == 0) {
@@ -670,13 +590,7 @@ int main(int argc, char **argv) {
         memset(&kn, 0, sizeof kn);
         int rc = print_source(&cases[i], name, 90, 232448, &src, &kn);
         unsigned threads = kn.n ? kn.threads[kn.n - 1] : 0, smem = kn.n ? kn.smem[kn.n - 1] : 0;
-        if (rc == 0) {
-          MixcCubin cb;
-          memset(&cb, 0, sizeof cb);
-          rc = mixc_nvrtc_compile(nv, src, "test_lower_cuda_scalar.cu", 90, &cb, err, sizeof err);
-          if (rc) printf("%s\n", err), rc = 1;
-          mixc_cubin_release(&cb);
-        }
+        if (rc == 0) rc = ck_nvrtc(nv, src, "test_lower_cuda_scalar.cu", 90, NULL, NULL);
         snprintf(what, sizeof what, "%s: printed, NVRTC sm_90a (%d, expected %d; %u threads, %u B shared)",
                  cases[i].what, rc, cases[i].expect, threads, smem);
         check(rc == cases[i].expect, what);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backends/c/c_emit.h"
 #include "compiler/arena.h"
@@ -817,10 +818,65 @@ int call_results(const Ex *x, const Data *d, Call *k, Data *got, char *err, size
   return 1;
 }
 
-#ifdef MIXC_HAVE_CUDA
-/* ==== the hand-structured GPU chunk kernels ==== */
+int ck_no_cuda(const char *name) {
+  printf("%s: 0 passed, 0 failed, 1 skipped (built without MIXC_CUDA)\n", name);
+  return 77;
+}
 
-char *ck_prelude(char *err, size_t n) {
+#ifdef MIXC_HAVE_CUDA
+/* ==== the hand-structured GPU kernels ==== */
+
+unsigned long long ck_start(int argc, char **argv, MixcRng *rng) {
+  unsigned long long seed = argc > 1 ? strtoull(argv[1], NULL, 0)
+                                     : (unsigned long long)time(NULL) ^
+                                           ((unsigned long long)getpid() << 16);
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  mixc_rng_seed(rng, seed);
+  return seed;
+}
+
+MixcCuda *ck_open_gpu(int *failed, int *skipped, char *err, size_t n) {
+  const char *req = getenv("MIXC_TEST_REQUIRE_GPU");
+  int require = req && *req && strcmp(req, "0");
+  MixcCuda *cu = NULL;
+  if (mixc_cuda_open(0, &cu, err, n)) {
+    printf("no GPU: %s\n", err);
+    cu = NULL;
+    if (require) {
+      printf("FAIL: MIXC_TEST_REQUIRE_GPU is set\n");
+      (*failed)++;
+    } else {
+      (*skipped)++;
+    }
+  }
+  return cu;
+}
+
+void ck_check(int ok, const char *what, int *passed, int *failed) {
+  if (ok) {
+    (*passed)++;
+  } else {
+    (*failed)++;
+    printf("FAIL: %s\n", what);
+  }
+}
+
+int ck_nvrtc(MixcNvrtc *nv, const char *src, const char *file, int arch, size_t *size,
+             double *ms) {
+  char err[4096];
+  MixcCubin cb;
+  memset(&cb, 0, sizeof cb);
+  int rc = mixc_nvrtc_compile(nv, src, file, arch, &cb, err, sizeof err) != 0;
+  if (rc) printf("%s\n", err);
+  if (size) *size = cb.size;
+  if (ms) *ms = cb.ms;
+  mixc_cubin_release(&cb);
+  return rc;
+}
+
+char *ck_prelude(void) {
+  char err[4096] = "";
+  size_t n = sizeof err;
   char *p = NULL;
   size_t len = 0;
   Arena a;
@@ -833,6 +889,7 @@ char *ck_prelude(char *err, size_t n) {
   if (f && fclose(f)) rc = 1;
   arena_free(&a);
   if (rc) {
+    printf("FAIL: the CUDA prelude: %s\n", err);
     free(p);
     return NULL;
   }
@@ -898,6 +955,19 @@ int chunk_kern_launch(MixcCuda *cu, const ChunkKern *k, void *args, int64_t item
   return 0;
 }
 
+int ck_launch_fetch(MixcCuda *cu, const ChunkKern *k, void *args, int64_t items, int64_t mid,
+                    float *scratch, const CkBuf *o, const CkBuf *s) {
+  char err[2048];
+  if (chunk_kern_launch(cu, k, args, items, mid, scratch, err, sizeof err) ||
+      mixc_cuda_synchronize(cu, err, sizeof err) ||
+      mixc_cuda_memcpy_dtoh(cu, o->h, o->d, o->bytes, err, sizeof err) ||
+      (s && mixc_cuda_memcpy_dtoh(cu, s->h, s->d, s->bytes, err, sizeof err))) {
+    printf("%s\n", err);
+    return 1;
+  }
+  return 0;
+}
+
 static int cmp_ms(const void *a, const void *b) {
   float x = *(const float *)a, y = *(const float *)b;
   return x < y ? -1 : x > y;
@@ -954,5 +1024,69 @@ void ck_poison(KType t, void *p, int64_t n) {
     for (int64_t i = 0; i < n; i++) ((float *)p)[i] = NAN;
   else
     memset(p, 0xff, (size_t)n * 2); /* 0xffff: a NaN in bf16 and in f16 */
+}
+
+int ck_bufs_host(CkBuf *const *all, int n) {
+  int bad = 0;
+  for (int i = 0; i < n; i++) {
+    if (!all[i]->bytes) continue;
+    all[i]->h = calloc(1, all[i]->bytes);
+    if (!all[i]->h) bad = 1;
+  }
+  return bad;
+}
+
+int ck_bufs_upload(MixcCuda *cu, CkBuf *const *all, int n) {
+  char err[2048];
+  for (int i = 0; i < n; i++) {
+    if (!all[i]->bytes) continue;
+    if (mixc_cuda_alloc(cu, all[i]->bytes, &all[i]->d, err, sizeof err) ||
+        mixc_cuda_memcpy_htod(cu, all[i]->d, all[i]->h, all[i]->bytes, err, sizeof err)) {
+      printf("%s\n", err);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+void ck_bufs_free(MixcCuda *cu, CkBuf *const *all, int n) {
+  char err[2048];
+  for (int i = 0; i < n; i++) {
+    if (all[i]->d) mixc_cuda_free(cu, all[i]->d, err, sizeof err);
+    free(all[i]->h);
+  }
+}
+
+void ck_put_cu(void *h, const int64_t *cu, int64_t n, int i64) {
+  for (int i = 0; i <= n; i++) {
+    if (i64)
+      ((int64_t *)h)[i] = cu[i];
+    else
+      ((int32_t *)h)[i] = (int32_t)cu[i];
+  }
+}
+
+double ck_rel(double maxe, double maxr) { return maxr > 0 ? maxe / maxr : maxe; }
+
+void ck_err_add(double x, double r, double *maxe, double *maxr, int64_t *nan) {
+  if (isnan(x) || isinf(x)) (*nan)++;
+  if (fabs(r) > *maxr) *maxr = fabs(r);
+  if (fabs(x - r) > *maxe || isnan(x)) *maxe = isnan(x) ? INFINITY : fabs(x - r);
+}
+
+void ck_err_rows(KType t, const void *x, const int64_t st[4], int64_t A, int64_t B, int64_t C,
+                 int64_t V, int64_t pad, const double *ref, double *maxe, double *maxr,
+                 int64_t *nan, int64_t *written) {
+  for (int64_t a = 0; a < A; a++)
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t c = 0; c < C; c++)
+        for (int64_t j = 0; j < V + pad; j++) {
+          int64_t at = a * st[0] + b * st[1] + c * st[2] + j * st[3];
+          if (j >= V) {
+            *written += !ck_is_poison(t, x, at);
+            continue;
+          }
+          ck_err_add(ck_get(t, x, at), ref[((a * B + b) * C + c) * V + j], maxe, maxr, nan);
+        }
 }
 #endif
