@@ -710,6 +710,7 @@ double mixc_kernel_compile_ms(const mixc_kernel *k, int *nvariants) {
   return ms;
 }
 
+#ifdef MIXC_HAVE_CUDA
 /* The kernel's variants as they are now (the list only grows; entries live as long as the
  * context): a malloc'd copy, or NULL with *n = -1 when out of memory. */
 static Variant *variants_snapshot(mixc_kernel *k, int *n) {
@@ -721,6 +722,7 @@ static Variant *variants_snapshot(mixc_kernel *k, int *n) {
   if (!v) *n = -1;
   return v;
 }
+#endif
 
 mixc_status mixc_kernel_wait_ready(mixc_kernel *k, mixc_error *err) {
   if (!k) return fail(err, MIXC_ERROR_ARGUMENT, "mixc_kernel_wait_ready: the kernel is NULL");

@@ -221,11 +221,13 @@ static void put_word(Words *a, uint64_t v) {
   if (a->n < 256) a->w[a->n++] = v;
 }
 
+#ifdef MIXC_HAVE_CUDA
 static void put_ptr(Words *a, const void *p) {
   uint64_t v = 0;
   memcpy(&v, &p, sizeof p);
   put_word(a, v);
 }
+#endif
 
 /* ---- without a GPU: the launcher's argument checks ---- */
 
@@ -653,7 +655,7 @@ int main(int argc, char **argv) {
     Case *c = &cases[i];
     if (!c->ok || (!gpu && i != 0)) continue;
     char path[600], sym[200];
-    snprintf(path, sizeof path, "%s/%s.so", tmpdir, c->name);
+    snprintf(path, sizeof path, "%.400s/%.150s.so", tmpdir, c->name);
     c->so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     snprintf(sym, sizeof sym, "%s_forward", c->k.rm->name);
     void *f1 = c->so ? dlsym(c->so, sym) : NULL;
