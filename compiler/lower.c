@@ -36,6 +36,10 @@ int lower_mixer(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, s
     int rc = lower_cuda_chunk(a, spec, plan, err, errlen);
     if (rc >= 0) return rc;
   }
+  /* a CPU decode step or short sequences: the recurrent kernel */
+  if (!spec->gpu && s == STRAT_AUTO && spec->tokens_hint > 0 &&
+      spec->tokens_hint <= LOWER_SHORT_TOKENS_CPU)
+    s = STRAT_RECURRENT;
   if (s == STRAT_AUTO || s == STRAT_CHUNK) {
     const char *why, *why_dplr;
     if (chunk_applies(spec->rm, &why)) return lower_chunk(a, spec, plan, err, errlen);

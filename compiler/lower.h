@@ -69,6 +69,12 @@ typedef struct KernelSpec {
  * chunk kernel at T = 8 (22 vs 28 us simple GLA, 22 vs 35 GLA, 26 vs 27 DeltaNet; Gated
  * DeltaNet 30 vs 29) and lost at T = 16 but for GLA (35 vs 28, 35 vs 35, 42 vs 27, 49 vs 29) */
 enum { LOWER_SHORT_TOKENS = 8 };
+/* The same on the CPU: calls of at most this many tokens a sequence take the recurrent kernel
+ * under the auto strategy. Measured (cpu_bench --decode with T tokens a step, B = 8, H = 16,
+ * K = V = 128, fp32 states carried, 2 threads; recurrent / chunk us): T = 1 368-466 / 743-883,
+ * T = 4 746-1327 / 1275-1447, T = 8 mixed (1429-2490 / 1126-2076), T = 16 2729-6486 /
+ * 1844-2325 */
+enum { LOWER_SHORT_TOKENS_CPU = 4 };
 
 /* Where each tensor goes in the argument tables. -1: not used. */
 typedef struct KernelPlan {

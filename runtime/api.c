@@ -1286,7 +1286,7 @@ typedef struct Spec {
   unsigned char *present, *want;
   int64_t target; /* work items the device runs at once (KernelSpec.target_items) */
   int64_t bh;     /* the split's hint: the call's sequences x heads, bucketed (split_hint) */
-  int64_t tokens; /* KernelSpec.tokens_hint: LOWER_SHORT_TOKENS for a call of short sequences
+  int64_t tokens; /* KernelSpec.tokens_hint: LOWER_SHORT_TOKENS(_CPU) for a call of short sequences
                      (tokens_hint), else 0 */
   char *suffix; /* the variant's part of the key */
   size_t len;
@@ -1311,16 +1311,17 @@ static int64_t split_hint(int64_t bh, int64_t target) {
   return p < target ? p : target;
 }
 
-/* The tokens hint of a call (KernelSpec.tokens_hint) for a CUDA kernel of the auto strategy:
- * its tokens per sequence (T; with cu_seqlens the total over the sequences, rounded up; a
- * decode step's T, usually 1), bucketed to two kinds of call, short (LOWER_SHORT_TOKENS: the
- * recurrent kernel) and long (0: the chunk kernels), so a kernel used for both has at most
- * two variants of it. 0 elsewhere (the CPU and the fixed strategies: no effect). */
+/* The tokens hint of a call (KernelSpec.tokens_hint) for a kernel of the auto strategy: its
+ * tokens per sequence (T; with cu_seqlens the total over the sequences, rounded up; a decode
+ * step's T, usually 1), bucketed to two kinds of call, short (LOWER_SHORT_TOKENS on a GPU,
+ * LOWER_SHORT_TOKENS_CPU on the CPU: the recurrent kernel) and long (0: the chunk kernels), so
+ * a kernel used for both has at most two variants of it. 0 for the fixed strategies and
+ * grids (no effect). */
 static int64_t tokens_hint(const Call *c) {
-  if (!c->cuda || c->k->strategy != STRAT_AUTO || c->grid) return 0;
-  int64_t per = c->T;
+  if (c->k->strategy != STRAT_AUTO || c->grid) return 0;
+  int64_t per = c->T, lim = c->cuda ? LOWER_SHORT_TOKENS : LOWER_SHORT_TOKENS_CPU;
   if (c->cu) per = c->N > 0 ? (c->T + c->N - 1) / c->N : 0;
-  return per <= LOWER_SHORT_TOKENS ? LOWER_SHORT_TOKENS : 0;
+  return per <= lim ? lim : 0;
 }
 
 /* The spec arrays and the key suffix: one character per symbol (dtype of a tensor, '-'

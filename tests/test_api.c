@@ -863,8 +863,9 @@ static void ex_close(Ex *x) {
 /* Lowers x's mixer as a CPU call of it would be (f32, no optional tensors) with `strategy`,
  * B*H = bh on `threads` threads and KernelSpec.vtile = vtile. Returns nonzero when it does
  * not lower; else *strategy_out and *vtiles_out are the plan's. */
-static int plan_of(const Ex *x, Strategy strategy, int64_t bh, int64_t threads, int64_t vtile,
-                   Strategy *strategy_out, int64_t *vtiles_out) {
+static int plan_of_tokens(const Ex *x, Strategy strategy, int64_t bh, int64_t threads,
+                          int64_t vtile, int64_t tokens, Strategy *strategy_out,
+                          int64_t *vtiles_out) {
   const RecMixer *rm = x->comp.rec ? rec_find_mixer(x->comp.rec, x->m->name.name) : NULL;
   if (!rm) return 1;
   KType dt[MAXSYM];
@@ -886,6 +887,7 @@ static int plan_of(const Ex *x, Strategy strategy, int64_t bh, int64_t threads, 
   sp.bh = bh;
   sp.target_items = threads;
   sp.vtile = vtile;
+  sp.tokens_hint = tokens;
   KernelPlan plan;
   Arena a;
   arena_init(&a);
@@ -897,6 +899,11 @@ static int plan_of(const Ex *x, Strategy strategy, int64_t bh, int64_t threads, 
   }
   arena_free(&a);
   return rc;
+}
+
+static int plan_of(const Ex *x, Strategy strategy, int64_t bh, int64_t threads, int64_t vtile,
+                   Strategy *strategy_out, int64_t *vtiles_out) {
+  return plan_of_tokens(x, strategy, bh, threads, vtile, 0, strategy_out, vtiles_out);
 }
 
 /* The strategy `auto` resolves to for the example's mixer (f32, no optional tensors). */
@@ -1338,6 +1345,25 @@ static void test_numerics(Tally *t, mixc_context *ctx, uint64_t seed, const char
   if (!only || strstr("vtile", only)) vtile_cases(t, seed + 17);
   if (!only || strstr("chunk", only)) chunk_cases(t, ctx, seed + 19);
   if (!only || strstr("generated", only)) generated_cases(t, ctx, seed + 23);
+  /* auto on the CPU: short calls (a decode step) take the recurrent kernel, long ones chunk */
+  {
+    char err[4200];
+    Ex x;
+    if (ex_open(&x, ctx, "examples/gla.mix", MIXC_STRATEGY_AUTO, err, sizeof err)) {
+      Strategy s1 = STRAT_AUTO, s4 = STRAT_AUTO, s0 = STRAT_AUTO;
+      int64_t vt;
+      int bad = plan_of_tokens(&x, STRAT_AUTO, 0, 0, 0, 1, &s1, &vt) |
+                plan_of_tokens(&x, STRAT_AUTO, 0, 0, 0, LOWER_SHORT_TOKENS_CPU, &s4, &vt) |
+                plan_of_tokens(&x, STRAT_AUTO, 0, 0, 0, 0, &s0, &vt);
+      snprintf(err, sizeof err, "tokens 1: %s, %d: %s, long: %s", strategy_name(s1),
+               (int)LOWER_SHORT_TOKENS_CPU, strategy_name(s4), strategy_name(s0));
+      result(t, !bad && s1 == STRAT_RECURRENT && s4 == STRAT_RECURRENT && s0 == STRAT_CHUNK,
+             "auto on the CPU: short calls recurrent, long ones chunk", err);
+    } else {
+      result(t, 0, "auto on the CPU: examples/gla.mix", err);
+    }
+    ex_close(&x);
+  }
   /* A second kernel of the same mixer text finds its variant in the context's cache. */
   {
     char err[4200];
