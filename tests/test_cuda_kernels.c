@@ -40,7 +40,6 @@ int main(void) {
 #include "runtime/half.h"
 #include "runtime/inputs.h"
 #include "runtime/reference.h"
-#include "gen_mixer.h"
 #include "testlib.h"
 
 enum { GEN_CUDA_COUNT = 8 }; /* random mixers a run, after the examples */
@@ -417,23 +416,8 @@ int main(int argc, char **argv) {
   if (g_nvrtc || g_cuda) {
     failed += each_example(test_file, &rng);
     /* random mixers of gen_mixer.h (every class, outputs anywhere in the token, grids) */
-    for (int g = 0; g < GEN_CUDA_COUNT; g++) {
-      char name[32];
-      snprintf(name, sizeof name, "gen%d", g);
-      char *text = gen_mixer_text(&rng, name);
-      Compilation c;
-      if (!text || compile_source(&c, "gen.mix", text, strlen(text), STAGE_REC) || !c.rec ||
-          c.rec->nmixers != 1) {
-        printf("FAIL %s: the generated mixer does not compile:\n%s", name, text ? text : "");
-        failed++;
-      } else {
-        int before = failed;
-        test_file(&rng, "gen.mix", &c, c.rec->mixers[0]);
-        if (failed != before) printf("  (the mixer, seed %llu):\n%s", seed, text);
-      }
-      compilation_free(&c);
-      free(text);
-    }
+    int bad = each_generated(GEN_CUDA_COUNT, &rng, seed, test_file, &rng, &failed);
+    failed += bad;
   }
   if (g_nvrtc) mixc_nvrtc_close(g_nvrtc);
   if (g_cuda) mixc_cuda_close(g_cuda);

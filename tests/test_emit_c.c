@@ -23,7 +23,6 @@
 #include "runtime/half.h"
 #include "runtime/inputs.h"
 #include "runtime/reference.h"
-#include "gen_mixer.h"
 #include "testlib.h"
 
 typedef int (*RunFn)(void *const *ptrs, const int64_t *ints, int64_t items, int threads);
@@ -193,23 +192,8 @@ int main(int argc, char **argv) {
   Run run = {dir, &rng};
   failed += each_example(test_file, &run);
   /* random mixers of gen_mixer.h (every class, outputs anywhere in the token, grids) */
-  for (int g = 0; g < GEN_C_COUNT; g++) {
-    char name[32];
-    snprintf(name, sizeof name, "gen%d", g);
-    char *text = gen_mixer_text(&rng, name);
-    Compilation c;
-    if (!text || compile_source(&c, "gen.mix", text, strlen(text), STAGE_REC) || !c.rec ||
-        c.rec->nmixers != 1) {
-      printf("FAIL %s: the generated mixer does not compile:\n%s", name, text ? text : "");
-      failed++;
-    } else {
-      int before = failed;
-      test_file(&run, "gen.mix", &c, c.rec->mixers[0]);
-      if (failed != before) printf("  (the mixer, seed %llu):\n%s", seed, text);
-    }
-    compilation_free(&c);
-    free(text);
-  }
+  int bad = each_generated(GEN_C_COUNT, &rng, seed, test_file, &run, &failed);
+  failed += bad;
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd)) printf("warning: could not remove %s\n", dir);

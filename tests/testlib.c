@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "gen_mixer.h"
 #include "backends/c/c_emit.h"
 #include "compiler/arena.h"
 #include "compiler/kir.h"
@@ -86,6 +87,29 @@ int each_example(ExampleFn fn, void *ctx) {
   if (nf == 0) {
     printf("FAIL: no examples found (run from the repository root)\n");
     bad++;
+  }
+  return bad;
+}
+
+int each_generated(int count, MixcRng *rng, unsigned long long seed, ExampleFn fn, void *ctx,
+                   const int *failed) {
+  int bad = 0;
+  for (int g = 0; g < count; g++) {
+    char name[32];
+    snprintf(name, sizeof name, "gen%d", g);
+    char *text = gen_mixer_text(rng, name);
+    Compilation c;
+    if (!text || compile_source(&c, "gen.mix", text, strlen(text), STAGE_REC) || !c.rec ||
+        c.rec->nmixers != 1) {
+      printf("FAIL %s: the generated mixer does not compile:\n%s", name, text ? text : "");
+      bad++;
+    } else {
+      int before = *failed;
+      fn(ctx, "gen.mix", &c, c.rec->mixers[0]);
+      if (*failed != before) printf("  (the mixer, seed %llu):\n%s", seed, text);
+    }
+    compilation_free(&c);
+    free(text);
   }
   return bad;
 }

@@ -39,6 +39,11 @@ int list_examples(char **files, int max);
  * there are none (each printed as a FAIL line). */
 typedef void (*ExampleFn)(void *ctx, const char *path, Compilation *comp, const RecMixer *rm);
 int each_example(ExampleFn fn, void *ctx);
+/* The same for `count` random mixers of tests/gen_mixer.h (gen0, gen1, ...) drawn from rng:
+ * a mixer whose case moved *failed is printed after its lines, with the run's seed. Returns
+ * how many did not compile (a generator bug; each printed as a FAIL line with its text). */
+int each_generated(int count, MixcRng *rng, unsigned long long seed, ExampleFn fn, void *ctx,
+                   const int *failed);
 
 /* The seed of a run: MIXC_TEST_SEED where set (replays a run), else from the clock. */
 uint64_t test_seed(void);
