@@ -1321,14 +1321,32 @@ struct MixcJit {
   int mm_in_jit; /* its module was added (only the one mm_compile running touches it) */
 };
 
+/* Adds a module to the JIT and looks its symbols up, which generates their code: under j->mu,
+ * because LLJIT's compile function (one TargetMachine) is not safe for two threads at once
+ * (two code generations at once corrupted the objects: "symbol ... extends past the end of
+ * its containing block", then "Failed to materialize symbols"). The IR passes before it run
+ * unlocked, each compile on a TargetMachine of its own. */
+static LLVMErrorRef jit_add_locked(MixcJit *j, LLVMOrcThreadSafeModuleRef tsm) {
+  pthread_mutex_lock(&j->mu);
+  LLVMErrorRef e = LLVMOrcLLJITAddLLVMIRModule(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), tsm);
+  pthread_mutex_unlock(&j->mu);
+  return e;
+}
+
+static LLVMErrorRef jit_lookup_locked(MixcJit *j, LLVMOrcExecutorAddress *addr, const char *name) {
+  pthread_mutex_lock(&j->mu);
+  LLVMErrorRef e = LLVMOrcLLJITLookup(j->jit, addr, name);
+  pthread_mutex_unlock(&j->mu);
+  return e;
+}
+
 /* Builds, optimises and adds the shared matmul's module to the JIT, then looks it up, which
- * generates its code (no lock held: ORC is thread-safe, and nothing calls it before
- * j->mm is MM_READY). */
+ * generates its code (nothing calls it before j->mm is MM_READY). */
 static int mm_compile(MixcJit *j, char *err, size_t errlen) {
   LLVMOrcExecutorAddress addr = 0;
   if (j->mm_in_jit) /* added by an attempt whose code generation failed: look it up again */
-    return take_error(LLVMOrcLLJITLookup(j->jit, &addr, MM_SHARED), "compiling the matmul",
-                      err, errlen);
+    return take_error(jit_lookup_locked(j, &addr, MM_SHARED), "compiling the matmul", err,
+                      errlen);
   LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
   LLVMContextRef ctx = LLVMOrcThreadSafeContextGetContext(tsc);
   LLVMTargetMachineRef tm = NULL;
@@ -1341,15 +1359,14 @@ static int mm_compile(MixcJit *j, char *err, size_t errlen) {
     goto done;
   }
   LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsc);
-  LLVMErrorRef e = LLVMOrcLLJITAddLLVMIRModule(j->jit, LLVMOrcLLJITGetMainJITDylib(j->jit), tsm);
+  LLVMErrorRef e = jit_add_locked(j, tsm);
   if (e) {
     LLVMOrcDisposeThreadSafeModule(tsm);
     take_error(e, "adding the matmul", err, errlen);
     goto done;
   }
   j->mm_in_jit = 1;
-  if (take_error(LLVMOrcLLJITLookup(j->jit, &addr, MM_SHARED), "compiling the matmul", err,
-                 errlen))
+  if (take_error(jit_lookup_locked(j, &addr, MM_SHARED), "compiling the matmul", err, errlen))
     goto done;
   rc = 0;
 done:

@@ -19,8 +19,9 @@
  *     pointers may alias one another, scratch aliases nothing (noalias).
  *
  * Thread safety: one MixcJit may be used by several threads at once; compilation builds
- * and optimises each module in its own LLVM context, and adds it to the JIT under a mutex.
- * The first kernel that calls the shared matmul compiles that function on a second thread
+ * and optimises each module in its own LLVM context, then adds it to the JIT and generates
+ * its code under a mutex (LLJIT's one compiler is not safe for two threads; the shared
+ * matmul's module goes through the same mutex). The first kernel that calls the shared matmul compiles that function on a second thread
  * of the JIT's own while it optimises itself, and waits for it before returning (the thread
  * is joined there, or at mixc_jit_free after a failed compile). Compiled functions stay
  * valid until mixc_jit_free. */
