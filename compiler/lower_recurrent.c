@@ -178,7 +178,7 @@ static KExpr *input_part(L *l, const RecStep *st, const int *scal, const RowVals
 
 /* ---- the CPU forms: states in place, readouts by rows ---- */
 
-enum { MAX_ROWS_READOUTS = 16 };
+enum { MAX_ROWS_READOUTS = 16, MAX_FUSED_TERMS = 64 };
 
 typedef struct RowsReadout {
   const RecOutput *o;
@@ -193,6 +193,7 @@ typedef struct RecCtx {
                                   the sum (buffers of `big` floats) */
   RowsReadout rr[MAX_ROWS_READOUTS];
   int nrr;
+  int nfused; /* terms of the fused readouts, at most MAX_FUSED_TERMS */
 } RecCtx;
 
 /* Whether term t of a readout in output o reads a matrix state as sum(i, c * S[i, j]) with
@@ -204,6 +205,16 @@ static int rows_term(const RecOutput *o, const RecTerm *t) {
   int i = r->idx[0].v, j = r->idx[1].v;
   if (j != 0 || i == j || t->summed != (uint64_t)1 << i) return 0;
   return !t->coef || (t->coef->free & ~((uint64_t)1 << i | 1)) == 0;
+}
+
+/* Whether a readout in tree n reads state s at a version other than `version`. */
+static int reads_other_version(const RecOut *n, int s, int version) {
+  if (n->kind == RO_READOUT)
+    for (int t = 0; t < n->nterms; t++)
+      if (n->terms[t].read.state == s && n->terms[t].read.version != version) return 1;
+  for (int a = 0; a < n->nargs; a++)
+    if (reads_other_version(n->args[a], s, version)) return 1;
+  return 0;
 }
 
 /* Every read of state s in the token, at the event where it happens. A read by an
@@ -225,20 +236,7 @@ static int inplace_ok(const RecMixer *rm, int s) {
       }
       continue;
     }
-    /* an output: every readout term that reads s (a walk over its tree) */
-    const RecOut *stack[64];
-    int sp = 0;
-    stack[sp++] = rm->outputs[e->a].root;
-    while (sp > 0) {
-      const RecOut *n = stack[--sp];
-      if (n->kind == RO_READOUT)
-        for (int t = 0; t < n->nterms; t++)
-          if (n->terms[t].read.state == s && n->terms[t].read.version != done) return 0;
-      for (int a = 0; a < n->nargs; a++) {
-        if (sp == 64) return 0;
-        stack[sp++] = n->args[a];
-      }
-    }
+    if (reads_other_version(rm->outputs[e->a].root, s, done)) return 0; /* an output */
   }
   return 1;
 }
@@ -260,15 +258,16 @@ static void plan_rows_node(L *l, RecCtx *c, const RecOutput *o, const RecOut *n,
   r->off = *off;
   *off += l->big;
   /* fused into the step that writes the version it reads (causal mixers: outputs run in
-   * the same token as the steps) */
+   * the same token as the steps), while the fused terms fit lower_step's tables */
   r->state = -1;
   r->step = -1;
-  if (fuse_state >= 0 && fuse_version > 0 && !l->rm->noncausal) {
+  if (fuse_state >= 0 && fuse_version > 0 && !l->rm->noncausal &&
+      c->nfused + n->nterms <= MAX_FUSED_TERMS) {
     r->state = fuse_state;
     r->step = fuse_version - 1;
+    c->nfused += n->nterms;
   }
 }
-
 
 static const RowsReadout *rows_of(const L *l, const RecOut *n) {
   const RecCtx *c = l->strategy;
@@ -375,13 +374,13 @@ static void lower_step(L *l, int s, const RecStep *st, int proj_done) {
   /* readouts fused into this step: per row, each term's coefficient (when it does not
    * vary along the row) before the column loop */
   int nf = 0;
-  int coef[MAX_ROWS_READOUTS * 4];
-  const RowsReadout *fr[MAX_ROWS_READOUTS * 4];
-  const RecTerm *ft[MAX_ROWS_READOUTS * 4];
+  int coef[MAX_FUSED_TERMS];
+  const RowsReadout *fr[MAX_FUSED_TERMS];
+  const RecTerm *ft[MAX_FUSED_TERMS];
   for (int k = 0; c && k < c->nrr; k++) {
     const RowsReadout *r = &c->rr[k];
     if (r->state != s || r->step != step_no) continue;
-    for (int t = 0; t < r->n->nterms && nf < MAX_ROWS_READOUTS * 4; t++) {
+    for (int t = 0; t < r->n->nterms; t++) { /* planned to fit: c->nfused */
       fr[nf] = r;
       ft[nf] = &r->n->terms[t];
       coef[nf] = -1;
