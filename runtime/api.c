@@ -1587,7 +1587,7 @@ static mixc_status fill_tables(const Call *c, const KCacheEntry *e, void **ptrs,
     bad |= put_int(ints, m, pl->size_N, c->N);
     bad |= put_int(ints, m, pl->size_Y, c->Y);
     bad |= put_int(ints, m, pl->size_X, c->X);
-    bad |= put_int(ints, m, pl->state_direct, states_direct(c));
+    if (pl->state_direct >= 0) bad |= put_int(ints, m, pl->state_direct, states_direct(c));
     if (c->cu) {
       what = "cu_seqlens";
       if (pl->cu_seqlens < 0 || pl->cu_seqlens >= m->nptrs)

@@ -549,10 +549,7 @@ static int compare(const Ex *x, const Data *ref, const Data *got, double tol_out
     double mx;
     int64_t at;
     double err = max_abs_err(ref->out[s], got->out[s], ref->numel[s], &mx, &at); /* NaN: inf */
-    /* relative to max |ref|, floored at 1e-30: f32 keeps no relative precision near its
-     * denormals (1.2e-38), where a state that only decays ends up after a few strong gates */
-    double scale = mx > 1e-30 ? mx : mx > 0 ? 1e-30 : 1;
-    double tol = (x->m->syms[s].kind == SYM_STATE ? tol_state : tol_out) * scale;
+    double tol = (x->m->syms[s].kind == SYM_STATE ? tol_state : tol_out) * ref_scale(mx);
     int good = err <= tol;
     if (!good) {
       ok = 0;

@@ -207,9 +207,11 @@ double rel_err(const Tensor *t, const double *ref, int *nan) {
     if (d > emax) emax = d;
     if (fabs(ref[i]) > rmax) rmax = fabs(ref[i]);
   }
-  /* relative to max |ref|, floored at 1e-30: f32 keeps no relative precision near its
-   * denormals (from 1.2e-38), where a state that only decays ends up after strong gates */
-  return emax / (rmax > 1e-30 ? rmax : rmax > 0 ? 1e-30 : 1);
+  return emax / ref_scale(rmax);
+}
+
+double ref_scale(double max_ref) {
+  return max_ref > 1e-30 ? max_ref : max_ref > 0 ? 1e-30 : 1;
 }
 
 /* Where chunk forms overflow or lose everything if an exponent is ever positive or a decay is

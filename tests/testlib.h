@@ -75,8 +75,13 @@ int make_storage(Tensor *t, int btH, int strided);
 void fill_storage(Tensor *t); /* ref rounded to the type (the reference sees what the kernel
                                  reads), stored */
 void poison(Tensor *t);       /* every element NaN */
-/* Relative error of the storage against ref (max |x - ref| / max |ref|); *nan: a NaN or inf. */
+/* Relative error of the storage against ref (max |x - ref| / ref_scale(max |ref|)); *nan: a
+ * NaN or inf. */
 double rel_err(const Tensor *t, const double *ref, int *nan);
+/* What errors are relative to: max |ref|, floored at 1e-30 (f32 keeps no relative precision
+ * near its denormals, from 1.2e-38, where a state that only decays ends after strong gates);
+ * 1 when ref is all zeros. */
+double ref_scale(double max_ref);
 /* Gate stress: log gates half strongly negative (-20 .. -30), half near zero (-1e-5 .. 0). */
 void stress_gates(MixcRng *rng, double *x, int64_t n);
 /* Whether an output of m divides (its conditioning decides its error under extreme gates). */
