@@ -233,7 +233,6 @@ const char *lw_readout_term_unfit(const RecMixer *rm, const RecTerm *t) {
   return NULL;
 }
 
-
 KExpr *lw_lout(L *l, const RecOutput *o, const RecOut *n) {
   switch (n->kind) {
   case RO_OPAQUE: return lw_lx(l, n->e);
