@@ -175,6 +175,11 @@ typedef struct KFunc {
    * the global item (begin + blockIdx.x): one function writes what a later one reads (the
    * sequence-split chunk kernels' segment states). scratch_floats must then be 0. */
   int64_t item_floats;
+  /* Lowered for the CPU only (the recurrent strategy without KernelSpec.gpu: states updated
+   * in place and readouts fused into the loop that writes the state, which assume one thread
+   * walks the rows in order). The CUDA printer refuses such a function; lower with
+   * KernelSpec.gpu set (and no_native for the lowered KIR) to print it for a device. */
+  int cpu_only;
 } KFunc;
 
 typedef struct KModule {

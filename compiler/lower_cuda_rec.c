@@ -192,8 +192,14 @@ int cuda_rec_source(FILE *out, const CudaChunkShape *s, const char *name, int ar
   fprintf(out, "#define MX(x) %s_##x\n", name);
   /* conversions (no headers: NVRTC is given no include path) */
   cuda_print_conversions(out);
+  /* Room for two blocks an SM by default (at most 128 registers a thread at 256 threads): a
+   * decode step's block loads its state tile, works, and stores it, and a second block on
+   * the SM overlaps those phases. With one (146 registers a thread at K = V = 128) a decode
+   * step at B = 64, H = 16 ran at 1.98-2.17 TB/s of state traffic on an H100, with two at
+   * 2.47-2.51 (MIXC_REC_BENCH, session 7); 512 threads of two blocks: 2.35-2.53 */
+  const int minb = s->minb > 0 ? s->minb : lo.nt <= 256 ? 2 : 1;
   fprintf(out,
-          "extern \"C\" __global__ void __launch_bounds__(%d)\n"
+          "extern \"C\" __global__ void __launch_bounds__(%d, %d)\n"
           "%s(const MixcArgs_%s args, int64_t begin, int64_t end, float *scratch) {\n"
           "  (void)scratch;\n"
           "  const int KD = %" PRId64 ", NCG = %d, NRS = %d, R = %d, NT = %d, NW = %d, VTC = %" PRId64
@@ -205,7 +211,7 @@ int cuda_rec_source(FILE *out, const CudaChunkShape *s, const char *name, int ar
           "  (void)OE, (void)OB, (void)NW;\n"
           "  __shared__ __align__(16) float sbuf[3 * SB];\n"
           "  __shared__ __align__(16) float sred[2 * %d * NW * VTC];\n",
-          lo.nt, name, name, KD, lo.ncg, lo.nrs, lo.r, lo.nt, NW, VTC, NLK, NLV, SB, OQ, OK, OV,
+          lo.nt, minb, name, name, KD, lo.ncg, lo.nrs, lo.r, lo.nt, NW, VTC, NLK, NLV, SB, OQ, OK, OV,
           OE, OB, s->V, s->vtiles, s->vtile, NRED);
   if (delta) fputs("  __shared__ float sqk[2 * NW];\n", out);
   fprintf(out,
@@ -459,8 +465,9 @@ int64_t cuda_rec_vtile(int64_t V, int64_t bh, int64_t target_items) {
   /* at most 128 columns a block (256 threads, 16 state rows of 4 columns a thread at
    * K = 128); where the (sequence, head) pairs are few, as many tiles as give about
    * target_items blocks (two an SM), 16 columns at least: B = 1, H = 16 on 132 SMs -> 8 tiles
-   * of 16. On an H100 at B = 64, H = 16, K = V = 128 (MIXC_REC_BENCH), a decode step's state
-   * traffic ran at 2.47-2.56 TB/s in one tile of 128 columns, 2.43-2.49 in two of 64 */
+   * of 16. On an H100 at B = 64, H = 16, K = V = 128 (MIXC_REC_BENCH, session 7), a decode
+   * step's state traffic ran at 2.47-2.51 TB/s in one tile of 128 columns, 2.10-2.48 in two
+   * of 64, 1.86-2.08 in eight of 16 */
   const int64_t maxw = 128;
   int64_t w = maxw;
   if (bh > 0 && target_items > 0) {

@@ -601,5 +601,7 @@ int lower_recurrent(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *er
   else
     causal_body(&l);
   lw_close_for(&l, outer);
-  return lw_finish(&l);
+  if (lw_finish(&l)) return 1;
+  for (int i = 0; !spec->gpu && i < plan->mod->nfuncs; i++) plan->mod->funcs[i]->cpu_only = 1;
+  return 0;
 }

@@ -16,7 +16,9 @@
  * alone on random shapes against an fp64 product (test_matmul). argv[1] replays a seed. The
  * NVRTC cache lives in a fresh temporary XDG_CACHE_HOME. MIXC_TEST_REQUIRE_GPU=1 makes "no
  * GPU" a failure. After the examples, GEN_CUDA_COUNT random mixers of tests/gen_mixer.h go
- * the same way. */
+ * the same way. Every kernel is lowered for the device (KernelSpec.gpu with no_native: the
+ * KIR, not the hand-structured kernels of lower_cuda*.c); for each example and mixer, the
+ * recurrent plan lowered for the CPU must be refused by the printer (cpu_plan_refused). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 
@@ -167,6 +169,33 @@ static char *cuda_source(Case *c, char *err, size_t n) {
   return buf;
 }
 
+/* A recurrent plan lowered for the CPU (KernelSpec.gpu unset: states updated in place,
+ * readouts fused into the state's loop) is refused by the CUDA printer with a message, not
+ * printed into a kernel that computes wrong outputs. */
+static void cpu_plan_refused(Compilation *comp, const KCase *k, const char *name) {
+  KernelSpec sp = k->sp;
+  sp.gpu = 0, sp.no_native = 0;
+  KernelPlan pl;
+  char err[1024] = "", *buf = NULL;
+  size_t len = 0;
+  if (lower_mixer(&comp->arena, &sp, &pl, err, sizeof err)) {
+    printf("FAIL %s: lower for the CPU: %s\n", name, err);
+    failed++;
+    return;
+  }
+  FILE *f = open_memstream(&buf, &len);
+  int rc = f ? mixc_emit_cuda_module(f, pl.mod, NULL, 0, NULL, err, sizeof err) : 0;
+  if (f) fclose(f);
+  free(buf);
+  if (f && rc && strstr(err, "lowered for the CPU")) {
+    passed++;
+  } else {
+    printf("FAIL %s: a plan lowered for the CPU was %s\n", name,
+           f ? (rc ? err : "printed as CUDA") : "not tried (open_memstream failed)");
+    failed++;
+  }
+}
+
 /* Examples that also run at T = 2048. */
 static int long_example(const char *name) {
   static const char *const names[] = {"gla", "delta", "mamba2", "rwkv7", "gated_delta"};
@@ -204,7 +233,11 @@ static void test_file(void *ctx, const char *path, Compilation *comp, const RecM
       kcase_free(&c.k);
       continue;
     }
+    /* lowered for a device, the KIR only (not the hand-structured kernels of lower_cuda*.c) */
+    c.k.sp.gpu = 1, c.k.sp.no_native = 1;
+    c.k.sp.gpu_arch = 90, c.k.sp.gpu_smem_optin = 232448;
     char *cu = NULL;
+    if (variant == 0) cpu_plan_refused(comp, &c.k, name);
     if (lower_mixer(&comp->arena, &c.k.sp, &c.k.pl, err, sizeof err)) {
       printf("FAIL %s: lower: %s\n", name, err);
       failed++;

@@ -166,11 +166,13 @@ static int prepare(Case *c, const MixcCudaTarget *t) {
   c->k.sp.strategy = c->def->strategy;
   c->k.sp.varlen = c->def->varlen;
   c->k.sp.cu_type = c->def->cu_type;
+  /* lowered for a device: the hand-structured kernels (def->gpu) or the lowered KIR alone */
+  c->k.sp.gpu = 1;
+  c->k.sp.no_native = !c->def->gpu;
+  c->k.sp.gpu_arch = t && t->arch ? t->arch : MIXC_CU_DEFAULT_ARCH;
+  c->k.sp.gpu_smem_optin = t && t->max_smem_optin ? t->max_smem_optin
+                                                   : MIXC_CU_DEFAULT_SMEM_OPTIN;
   if (c->def->gpu) {
-    c->k.sp.gpu = 1;
-    c->k.sp.gpu_arch = t && t->arch ? t->arch : MIXC_CU_DEFAULT_ARCH;
-    c->k.sp.gpu_smem_optin = t && t->max_smem_optin ? t->max_smem_optin
-                                                     : MIXC_CU_DEFAULT_SMEM_OPTIN;
     c->k.sp.segs = c->def->segs;
     c->k.sp.vtile = c->def->vtile;
   }

@@ -1930,6 +1930,14 @@ static int emit_module(FILE *out, const KModule *m, int flags, const MixcCudaTar
       return 1;
     }
   }
+  for (int i = 0; E.cuda && i < m->nfuncs; i++)
+    if (m->funcs[i]->cpu_only) {
+      if (err && errlen)
+        snprintf(err, errlen, "kir: %s was lowered for the CPU (states updated in place, "
+                 "readouts fused into the state's loop), which a CUDA block does not run "
+                 "correctly: lower it with KernelSpec.gpu set", m->funcs[i]->name);
+      return 1;
+    }
   /* pass 2 */
   if (kir_verify(m, err, errlen)) return 1;
   /* C names of the functions */
