@@ -3,6 +3,7 @@
 #include "lower_cuda.h"
 
 #include <stdio.h>
+#include <string.h>
 
 const char *strategy_name(Strategy s) {
   switch (s) {
@@ -23,8 +24,41 @@ int plan_layout_rank(const RecMixer *rm, int sym, int state_array) {
   return (m->ngrid ? 4 : 3) + (s->per_direction ? 1 : 0) + s->rank;
 }
 
+int64_t lower_parallel_tokens(const KernelSpec *spec) {
+  if (spec->chunk > 0) return spec->chunk;
+  if (spec->tokens_hint <= 0) return LOWER_PARALLEL_TOKENS;
+  int64_t c = 16;
+  while (c < spec->tokens_hint && c < LOWER_PARALLEL_TOKENS) c *= 2;
+  return c;
+}
+
+/* The parallel strategy (lower.h): the chunk algorithm of the mixer's class with one chunk of
+ * lower_parallel_tokens tokens. */
+static int lower_parallel(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err,
+                          size_t errlen) {
+  const char *why, *why_dplr;
+  KernelSpec sp = *spec;
+  sp.chunk = lower_parallel_tokens(spec);
+  sp.segs = 1;
+  int rc;
+  if (chunk_applies(spec->rm, &why)) {
+    rc = lower_chunk(a, &sp, plan, err, errlen);
+  } else if (chunk_dplr_applies(spec->rm, &why_dplr)) {
+    rc = lower_chunk_dplr(a, &sp, plan, err, errlen);
+  } else {
+    int same = !strcmp(why, why_dplr);
+    snprintf(err, errlen, "the parallel strategy (the quadratic form: the chunk algorithm over "
+             "one chunk) does not apply to mixer '%s': %s%s%s; use recurrent", spec->rm->name,
+             why, same ? "" : "; nor its DPLR form: ", same ? "" : why_dplr);
+    return 1;
+  }
+  if (rc == 0) plan->strategy = STRAT_PARALLEL;
+  return rc;
+}
+
 int lower_mixer(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, size_t errlen) {
   Strategy s = spec->strategy;
+  if (s == STRAT_PARALLEL) return lower_parallel(a, spec, plan, err, errlen);
   /* a GPU decode step or short sequences: the recurrent kernel (lower_cuda_rec.c) */
   int short_call = spec->tokens_hint > 0 && spec->tokens_hint <= LOWER_SHORT_TOKENS;
   if (spec->gpu && !spec->no_native &&
@@ -53,8 +87,7 @@ int lower_mixer(Arena *a, const KernelSpec *spec, KernelPlan *plan, char *err, s
     s = STRAT_RECURRENT;
   }
   if (s != STRAT_RECURRENT) {
-    snprintf(err, errlen, "strategy '%s' is not implemented yet; use recurrent",
-             strategy_name(s));
+    snprintf(err, errlen, "unknown strategy %d", (int)s);
     return 1;
   }
   KernelSpec sp = *spec;

@@ -22,7 +22,8 @@ typedef enum Strategy {
   STRAT_AUTO,      /* chosen from the class and the sequence length */
   STRAT_RECURRENT, /* one pass over time per (sequence, head); every class; decode */
   STRAT_CHUNK,     /* chunkwise parallel (identity, scalar, diagonal, DPLR) */
-  STRAT_PARALLEL,  /* fully quadratic form, short sequences */
+  STRAT_PARALLEL,  /* fully quadratic form, short sequences: the chunk algorithm with one
+                      chunk over the whole sequence (lower_parallel_tokens) */
 } Strategy;
 
 const char *strategy_name(Strategy s);
@@ -60,7 +61,8 @@ typedef struct KernelSpec {
   int64_t tokens_hint;   /* tokens per sequence of the calls the kernel is built for, at most
                             (a hint: the kernel runs for any); 0: unknown or long. gpu: at most
                             LOWER_SHORT_TOKENS (a decode step, short sequences) and the auto
-                            strategy takes the recurrent kernel (lower_cuda_recurrent) first */
+                            strategy takes the recurrent kernel (lower_cuda_recurrent) first.
+                            The parallel strategy: the one chunk's length (lower_parallel_tokens) */
 } KernelSpec;
 
 /* KernelSpec.tokens_hint: on a GPU, calls of at most this many tokens a sequence take the
@@ -75,6 +77,15 @@ enum { LOWER_SHORT_TOKENS = 8 };
  * T = 4 746-1327 / 1275-1447, T = 8 mixed (1429-2490 / 1126-2076), T = 16 2729-6486 /
  * 1844-2325 */
 enum { LOWER_SHORT_TOKENS_CPU = 4 };
+
+/* The parallel strategy: the quadratic form over the whole sequence, as the chunk strategy's
+ * algorithm with a single chunk (its intra-chunk part over every pair of tokens, the initial
+ * state's term, the final state; no state passed between chunks). The chunk is
+ * lower_parallel_tokens(spec) tokens long: KernelSpec.chunk where given, else tokens_hint
+ * rounded up to a power of two from 16 to LOWER_PARALLEL_TOKENS, else LOWER_PARALLEL_TOKENS.
+ * A longer sequence runs in chunks of that length (the chunk strategy at that chunk). */
+enum { LOWER_PARALLEL_TOKENS = 256 };
+int64_t lower_parallel_tokens(const KernelSpec *spec);
 
 /* Where each tensor goes in the argument tables. -1: not used. */
 typedef struct KernelPlan {

@@ -1315,9 +1315,19 @@ static int64_t split_hint(int64_t bh, int64_t target) {
  * tokens per sequence (T; with cu_seqlens the total over the sequences, rounded up; a decode
  * step's T, usually 1), bucketed to two kinds of call, short (LOWER_SHORT_TOKENS on a GPU,
  * LOWER_SHORT_TOKENS_CPU on the CPU: the recurrent kernel) and long (0: the chunk kernels), so
- * a kernel used for both has at most two variants of it. 0 for the fixed strategies and
- * grids (no effect). */
+ * a kernel used for both has at most two variants of it. The parallel strategy: the one
+ * chunk's length, the longest a sequence of the call can be (T; with cu_seqlens the total)
+ * rounded up to a power of two from 16 to LOWER_PARALLEL_TOKENS (lower_parallel_tokens), so
+ * at most 5 variants; with options.chunk_size, that (one variant). 0 for the other fixed
+ * strategies and grids (no effect). */
 static int64_t tokens_hint(const Call *c) {
+  if (c->k->strategy == STRAT_PARALLEL && !c->grid) {
+    KernelSpec ks;
+    memset(&ks, 0, sizeof ks);
+    ks.chunk = c->k->chunk_size;
+    ks.tokens_hint = c->T > 0 ? c->T : 1;
+    return lower_parallel_tokens(&ks);
+  }
   if (c->k->strategy != STRAT_AUTO || c->grid) return 0;
   int64_t per = c->T, lim = c->cuda ? LOWER_SHORT_TOKENS : LOWER_SHORT_TOKENS_CPU;
   if (c->cu) per = c->N > 0 ? (c->T + c->N - 1) / c->N : 0;

@@ -42,6 +42,11 @@ if "$MIXC" version | grep -q 'cpu (LLVM'; then
   expect 0 'strategy recurrent' "$MIXC" run examples/gla.mix --backend cpu --check \
     --strategy recurrent --shape T=9
   expect 2 'does not apply' "$MIXC" run examples/mamba1.mix --backend cpu --strategy chunk
+  # the parallel strategy: one chunk of 128 tokens for T = 100, against the reference
+  expect 0 'check o +rel err .* ok' "$MIXC" run examples/gated_delta.mix --backend cpu --check \
+    --strategy parallel --seed 7 --shape B=2,T=100,H=2 --dims K=24,V=20
+  expect 2 'parallel strategy .* does not apply' "$MIXC" run examples/mamba1.mix --backend cpu \
+    --strategy parallel
   # a forced value split (--vtile): 48 columns in 3 tiles of 16 (the emitted schedule says so),
   # checked against the reference
   expect 0 'check o +rel err .* ok' "$MIXC" run examples/gla.mix --backend cpu --check \
@@ -56,6 +61,8 @@ expect 0 '^# schedule: strategy chunk, chunk 16, vtile 16, vtiles 3; L2 [0-9]+ K
   "$MIXC" emit examples/gla.mix --target kir --dims K=32,V=48 --vtile 16
 expect 0 '^/\* schedule: strategy chunk, chunk 16, vtile 48, vtiles 1; .*scratch budget' \
   "$MIXC" emit examples/gla.mix --target c --dims K=32,V=48
+expect 0 '^/\* schedule: strategy parallel, chunk 256, vtile 48, vtiles 1;' \
+  "$MIXC" emit examples/gla.mix --target c --dims K=32,V=48 --strategy parallel
 # the sequence split of the hand-structured GPU kernels (--segments): three kernels in the
 # file; refused where out of range or for a CPU target
 expect 0 'gla_chunk_combine: 256 threads a block' \
@@ -83,7 +90,7 @@ expect 2 '--vtile 8x: give a positive integer' "$MIXC" run examples/gla.mix --vt
 expect 2 '--vtile needs a number' "$MIXC" run examples/gla.mix --vtile
 expect 2 '--vtile -4: give the value-tile width as an integer' \
   "$MIXC" emit examples/gla.mix --dims K=8,V=8 --vtile -4
-expect 2 '--strategy fast: use auto, recurrent or chunk' "$MIXC" run examples/gla.mix --strategy fast
+expect 2 '--strategy fast: use auto, recurrent, chunk or parallel' "$MIXC" run examples/gla.mix --strategy fast
 expect 2 'nothing to compare' "$MIXC" run examples/gla.mix --backend ref --check
 expect 2 '--stage lowered: use ast, typed or rec' "$MIXC" ir examples/gla.mix --stage lowered
 expect 2 '--seed -3' "$MIXC" run examples/gla.mix --seed -3

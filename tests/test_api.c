@@ -223,8 +223,10 @@ static void test_arguments(Tally *t, mixc_context *ctx) {
   kernel_case(t, m, NULL, NULL, 2, MIXC_CPU, MIXC_STRATEGY_AUTO, "kernel: NULL dims",
               MIXC_ERROR_ARGUMENT, "options.dims is NULL", NULL);
   /* MIXC_CUDA kernels (and their failure without a GPU): tests/test_api_cuda.c */
-  kernel_case(t, m, NULL, dkv, 2, MIXC_CPU, MIXC_STRATEGY_PARALLEL,
-              "kernel: parallel strategy unsupported", MIXC_ERROR_UNSUPPORTED, "parallel", NULL);
+  mixc_dim dgrid_ok[2] = {{"K", 4}, {"V", 4}};
+  kernel_case(t, mg, NULL, dgrid_ok, 2, MIXC_CPU, MIXC_STRATEGY_PARALLEL,
+              "kernel: parallel strategy on a grid scan", MIXC_ERROR_UNSUPPORTED,
+              "the parallel strategy", "use recurrent");
   kernel_case(t, m, "glb", dkv, 2, MIXC_CPU, MIXC_STRATEGY_AUTO, "kernel: unknown mixer",
               MIXC_ERROR_ARGUMENT, "no mixer 'glb'", "gla");
   kernel_case(t, m2, NULL, dk, 1, MIXC_CPU, MIXC_STRATEGY_AUTO, "kernel: ambiguous mixer",
@@ -830,7 +832,9 @@ static int ex_open_opts(Ex *x, mixc_context *ctx, const char *path, mixc_strateg
   o.chunk_size = chunk;
   if (strat != MIXC_STRATEGY_AUTO)
     snprintf(x->name + strlen(x->name), sizeof x->name - strlen(x->name), " (%s)",
-             strat == MIXC_STRATEGY_RECURRENT ? "recurrent" : "chunk");
+             strat == MIXC_STRATEGY_RECURRENT ? "recurrent"
+             : strat == MIXC_STRATEGY_CHUNK   ? "chunk"
+                                              : "parallel");
   if (mixc_kernel_create(x->mod, &o, &x->k, &e) != MIXC_OK)
     return snprintf(err, n, "kernel: %s", e.message), 0;
   return 1;
@@ -1227,6 +1231,78 @@ static void chunk_cases(Tally *t, mixc_context *ctx, uint64_t seed) {
     }
 }
 
+/* The parallel strategy (the chunk algorithm over one chunk of 16 to 256 tokens, the call's
+ * T rounded up to a power of two) for every family with a chunk form, K = V = 24 (Mamba2's
+ * N = 24, P = 20), against the fp64 reference: T in {1, 7, 63, 64, 65, 256} (one chunk) and
+ * 300 (chunks of 256), initial and final states, f32 and bf16, a varlen batch; then the
+ * variants: one a chunk length, T = 1 and 7 sharing one, 256 and 300 another. */
+static void parallel_cases(Tally *t, mixc_context *ctx, uint64_t seed) {
+  static const char *files[] = {"examples/gla.mix", "examples/gated_delta.mix",
+                                "examples/delta_product.mix", "examples/kda.mix",
+                                "examples/mamba2.mix", "examples/retnet.mix",
+                                "examples/rwkv7.mix", "examples/linear_attn_norm.mix"};
+  static const int64_t sizes[4] = {24, 24, 24, 20};
+  static const int64_t Ts[] = {1, 7, 63, 64, 65, 256, 300};
+  for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+    Ex x;
+    char err[4200];
+    if (!ex_open_opts(&x, ctx, files[f], MIXC_STRATEGY_PARALLEL, sizes, 0, 0, err,
+                      sizeof err)) {
+      result(t, 0, files[f], err);
+      ex_close(&x);
+      continue;
+    }
+    for (size_t i = 0; i < sizeof Ts / sizeof Ts[0]; i++) {
+      Cfg c = {2, Ts[i], 0, 0, i == 2 ? MIXC_BF16 : MIXC_F32, i % 2 ? L_TRANSPOSE : L_CONTIG,
+               L_CONTIG, (int)(i % 3 != 1), 1, 1, NULL, 0, 0, 0, 0};
+      run_case(t, &x, &c, seed + 41 * f + i, "", NULL, NULL);
+    }
+    varlen_case(t, &x, seed + 41 * f + 29, (int)(f % 2));
+    ex_close(&x);
+  }
+  /* the chunk length: options.chunk_size, else the call's T rounded up to a power of two
+   * from 16 to 256, else (T unknown) 256 */
+  static const struct {
+    int64_t chunk, hint, want;
+  } pt[] = {{0, 0, 256}, {0, 1, 16},    {0, 16, 16}, {0, 17, 32},
+            {0, 200, 256}, {0, 5000, 256}, {40, 7, 40}};
+  int pt_ok = 1;
+  char pt_err[64] = "";
+  for (size_t i = 0; i < sizeof pt / sizeof pt[0]; i++) {
+    KernelSpec ks;
+    memset(&ks, 0, sizeof ks);
+    ks.chunk = pt[i].chunk;
+    ks.tokens_hint = pt[i].hint;
+    int64_t got = lower_parallel_tokens(&ks);
+    if (got != pt[i].want && pt_ok) {
+      pt_ok = 0;
+      snprintf(pt_err, sizeof pt_err, "chunk %lld, T %lld: %lld", (long long)pt[i].chunk,
+               (long long)pt[i].hint, (long long)got);
+    }
+  }
+  result(t, pt_ok, "parallel: chunk length from chunk_size and T", pt_err);
+  /* the variants: T = 1 and 7 share the 16-token chunk, 256 and 300 the 256-token one */
+  Ex y;
+  char err[4200], name[200];
+  if (!ex_open_opts(&y, ctx, files[0], MIXC_STRATEGY_PARALLEL, sizes, 0, 0, err, sizeof err)) {
+    result(t, 0, files[0], err);
+    ex_close(&y);
+    return;
+  }
+  int nv[2] = {0, 0};
+  static const int64_t Tv[4] = {1, 7, 256, 300};
+  for (int i = 0; i < 4; i++) {
+    Cfg c = {1, Tv[i], 0, 0, MIXC_F32, L_CONTIG, L_CONTIG, 1, 1, 1, NULL, 0, 0, 0, 0};
+    run_case(t, &y, &c, seed + 97 + i, "", NULL, NULL);
+    if (i % 2) mixc_kernel_compile_ms(y.k, &nv[i / 2]);
+  }
+  snprintf(name, sizeof name, "%s: one variant a chunk length (T 1, 7: 16; T 256, 300: 256)",
+           y.name);
+  snprintf(err, sizeof err, "%d variants after T = 1, 7; %d after T = 256, 300", nv[0], nv[1]);
+  result(t, nv[0] == 1 && nv[1] == 2, name, err);
+  ex_close(&y);
+}
+
 /* Random mixers of tests/gen_mixer.h (every transition class, outputs before, between and
  * after the updates, lets reading states, grids) through the CPU kernels: the recurrent
  * strategy on a forward and on decode steps, and the auto strategy where it chunks, each
@@ -1341,6 +1417,7 @@ static void test_numerics(Tally *t, mixc_context *ctx, uint64_t seed, const char
   if (!only || strstr("split", only)) split_cases(t, seed + 13);
   if (!only || strstr("vtile", only)) vtile_cases(t, seed + 17);
   if (!only || strstr("chunk", only)) chunk_cases(t, ctx, seed + 19);
+  if (!only || strstr("parallel", only)) parallel_cases(t, ctx, seed + 29);
   if (!only || strstr("generated", only)) generated_cases(t, ctx, seed + 23);
   /* auto on the CPU: short calls (a decode step) take the recurrent kernel, long ones chunk */
   {

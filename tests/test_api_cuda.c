@@ -6,7 +6,8 @@
  * leaks. Without a GPU the test then exits 77 (ctest: skipped), or fails when
  * MIXC_TEST_REQUIRE_GPU=1.
  *
- * With a GPU: every examples/NAME.mix, strategies recurrent and chunk (where it applies), on
+ * With a GPU: every examples/NAME.mix, strategies recurrent, chunk and parallel (where they
+ * apply; parallel: one chunk of up to 256 tokens, so T = 1000 runs in chunks of 256), on
  * random inputs drawn by role (runtime/inputs.h), compared with mixc_ref_run:
  *   f32 with initial and final states, T in {1, 7, 64, 65, 1000} (T = 7 broadcasts inputs
  *   over B, T = 65 has transposed inputs and padded outputs and states, T = 64 and 1000 run
@@ -473,15 +474,16 @@ static void run_example(Worker *w, const char *path, int index, uint64_t seed) {
     compilation_free(&x.comp);
     return;
   }
-  static const mixc_strategy strats[2] = {MIXC_STRATEGY_RECURRENT, MIXC_STRATEGY_CHUNK};
-  static const char *const snames[2] = {"recurrent", "chunk"};
-  for (int si = 0; si < 2; si++) {
+  static const mixc_strategy strats[3] = {MIXC_STRATEGY_RECURRENT, MIXC_STRATEGY_CHUNK,
+                                          MIXC_STRATEGY_PARALLEL};
+  static const char *const snames[3] = {"recurrent", "chunk", "parallel"};
+  for (int si = 0; si < 3; si++) {
     mixc_kernel *k = NULL;
     mixc_error e;
     mixc_status s = kernel_of(&x, strats[si], 0, &k, &e);
     char name[300];
     snprintf(name, sizeof name, "%s %s kernel", x.name, snames[si]);
-    if (s == MIXC_ERROR_UNSUPPORTED && si == 1) {
+    if (s == MIXC_ERROR_UNSUPPORTED && si >= 1) {
       fprintf(w->out, "skip %s: %s\n", name, e.message); /* no chunk form for these classes */
       continue;
     }

@@ -152,8 +152,8 @@ static int parse_opts(int argc, char **argv, Opts *o) {
     return cli_usage_error("--backend %s: use ref, ir, cpu or cuda", o->backend);
   if (!o->strategy) o->strategy = "auto";
   if (strcmp(o->strategy, "auto") && strcmp(o->strategy, "recurrent") &&
-      strcmp(o->strategy, "chunk"))
-    return cli_usage_error("--strategy %s: use auto, recurrent or chunk", o->strategy);
+      strcmp(o->strategy, "chunk") && strcmp(o->strategy, "parallel"))
+    return cli_usage_error("--strategy %s: use auto, recurrent, chunk or parallel", o->strategy);
   return 0;
 }
 
@@ -644,7 +644,8 @@ static int api_setup(Run *r) {
   opt.device = !strcmp(r->o->backend, "cuda") ? MIXC_CUDA : MIXC_CPU;
   opt.strategy = !strcmp(r->o->strategy, "recurrent") ? MIXC_STRATEGY_RECURRENT
                  : !strcmp(r->o->strategy, "chunk")   ? MIXC_STRATEGY_CHUNK
-                                                      : MIXC_STRATEGY_AUTO;
+                 : !strcmp(r->o->strategy, "parallel") ? MIXC_STRATEGY_PARALLEL
+                                                       : MIXC_STRATEGY_AUTO;
   opt.chunk_size = r->o->chunk;
   opt.vtile = r->o->vtile;
   opt.segments = r->o->segs;

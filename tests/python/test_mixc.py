@@ -165,6 +165,17 @@ class TestForward(Base):
         ms, n = kern.compile_ms()
         self.assertGreaterEqual(n, 1)
 
+    def test_parallel_strategy(self):
+        # the quadratic form (one chunk over the whole sequence), against the fp64 reference
+        B, T, H, K, V = 2, 45, 2, 16, 16
+        for m in ('gla', 'gated_delta'):
+            kern = self.mod.kernel(m, K=K, V=V, strategy='parallel')
+            low, d64 = inputs(self.rng, m, B, T, H, K, V)
+            res = kern(**low, final_states=True)
+            o, S = ref(m, d64)
+            self.close(res['o'], o, TOL['float32'], f'{m} parallel o')
+            self.close(res['S'], S, STATE_TOL, f'{m} parallel S')
+
     def test_scalar_param(self):
         B, T, H, K, V = 2, 20, 2, 8, 8
         kern = self.mod.kernel('simple_gla', dims={'K': K, 'V': V})
