@@ -61,6 +61,9 @@ typedef struct CudaChunkShape {
   unsigned threads; /* threads a block: 512 (0) or 256 */
   int minb;         /* the recurrent kernel: blocks an SM that __launch_bounds__ asks room for
                        (registers); 0 the default (2 for blocks of at most 256 threads, else 1) */
+  int plain_state;  /* the recurrent kernel: 1 loads and stores the state tile without a
+                       cache hint (the older form); 0 its 16-byte accesses with the evict-first
+                       hint (ld / st.global.cs: the state is read and written once a call) */
   int no_hilo;      /* CCK_DELTA with g: 1 rounds P and D to one 16-bit value each in the
                        output's P D (the older form); 0 splits both into hi + lo where shared
                        memory has room (lower_cuda_delta.c) */

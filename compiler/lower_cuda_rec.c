@@ -15,7 +15,8 @@
  * the state's columns are contiguous and 16-byte aligned). The state tile stays in those
  * registers (st[R][4], fp32) across the tokens; it is read from the initial state (or zeros)
  * once at the start and written to the final state once at the end, by the same thread and
- * elements, so the initial and final state may be one buffer (the in-place step).
+ * elements, so the initial and final state may be one buffer (the in-place step). Its 16-byte
+ * accesses carry the evict-first hint (ld / st.global.cs; CudaChunkShape.plain_state drops it).
  *
  * Per token, one barrier: the token's q, k (K values), v (the tile's columns), the gates (as
  * e^g) and beta were put in shared memory (fp32) at the start of the previous token, from
@@ -262,10 +263,19 @@ int cuda_rec_source(FILE *out, const CudaChunkShape *s, const char *name, int ar
     fputs("#pragma unroll\n"
           "    for (int m = 0; m < R; m++) {\n"
           "      const int i = rs + NRS * m;\n"
-          "      if (i < KD && hv0 && c0 + 3 < vw) {\n"
-          "        const float4 x = *(const float4 *)(hp0 + i * hs20 + c0);\n"
-          "        st[m][0] = x.x, st[m][1] = x.y, st[m][2] = x.z, st[m][3] = x.w;\n"
-          "      } else {\n"
+          "      if (i < KD && hv0 && c0 + 3 < vw) {\n",
+          out);
+    if (!s->plain_state)
+      fputs("        asm volatile(\"ld.global.cs.v4.f32 {%0, %1, %2, %3}, [%4];\"\n"
+            "                     : \"=f\"(st[m][0]), \"=f\"(st[m][1]), \"=f\"(st[m][2]), "
+            "\"=f\"(st[m][3])\n"
+            "                     : \"l\"(hp0 + i * hs20 + c0) : \"memory\");\n",
+            out);
+    else
+      fputs("        const float4 x = *(const float4 *)(hp0 + i * hs20 + c0);\n"
+            "        st[m][0] = x.x, st[m][1] = x.y, st[m][2] = x.z, st[m][3] = x.w;\n",
+            out);
+    fputs("      } else {\n"
           "#pragma unroll\n"
           "        for (int e = 0; e < 4; e++)\n"
           "          st[m][e] = i < KD && c0 + e < vw ? hp0[i * hs20 + (c0 + e) * hs30] : 0.0f;\n"
@@ -446,9 +456,18 @@ int cuda_rec_source(FILE *out, const CudaChunkShape *s, const char *name, int ar
           "    for (int m = 0; m < R; m++) {\n"
           "      const int i = rs + NRS * m;\n"
           "      if (i >= KD) continue;\n"
-          "      if (hv1 && c0 + 3 < vw) {\n"
-          "        *(float4 *)(hp1 + i * hs21 + c0) = make_float4(st[m][0], st[m][1], st[m][2], st[m][3]);\n"
-          "      } else {\n"
+          "      if (hv1 && c0 + 3 < vw) {\n",
+          out);
+    if (!s->plain_state)
+      fputs("        asm volatile(\"st.global.cs.v4.f32 [%0], {%1, %2, %3, %4};\"\n"
+            "                     :: \"l\"(hp1 + i * hs21 + c0), \"f\"(st[m][0]), \"f\"(st[m][1]),"
+            " \"f\"(st[m][2]), \"f\"(st[m][3]) : \"memory\");\n",
+            out);
+    else
+      fputs("        *(float4 *)(hp1 + i * hs21 + c0) = make_float4(st[m][0], st[m][1], st[m][2], "
+            "st[m][3]);\n",
+            out);
+    fputs("      } else {\n"
           "#pragma unroll\n"
           "        for (int e = 0; e < 4; e++)\n"
           "          if (c0 + e < vw) hp1[i * hs21 + (c0 + e) * hs31] = st[m][e];\n"

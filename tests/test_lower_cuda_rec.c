@@ -31,8 +31,8 @@
  * state in the 50 MB L2; the step in place) the kernel at T = 1, B in {1, 64}, H = 16,
  * K = V = 128, bf16 q, k, v, o, f32 g and beta, for simple GLA, GLA, DeltaNet and Gated
  * DeltaNet, with the lowering's split (cuda_rec_vtile) and forced splits of 16, 32, 64, 128
- * columns, 128 / 256 / 512 threads and 1 to 4 blocks an SM in the launch bounds (CudaChunkShape
- * minb): us a launch and TB/s of state read + write; then at B = 8,
+ * columns, 128 / 256 / 512 threads, 1 to 4 blocks an SM in the launch bounds (CudaChunkShape
+ * minb) and plain state accesses (plain_state: no .cs hint): us a launch and TB/s of state read + write; then at B = 8,
  * T in {8, 16, 32, 64} next to the hand-structured chunk kernel (cuda_chunk_kernels, unsplit
  * as the chunk lowering runs B H = 128 pairs) on the same inputs and states; and, through the
  * public API, mixc_step of bench/gpu/mixers.mix's gated_delta at B = 1 (host time a call,
@@ -690,16 +690,19 @@ static void bench_decode(int *idx) {
       static const struct {
         int64_t vtile;
         unsigned threads;
-        int minb;
-      } cfg[] = {{0, 0, 0},   {0, 0, 1},    {0, 128, 0}, {0, 128, 4}, {0, 256, 0},
-                 {0, 512, 0}, {0, 512, 2},  {16, 0, 0},  {32, 0, 0},  {64, 0, 0},
-                 {64, 0, 3},  {64, 0, 4},   {128, 0, 0}};
+        int minb, plain;
+      } cfg[] = {{0, 0, 0, 0},  {0, 0, 1, 0},   {0, 0, 0, 1},  {0, 0, 1, 1},   {0, 128, 0, 0},
+                 {0, 128, 4, 0}, {0, 256, 0, 0}, {0, 512, 0, 0}, {0, 512, 2, 0}, {16, 0, 0, 0},
+                 {32, 0, 0, 0}, {64, 0, 0, 0},  {64, 0, 3, 0},  {64, 0, 4, 0},  {128, 0, 0, 0}};
       for (size_t ci = 0; ci < sizeof cfg / sizeof cfg[0]; ci++) {
         int64_t vt = cfg[ci].vtile ? cfg[ci].vtile : vt_def;
-        if (ci > 0 && cfg[ci].vtile == vt_def && !cfg[ci].threads && !cfg[ci].minb) continue;
+        if (ci > 0 && cfg[ci].vtile == vt_def && !cfg[ci].threads && !cfg[ci].minb &&
+            !cfg[ci].plain)
+          continue;
         CudaChunkShape s;
         bench_shape(bm, &s, vt, cfg[ci].threads);
         s.minb = cfg[ci].minb;
+        s.plain_state = cfg[ci].plain;
         char name[64];
         snprintf(name, sizeof name, "mixc_rec_bench%d", (*idx)++);
         ChunkKern kn;
@@ -711,10 +714,11 @@ static void bench_decode(int *idx) {
         float ms = time_launches(&kn, &args, B * H * s.vtiles, d.rot, d.nrot, NULL);
         if (ms > 0)
           printf("  bench decode %-11s B %2lld T 1 H 16 K=V=128 bf16: %8.2f us, %.2f TB/s "
-                 "state read+write, vtile %3lld x %lld, %u threads, min blocks an SM %s%s\n",
+                 "state read+write, vtile %3lld x %lld, %u threads, min blocks an SM %s%s%s\n",
                  bm->name, (long long)B, ms * 1e3, bytes / (ms * 1e-3) / 1e12, (long long)vt,
                  (long long)s.vtiles, kn.threads[0],
                  cfg[ci].minb ? (char[2]){(char)('0' + cfg[ci].minb), 0} : "default",
+                 cfg[ci].plain ? ", plain state loads / stores" : "",
                  ci == 0 ? " (the lowering's)" : "");
         mixc_cuda_module_free(kn.mod);
       }
