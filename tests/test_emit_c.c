@@ -6,7 +6,8 @@
  * states (inputs and outputs stored [B, H, T, ...] and viewed as [B, T, H, ...]; states with
  * padded rows). Fresh random inputs each run (the seed is printed; argv[1] replays it);
  * outputs poisoned with NaN; f32 and bf16 inputs; several T per compiled file. Then
- * GEN_C_COUNT random mixers of tests/gen_mixer.h the same way. */
+ * GEN_C_COUNT random mixers of tests/gen_mixer.h the same way. The chunk strategies and the
+ * parallel one (one chunk of 256 tokens) too, where they apply. */
 #define _POSIX_C_SOURCE 200809L
 #include <dlfcn.h>
 #include <math.h>
@@ -134,13 +135,15 @@ static void test_file(void *ctx, const char *path, Compilation *comp, const RecM
   MixcRng *rng = ((Run *)ctx)->rng;
   const Mixer *m = rm->mixer;
   static const char *names[] = {"f32", "bf16"}; /* kcase_draw's alt 0 and 1 */
-  /* variants: f32 / bf16 x recurrent / chunk, and (4) the chunk form with the value dim
-   * split into tiles of 2 columns (work items (sequence, head, tile); a remainder tile when
-   * the value dim is odd) where the split applies */
-  for (int variant = 0; variant < 5; variant++) {
-    int ti = variant & 1, chunked = variant >> 1, split = variant == 4;
+  /* variants: f32 / bf16 x recurrent / chunk, (4) the chunk form with the value dim split
+   * into tiles of 2 columns (work items (sequence, head, tile); a remainder tile when the
+   * value dim is odd) where the split applies, and (5) the parallel strategy in f32 (one
+   * chunk of 256 tokens: the file knows no T) */
+  for (int variant = 0; variant < 6; variant++) {
+    int ti = variant & 1, chunked = (variant >> 1) & 1, split = variant == 4;
+    int parallel = variant == 5;
     const char *why;
-    if (split) ti = 0;
+    if (split || parallel) ti = 0, chunked = 1;
     if (chunked && !chunk_applies(rm, &why) && !chunk_dplr_applies(rm, &why)) continue;
     int sdim;
     if (split && !lw_split_applies(rm, &sdim, &why)) continue;
@@ -148,7 +151,7 @@ static void test_file(void *ctx, const char *path, Compilation *comp, const RecM
     memset(&c, 0, sizeof c);
     char err[1024], name[256];
     snprintf(name, sizeof name, "%s_%s_%s", m->name.name, names[ti],
-             split ? "split" : chunked ? "chunk" : "rec");
+             split ? "split" : parallel ? "parallel" : chunked ? "chunk" : "rec");
     if (kcase_draw(&c.k, rm, ti, chunked, rng)) {
       printf("FAIL %s: out of memory\n", name);
       failed++;
@@ -156,6 +159,7 @@ static void test_file(void *ctx, const char *path, Compilation *comp, const RecM
       continue;
     }
     c.k.sp.vtile = split ? 2 : 0;
+    if (parallel) c.k.sp.strategy = STRAT_PARALLEL, c.k.sp.chunk = 0;
     if (lower_mixer(&comp->arena, &c.k.sp, &c.k.pl, err, sizeof err)) {
       printf("FAIL %s: lower: %s\n", name, err);
       failed++;
@@ -169,7 +173,13 @@ static void test_file(void *ctx, const char *path, Compilation *comp, const RecM
                (long long)c.k.dims[sdim], (long long)c.k.pl.vtiles);
         failed++;
       }
-      for (int k = m->ngrid ? 4 : 0; k < 5; k++) run_case(&c, Ts[k], rng, names[ti], sn, 0);
+      if (parallel && c.k.pl.chunk != LOWER_PARALLEL_TOKENS) {
+        printf("FAIL %s: chunk %lld, not one of %d tokens\n", name, (long long)c.k.pl.chunk,
+               LOWER_PARALLEL_TOKENS);
+        failed++;
+      }
+      for (int k = m->ngrid ? 4 : 0; k < 5; k++)
+        if (!parallel || k % 2) run_case(&c, Ts[k], rng, names[ti], sn, 0);
       if (ti == 0) run_case(&c, 70, rng, names[ti], sn, 1);
     }
     if (c.so) dlclose(c.so);
