@@ -163,14 +163,11 @@ static void piece(L *l, Chunk *ck, const Piece *pc, int fv, const int *cv) {
     const Readout *r = &ck->ro[pc->idx];
     const RecState *rs = &l->rm->states[r->state];
     lw_use_scope(l, &l->rm->outputs[r->output].scope);
-    if (rs->ndim) bind(l, r->node->terms[0].read.idx[0].v, fv);
     KExpr *q = F(l, 0);
     for (int t = 0; t < r->node->nterms; t++) {
+      /* each term's contracted index (sum(m0, ..) + sum(m1, ..) name two) is the row */
       const RecTerm *tm = &r->node->terms[t];
-      if (rs->ndim && tm->read.idx[0].v != r->node->terms[0].read.idx[0].v) {
-        lw_lfail(l, "internal: readout terms contract different index variables");
-        return;
-      }
+      if (rs->ndim) bind(l, tm->read.idx[0].v, fv);
       q = lw_fadd(l, q, lw_fmul(l, F(l, tm->scale), lw_lx(l, tm->coef)));
     }
     st(l, r->q, at(l, tc, pc->n, V(l, fv)), q);
