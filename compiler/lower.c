@@ -39,7 +39,6 @@ static int lower_parallel(Arena *a, const KernelSpec *spec, KernelPlan *plan, ch
   const char *why, *why_dplr;
   KernelSpec sp = *spec;
   sp.chunk = lower_parallel_tokens(spec);
-  sp.segs = 1;
   int rc;
   if (chunk_applies(spec->rm, &why)) {
     rc = lower_chunk(a, &sp, plan, err, errlen);

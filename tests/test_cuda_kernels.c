@@ -35,6 +35,7 @@ int main(void) {
 #include <unistd.h>
 
 #include "backends/c/c_emit.h"
+#include "backends/cuda/cu_driver.h"
 #include "backends/cuda/cuda_loader.h"
 #include "compiler/compile.h"
 #include "compiler/lower.h"
@@ -235,7 +236,7 @@ static void test_file(void *ctx, const char *path, Compilation *comp, const RecM
     }
     /* lowered for a device, the KIR only (not the hand-structured kernels of lower_cuda*.c) */
     c.k.sp.gpu = 1, c.k.sp.no_native = 1;
-    c.k.sp.gpu_arch = 90, c.k.sp.gpu_smem_optin = 232448;
+    c.k.sp.gpu_arch = MIXC_CU_DEFAULT_ARCH, c.k.sp.gpu_smem_optin = MIXC_CU_DEFAULT_SMEM_OPTIN;
     char *cu = NULL;
     if (variant == 0) cpu_plan_refused(comp, &c.k, name);
     if (lower_mixer(&comp->arena, &c.k.sp, &c.k.pl, err, sizeof err)) {
